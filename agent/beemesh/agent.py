@@ -1,0 +1,371 @@
+"""The machine agent: one long-lived process per machine (the trio shell around the cores).
+
+It joins the private mesh (bootstrap with backoff), announces a signed MachineRecord on
+pub/sub and in the Machine DHT, keeps a MachineView of the fleet from verified records, and
+serves the local API. Every inbound message passes `wire.Verifier` inside the gossipsub
+validator, so invalid messages are dropped before they are relayed to anyone else.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import signal
+import time
+from typing import Any
+
+import psutil
+import trio
+from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.records.validator import Validator
+
+from beemesh import __version__, resources, wire
+from beemesh.api.server import ApiServer, Request, Response
+from beemesh.config import AgentConfig
+from beemesh.errors import UserError
+from beemesh.fleet import Fleet
+from beemesh.identity import KeyPair, peer_id, public_key_from_peer_id_bytes
+from beemesh.machines import (
+    MACHINE_RECORD,
+    MACHINE_WITHDRAW,
+    PROTOCOL_VERSION,
+    MachineView,
+    RecordError,
+    entry_from_envelope,
+)
+from beemesh.mesh.host import HostSettings, MeshHost
+from beemesh.metrics import Metrics
+
+log = logging.getLogger("beemesh.agent")
+
+TOPIC_TASKS = "scheduler-tasks"
+TOPIC_PROPOSALS = "scheduler-proposals"
+TOPIC_EVENTS = "scheduler-events"
+MACHINE_DHT_PREFIX = "/beemesh/machine"
+MACHINE_NS = "machine"
+MAX_DIALED_PEERS = 16
+SHUTDOWN_GRACE_S = 4.0
+
+# Which kinds each topic carries; anything else on a topic is dropped as unknown_kind.
+TOPIC_KINDS: dict[str, dict[str, wire.Kind]] = {
+    TOPIC_TASKS: {},
+    TOPIC_PROPOSALS: {},
+    TOPIC_EVENTS: {k.name: k for k in (MACHINE_RECORD, MACHINE_WITHDRAW)},
+}
+
+
+def machine_arch() -> str:
+    """Normalised CPU architecture name (what manifests and records use)."""
+    arch = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
+
+
+def dialable(addrs: list[str]) -> list[str]:
+    """Replace wildcard listen addresses by this machine's interface addresses."""
+    out: list[str] = []
+    for addr in addrs:
+        if "/ip4/0.0.0.0/" not in addr:
+            out.append(addr)
+            continue
+        for nics in psutil.net_if_addrs().values():
+            for nic in nics:
+                if nic.family.name == "AF_INET":
+                    out.append(addr.replace("/ip4/0.0.0.0/", f"/ip4/{nic.address}/"))
+    return out[:16]
+
+
+def machine_dht_key(pid: str) -> str:
+    """DHT key of a machine's record.
+
+    py-libp2p 0.8.1 servers refuse FIND_NODE keys longer than 50 bytes that are not
+    multihashes, so the key carries the last 40 characters of the Peer ID (~234 bits).
+    """
+    return f"/{MACHINE_NS}/{pid[-40:]}"
+
+
+class MachineRecordValidator(Validator):
+    """Machine DHT values: a signed, unexpired MachineRecord stored under its own peer id."""
+
+    def __init__(self, verifier: wire.Verifier) -> None:
+        self.verifier = verifier
+
+    def validate(self, key: str, value: bytes) -> None:
+        try:
+            env = self.verifier.authenticate(value)
+            entry = entry_from_envelope(env, time.time())
+        except (wire.Rejected, RecordError) as e:
+            raise ValueError(f"invalid machine record: {e}") from None
+        if key != machine_dht_key(entry.peer_id) or entry.expires_at <= time.time():
+            raise ValueError("machine record stored under another key, or expired")
+
+    def select(self, key: str, values: list[bytes]) -> int:
+        def ts(v: bytes) -> int:
+            try:
+                return wire.decode(v).ts_ms
+            except wire.Rejected:
+                return -1
+
+        return max(range(len(values)), key=lambda i: ts(values[i]))
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig, key: KeyPair, fleet: Fleet) -> None:
+        self.cfg = cfg
+        self.key = key
+        self.fleet = fleet
+        self.peer_id = key.peer_id
+        self.started = time.monotonic()
+        self.joined_after_s: float | None = None
+        self.view = MachineView()
+        self.metrics = Metrics()
+        self.metrics.describe("messages_dropped", "inbound messages dropped, by reason")
+        self.metrics.describe("messages_accepted", "inbound messages accepted, by kind", "kind")
+        self.metrics.describe("bootstrap_attempts", "dials to bootstrap peers", "result")
+        self.metrics.describe("dht_records_fetched", "machine records read from the DHT")
+        replay = wire.ReplayGuard()
+        trusted = lambda: fleet.trusted_operators  # noqa: E731
+        self.verifiers = {
+            topic: wire.Verifier(kinds, trusted, replay=replay)
+            for topic, kinds in TOPIC_KINDS.items()
+        }
+        self._logged_drops: set[tuple[str, str]] = set()
+        self.mesh = MeshHost(
+            HostSettings(
+                key=key,
+                psk_hex=fleet.psk_hex,
+                listen=cfg.listen,
+                dht_prefix=MACHINE_DHT_PREFIX,
+                dht_validators={MACHINE_NS: MachineRecordValidator(self.verifiers[TOPIC_EVENTS])},
+                heartbeat_s=cfg.gossip_heartbeat_s,
+            )
+        )
+        self.api = ApiServer(cfg.api_socket)
+        self.api.route("GET", "/v1/nodes", self._api_nodes)
+        self.api.route("GET", "/v1/status", self._api_status)
+        self.api.route("GET", "/v1/metrics", self._api_metrics_json)
+        self.api.route("GET", "/metrics", self._api_metrics_text)
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with self.mesh.running(), trio.open_nursery() as nursery:
+            for topic in TOPIC_KINDS:
+                sub = await self.mesh.subscribe(topic, self._validator(topic))
+                nursery.start_soon(self._consume, topic, sub)
+            await nursery.start(self.api.serve)
+            log.info("agent %s listening on %s", self.peer_id, ", ".join(self.mesh.addrs()))
+            print(f"beemesh agent {self.peer_id} ready; API at {self.cfg.api_socket}", flush=True)
+            for addr in self.cfg.bootstrap:
+                nursery.start_soon(self._bootstrap, addr)
+            nursery.start_soon(self._announce_loop)
+            nursery.start_soon(self._maintain_loop)
+            await self._wait_for_signal()
+            await self._withdraw()
+            nursery.cancel_scope.cancel()
+
+    async def _wait_for_signal(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("received %s, shutting down", signal.Signals(signum).name)
+                return
+
+    async def _withdraw(self) -> None:
+        """Tell peers we are leaving so they drop us now rather than at TTL."""
+        with trio.move_on_after(1.5):
+            body = {"peer_id": self.peer_id}
+            await self.mesh.publish(TOPIC_EVENTS, wire.seal(self.key, MACHINE_WITHDRAW.name,
+                                                            body, time.time()))
+            await trio.sleep(0.3)  # let the publish leave the socket
+
+    # ---- joining and announcing --------------------------------------------------------
+
+    async def _bootstrap(self, addr: str) -> None:
+        """Keep one bootstrap peer connected, retrying with exponential backoff while down."""
+        if addr.endswith(f"/p2p/{self.peer_id}"):
+            return
+        delay = 0.5
+        while True:
+            try:
+                target = ID.from_base58(addr.rsplit("/p2p/", 1)[1])
+            except (IndexError, ValueError):
+                log.error("bootstrap address %s has no /p2p/<peer id>; ignoring it", addr)
+                return
+            if target in self.mesh.connected():
+                delay = 0.5
+                await trio.sleep(2)
+                continue
+            try:
+                with trio.fail_after(10):
+                    await self.mesh.connect(addr)
+                self.metrics.inc("bootstrap_attempts", "ok")
+                log.info("connected to bootstrap peer %s", addr)
+                delay = 0.5
+            except Exception as e:  # libp2p raises many types for an unreachable peer
+                self.metrics.inc("bootstrap_attempts", "failed")
+                log.info("bootstrap %s unreachable (%s); retry in %.1f s", addr, e, delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, self.cfg.bootstrap_backoff_max_s)
+
+    def _record(self) -> dict[str, Any]:
+        cap = resources.probe_capacity()
+        return {
+            "peer_id": self.peer_id,
+            "addrs": dialable(self.mesh.addrs()),
+            "arch": machine_arch(),
+            "labels": dict(self.cfg.labels),
+            "capacity": {
+                "cpu_milli": cap.cpu_milli,
+                "memory_bytes": cap.memory_bytes,
+                "memory_available_bytes": cap.memory_available_bytes,
+                "cgroup": cap.cgroup,
+            },
+            "protocol": PROTOCOL_VERSION,
+            "ttl_s": self.cfg.record_ttl_s,
+        }
+
+    async def _announce_loop(self) -> None:
+        while True:
+            now = time.time()
+            data = wire.seal(self.key, MACHINE_RECORD.name, self._record(), now)
+            self.view.apply(entry_from_envelope(wire.decode(data), now), now)
+            await self.mesh.publish(TOPIC_EVENTS, data)
+            try:
+                with trio.move_on_after(self.cfg.record_refresh_s):
+                    await self.mesh.put(machine_dht_key(self.peer_id), data)
+            except Exception as e:  # a DHT with no peers yet is normal at start-up
+                log.debug("machine record not stored in the DHT yet: %s", e)
+            await trio.sleep(max(0.0, self.cfg.record_refresh_s - (time.time() - now)))
+
+    async def _maintain_loop(self) -> None:
+        """Keep the routing table fed, learn records of new peers, dial machines we know of."""
+        while True:
+            now = time.time()
+            self.view.expire(now)
+            connected = set(self.mesh.connected())
+            for pid in connected:
+                await self.mesh.dht.add_peer(pid)
+                if self.view.get(pid.to_base58()) is None:
+                    await self._fetch_record(pid.to_base58())
+            dialed = len(connected)
+            for entry in self.view.entries(now):
+                if dialed >= MAX_DIALED_PEERS:
+                    break
+                if entry.peer_id == self.peer_id or ID.from_base58(entry.peer_id) in connected:
+                    continue
+                dialed += 1
+                await self._dial_known(entry.body["addrs"], entry.peer_id)
+            if self.joined_after_s is None and len(self.view.entries(now)) > 1:
+                self.joined_after_s = time.monotonic() - self.started
+                log.info("joined the mesh after %.2f s", self.joined_after_s)
+            await trio.sleep(1)
+
+    async def _fetch_record(self, pid: str) -> None:
+        data = await self.mesh.get(machine_dht_key(pid))
+        if data is None:
+            return
+        self.metrics.inc("dht_records_fetched")
+        try:
+            env = self.verifiers[TOPIC_EVENTS].authenticate(data)
+            self.view.apply(entry_from_envelope(env, time.time()), time.time())
+        except (wire.Rejected, RecordError) as e:
+            self._count_drop("dht", pid, getattr(e, "reason", "schema"), str(e))
+
+    async def _dial_known(self, addrs: list[str], pid: str) -> None:
+        for addr in addrs:
+            full = addr if "/p2p/" in addr else f"{addr}/p2p/{pid}"
+            try:
+                with trio.move_on_after(3):
+                    await self.mesh.connect(full)
+                    return
+            except Exception as e:  # unreachable address: try the next one
+                log.debug("could not dial %s: %s", full, e)
+
+    # ---- inbound messages ----------------------------------------------------------------
+
+    def _validator(self, topic: str) -> Any:
+        verifier = self.verifiers[topic]
+
+        def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
+            try:
+                env = verifier.check(msg.data, time.time(), public_key_from_peer_id_bytes(
+                    msg.from_id))
+            except wire.Rejected as e:
+                self._count_drop(topic, ID(msg.from_id).to_base58(), e.reason, e.detail)
+                return False
+            self.metrics.inc("messages_accepted", env.kind)
+            return True
+
+        return validate
+
+    def _count_drop(self, topic: str, origin: str, reason: str, detail: str) -> None:
+        self.metrics.inc("messages_dropped", reason)
+        if (origin, reason) not in self._logged_drops and len(self._logged_drops) < 10_000:
+            self._logged_drops.add((origin, reason))
+            log.warning("dropped message on %s from %s: %s (logged once per peer and reason)",
+                        topic, origin, detail)
+
+    async def _consume(self, topic: str, sub: Any) -> None:
+        while True:
+            msg = await sub.get()
+            env = wire.decode(msg.data)  # already verified by the topic validator
+            try:
+                self._handle(env)
+            except RecordError as e:
+                self._count_drop(topic, peer_id(env.sender), "schema", str(e))
+
+    def _handle(self, env: wire.Envelope) -> None:
+        now = time.time()
+        if env.kind == MACHINE_RECORD.name:
+            self.view.apply(entry_from_envelope(env, now), now)
+        elif env.kind == MACHINE_WITHDRAW.name:
+            if env.body["peer_id"] != peer_id(env.sender):
+                raise RecordError("withdrawal for a machine other than the signer")
+            self.view.withdraw(env.body["peer_id"], env.ts_ms / 1000, now)
+
+    # ---- API -------------------------------------------------------------------------------
+
+    async def _api_nodes(self, _req: Request) -> Response:
+        now = time.time()
+        return Response(200, [e.to_dict(now, self.peer_id) for e in self.view.entries(now)])
+
+    async def _api_status(self, _req: Request) -> Response:
+        proc = psutil.Process()
+        cpu = proc.cpu_times()
+        return Response(200, {
+            "peer_id": self.peer_id,
+            "version": __version__,
+            "arch": machine_arch(),
+            "addrs": self.mesh.addrs(),
+            "connected_peers": [p.to_base58() for p in self.mesh.connected()],
+            "known_machines": len(self.view.entries(time.time())),
+            "joined": self.joined_after_s is not None,
+            "joined_after_s": self.joined_after_s,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "rss_bytes": proc.memory_info().rss,
+            "cpu_seconds": cpu.user + cpu.system,
+        })
+
+    async def _api_metrics_json(self, _req: Request) -> Response:
+        return Response(200, self.metrics.as_dict())
+
+    async def _api_metrics_text(self, _req: Request) -> Response:
+        return Response(200, self.metrics.prometheus(), "text/plain; version=0.0.4")
+
+
+def run_agent(cfg: AgentConfig, key: KeyPair, fleet: Fleet) -> None:
+    """Blocking entry point for `beemesh agent`."""
+    try:
+        trio.run(Agent(cfg, key, fleet).run)
+    except BaseExceptionGroup as group:  # trio wraps errors raised inside nurseries
+        user_errors = group.subgroup(UserError)
+        if user_errors is None:
+            raise
+        raise first_leaf(user_errors) from None
+
+
+def first_leaf(group: BaseExceptionGroup) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc

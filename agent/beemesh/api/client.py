@@ -1,0 +1,60 @@
+"""Blocking client for the local API, used by the CLI (stdlib only, so the CLI starts fast)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from beemesh.config import DEFAULT_STATE_DIR
+from beemesh.errors import UserError
+
+DEFAULT_API = DEFAULT_STATE_DIR / "api.sock"
+
+
+def api_path(flag: str | None) -> Path:
+    """--api, else $BEEMESH_API, else the default agent's socket."""
+    return Path(flag or os.environ.get("BEEMESH_API") or DEFAULT_API)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(str(self.unix_path))
+        self.sock = sock
+
+
+def call(path: Path, method: str, target: str, body: Any = None, timeout: float = 30) -> Any:
+    """One API call; UserError with the fix when no agent answers or the agent refuses."""
+    conn = _UnixConnection(path, timeout)
+    payload = None if body is None else json.dumps(body).encode()
+    try:
+        conn.request(method, target, body=payload,
+                     headers={"content-type": "application/json"} if payload else {})
+        resp = conn.getresponse()
+        raw = resp.read()
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise UserError(
+            f"no agent is running at {path}; start one with `beemesh agent`, or point "
+            "--api / BEEMESH_API at its socket"
+        ) from None
+    except PermissionError:
+        raise UserError(f"permission denied on {path}; run as the agent's user or root") from None
+    except TimeoutError:
+        raise UserError(f"the agent at {path} did not answer within {timeout:.0f} s") from None
+    finally:
+        conn.close()
+    ctype = resp.getheader("content-type", "")
+    data: Any = json.loads(raw) if ctype.startswith("application/json") and raw else raw.decode()
+    if resp.status >= 400:
+        message = data.get("error") if isinstance(data, dict) else data
+        raise UserError(f"agent refused: {message}")
+    return data

@@ -1,0 +1,191 @@
+"""`beemesh <command>`: the one entry point (also `python -m beemesh` and the .pyz).
+
+Heavy imports (libp2p, trio) happen only in the commands that need them, so `beemesh nodes`
+and `beemesh --version` answer quickly even on a Raspberry Pi.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from beemesh import __version__
+from beemesh.errors import UserError
+from beemesh.output import emit, human_bytes
+
+MACHINE_KEY_FIX = "create it with `beemesh init --state-dir {dir}`"
+
+
+def _machine_key_path(state_dir: Path) -> Path:
+    return state_dir / "machine.key"
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from beemesh.identity import KeyPair, load_key, save_key
+
+    path = _machine_key_path(args.state_dir)
+    if path.exists():
+        key = load_key(path, "machine key", MACHINE_KEY_FIX.format(dir=args.state_dir))
+        print(f"machine key {path} already exists; keeping it", file=sys.stderr)
+    else:
+        args.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(args.state_dir, 0o700)
+        key = KeyPair.generate()
+        save_key(path, key)
+    print(key.peer_id)
+    return 0
+
+
+def cmd_id(args: argparse.Namespace) -> int:
+    from beemesh.identity import load_key
+
+    path = _machine_key_path(args.state_dir)
+    print(load_key(path, "machine key", MACHINE_KEY_FIX.format(dir=args.state_dir)).peer_id)
+    return 0
+
+
+def cmd_fleet_init(args: argparse.Namespace) -> int:
+    from beemesh.fleet import init_fleet
+
+    out, operator = init_fleet(args.out, args.operator_name)
+    print(f"fleet material written to {out}")
+    print("  swarm.key        network key (0600): copy to every machine")
+    print("  operators.trust  trusted operator keys: copy to every machine")
+    print("  operator.key     operator signing key (0600): keep it with the operator only")
+    print(f"operator key fingerprint: {operator.public_key.hex()[:16]}")
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from beemesh.config import load_config, parse_labels
+    from beemesh.fleet import Fleet
+    from beemesh.identity import load_key
+
+    cfg = load_config(
+        args.config,
+        {
+            "state_dir": args.state_dir,
+            "fleet": args.fleet,
+            "listen": args.listen,
+            "bootstrap": args.bootstrap,
+            "api": args.api,
+            "labels": parse_labels(args.labels) if args.labels is not None else None,
+        },
+    )
+    key = load_key(cfg.machine_key_path, "machine key",
+                   MACHINE_KEY_FIX.format(dir=cfg.state_dir))
+    fleet = Fleet.load(cfg.fleet_dir)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from beemesh.agent import run_agent  # imports libp2p, which resets its own loggers
+
+    quiet = logging.DEBUG if args.log_level == "debug" else logging.CRITICAL
+    for noisy in ("libp2p", "multiaddr", "async_service"):
+        logging.getLogger(noisy).setLevel(quiet)
+        logging.getLogger(noisy).propagate = True
+
+    run_agent(cfg, key, fleet)
+    return 0
+
+
+NODE_COLUMNS = [
+    ("peer id", lambda r: r["peer_id"] + (" (self)" if r["self"] else "")),
+    ("arch", lambda r: r["arch"]),
+    ("cpu", lambda r: f"{r['cpu']:g}"),
+    ("memory", lambda r: human_bytes(r["memory"])),
+    ("labels", lambda r: ",".join(f"{k}={v}" for k, v in sorted(r["labels"].items())) or "-"),
+    ("age", lambda r: f"{r['age_s']:.0f}s"),
+]
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path, call
+
+    emit(call(api_path(args.api), "GET", "/v1/nodes"), NODE_COLUMNS, args.output,
+         empty="no machines known yet")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path, call
+
+    status = call(api_path(args.api), "GET", "/v1/status")
+    rows = [{"key": k, "value": v} for k, v in status.items()]
+    emit(status if args.output == "json" else rows,
+         [("key", lambda r: r["key"]), ("value", lambda r: r["value"])], args.output)
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path, call
+
+    path = api_path(args.api)
+    if args.output == "json":
+        emit(call(path, "GET", "/v1/metrics"), [], "json")
+    else:
+        sys.stdout.write(call(path, "GET", "/metrics"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="beemesh", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"beemesh {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_api(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--api", help="agent API socket (default: $BEEMESH_API or "
+                        "/var/lib/beemesh/api.sock)")
+        sp.add_argument("-o", "--output", choices=["table", "json"], default="table")
+        return sp
+
+    sp = sub.add_parser("init", help="create this machine's key and print its Peer ID")
+    sp.add_argument("--state-dir", type=Path, required=True)
+    sp.set_defaults(func=cmd_init)
+    sp = sub.add_parser("id", help="print this machine's Peer ID")
+    sp.add_argument("--state-dir", type=Path, required=True)
+    sp.set_defaults(func=cmd_id)
+
+    fleet = sub.add_parser("fleet", help="fleet material (network key, operator keys)")
+    fsub = fleet.add_subparsers(dest="fleet_command", required=True, metavar="COMMAND")
+    sp = fsub.add_parser("init", help="create a network key, an operator key and a trust list")
+    sp.add_argument("--out", type=Path, required=True)
+    sp.add_argument("--operator-name", default="operator")
+    sp.set_defaults(func=cmd_fleet_init)
+
+    sp = sub.add_parser("agent", help="run the machine agent (long-lived)")
+    sp.add_argument("--state-dir", type=Path)
+    sp.add_argument("--config", type=Path, help="TOML config file; flags override it")
+    sp.add_argument("--fleet", type=Path, help="fleet material dir (default: STATE_DIR/fleet)")
+    sp.add_argument("--listen", action="append", help="multiaddr to listen on (repeatable)")
+    sp.add_argument("--bootstrap", action="append", help="peer multiaddr (repeatable)")
+    sp.add_argument("--api", type=Path, help="API socket (default: STATE_DIR/api.sock)")
+    sp.add_argument("--labels", help="k=v,k2=v2")
+    sp.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sp.set_defaults(func=cmd_agent)
+
+    sp = with_api(sub.add_parser("nodes", help="machines this agent knows"))
+    sp.set_defaults(func=cmd_nodes)
+    sp = with_api(sub.add_parser("status", help="this agent's status"))
+    sp.set_defaults(func=cmd_status)
+    sp = with_api(sub.add_parser("metrics", help="agent counters (Prometheus text or JSON)"))
+    sp.set_defaults(func=cmd_metrics)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UserError as e:
+        print(f"beemesh: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `beemesh nodes | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

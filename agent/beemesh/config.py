@@ -1,0 +1,111 @@
+"""Agent settings: defaults, overridden by a TOML config file, overridden by flags.
+
+Every field has a default so a test or a demo needs no file at all; a config file with an
+unknown key or a wrong type is refused with the key's name, not ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from beemesh.errors import UserError
+
+DEFAULT_STATE_DIR = Path("/var/lib/beemesh")
+DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
+
+
+@dataclass
+class AgentConfig:
+    state_dir: Path = DEFAULT_STATE_DIR
+    fleet: Path | None = None  # default: <state_dir>/fleet
+    listen: list[str] = field(default_factory=lambda: [DEFAULT_LISTEN])
+    bootstrap: list[str] = field(default_factory=list)
+    api: Path | None = None  # default: <state_dir>/api.sock
+    labels: dict[str, str] = field(default_factory=dict)
+    record_ttl_s: int = 10
+    record_refresh_s: float = 3.0
+    gossip_heartbeat_s: float = 1.0
+    bootstrap_backoff_max_s: float = 10.0
+
+    @property
+    def fleet_dir(self) -> Path:
+        return self.fleet or self.state_dir / "fleet"
+
+    @property
+    def api_socket(self) -> Path:
+        return self.api or self.state_dir / "api.sock"
+
+    @property
+    def machine_key_path(self) -> Path:
+        return self.state_dir / "machine.key"
+
+    def check(self) -> None:
+        if not 1 <= self.record_ttl_s <= 300:
+            raise UserError("record_ttl_s must be between 1 and 300 seconds")
+        if not 0 < self.record_refresh_s < self.record_ttl_s:
+            raise UserError("record_refresh_s must be positive and shorter than record_ttl_s")
+
+
+_PATHS = {"state_dir", "fleet", "api"}
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """`k=v,k2=v2` -> dict; a clear error for anything else."""
+    labels: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"label {part!r} is not key=value (example: --labels zone=a,ssd=yes)")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def load_config(path: Path | None, overrides: dict[str, Any]) -> AgentConfig:
+    """Defaults <- config file <- overrides (flags; None means 'not given')."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"config file {path} not found; fix --config") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"cannot read config file {path} ({e})") from None
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"config file {path} is not valid TOML: {e}") from None
+    values.update({k: v for k, v in overrides.items() if v not in (None, [], {})})
+    known = {f.name: f for f in dataclasses.fields(AgentConfig)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise UserError(f"unknown config key {key!r}; known keys: {', '.join(sorted(known))}")
+        kwargs[key] = _coerce(key, value)
+    cfg = AgentConfig(**kwargs)
+    cfg.check()
+    return cfg
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Type-check one config value, converting paths."""
+    default = AgentConfig()
+    expected = getattr(default, key)
+    if key in _PATHS:
+        if not isinstance(value, str | Path):
+            raise UserError(f"config key {key!r} must be a path string")
+        return Path(value)
+    if isinstance(expected, list):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UserError(f"config key {key!r} must be a list of strings")
+        return list(value)
+    if isinstance(expected, dict):
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise UserError(f"config key {key!r} must be a table of strings")
+        return {str(k): v for k, v in value.items()}
+    if isinstance(expected, int | float) and (
+        not isinstance(value, int | float) or isinstance(value, bool)
+    ):
+        raise UserError(f"config key {key!r} must be a number")
+    return type(expected)(value)

@@ -1,0 +1,130 @@
+"""Fleet material: the pre-shared network key, the operator key and the operator trust list.
+
+Layout of a fleet directory (see docs/formats.md):
+  swarm.key          libp2p private-network key, `/key/swarm/psk/1.0.0/` text format, 0600
+  operator.key       operator signing key (`ed25519:<hex seed>`), 0600; only on operator hosts
+  operators.trust    trusted operator public keys, one `ed25519:<hex> [name]` per line
+Machines need `swarm.key` and `operators.trust`; `operator.key` stays with the operator.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from beemesh.errors import UserError
+from beemesh.identity import (
+    KEY_PREFIX,
+    KeyPair,
+    load_key,
+    read_private_file,
+    save_key,
+    write_private_file,
+)
+
+SWARM_KEY = "swarm.key"
+OPERATOR_KEY = "operator.key"
+TRUST_LIST = "operators.trust"
+_SWARM_HEADER = ("/key/swarm/psk/1.0.0/", "/base16/")
+
+
+def format_swarm_key(psk: bytes) -> str:
+    return "\n".join([*_SWARM_HEADER, psk.hex()]) + "\n"
+
+
+def parse_swarm_key(text: str, path: Path) -> str:
+    """Return the 64-hex-digit PSK py-libp2p expects, from the common swarm.key format."""
+    lines = [ln.strip() for ln in text.strip().splitlines()]
+    if len(lines) != 3 or tuple(lines[:2]) != _SWARM_HEADER:
+        raise UserError(
+            f"network key {path} is malformed (expected the lines '/key/swarm/psk/1.0.0/', "
+            "'/base16/' and 64 hex digits); copy it again from the fleet material"
+        )
+    try:
+        key = bytes.fromhex(lines[2])
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise UserError(
+            f"network key {path} must hold 64 hex digits (32 bytes); "
+            "copy it again from the fleet material"
+        )
+    return key.hex()
+
+
+def format_trust_entry(public_key: bytes, name: str) -> str:
+    return f"{KEY_PREFIX}{public_key.hex()} {name}\n"
+
+
+def parse_trust_list(text: str, path: Path) -> dict[bytes, str]:
+    """Trusted operator keys -> names. Blank lines and `#` comments are ignored."""
+    trusted: dict[bytes, str] = {}
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key_text, _, name = line.partition(" ")
+        try:
+            key = bytes.fromhex(key_text.removeprefix(KEY_PREFIX))
+        except ValueError:
+            key = b""
+        if not key_text.startswith(KEY_PREFIX) or len(key) != 32:
+            raise UserError(
+                f"operator trust list {path} line {n} is malformed (expected "
+                "'ed25519:<64 hex digits> [name]'); fix or remove that line"
+            )
+        trusted[key] = name.strip() or f"operator-{n}"
+    return trusted
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """What an agent needs from the fleet material."""
+
+    directory: Path
+    psk_hex: str
+    trusted_operators: dict[bytes, str]
+
+    @classmethod
+    def load(cls, directory: Path) -> Fleet:
+        fix = f"create fleet material with `beemesh fleet init --out {directory}` or pass --fleet"
+        if not directory.is_dir():
+            raise UserError(f"fleet directory {directory} not found; {fix}")
+        swarm_path = directory / SWARM_KEY
+        psk = parse_swarm_key(read_private_file(swarm_path, "network key", fix), swarm_path)
+        trust_path = directory / TRUST_LIST
+        try:
+            trust_text = trust_path.read_text()
+        except FileNotFoundError:
+            raise UserError(f"operator trust list {trust_path} not found; {fix}") from None
+        except (PermissionError, UnicodeDecodeError) as e:
+            raise UserError(f"cannot read operator trust list {trust_path} ({e})") from None
+        return cls(directory, psk, parse_trust_list(trust_text, trust_path))
+
+    def operator_key(self) -> KeyPair:
+        """The operator signing key, for operator commands (apply, delete, bundle)."""
+        return load_key(
+            self.directory / OPERATOR_KEY,
+            "operator key",
+            "operator commands must run where the fleet's operator.key is (see --fleet)",
+        )
+
+
+def init_fleet(out: Path, operator_name: str = "operator") -> tuple[Path, KeyPair]:
+    """Create new fleet material in `out`; refuses to overwrite existing files."""
+    for name in (SWARM_KEY, OPERATOR_KEY, TRUST_LIST):
+        if (out / name).exists():
+            raise UserError(
+                f"{out / name} already exists; refusing to overwrite fleet material "
+                "(choose another --out)"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    write_private_file(out / SWARM_KEY, format_swarm_key(secrets.token_bytes(32)))
+    operator = KeyPair.generate()
+    save_key(out / OPERATOR_KEY, operator)
+    (out / TRUST_LIST).write_text(
+        "# Beemesh operator trust list: operator keys allowed to submit and delete workloads\n"
+        + format_trust_entry(operator.public_key, operator_name)
+    )
+    return out, operator

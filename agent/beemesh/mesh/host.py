@@ -1,0 +1,132 @@
+"""One hardened py-libp2p host: TCP + Noise only, private network key, gossipsub, Kademlia.
+
+py-libp2p's defaults are unsafe for us (plaintext/secio/TLS accepted, 120 s gossip heartbeat,
+10 msg/s spam cap, eclipse protection that starves a mesh on one IP), so every one of them is
+set here, once, for both planes. The host's identity is the caller's Ed25519 key: the Peer ID
+on the wire is the key that signs our envelopes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost, ISubscriptionAPI
+from libp2p.crypto.ed25519 import create_new_key_pair as libp2p_ed25519_key_pair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.records.validator import NamespacedValidator, Validator
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.tools.anyio_service import background_trio_service
+
+from beemesh.identity import KeyPair
+
+log = logging.getLogger(__name__)
+
+# Messages relayed per peer per topic per second before gossipsub calls it spam. Bids,
+# announcements and relayed traffic of a whole site pass through one peer, so 10 is far too low.
+SPAM_LIMIT_PER_S = 500.0
+MAX_RPC_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    key: KeyPair
+    psk_hex: str
+    listen: list[str]
+    dht_prefix: str
+    dht_validators: Mapping[str, Validator]
+    heartbeat_s: float = 1.0
+
+
+class MeshHost:
+    """A running libp2p host with one Pubsub (gossipsub) and one Kademlia DHT."""
+
+    def __init__(self, settings: HostSettings) -> None:
+        self.settings = settings
+        kp = libp2p_ed25519_key_pair(settings.key.seed)
+        noise = NoiseTransport(kp, noise_privkey=create_x25519_key_pair().private_key)
+        self.host: IHost = new_host(
+            key_pair=kp,
+            sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
+            psk=settings.psk_hex,
+            listen_addrs=[multiaddr.Multiaddr(a) for a in settings.listen],
+        )
+        self.gossipsub = GossipSub(
+            protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
+            degree=6,
+            degree_low=4,
+            degree_high=12,
+            heartbeat_initial_delay=0.1,
+            heartbeat_interval=settings.heartbeat_s,  # type: ignore[arg-type]
+            max_messages_per_topic_per_second=SPAM_LIMIT_PER_S,
+            eclipse_protection_enabled=False,  # a site's machines often share one IP or LAN
+        )
+        self.pubsub = Pubsub(self.host, self.gossipsub, max_inbound_rpc_size=MAX_RPC_BYTES)
+        self.dht = KadDHT(
+            self.host,
+            DHTMode.SERVER,
+            validator=NamespacedValidator(dict(settings.dht_validators), strict_validation=True),
+            validator_changed=True,
+            protocol_prefix=TProtocol(settings.dht_prefix),
+            enable_providers=False,
+            strict_validation=True,
+        )
+
+    @property
+    def peer_id(self) -> ID:
+        return self.host.get_id()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[MeshHost]:
+        listen = [multiaddr.Multiaddr(a) for a in self.settings.listen]
+        async with (
+            self.host.run(listen_addrs=listen),
+            background_trio_service(self.pubsub),
+            background_trio_service(self.gossipsub),
+            background_trio_service(self.dht),
+        ):
+            await self.pubsub.wait_until_ready()
+            yield self
+
+    def addrs(self) -> list[str]:
+        """Our dialable addresses, each ending in /p2p/<peer id>."""
+        return [str(a) for a in self.host.get_addrs()]
+
+    def connected(self) -> list[ID]:
+        return list(self.host.get_connected_peers())
+
+    async def connect(self, maddr: str) -> ID:
+        info = info_from_p2p_addr(multiaddr.Multiaddr(maddr))
+        await self.host.connect(info)
+        await self.dht.add_peer(info.peer_id)
+        return info.peer_id
+
+    async def subscribe(
+        self, topic: str, validator: Callable[[ID, rpc_pb2.Message], bool]
+    ) -> ISubscriptionAPI:
+        self.pubsub.set_topic_validator(topic, validator, False)
+        return await self.pubsub.subscribe(topic)
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        await self.pubsub.publish(topic, data)
+
+    async def put(self, key: str, value: bytes) -> None:
+        await self.dht.put_value(key, value)
+
+    async def get(self, key: str) -> bytes | None:
+        with trio.move_on_after(5):
+            return await self.dht.get_value(key)
+        return None
