@@ -104,8 +104,8 @@ def _coerce(key: str, value: Any) -> Any:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise UserError(f"config key {key!r} must be a table of strings")
         return {str(k): v for k, v in value.items()}
-    if isinstance(expected, int | float) and (
-        not isinstance(value, int | float) or isinstance(value, bool)
-    ):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise UserError(f"config key {key!r} must be a number")
+    if isinstance(expected, int) and not isinstance(value, int):
+        raise UserError(f"config key {key!r} must be a whole number, not {value!r}")
     return type(expected)(value)

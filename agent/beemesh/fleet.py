@@ -98,8 +98,11 @@ class Fleet:
             trust_text = trust_path.read_text()
         except FileNotFoundError:
             raise UserError(f"operator trust list {trust_path} not found; {fix}") from None
-        except (PermissionError, UnicodeDecodeError) as e:
-            raise UserError(f"cannot read operator trust list {trust_path} ({e})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(
+                f"cannot read operator trust list {trust_path} ({type(e).__name__}); "
+                f"it must be a readable text file: {fix}"
+            ) from None
         return cls(directory, psk, parse_trust_list(trust_text, trust_path))
 
     def operator_key(self) -> KeyPair:

@@ -150,6 +150,6 @@ def load_key(path: Path, what: str, fix_missing: str) -> KeyPair:
 def public_key_from_peer_id_bytes(raw: bytes) -> bytes | None:
     """The Ed25519 key inside a binary Peer ID, or None for other key types."""
     prefix = bytes([0x00, 36]) + _PB_ED25519_PREFIX
-    if len(raw) == 40 and raw.startswith(prefix):
+    if len(raw) == len(prefix) + 32 and raw.startswith(prefix):
         return raw[len(prefix):]
     return None

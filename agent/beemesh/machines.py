@@ -16,6 +16,9 @@ from beemesh.identity import peer_id
 
 PROTOCOL_VERSION = 1
 MAX_RECORD_TTL_S = 300
+# How long a withdrawal shadows older records: the longest a record can live, plus the clock
+# skew by which its timestamp may lie in the future.
+TOMBSTONE_S = MAX_RECORD_TTL_S + wire.MAX_CLOCK_SKEW_S
 
 MACHINE_RECORD = wire.Kind(
     "MachineRecord",
@@ -35,9 +38,11 @@ MACHINE_RECORD = wire.Kind(
         },
         optional={"cordoned": bool},
     ),
+    names_signer="peer_id",
 )
 MACHINE_WITHDRAW = wire.Kind(
-    "MachineWithdraw", wire.MACHINE, schema.Struct(required={"peer_id": str})
+    "MachineWithdraw", wire.MACHINE, schema.Struct(required={"peer_id": str}),
+    names_signer="peer_id",
 )
 
 
@@ -108,7 +113,7 @@ class MachineView:
 
     def withdraw(self, peer: str, ts: float, now: float) -> bool:
         """Drop `peer` and ignore its records made up to `ts`."""
-        self._withdrawn[peer] = (ts, now + MAX_RECORD_TTL_S)
+        self._withdrawn[peer] = (ts, max(now, ts) + TOMBSTONE_S)
         return self._entries.pop(peer, None) is not None
 
     def expire(self, now: float) -> list[str]:
