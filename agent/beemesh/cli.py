@@ -84,9 +84,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
     )
     from beemesh.agent import run_agent  # imports libp2p, which resets its own loggers
 
-    quiet = logging.DEBUG if args.log_level == "debug" else logging.CRITICAL
+    if args.log_level != "debug":
+        # py-libp2p logs expected events (dead peers, refused dials) at INFO..ERROR.
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(lambda r: r.name.startswith("beemesh") or r.levelno >= 50)
     for noisy in ("libp2p", "multiaddr", "async_service"):
-        logging.getLogger(noisy).setLevel(quiet)
         logging.getLogger(noisy).propagate = True
 
     run_agent(cfg, key, fleet)
@@ -132,6 +134,12 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from beemesh.demo import run_demo
+
+    return run_demo(args.machines, args.dir)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="beemesh", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"beemesh {__version__}")
@@ -174,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_status)
     sp = with_api(sub.add_parser("metrics", help="agent counters (Prometheus text or JSON)"))
     sp.set_defaults(func=cmd_metrics)
+    sp = sub.add_parser("demo", help="run a local mesh on loopback (the quick start)")
+    sp.add_argument("--machines", type=int, default=3)
+    sp.add_argument("--dir", type=Path, help="where to keep state (default: a new temp dir)")
+    sp.set_defaults(func=cmd_demo)
     return p
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import cbor2
 
 from beemesh import schema
-from beemesh.identity import KeyPair, verify
+from beemesh.identity import KeyPair, peer_id, verify
 
 VERSION = 1
 MAX_ENVELOPE_BYTES = 256 * 1024
@@ -61,6 +61,8 @@ class Kind:
     name: str
     signer: str
     body: schema.Struct
+    # Body field that must hold the signer's own Peer ID (a machine may only speak for itself).
+    names_signer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,8 @@ class Verifier:
                 raise Rejected("untrusted", f"{env.kind} signed by a key not in the trust list")
         elif origin is not None and origin != env.sender:
             raise Rejected("untrusted", f"{env.kind} relayed under another machine's name")
+        if kind.names_signer and env.body[kind.names_signer] != peer_id(env.sender):
+            raise Rejected("untrusted", f"{env.kind} speaks for a peer other than its signer")
         return env
 
     def check(self, data: bytes, now: float, origin: bytes | None = None) -> Envelope:

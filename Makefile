@@ -1,0 +1,43 @@
+# Beemesh developer entry points. `make run` and `make test` each do all set-up themselves.
+PYTHON ?= /usr/bin/python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+JOBS ?= 2
+
+.PHONY: install deps run test test-unit test-mesh lint bench clean
+
+install: $(STAMP)
+
+deps:
+	bash packaging/system-deps.sh
+
+$(STAMP): pyproject.toml packaging/system-deps.sh
+	bash packaging/system-deps.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(PY) -m beemesh demo
+
+test: install
+	$(PY) -m pytest -n $(JOBS) --dist loadfile -q
+
+test-unit: install
+	$(PY) -m pytest -q tests/unit
+
+test-mesh: install
+	$(PY) -m pytest -q tests/mesh
+
+lint: install
+	$(VENV)/bin/ruff check agent tests packaging
+
+bench: install
+	$(PY) tests/bench/run.py --out bench-results.json
+
+clean:
+	rm -rf $(VENV) dist build .cache .pytest_cache
+
+-include packaging/pyz.mk

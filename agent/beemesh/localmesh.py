@@ -1,0 +1,153 @@
+"""Several agents on one machine, each its own process, state dir, port and API socket.
+
+Used by `beemesh demo` (the quick start), by the multi-process tests and by the benchmarks,
+so all three exercise the same real processes an operator would run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+BEEMESH = [sys.executable, "-m", "beemesh"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def beemesh(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run the real CLI in a child process."""
+    proc = subprocess.run([*BEEMESH, *args], capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"beemesh {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.3) -> T:
+    """Poll until `predicate()` is truthy; TimeoutError naming `what` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except (AssertionError, RuntimeError, ValueError) as e:
+            last = e
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+
+
+@dataclass
+class AgentProc:
+    name: str
+    state_dir: Path
+    api: Path
+    port: int
+    peer_id: str
+    proc: subprocess.Popen
+    log: Path
+
+    @property
+    def addr(self) -> str:
+        return f"/ip4/127.0.0.1/tcp/{self.port}/p2p/{self.peer_id}"
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return beemesh(*args, "--api", str(self.api), check=check)
+
+    def get_json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "-o", "json").stdout)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self.get_json("nodes")
+
+    def node_ids(self) -> set[str]:
+        return {n["peer_id"] for n in self.nodes()}
+
+    def status(self) -> dict[str, Any]:
+        return self.get_json("status")
+
+    def metrics(self) -> dict[str, Any]:
+        return self.get_json("metrics")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@dataclass
+class LocalMesh:
+    """Agents sharing one fleet directory under `root`."""
+
+    root: Path
+    fleet: Path
+    agents: dict[str, AgentProc] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, root: Path) -> LocalMesh:
+        fleet = root / "fleet"
+        if not (fleet / "swarm.key").exists():
+            beemesh("fleet", "init", "--out", str(fleet))
+        return cls(root, fleet)
+
+    def start(self, name: str, *, bootstrap: list[str] | None = None, fleet: Path | None = None,
+              extra: list[str] | None = None, env: dict[str, str] | None = None,
+              wait: bool = True) -> AgentProc:
+        state = self.root / name
+        peer = beemesh("init", "--state-dir", str(state)).stdout.strip()
+        previous = self.agents.get(name)
+        port = previous.port if previous else free_port()
+        api = self.root / f"{name}.sock"
+        log = self.root / f"{name}.log"
+        args = [*BEEMESH, "agent", "--state-dir", str(state), "--fleet", str(fleet or self.fleet),
+                "--listen", f"/ip4/127.0.0.1/tcp/{port}", "--api", str(api)]
+        for b in bootstrap or []:
+            args += ["--bootstrap", b]
+        args += extra or []
+        with log.open("a") as out:
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True, env={**os.environ, **(env or {})})
+        agent = AgentProc(name, state, api, port, peer, proc, log)
+        self.agents[name] = agent
+        if wait:
+            wait_for(lambda: api.exists() or not agent.alive(), 60, f"{name}'s API socket")
+            if not agent.alive():
+                raise RuntimeError(f"agent {name} exited:\n{agent.log_text()}")
+        return agent
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 10) -> float:
+        """Signal an agent and wait for it; returns how long it took to exit."""
+        agent = self.agents[name]
+        t0 = time.monotonic()
+        if agent.alive():
+            agent.proc.send_signal(sig)
+            agent.proc.wait(timeout)
+        return time.monotonic() - t0
+
+    def close(self) -> None:
+        """SIGTERM everyone (clean shutdown), SIGKILL whoever is still there after 8 s."""
+        live = [a for a in self.agents.values() if a.alive()]
+        for a in live:
+            a.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 8
+        for a in live:
+            try:
+                a.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(a.proc.pid, signal.SIGKILL)
+                a.proc.wait(10)

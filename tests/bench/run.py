@@ -1,0 +1,121 @@
+"""`make bench`: measure the agent on real processes; print a table and write JSON.
+
+Machines here are noisy, so every timing is a median over repeats (or over agents) and the
+memory figures are broken down by what is imported, to show where the memory goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from beemesh.localmesh import LocalMesh, wait_for
+
+IMPORT_STEPS = {
+    "python": "pass",
+    "+ trio, cbor2, nacl, psutil": "import trio, cbor2, nacl.signing, psutil",
+    "+ libp2p": "import trio, cbor2, nacl.signing, psutil, libp2p",
+    "+ beemesh.agent": "import beemesh.agent",
+}
+
+
+def rss_of_import(code: str) -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport psutil; print(psutil.Process().memory_info().rss)"],
+        capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1])
+
+
+def bench_agents(n: int, idle_s: float) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="beemesh-bench-"))
+    mesh = LocalMesh.create(root)
+    try:
+        t0 = time.monotonic()
+        seed = mesh.start("m1")
+        starts = {"m1": t0}
+        for i in range(2, n + 1):
+            starts[f"m{i}"] = time.monotonic()
+            mesh.start(f"m{i}", bootstrap=[seed.addr], wait=False)
+        joined: dict[str, float] = {}
+        in_process: dict[str, float] = {}
+        expected = n
+
+        def all_joined() -> bool:
+            for name, a in mesh.agents.items():
+                if name in joined or not a.api.exists():
+                    continue
+                st = a.status()
+                if st["joined"] and st["known_machines"] == expected:
+                    joined[name] = time.monotonic() - starts[name]
+                    in_process[name] = st["joined_after_s"]
+            return len(joined) == n
+
+        wait_for(all_joined, 60, "every agent to join", interval=0.1)
+        probe = mesh.agents["m2"]
+        time.sleep(5)  # let start-up work settle before measuring idle cost
+        s0 = probe.status()
+        time.sleep(idle_s)
+        s1 = probe.status()
+        cpu_per_min = (s1["cpu_seconds"] - s0["cpu_seconds"]) * 60 / (s1["uptime_s"] -
+                                                                      s0["uptime_s"])
+        rss = [a.status()["rss_bytes"] for a in mesh.agents.values()]
+        return {
+            "agents": n,
+            "start_to_joined_s_median": statistics.median(joined.values()),
+            "start_to_joined_s_max": max(joined.values()),
+            "in_process_join_s_median": statistics.median(in_process.values()),
+            "idle_rss_mb_with_peers_median": statistics.median(rss) / 2**20,
+            "idle_cpu_s_per_min": cpu_per_min,
+            "idle_window_s": idle_s,
+        }
+    finally:
+        mesh.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=Path("bench-results.json"))
+    ap.add_argument("--agents", type=int, default=5)
+    ap.add_argument("--idle-seconds", type=float, default=60)
+    args = ap.parse_args()
+
+    print(f"[bench] memory by import step ({len(IMPORT_STEPS)} runs) ...", flush=True)
+    imports = {name: rss_of_import(code) / 2**20 for name, code in IMPORT_STEPS.items()}
+    print(f"[bench] {args.agents} agents on loopback, {args.idle_seconds:.0f} s idle window ...",
+          flush=True)
+    agents = bench_agents(args.agents, args.idle_seconds)
+    results = {
+        "machine": {"python": platform.python_version(), "arch": platform.machine(),
+                    "cpus": __import__("os").cpu_count()},
+        "rss_mb_by_import": imports,
+        "agent_mesh": agents,
+    }
+    rows = [(f"RSS after import: {k}", f"{v:.1f} MB") for k, v in imports.items()]
+    rows += [
+        (f"idle agent RSS with {args.agents - 1} peers (median)",
+         f"{agents['idle_rss_mb_with_peers_median']:.1f} MB"),
+        ("process start -> joined (median / max)",
+         f"{agents['start_to_joined_s_median']:.2f} / {agents['start_to_joined_s_max']:.2f} s"),
+        ("agent init -> joined, in process (median)",
+         f"{agents['in_process_join_s_median']:.2f} s"),
+        ("idle CPU per minute", f"{agents['idle_cpu_s_per_min']:.2f} CPU-s"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'metric'.ljust(width)}  value\n{'-' * width}  -----")
+    for k, v in rows:
+        print(f"{k.ljust(width)}  {v}")
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

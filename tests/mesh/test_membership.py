@@ -1,0 +1,76 @@
+"""Real agents in separate processes on loopback: membership, expiry, fleet isolation."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from beemesh.localmesh import LocalMesh as Cluster
+from beemesh.localmesh import wait_for
+
+pytestmark = pytest.mark.mesh
+
+RECORD_TTL_S = 10  # AgentConfig defaults
+REFRESH_S = 3
+
+
+def test_five_agents_list_each_other_and_forget_a_killed_one(cluster: Cluster) -> None:
+    seed = cluster.start("n1", extra=["--labels", "zone=a,role=seed"])
+    others = [cluster.start(f"n{i}", bootstrap=[seed.addr]) for i in range(2, 6)]
+    agents = [seed, *others]
+    everyone = {a.peer_id for a in agents}
+
+    for a in agents:
+        wait_for(lambda a=a: a.node_ids() == everyone, 15, f"{a.name} to list all 5 machines")
+    rows = {n["peer_id"]: n for n in seed.nodes()}
+    assert rows[seed.peer_id]["self"] is True
+    assert sum(n["self"] for n in rows.values()) == 1
+    assert rows[seed.peer_id]["labels"] == {"zone": "a", "role": "seed"}
+    for n in rows.values():
+        assert n["arch"] and n["cpu"] > 0 and n["memory"] > 0
+
+    victim = others[-1]
+    cluster.stop(victim.name, signal.SIGKILL)
+    survivors = agents[:-1]
+    for a in survivors:
+        wait_for(lambda a=a: victim.peer_id not in a.node_ids(), RECORD_TTL_S + REFRESH_S + 2,
+                 f"{a.name} to forget the killed machine")
+    assert all(a.alive() for a in survivors)
+
+
+def test_clean_stop_withdraws_removes_socket_and_keeps_identity(cluster: Cluster) -> None:
+    a = cluster.start("a")
+    b = cluster.start("b", bootstrap=[a.addr])
+    wait_for(lambda: b.peer_id in a.node_ids(), 15, "a to list b")
+
+    took = cluster.stop("b", signal.SIGTERM)
+    assert took < 5, f"agent took {took:.1f} s to stop on SIGTERM"
+    assert b.proc.returncode == 0, b.log_text()
+    assert not b.api.exists(), "API socket left behind"
+    # The withdrawal travels on pub/sub, so a drops b well before its record TTL.
+    wait_for(lambda: b.peer_id not in a.node_ids(), 3, "a to drop b after its withdrawal")
+
+    b2 = cluster.start("b", bootstrap=[a.addr])
+    assert b2.status()["peer_id"] == b.peer_id
+    wait_for(lambda: b.peer_id in a.node_ids(), 15, "a to list b again after restart")
+
+
+def test_agent_with_another_fleet_key_cannot_join(cluster: Cluster, tmp_path) -> None:
+    a = cluster.start("a")
+    b = cluster.start("b", bootstrap=[a.addr])
+    from beemesh.localmesh import beemesh
+
+    beemesh("fleet", "init", "--out", str(tmp_path / "other-fleet"))
+    stranger = cluster.start("stranger", bootstrap=[a.addr], fleet=tmp_path / "other-fleet")
+    wait_for(lambda: b.peer_id in a.node_ids(), 15, "a to list b")
+    # A handshake under the wrong network key never completes: let a few dials time out.
+    wait_for(lambda: stranger.metrics().get("bootstrap_attempts", {}).get("failed", 0) >= 2,
+             30, "the stranger to fail two dials")
+
+    assert stranger.peer_id not in a.node_ids()
+    assert stranger.peer_id not in b.node_ids()
+    assert stranger.node_ids() == {stranger.peer_id}
+    assert stranger.peer_id not in a.status()["connected_peers"]
+    assert stranger.status()["connected_peers"] == []
+    assert stranger.alive() and a.alive()
