@@ -18,6 +18,10 @@ class Metrics:
     def inc(self, name: str, label: str = "", n: int = 1) -> None:
         self._counts[(name, label)] += n
 
+    def set(self, name: str, label: str, value: int) -> None:
+        """Mirror a counter kept elsewhere (e.g. inside a sans-IO core)."""
+        self._counts[(name, label)] = value
+
     def get(self, name: str, label: str = "") -> int:
         return self._counts[(name, label)]
 

@@ -1,0 +1,81 @@
+"""Eligibility and the deterministic score a machine bids for a task.
+
+Score = 50 % resource fit + 30 % spread/locality + 10 % reliability + 10 % price/energy, as an
+integer in 0..1_000_000 so every machine compares bids exactly. Inputs are the task and this
+machine's own metrics only; nothing here reads a clock or the system.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SCORE_MAX = 1_000_000
+WEIGHTS = {"fit": 0.5, "locality": 0.3, "reliability": 0.1, "price": 0.1}
+RELIABILITY_HORIZON_S = 3600.0
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """What a task asks of a machine."""
+
+    workload_id: str
+    cpu_milli: int
+    memory_bytes: int
+    arch: str | None
+    node_selector: dict[str, str]
+    host_ports: list[tuple[int, str]]
+
+
+@dataclass(frozen=True)
+class LocalState:
+    """This machine as the scorer sees it at one instant."""
+
+    arch: str
+    labels: dict[str, str]
+    cordoned: bool
+    runtime_ok: bool
+    cpu_milli_total: int
+    memory_bytes_total: int
+    cpu_milli_free: int  # after reservations
+    memory_bytes_free: int  # after reservations and what the kernel says is available
+    replicas_here: dict[str, int] = field(default_factory=dict)  # workload id -> count
+    used_host_ports: frozenset[tuple[int, str]] = frozenset()
+    uptime_s: float = 0.0
+    price: float = 0.5  # 0 = cheapest/greenest, 1 = most expensive
+
+
+def ineligible_reason(req: TaskRequest, m: LocalState) -> str | None:
+    """Why this machine must not bid, or None when it may."""
+    if not m.runtime_ok:
+        return "container runtime unavailable"
+    if m.cordoned:
+        return "machine is cordoned"
+    if req.arch and req.arch != m.arch:
+        return f"arch {m.arch} != {req.arch}"
+    for key, value in req.node_selector.items():
+        if key == "kubernetes.io/arch":
+            continue  # checked above, with name normalisation
+        if m.labels.get(key) != value:
+            return f"nodeSelector {key}={value} not matched"
+    if req.cpu_milli > m.cpu_milli_free:
+        return f"needs {req.cpu_milli}m cpu, {m.cpu_milli_free}m free"
+    if req.memory_bytes > m.memory_bytes_free:
+        return f"needs {req.memory_bytes} B memory, {m.memory_bytes_free} B free"
+    clash = set(req.host_ports) & m.used_host_ports
+    if clash:
+        return f"host port {sorted(clash)[0][0]} already in use here"
+    return None
+
+
+def score(req: TaskRequest, m: LocalState) -> int:
+    """Deterministic score of an eligible machine (higher is better)."""
+    cpu_left = (m.cpu_milli_free - req.cpu_milli) / max(1, m.cpu_milli_total)
+    mem_left = (m.memory_bytes_free - req.memory_bytes) / max(1, m.memory_bytes_total)
+    fit = max(0.0, min(1.0, (cpu_left + mem_left) / 2))
+    # Spread: a machine already holding replicas of this workload is a worse place for one more.
+    locality = 1.0 / (1 + m.replicas_here.get(req.workload_id, 0))
+    reliability = max(0.0, min(1.0, m.uptime_s / RELIABILITY_HORIZON_S))
+    price = 1.0 - max(0.0, min(1.0, m.price))
+    total = (WEIGHTS["fit"] * fit + WEIGHTS["locality"] * locality
+             + WEIGHTS["reliability"] * reliability + WEIGHTS["price"] * price)
+    return round(total * SCORE_MAX)
