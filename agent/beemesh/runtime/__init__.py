@@ -1,0 +1,119 @@
+"""Container runtimes: the small interface the agent drives, and what it reports back.
+
+The agent keeps no durable cluster state: every replica a machine runs carries the labels
+below, so a restarted agent re-adopts its pods by asking the runtime (``list_pods``). The
+interface is a Protocol so that a runtime other than Podman (or a fake in the simulator) can
+stand in; ``beemesh.runtime.podman`` is the real one. Importing this package stays cheap: it
+does not import podman-py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from beemesh.errors import UserError
+
+if TYPE_CHECKING:
+    from beemesh.manifest import WorkloadSpec
+
+__all__ = [
+    "LABEL_CPU",
+    "LABEL_MEMORY",
+    "LABEL_REPLICA",
+    "LABEL_TASK",
+    "LABEL_WORKLOAD",
+    "PodInfo",
+    "Runtime",
+    "RuntimeFailure",
+    "RuntimeUnavailable",
+]
+
+# Set on the pod and on every application container. The workload id keeps its slashes
+# ("deployment/default/web"): Podman accepts any string as a label value, checked with 4.3.
+LABEL_WORKLOAD = "beemesh.workload"
+LABEL_REPLICA = "beemesh.replica"
+LABEL_TASK = "beemesh.task"
+# What the replica reserves on its machine (spec.requests()), so that a restarted agent
+# rebuilds its reservations from the pods alone.
+LABEL_CPU = "beemesh.cpu-milli"
+LABEL_MEMORY = "beemesh.memory-bytes"
+
+
+class RuntimeFailure(UserError, RuntimeError):
+    """The runtime refused or failed an operation; the message is one line naming what to do."""
+
+
+class RuntimeUnavailable(RuntimeFailure):
+    """The runtime cannot be reached at all (socket missing or dead); names the socket and fix."""
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    """One replica as the runtime sees it now; rebuilt from labels, never from agent memory.
+
+    state is one of "running", "created", "exited", "degraded" (some containers stopped),
+    "paused", "error" or another lower-cased runtime word. ordinal is -1 when the replica
+    label is unreadable (a pod to remove, not to trust). containers are the names from the
+    manifest (without the "<pod>-" prefix Podman adds). cpu_milli and memory_bytes are the
+    replica's requests (what it reserves), read back from its labels.
+    """
+
+    name: str
+    workload_id: str
+    ordinal: int
+    task_id: str
+    state: str
+    created: float
+    containers: tuple[str, ...]
+    host_ports: tuple[int, ...]
+    cpu_milli: int = 0
+    memory_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/CBOR-ready data for the control API and `beemesh get pods`."""
+        return {
+            "name": self.name,
+            "workload_id": self.workload_id,
+            "ordinal": self.ordinal,
+            "task_id": self.task_id,
+            "state": self.state,
+            "created": self.created,
+            "containers": list(self.containers),
+            "host_ports": list(self.host_ports),
+            "cpu_milli": self.cpu_milli,
+            "memory_bytes": self.memory_bytes,
+        }
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """What the agent needs from a container runtime. All methods block: call them in a thread.
+
+    Every failure is a RuntimeFailure (RuntimeUnavailable when the runtime is unreachable).
+    """
+
+    def ping(self) -> None:
+        """Return if the runtime answers; raise RuntimeUnavailable with the fix otherwise."""
+        ...
+
+    def deploy(self, spec: WorkloadSpec, ordinal: int, task_id: str) -> PodInfo:
+        """Run replica ``ordinal`` of ``spec`` as pod ``spec.pod_name(ordinal)``."""
+        ...
+
+    def list_pods(self) -> list[PodInfo]:
+        """Every beemesh replica on this machine (pods without beemesh labels are not listed)."""
+        ...
+
+    def status(self, pod_name: str) -> PodInfo | None:
+        """The replica called ``pod_name``, or None if there is no such beemesh pod."""
+        ...
+
+    def logs(self, pod_name: str, follow: bool = False) -> Iterator[str]:
+        """Log lines of all containers of the pod, prefixed "<container>: " if more than one."""
+        ...
+
+    def remove(self, pod_name: str, grace_s: float = 10) -> bool:
+        """Stop and remove the pod; False if it was not there (idempotent)."""
+        ...

@@ -1,0 +1,122 @@
+"""The runtime's behaviour that needs no running Podman: errors, the Pod manifest, config."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from pathlib import Path
+
+import pytest
+from podman_testlib import container, deployment, web
+
+from beemesh.errors import UserError
+from beemesh.runtime import (
+    LABEL_CPU,
+    LABEL_MEMORY,
+    LABEL_REPLICA,
+    LABEL_TASK,
+    LABEL_WORKLOAD,
+    PodInfo,
+    Runtime,
+    RuntimeFailure,
+    RuntimeUnavailable,
+)
+from beemesh.runtime.podman import PodmanRuntime, _parse_time, default_socket_url, pod_manifest
+from beemesh.runtime.service import containers_conf
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_missing_socket_is_one_line_with_the_fix(tmp_path: Path) -> None:
+    url = f"unix://{tmp_path}/podman.sock"
+    runtime = PodmanRuntime(url)
+    for call in (runtime.ping, runtime.list_pods):
+        with pytest.raises(RuntimeUnavailable) as err:
+            call()
+        msg = str(err.value)
+        assert url in msg and "no socket file" in msg
+        assert "systemctl start podman.socket" in msg and "podman system service" in msg
+        assert "\n" not in msg
+        assert isinstance(err.value, RuntimeFailure | UserError | RuntimeError)
+
+
+def test_dead_socket_is_one_line_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "podman.sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))  # the file exists, nothing listens: a crashed service
+    runtime = PodmanRuntime(f"unix://{path}", timeout_s=2)
+    for call in (runtime.ping, lambda: runtime.deploy(web(), 0, "t"),
+                 lambda: runtime.remove("web-0")):
+        with pytest.raises(RuntimeUnavailable) as err:
+            call()
+        msg = str(err.value)
+        assert str(path) in msg and "systemctl start podman.socket" in msg and "\n" not in msg
+
+
+def test_runtime_protocol() -> None:
+    assert isinstance(PodmanRuntime("unix:///nonexistent.sock"), Runtime)
+
+
+def test_default_socket_url() -> None:
+    url = default_socket_url()
+    assert url.startswith("unix:///") and url.endswith("/podman/podman.sock")
+
+
+def test_pod_manifest_for_one_replica() -> None:
+    spec = deployment(
+        "api",
+        container("app", "serve", env={"A": "1"}, host_port=8080,
+                  limits={"cpu": "500m", "memory": "128Mi"}),
+        container("side", "watch"),
+    )
+    doc = pod_manifest(spec, 2, "task-9")
+    assert doc["kind"] == "Pod" and doc["metadata"]["name"] == "api-2"
+    assert doc["metadata"]["labels"] == {
+        "app": "api",
+        LABEL_WORKLOAD: "deployment/default/api",
+        LABEL_REPLICA: "2",
+        LABEL_TASK: "task-9",
+        LABEL_CPU: "500",  # requests default to limits, as in Kubernetes
+        LABEL_MEMORY: str(128 * 2**20),
+    }
+    app, side = doc["spec"]["containers"]
+    assert app["command"] == ["/bin/sh", "-c"] and app["args"] == ["serve"]
+    assert app["env"] == [{"name": "A", "value": "1"}]
+    assert app["ports"] == [{"containerPort": 80, "protocol": "TCP", "hostPort": 8080}]
+    assert app["resources"]["limits"] == {"cpu": "500m", "memory": str(128 * 2**20)}
+    assert app["imagePullPolicy"] == "Never"  # pulls are the runtime's job, not kube play's
+    assert "resources" not in side and "ports" not in side
+    assert doc["spec"]["restartPolicy"] == "Always"
+
+
+def test_beemesh_labels_win_over_workload_labels() -> None:
+    spec = deployment("x", container("c", "true"))
+    spec = dataclasses.replace(spec, labels=((LABEL_TASK, "forged"),))
+    assert pod_manifest(spec, 0, "real")["metadata"]["labels"][LABEL_TASK] == "real"
+
+
+def test_podman_timestamps() -> None:
+    assert _parse_time("2026-11-24T10:09:20.906315663Z") == pytest.approx(1795514960.906315)
+    assert _parse_time("2026-11-24T10:09:20+01:00") == pytest.approx(1795511360.0)
+    assert _parse_time("") == 0.0 and _parse_time("garbage") == 0.0
+
+
+def test_pod_info_to_dict() -> None:
+    info = PodInfo("web-0", "deployment/default/web", 0, "t", "running", 1.5, ("httpd",),
+                   (18080,))
+    assert info.to_dict() == {
+        "name": "web-0", "workload_id": "deployment/default/web", "ordinal": 0,
+        "task_id": "t", "state": "running", "created": 1.5, "containers": ["httpd"],
+        "host_ports": [18080], "cpu_milli": 0, "memory_bytes": 0,
+    }
+
+
+def test_machine_config_contains_the_packaged_one(tmp_path: Path) -> None:
+    """packaging/containers.conf (for real machines) and the test machines must not drift."""
+    packaged = (REPO / "packaging" / "containers.conf").read_text()
+    generated = containers_conf(tmp_path)
+    settings = [line.strip() for line in packaged.splitlines()
+                if "=" in line and not line.lstrip().startswith("#")]
+    assert settings, "packaging/containers.conf has no settings"
+    for line in settings:
+        assert line in generated, f"{line!r} missing from the generated containers.conf"
