@@ -8,6 +8,8 @@ validator, so invalid messages are dropped before they are relayed to anyone els
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import platform
 import signal
@@ -20,10 +22,11 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.records.validator import Validator
 
-from beemesh import __version__, resources, wire
-from beemesh.api.server import ApiServer, Request, Response
+from beemesh import __version__, wire
+from beemesh.api.server import ApiError, ApiServer, Request, Response
 from beemesh.config import AgentConfig
 from beemesh.errors import UserError
+from beemesh.events import EventLog
 from beemesh.fleet import Fleet
 from beemesh.identity import KeyPair, peer_id, public_key_from_peer_id_bytes
 from beemesh.machines import (
@@ -36,12 +39,11 @@ from beemesh.machines import (
 )
 from beemesh.mesh.host import HostSettings, MeshHost
 from beemesh.metrics import Metrics
+from beemesh.scheduler.messages import BID, DELETE, DEPLOYED, FAILED, LEASE, TASK
+from beemesh.scheduling import LEASE_NS, TOPIC_EVENTS, TOPIC_PROPOSALS, TOPIC_TASKS, Scheduling
 
 log = logging.getLogger("beemesh.agent")
 
-TOPIC_TASKS = "scheduler-tasks"
-TOPIC_PROPOSALS = "scheduler-proposals"
-TOPIC_EVENTS = "scheduler-events"
 MACHINE_DHT_PREFIX = "/beemesh/machine"
 MACHINE_NS = "machine"
 MAX_DIALED_PEERS = 16
@@ -49,10 +51,11 @@ DIAL_TIMEOUT_S = 5.0
 
 # Which kinds each topic carries; anything else on a topic is dropped as unknown_kind.
 TOPIC_KINDS: dict[str, dict[str, wire.Kind]] = {
-    TOPIC_TASKS: {},
-    TOPIC_PROPOSALS: {},
-    TOPIC_EVENTS: {k.name: k for k in (MACHINE_RECORD, MACHINE_WITHDRAW)},
+    TOPIC_TASKS: {k.name: k for k in (TASK, DELETE)},
+    TOPIC_PROPOSALS: {BID.name: BID},
+    TOPIC_EVENTS: {k.name: k for k in (MACHINE_RECORD, MACHINE_WITHDRAW, DEPLOYED, FAILED)},
 }
+MACHINE_KINDS = {MACHINE_RECORD.name, MACHINE_WITHDRAW.name}
 
 
 def machine_arch() -> str:
@@ -109,6 +112,20 @@ class MachineRecordValidator(Validator):
         return max(range(len(values)), key=lambda i: ts(values[i]))
 
 
+class LeaseValidator(MachineRecordValidator):
+    """Lease hints: signed by the machine they name, stored under their task, unexpired."""
+
+    def validate(self, key: str, value: bytes) -> None:
+        try:
+            env = self.verifier.authenticate(value)
+        except wire.Rejected as e:
+            raise ValueError(f"invalid lease hint: {e}") from None
+        if key != f"/{LEASE_NS}/{env.body['task_id']}":
+            raise ValueError("lease hint stored under another task's key")
+        if env.body["expires_ms"] <= time.time() * 1000:
+            raise ValueError("lease hint expired")
+
+
 class Agent:
     def __init__(self, cfg: AgentConfig, key: KeyPair, fleet: Fleet) -> None:
         self.cfg = cfg
@@ -123,12 +140,9 @@ class Agent:
         self.metrics.describe("messages_accepted", "inbound messages accepted, by kind", "kind")
         self.metrics.describe("bootstrap_attempts", "dials to bootstrap peers", "result")
         self.metrics.describe("dht_records_fetched", "machine records read from the DHT")
-        replay = wire.ReplayGuard()
-        trusted = lambda: fleet.trusted_operators  # noqa: E731
-        self.verifiers = {
-            topic: wire.Verifier(kinds, trusted, replay=replay)
-            for topic, kinds in TOPIC_KINDS.items()
-        }
+        self.events = EventLog()
+        self._replay = wire.ReplayGuard()
+        self.verifiers = {topic: self.verifier_for(kinds) for topic, kinds in TOPIC_KINDS.items()}
         self._logged_drops: set[tuple[str, str]] = set()
         self.mesh = MeshHost(
             HostSettings(
@@ -136,15 +150,33 @@ class Agent:
                 psk_hex=fleet.psk_hex,
                 listen=cfg.listen,
                 dht_prefix=MACHINE_DHT_PREFIX,
-                dht_validators={MACHINE_NS: MachineRecordValidator(self.verifiers[TOPIC_EVENTS])},
+                dht_validators={
+                    MACHINE_NS: MachineRecordValidator(self.verifiers[TOPIC_EVENTS]),
+                    LEASE_NS: LeaseValidator(self.verifier_for({LEASE.name: LEASE})),
+                },
                 heartbeat_s=cfg.gossip_heartbeat_s,
             )
         )
+        self.scheduling = Scheduling(
+            key=key, cfg=cfg, view=self.view, metrics=self.metrics, events=self.events,
+            runtime=make_runtime(cfg), arch=machine_arch(), verifier_for=self.verifier_for,
+            publish=self.mesh.publish, put=self.mesh.put, get=self.mesh.get,
+            pods_changed=self._announce_soon)
+        self._announce_now = trio.Event()
         self.api = ApiServer(cfg.api_socket)
         self.api.route("GET", "/v1/nodes", self._api_nodes)
         self.api.route("GET", "/v1/status", self._api_status)
         self.api.route("GET", "/v1/metrics", self._api_metrics_json)
         self.api.route("GET", "/metrics", self._api_metrics_text)
+        self.api.route("POST", "/v1/apply", self._api_apply)
+        self.api.route("POST", "/v1/delete", self._api_delete)
+        self.api.route("GET", "/v1/tasks", self._api_tasks)
+        self.api.route("GET", "/v1/pods", self._api_pods)
+        self.api.route("GET", "/v1/events", self._api_events)
+
+    def verifier_for(self, kinds: dict[str, wire.Kind]) -> wire.Verifier:
+        """Verifiers share one replay cache and the fleet's operator trust list."""
+        return wire.Verifier(kinds, lambda: self.fleet.trusted_operators, replay=self._replay)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -154,6 +186,7 @@ class Agent:
                 sub = await self.mesh.subscribe(topic, self._validator(topic))
                 nursery.start_soon(self._consume, topic, sub)
             await nursery.start(self.api.serve)
+            await nursery.start(self.scheduling.run)
             log.info("agent %s listening on %s", self.peer_id, ", ".join(self.mesh.addrs()))
             print(f"beemesh agent {self.peer_id} ready; API at {self.cfg.api_socket}", flush=True)
             for addr in self.cfg.bootstrap:
@@ -209,7 +242,7 @@ class Agent:
                 delay = min(delay * 2, self.cfg.bootstrap_backoff_max_s)
 
     def _record(self) -> dict[str, Any]:
-        cap = resources.probe_capacity()
+        cap = self.scheduling.capacity()
         return {
             "peer_id": self.peer_id,
             "addrs": dialable(self.mesh.addrs()),
@@ -223,10 +256,15 @@ class Agent:
             },
             "protocol": PROTOCOL_VERSION,
             "ttl_s": self.cfg.record_ttl_s,
+            "pods": self.scheduling.pod_summaries(),
         }
+
+    def _announce_soon(self) -> None:
+        self._announce_now.set()
 
     async def _announce_loop(self) -> None:
         while True:
+            self._announce_now = trio.Event()
             now = time.time()
             data = wire.seal(self.key, MACHINE_RECORD.name, self._record(), now)
             self.view.apply(entry_from_envelope(wire.decode(data), now), now)
@@ -236,7 +274,8 @@ class Agent:
                     await self.mesh.put(machine_dht_key(self.peer_id), data)
             except Exception as e:  # a DHT with no peers yet is normal at start-up
                 log.debug("machine record not stored in the DHT yet: %s", e)
-            await trio.sleep(max(0.0, self.cfg.record_refresh_s - (time.time() - now)))
+            with trio.move_on_after(max(0.0, self.cfg.record_refresh_s - (time.time() - now))):
+                await self._announce_now.wait()
 
     async def _maintain_loop(self) -> None:
         """Keep the routing table fed, learn records of new peers, dial machines we know of."""
@@ -291,6 +330,8 @@ class Agent:
             try:
                 env = verifier.check(msg.data, time.time(), public_key_from_peer_id_bytes(
                     msg.from_id))
+                if env.kind == TASK.name:
+                    self.scheduling.check_task(env)
             except wire.Rejected as e:
                 self._count_drop(topic, ID(msg.from_id).to_base58(), e.reason, e.detail)
                 return False
@@ -311,7 +352,10 @@ class Agent:
             msg = await sub.get()
             env = wire.decode(msg.data)  # already verified by the topic validator
             try:
-                self._handle(env)
+                if env.kind in MACHINE_KINDS:
+                    self._handle(env)
+                else:
+                    await self.scheduling.handle(env)
             except RecordError as e:
                 self._count_drop(topic, peer_id(env.sender), "schema", str(e))
 
@@ -340,16 +384,56 @@ class Agent:
             "known_machines": len(self.view.entries(time.time())),
             "joined": self.joined_after_s is not None,
             "joined_after_s": self.joined_after_s,
+            "runtime": "ok" if self.scheduling.runtime_ok else self.scheduling.runtime_error,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "rss_bytes": proc.memory_info().rss,
             "cpu_seconds": cpu.user + cpu.system,
         })
+
+    async def _api_apply(self, req: Request) -> Response:
+        blobs = [_b64(w) for w in (req.json() or {}).get("workloads", [])]
+        if not blobs:
+            raise ApiError(400, "no workloads in the request")
+        return Response(200, await self.scheduling.apply(blobs))
+
+    async def _api_delete(self, req: Request) -> Response:
+        return Response(200, await self.scheduling.delete(_b64((req.json() or {}).get(
+            "request", ""))))
+
+    async def _api_tasks(self, req: Request) -> Response:
+        ids = [i for i in req.query.get("ids", "").split(",") if i]
+        return Response(200, self.scheduling.task_states(ids))
+
+    async def _api_pods(self, _req: Request) -> Response:
+        return Response(200, self.scheduling.all_pods())
+
+    async def _api_events(self, req: Request) -> Response:
+        after = int(req.query.get("after", "0"))
+        wait = min(30.0, float(req.query.get("wait", "0")))
+        with trio.move_on_after(wait):
+            while not self.events.since(after) and wait > 0:
+                await trio.sleep(0.2)
+        return Response(200, {"last": self.events.last_seq,
+                              "events": [e.to_dict() for e in self.events.since(after)]})
 
     async def _api_metrics_json(self, _req: Request) -> Response:
         return Response(200, self.metrics.as_dict())
 
     async def _api_metrics_text(self, _req: Request) -> Response:
         return Response(200, self.metrics.prometheus(), "text/plain; version=0.0.4")
+
+
+def _b64(text: Any) -> bytes:
+    try:
+        return base64.b64decode(str(text), validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "expected base64-encoded signed bytes") from None
+
+
+def make_runtime(cfg: AgentConfig) -> Any:
+    from beemesh.runtime.podman import PodmanRuntime, default_socket_url
+
+    return PodmanRuntime(cfg.podman_socket or default_socket_url())
 
 
 def run_agent(cfg: AgentConfig, key: KeyPair, fleet: Fleet) -> None:

@@ -7,14 +7,16 @@ and `beemesh --version` answer quickly even on a Raspberry Pi.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from beemesh import __version__
 from beemesh.errors import UserError
-from beemesh.output import emit, human_bytes
+from beemesh.output import emit, human_bytes, table
 
 MACHINE_KEY_FIX = "create it with `beemesh init --state-dir {dir}`"
 
@@ -73,6 +75,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
             "bootstrap": args.bootstrap,
             "api": args.api,
             "labels": parse_labels(args.labels) if args.labels is not None else None,
+            "podman_socket": args.podman_socket,
         },
     )
     key = load_key(cfg.machine_key_path, "machine key",
@@ -134,10 +137,86 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apply(args: argparse.Namespace) -> int:
+    from beemesh import operator
+    from beemesh.api.client import api_path
+
+    api = api_path(args.api)
+    tasks = operator.apply(api, args.fleet, args.file)
+    emit(tasks, TASK_COLUMNS, args.output)
+    if not args.wait:
+        return 0
+    ok, message = operator.wait_deployed(api, tasks, args.timeout)
+    print(message, file=sys.stderr)
+    return 0 if ok else 1
+
+
+TASK_COLUMNS = [
+    ("workload", lambda r: r["workload"]),
+    ("replica", lambda r: r["replica"]),
+    ("task", lambda r: r["task_id"]),
+    ("state", lambda r: r["state"]),
+]
+POD_COLUMNS = [
+    ("workload", lambda r: r["workload"]),
+    ("replica", lambda r: r["replica"]),
+    ("pod", lambda r: r["pod"]),
+    ("machine", lambda r: r["machine"]),
+    ("state", lambda r: r["state"]),
+    ("age", lambda r: f"{r['age_s']}s"),
+]
+EVENT_COLUMNS = [
+    ("time", lambda r: time.strftime("%H:%M:%S", time.localtime(r["ts"]))),
+    ("kind", lambda r: r["kind"]),
+    ("workload", lambda r: r["workload"] or "-"),
+    ("task", lambda r: r["task"] or "-"),
+    ("machine", lambda r: (r["node"] or "-")[-8:]),
+    ("message", lambda r: r["text"]),
+]
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path, call
+
+    api = api_path(args.api)
+    if args.what in ("pods", "pod", "po"):
+        emit(call(api, "GET", "/v1/pods"), POD_COLUMNS, args.output, empty="no pods")
+    else:
+        emit(call(api, "GET", "/v1/nodes"), NODE_COLUMNS, args.output,
+             empty="no machines known yet")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from beemesh import operator
+    from beemesh.api.client import api_path
+
+    result = operator.delete(api_path(args.api), args.fleet, args.kind, args.name,
+                             args.namespace)
+    print(f"{result['workload']} deleted ({result['replicas']} replica(s) being removed)")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path, call
+
+    api = api_path(args.api)
+    got = call(api, "GET", "/v1/events?after=0")
+    emit(got["events"], EVENT_COLUMNS, args.output, empty="no events yet")
+    while args.watch:
+        got = call(api, "GET", f"/v1/events?after={got['last']}&wait=25", timeout=40)
+        for row in got["events"]:
+            if args.output == "json":
+                print(json.dumps(row), flush=True)
+            else:
+                print(table([row], EVENT_COLUMNS).splitlines()[1], flush=True)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from beemesh.demo import run_demo
 
-    return run_demo(args.machines, args.dir)
+    return run_demo(args.machines, args.dir, workload=not args.no_workload)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--bootstrap", action="append", help="peer multiaddr (repeatable)")
     sp.add_argument("--api", type=Path, help="API socket (default: STATE_DIR/api.sock)")
     sp.add_argument("--labels", help="k=v,k2=v2")
+    sp.add_argument("--podman-socket", help="Podman REST socket, e.g. unix:///run/podman/"
+                    "podman.sock (default: the rootful or rootless socket this machine has)")
     sp.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sp.set_defaults(func=cmd_agent)
 
@@ -182,9 +263,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_status)
     sp = with_api(sub.add_parser("metrics", help="agent counters (Prometheus text or JSON)"))
     sp.set_defaults(func=cmd_metrics)
+    sp = with_api(sub.add_parser("apply", help="run the workloads of a Kubernetes manifest"))
+    sp.add_argument("-f", "--file", type=Path, required=True)
+    sp.add_argument("--fleet", type=Path, help="fleet material with operator.key "
+                    "(default: $BEEMESH_FLEET)")
+    sp.add_argument("--wait", action="store_true", help="wait until every replica is deployed")
+    sp.add_argument("--timeout", type=float, default=120.0)
+    sp.set_defaults(func=cmd_apply)
+    sp = with_api(sub.add_parser("get", help="list pods or nodes"))
+    sp.add_argument("what", choices=["pods", "pod", "po", "nodes", "node", "no"])
+    sp.set_defaults(func=cmd_get)
+    sp = with_api(sub.add_parser("delete", help="stop a workload everywhere"))
+    sp.add_argument("kind", help="deployment | statefulset | pod")
+    sp.add_argument("name")
+    sp.add_argument("-n", "--namespace", default="default")
+    sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")
+    sp.set_defaults(func=cmd_delete)
+    sp = with_api(sub.add_parser("events", help="what this agent saw (scheduling, runtime)"))
+    sp.add_argument("--watch", "-w", action="store_true")
+    sp.set_defaults(func=cmd_events)
+
     sp = sub.add_parser("demo", help="run a local mesh on loopback (the quick start)")
     sp.add_argument("--machines", type=int, default=3)
     sp.add_argument("--dir", type=Path, help="where to keep state (default: a new temp dir)")
+    sp.add_argument("--no-workload", action="store_true",
+                    help="only the mesh: no Podman, no example Deployment")
     sp.set_defaults(func=cmd_demo)
     return p
 

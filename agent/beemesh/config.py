@@ -30,6 +30,14 @@ class AgentConfig:
     record_refresh_s: float = 3.0
     gossip_heartbeat_s: float = 1.0
     bootstrap_backoff_max_s: float = 10.0
+    podman_socket: str | None = None  # default: the machine's rootful/rootless socket
+    deploy_timeout_s: float = 10.0
+    price: float = 0.5  # 0 = cheapest/greenest machine, 1 = most expensive (10 % of the score)
+    # Offer at most this much to workloads (like kubelet's system-reserved); 0 = all of it.
+    max_cpu_milli: int = 0
+    max_memory_bytes: int = 0
+    bid_suppression: bool = True  # off only to measure what suppression saves
+    deploy_delay_s: float = 0.0  # fault injection for tests and drills: pause before deploying
 
     @property
     def fleet_dir(self) -> Path:
@@ -92,6 +100,10 @@ def _coerce(key: str, value: Any) -> Any:
     """Type-check one config value, converting paths."""
     default = AgentConfig()
     expected = getattr(default, key)
+    if key == "podman_socket":
+        if not isinstance(value, str):
+            raise UserError("config key 'podman_socket' must be a URL like unix:///run/podman.sock")
+        return value
     if key in _PATHS:
         if not isinstance(value, str | Path):
             raise UserError(f"config key {key!r} must be a path string")
@@ -104,6 +116,10 @@ def _coerce(key: str, value: Any) -> Any:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise UserError(f"config key {key!r} must be a table of strings")
         return {str(k): v for k, v in value.items()}
+    if isinstance(expected, bool):
+        if not isinstance(value, bool):
+            raise UserError(f"config key {key!r} must be true or false")
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise UserError(f"config key {key!r} must be a number")
     if isinstance(expected, int) and not isinstance(value, int):

@@ -92,11 +92,29 @@ class AgentProc:
 
 @dataclass
 class LocalMesh:
-    """Agents sharing one fleet directory under `root`."""
+    """Agents sharing one fleet directory under `root`.
+
+    With `podman=True` a machine gets its own Podman service (own storage, own network
+    namespace, busybox image imported), so several machines on one host can each publish the
+    same hostPort, as separate machines would.
+    """
 
     root: Path
     fleet: Path
     agents: dict[str, AgentProc] = field(default_factory=dict)
+    podmans: dict[str, Any] = field(default_factory=dict)
+    netns_prefix: str = field(default_factory=lambda: f"bm{os.getpid() % 100000}")
+
+    def podman(self, name: str) -> Any:
+        """This machine's PodmanService (started on first use)."""
+        if name not in self.podmans:
+            from beemesh.runtime.service import PodmanService, ensure_busybox_image
+
+            service = PodmanService(self.root / f"{name}-podman",
+                                    netns=f"{self.netns_prefix}-{len(self.podmans)}")
+            self.podmans[name] = service
+            ensure_busybox_image(service)
+        return self.podmans[name]
 
     @classmethod
     def create(cls, root: Path) -> LocalMesh:
@@ -107,7 +125,7 @@ class LocalMesh:
 
     def start(self, name: str, *, bootstrap: list[str] | None = None, fleet: Path | None = None,
               extra: list[str] | None = None, env: dict[str, str] | None = None,
-              wait: bool = True) -> AgentProc:
+              podman: bool = False, wait: bool = True) -> AgentProc:
         state = self.root / name
         peer = beemesh("init", "--state-dir", str(state)).stdout.strip()
         previous = self.agents.get(name)
@@ -118,6 +136,8 @@ class LocalMesh:
                 "--listen", f"/ip4/127.0.0.1/tcp/{port}", "--api", str(api)]
         for b in bootstrap or []:
             args += ["--bootstrap", b]
+        if podman:
+            args += ["--podman-socket", self.podman(name).url]
         args += extra or []
         with log.open("a") as out:
             proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
@@ -151,3 +171,5 @@ class LocalMesh:
             except subprocess.TimeoutExpired:
                 os.killpg(a.proc.pid, signal.SIGKILL)
                 a.proc.wait(10)
+        for service in self.podmans.values():
+            service.stop()

@@ -20,6 +20,10 @@ MAX_RECORD_TTL_S = 300
 # skew by which its timestamp may lie in the future.
 TOMBSTONE_S = MAX_RECORD_TTL_S + wire.MAX_CLOCK_SKEW_S
 
+# What a machine says about each pod it runs, so every agent can answer `beemesh get pods`.
+POD_SUMMARY = schema.Struct(required={"workload": str, "replica": int, "task": str, "pod": str,
+                                      "state": str, "created": float})
+
 MACHINE_RECORD = wire.Kind(
     "MachineRecord",
     wire.MACHINE,
@@ -36,7 +40,7 @@ MACHINE_RECORD = wire.Kind(
             "protocol": int,
             "ttl_s": int,
         },
-        optional={"cordoned": bool},
+        optional={"cordoned": bool, "pods": schema.ListOf(POD_SUMMARY, max_len=512)},
     ),
     names_signer="peer_id",
 )

@@ -195,12 +195,19 @@ class Verifier:
             raise Rejected("untrusted", f"{env.kind} speaks for a peer other than its signer")
         return env
 
-    def check(self, data: bytes, now: float, origin: bytes | None = None) -> Envelope:
-        """Everything in `authenticate`, plus clock skew and replay: for live messages."""
+    def check(self, data: bytes, now: float, origin: bytes | None = None, *,
+              remember: bool = True) -> Envelope:
+        """Everything in `authenticate`, plus clock skew and replay: for live messages.
+
+        `remember=False` checks a message we are about to publish ourselves: its nonce must
+        stay unseen so that our own delivery of it is not taken for a replay.
+        """
         env = self.authenticate(data, origin)
         skew = abs(now - env.ts_ms / 1000)
         if skew > self.max_skew_s:
             raise Rejected("stale", f"timestamp {skew:.0f} s away from local clock")
+        if not remember:
+            return env
         if self.replay.seen(env.sender, env.nonce, now):
             raise Rejected("replayed", f"{env.kind} nonce already seen")
         return env

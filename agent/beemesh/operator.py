@@ -1,0 +1,84 @@
+"""Operator commands: sign requests with the fleet's operator key, hand them to the local agent.
+
+The agent cannot sign for the operator (it has no operator key); every machine checks the
+operator signature itself, so a compromised relay cannot invent or alter a workload.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from beemesh import wire
+from beemesh.api.client import call
+from beemesh.errors import UserError
+from beemesh.fleet import Fleet
+from beemesh.manifest import load_manifest_file
+from beemesh.scheduler.messages import DELETE, WORKLOAD
+
+KIND_ALIASES = {"deployment": "deployment", "deploy": "deployment", "statefulset": "statefulset",
+                "sts": "statefulset", "pod": "pod", "po": "pod"}
+
+
+def fleet_dir(flag: Path | None) -> Path:
+    value = flag or os.environ.get("BEEMESH_FLEET")
+    if not value:
+        raise UserError("operator commands need the fleet material: pass --fleet DIR or set "
+                        "BEEMESH_FLEET")
+    return Path(value)
+
+
+def sign(fleet_flag: Path | None, kind: str, body: dict[str, Any]) -> str:
+    key = Fleet.load(fleet_dir(fleet_flag)).operator_key()
+    return base64.b64encode(wire.seal(key, kind, body, time.time())).decode()
+
+
+def apply(api: Path, fleet_flag: Path | None, manifest: Path) -> list[dict[str, Any]]:
+    specs = load_manifest_file(manifest)
+    for spec in specs:
+        for warning in spec.warnings:
+            print(f"warning: {spec.workload_id}: {warning}", file=sys.stderr)
+    blobs = [sign(fleet_flag, WORKLOAD.name, {"spec": spec.to_dict()}) for spec in specs]
+    return call(api, "POST", "/v1/apply", {"workloads": blobs})
+
+
+def wait_deployed(api: Path, tasks: list[dict[str, Any]], timeout: float) -> tuple[bool, str]:
+    """Poll the agent until every task is deployed; print progress as it changes."""
+    pending = [t["task_id"] for t in tasks if t["state"] == "pending"]
+    total = len(tasks)
+    done_before = total - len(pending)
+    deadline = time.monotonic() + timeout
+    last = ""
+    while pending:
+        states = call(api, "GET", "/v1/tasks?ids=" + ",".join(pending))
+        deployed = [s for s in states if s["state"] == "deployed"]
+        line = f"{done_before + len(deployed)}/{total} replicas deployed"
+        if line != last:
+            print(line + "".join(f"\n  {s['workload']}[{s['replica']}] -> {s['machine']}"
+                                 for s in deployed), file=sys.stderr, flush=True)
+            last = line
+        done_before += len(deployed)
+        pending = [s["task_id"] for s in states if s["state"] != "deployed"]
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            reasons = {s.get("reason") or "no machine bid (check arch, nodeSelector, free "
+                       "capacity and `beemesh events`)" for s in states}
+            return False, f"{len(pending)} replica(s) not deployed after {timeout:.0f} s: " + \
+                "; ".join(sorted(reasons))
+        time.sleep(0.5)
+    return True, f"all {total} replicas deployed"
+
+
+def delete(api: Path, fleet_flag: Path | None, kind: str, name: str,
+           namespace: str) -> dict[str, Any]:
+    canonical = KIND_ALIASES.get(kind.lower())
+    if canonical is None:
+        raise UserError(f"cannot delete kind {kind!r}; use deployment, statefulset or pod")
+    wid = f"{canonical}/{namespace}/{name}"
+    return call(api, "POST", "/v1/delete",
+                {"request": sign(fleet_flag, DELETE.name, {"workload_id": wid})})

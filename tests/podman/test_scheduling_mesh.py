@@ -1,0 +1,255 @@
+"""Scheduling end to end: real agents, real Podman (one service per machine), real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from beemesh.localmesh import BEEMESH, LocalMesh, wait_for
+
+pytestmark = pytest.mark.slow
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+WEB = EXAMPLES / "web.yaml"
+
+
+def operator(mesh: LocalMesh, api: Path, *args: str, fleet: Path | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run an operator command the way a user would: fleet material from BEEMESH_FLEET."""
+    env = {**os.environ, "BEEMESH_FLEET": str(fleet or mesh.fleet), "BEEMESH_API": str(api)}
+    return subprocess.run([*BEEMESH, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def pods(mesh: LocalMesh, name: str) -> list[dict[str, Any]]:
+    return mesh.agents[name].get_json("get", "pods")
+
+
+def podman_pods(mesh: LocalMesh, name: str) -> list[dict[str, Any]]:
+    """What this machine's Podman really runs (not what any agent believes)."""
+    out = mesh.podman(name).run("pod", "ps", "--format", "json", "--filter",
+                                "label=beemesh.workload")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout or "[]")
+
+
+def http_get(address: str, port: int) -> str:
+    with urllib.request.urlopen(f"http://{address}:{port}/", timeout=5) as resp:
+        return resp.read().decode()
+
+
+@pytest.fixture(scope="module")
+def mesh3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
+    """Three machines with labels zone=a/b/b; m3 offers at most 256 MiB to workloads."""
+    root = tmp_path_factory.mktemp("m3")
+    mesh = LocalMesh.create(root)
+    small = root / "small.toml"
+    small.write_text(f"max_memory_bytes = {256 * 2**20}\n")
+    try:
+        seed = mesh.start("m1", podman=True, extra=["--labels", "zone=a"])
+        mesh.start("m2", podman=True, bootstrap=[seed.addr], extra=["--labels", "zone=b"])
+        mesh.start("m3", podman=True, bootstrap=[seed.addr],
+                   extra=["--labels", "zone=b", "--config", str(small)])
+        ids = {a.peer_id for a in mesh.agents.values()}
+        for a in mesh.agents.values():
+            wait_for(lambda a=a: a.node_ids() == ids and a.status()["runtime"] == "ok", 30,
+                     f"{a.name} to see all machines with a working runtime")
+        yield mesh
+    finally:
+        mesh.close()
+
+
+def test_deployment_runs_one_replica_per_machine_with_limits_and_http(mesh3: LocalMesh) -> None:
+    m1 = mesh3.agents["m1"]
+    done = operator(mesh3, m1.api, "apply", "-f", str(WEB), "--wait", "--timeout", "60")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3/3 replicas deployed" in done.stderr
+
+    rows = wait_for(lambda: len(pods(mesh3, "m1")) == 3 and pods(mesh3, "m1"), 15,
+                    "3 pods in get pods")
+    assert {r["workload"] for r in rows} == {"deployment/default/web"}
+    assert sorted(r["replica"] for r in rows) == [0, 1, 2]
+    assert len({r["machine"] for r in rows}) == 3, "replicas must be spread one per machine"
+    assert all(r["state"] == "running" for r in rows)
+
+    for name in ("m1", "m2", "m3"):
+        real = podman_pods(mesh3, name)
+        assert len(real) == 1, (name, real)
+        ctr = [c for c in real[0]["Containers"] if not c["Names"].endswith("-infra")]
+        assert len(ctr) == 1
+        inspect = json.loads(mesh3.podman(name).run("inspect", ctr[0]["Id"]).stdout)[0]
+        host = inspect["HostConfig"]
+        assert host["Memory"] == 64 * 2**20
+        cpu = host.get("NanoCpus") or host["CpuQuota"] * 1e9 / host["CpuPeriod"]
+        assert cpu == pytest.approx(0.25e9)
+        assert inspect["Config"]["Labels"]["beemesh.workload"]
+        assert "hello from" in http_get(mesh3.podman(name).address, 18080)
+
+
+def test_reapply_keeps_running_replicas(mesh3: LocalMesh) -> None:
+    done = operator(mesh3, mesh3.agents["m2"].api, "apply", "-f", str(WEB), "-o", "json")
+    assert done.returncode == 0, done.stderr
+    assert {t["state"] for t in json.loads(done.stdout)} == {"exists"}
+    time.sleep(2)
+    assert sum(len(podman_pods(mesh3, n)) for n in ("m1", "m2", "m3")) == 3
+
+
+def test_restarted_agent_readopts_its_pod(mesh3: LocalMesh) -> None:
+    before = podman_pods(mesh3, "m2")
+    assert len(before) == 1
+    mesh3.stop("m2", signal.SIGTERM)
+    m2 = mesh3.start("m2", podman=True, bootstrap=[mesh3.agents["m1"].addr],
+                     extra=["--labels", "zone=b"])
+    wait_for(lambda: m2.status()["runtime"] == "ok", 20, "m2's runtime after restart")
+    mine = wait_for(lambda: [p for p in pods(mesh3, "m2") if p["machine"] == m2.peer_id], 15,
+                    "m2 to list its re-adopted pod")
+    assert [p["pod"] for p in mine] == [before[0]["Name"]]
+    time.sleep(3)
+    after = podman_pods(mesh3, "m2")
+    assert [p["Id"] for p in after] == [before[0]["Id"]], "pod was replaced, not re-adopted"
+    assert len(pods(mesh3, "m1")) == 3
+
+
+def test_delete_removes_every_replica(mesh3: LocalMesh) -> None:
+    done = operator(mesh3, mesh3.agents["m3"].api, "delete", "deployment", "web")
+    assert done.returncode == 0, done.stderr
+    for name in ("m1", "m2", "m3"):
+        wait_for(lambda name=name: podman_pods(mesh3, name) == [], 30,
+                 f"{name} to remove its web pod")
+    wait_for(lambda: pods(mesh3, "m1") == [], 10, "get pods to be empty")
+
+
+def write_pod(tmp: Path, name: str, *, selector: dict[str, str] | None = None,
+              memory: str = "16Mi") -> Path:
+    lines = ["apiVersion: v1", "kind: Pod", f"metadata: {{name: {name}}}", "spec:"]
+    if selector:
+        lines.append("  nodeSelector: {" + ", ".join(f'"{k}": "{v}"' for k, v in
+                                                      selector.items()) + "}")
+    lines += ["  containers:", "  - name: main", "    image: localhost/beemesh/busybox:latest",
+              '    command: ["sleep", "3600"]',
+              f"    resources: {{requests: {{cpu: 10m, memory: {memory}}}}}"]
+    path = tmp / f"{name}.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def bids_sent(agent: Any) -> int:
+    return agent.metrics().get("bids", {}).get("sent", 0)
+
+
+def test_node_selector_is_honoured(mesh3: LocalMesh, tmp_path: Path) -> None:
+    m1 = mesh3.agents["m1"]
+    done = operator(mesh3, mesh3.agents["m2"].api, "apply", "-f",
+                    str(write_pod(tmp_path, "only-a", selector={"zone": "a"})), "--wait",
+                    "--timeout", "30")
+    assert done.returncode == 0, done.stderr
+    rows = [p for p in pods(mesh3, "m2") if p["workload"] == "pod/default/only-a"]
+    assert [r["machine"] for r in rows] == [m1.peer_id]
+    operator(mesh3, m1.api, "delete", "pod", "only-a")
+
+
+def test_machines_that_do_not_fit_never_bid(mesh3: LocalMesh, tmp_path: Path) -> None:
+    m3 = mesh3.agents["m3"]
+    before = {n: bids_sent(a) for n, a in mesh3.agents.items()}
+    # 512 MiB fits m1 and m2 but not m3 (256 MiB offered).
+    done = operator(mesh3, m3.api, "apply", "-f", str(write_pod(tmp_path, "big",
+                                                                memory="512Mi")),
+                    "--wait", "--timeout", "30")
+    assert done.returncode == 0, done.stderr
+    assert bids_sent(m3) == before["m3"], "m3 bid for a pod it cannot hold"
+    notes = [e["text"] for e in m3.get_json("events") if e["workload"] == "pod/default/big"]
+    assert any("not bidding" in t and "memory" in t for t in notes), notes
+    rows = [p for p in pods(mesh3, "m3") if p["workload"] == "pod/default/big"]
+    assert len(rows) == 1 and rows[0]["machine"] != m3.peer_id
+    operator(mesh3, m3.api, "delete", "pod", "big")
+
+    # An arm64-only pod: nobody here bids, and --wait says why it gave up.
+    before = {n: bids_sent(a) for n, a in mesh3.agents.items()}
+    done = operator(mesh3, m3.api, "apply", "-f", str(write_pod(
+        tmp_path, "armonly", selector={"kubernetes.io/arch": "arm64"})), "--wait",
+        "--timeout", "6")
+    assert done.returncode == 1
+    assert "not deployed" in done.stderr and "no machine bid" in done.stderr
+    assert {n: bids_sent(a) for n, a in mesh3.agents.items()} == before
+    for a in mesh3.agents.values():
+        notes = [e["text"] for e in a.get_json("events") if e["workload"] ==
+                 "pod/default/armonly"]
+        assert any("arch x86_64 != aarch64" in t for t in notes), (a.name, notes)
+    operator(mesh3, m3.api, "delete", "pod", "armonly")
+
+
+def test_untrusted_and_invalid_applies_are_rejected(mesh3: LocalMesh, tmp_path: Path) -> None:
+    m1 = mesh3.agents["m1"]
+    other = tmp_path / "other-fleet"
+    subprocess.run([*BEEMESH, "fleet", "init", "--out", str(other)], check=True,
+                   capture_output=True)
+    done = operator(mesh3, m1.api, "apply", "-f", str(write_pod(tmp_path, "rogue")),
+                    fleet=other)
+    assert done.returncode == 2
+    assert "apply rejected (untrusted)" in done.stderr
+    assert "Traceback" not in done.stderr
+
+    # A raw, unsigned workload straight at the API.
+    import base64
+
+    import cbor2
+
+    from beemesh.api.client import call
+    from beemesh.errors import UserError
+
+    unsigned = cbor2.dumps({"v": 1, "kind": "Workload", "sender": b"\0" * 32, "ts": 0,
+                            "nonce": b"\0" * 16, "body": {"spec": {}}})
+    with pytest.raises(UserError, match="unsigned"):
+        call(m1.api, "POST", "/v1/apply", {"workloads": [base64.b64encode(unsigned).decode()]})
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(WEB.read_text().replace("memory: 64Mi", "memory: lots"))
+    done = operator(mesh3, m1.api, "apply", "-f", str(bad))
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "memory" in done.stderr, done.stderr
+    time.sleep(1)
+    assert not [p for p in pods(mesh3, "m1") if p["workload"] == "pod/default/rogue"]
+
+
+def test_winner_killed_before_deploying_is_replaced(tmp_path: Path) -> None:
+    mesh = LocalMesh.create(tmp_path)
+    slow = tmp_path / "slow.toml"
+    slow.write_text("deploy_delay_s = 5.0\n")
+    try:
+        seed = mesh.start("k1", podman=True, extra=["--config", str(slow)])
+        for n in ("k2", "k3"):
+            mesh.start(n, podman=True, bootstrap=[seed.addr], extra=["--config", str(slow)])
+        ids = {a.peer_id for a in mesh.agents.values()}
+        for a in mesh.agents.values():
+            wait_for(lambda a=a: a.node_ids() == ids and a.status()["runtime"] == "ok", 30,
+                     f"{a.name} ready")
+        done = operator(mesh, seed.api, "apply", "-f", str(write_pod(tmp_path, "phoenix")))
+        assert done.returncode == 0, done.stderr
+
+        def winner() -> str | None:
+            for a in mesh.agents.values():
+                if any("won with score" in e["text"] for e in a.get_json("events")):
+                    return a.name
+            return None
+
+        first = wait_for(winner, 10, "a machine to win the auction")
+        os.killpg(mesh.agents[first].proc.pid, signal.SIGKILL)
+        survivors = [a for n, a in mesh.agents.items() if n != first]
+
+        def placed() -> list[dict[str, Any]]:
+            return [p for p in survivors[0].get_json("get", "pods")
+                    if p["workload"] == "pod/default/phoenix"]
+
+        rows = wait_for(placed, 40, "the replica to be deployed by a survivor")
+        assert rows[0]["machine"] in {a.peer_id for a in survivors}
+        assert podman_pods(mesh, first) == [], "the dead winner must not have deployed"
+    finally:
+        mesh.close()
