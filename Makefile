@@ -40,4 +40,4 @@ bench: install
 clean:
 	rm -rf $(VENV) dist build .cache .pytest_cache
 
--include packaging/pyz.mk
+include packaging/pyz.mk
