@@ -7,13 +7,13 @@ JOBS ?= 2
 
 .PHONY: install deps run test test-unit test-mesh lint bench clean
 
-install: $(STAMP)
+install: deps $(STAMP)
 
+# Debian packages and binfmt (lost on reboot): checked every time, ~1 s when all present.
 deps:
 	bash packaging/system-deps.sh
 
-$(STAMP): pyproject.toml packaging/system-deps.sh
-	bash packaging/system-deps.sh
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
