@@ -14,6 +14,7 @@ import logging
 import platform
 import signal
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psutil
@@ -29,6 +30,15 @@ from beemesh.errors import UserError
 from beemesh.events import EventLog
 from beemesh.fleet import Fleet
 from beemesh.identity import KeyPair, peer_id, public_key_from_peer_id_bytes
+from beemesh.logs import (
+    LOGS_PROTOCOL,
+    encode_error,
+    encode_line,
+    lines_from_thread,
+    read_request,
+    relay_remote,
+    send_request,
+)
 from beemesh.machines import (
     MACHINE_RECORD,
     MACHINE_WITHDRAW,
@@ -39,7 +49,7 @@ from beemesh.machines import (
 )
 from beemesh.mesh.host import HostSettings, MeshHost
 from beemesh.metrics import Metrics
-from beemesh.scheduler.messages import BID, DELETE, DEPLOYED, FAILED, LEASE, TASK
+from beemesh.scheduler.messages import BID, DELETE, DEPLOYED, FAILED, LEASE, LOGS_REQUEST, TASK
 from beemesh.scheduling import LEASE_NS, TOPIC_EVENTS, TOPIC_PROPOSALS, TOPIC_TASKS, Scheduling
 
 log = logging.getLogger("beemesh.agent")
@@ -173,6 +183,9 @@ class Agent:
         self.api.route("GET", "/v1/tasks", self._api_tasks)
         self.api.route("GET", "/v1/pods", self._api_pods)
         self.api.route("GET", "/v1/events", self._api_events)
+        self.api.route("POST", "/v1/logs", self._api_logs)
+        self.logs_verifier = self.verifier_for({LOGS_REQUEST.name: LOGS_REQUEST})
+        self.mesh.handle(LOGS_PROTOCOL, self._serve_logs_stream)
 
     def verifier_for(self, kinds: dict[str, wire.Kind]) -> wire.Verifier:
         """Verifiers share one replay cache and the fleet's operator trust list."""
@@ -415,6 +428,48 @@ class Agent:
                 await trio.sleep(0.2)
         return Response(200, {"last": self.events.last_seq,
                               "events": [e.to_dict() for e in self.events.since(after)]})
+
+    async def _api_logs(self, req: Request) -> Response:
+        blob = _b64((req.json() or {}).get("request", ""))
+        return Response(200, stream=self._logs(blob, forwarded=False),
+                        content_type="application/x-ndjson")
+
+    async def _serve_logs_stream(self, stream: Any) -> None:
+        """Another agent forwards an operator's signed logs request for a pod we run."""
+        try:
+            blob = await read_request(stream)
+            async for chunk in self._logs(blob, forwarded=True):
+                await stream.write(chunk)
+        except Exception as e:  # the requesting side went away, or garbage on the stream
+            log.debug("logs stream ended: %s", e)
+        finally:
+            with trio.move_on_after(1):
+                await stream.close()
+
+    async def _logs(self, blob: bytes, forwarded: bool) -> AsyncIterator[bytes]:
+        """JSON lines of a pod's logs, from here or from the machine that runs it."""
+        try:
+            env = self.logs_verifier.check(blob, time.time())
+            pod, follow = env.body["pod"], env.body["follow"]
+            runtime = self.scheduling.runtime
+            if pod in self.scheduling.local_pods and runtime is not None:
+                async for line in lines_from_thread(lambda: runtime.logs(pod, follow)):
+                    yield encode_line(line)
+                return
+            hosts = [r["machine"] for r in self.scheduling.all_pods()
+                     if r["pod"] == pod and r["machine"] != self.peer_id]
+            if forwarded or not hosts:
+                yield encode_error(f"no pod named {pod} runs in the mesh; see `beemesh get pods`"
+                                   if not forwarded else f"pod {pod} is not on this machine")
+                return
+            stream = await self.mesh.open_stream(hosts[0], LOGS_PROTOCOL)
+            await send_request(stream, blob)
+            async for chunk in relay_remote(stream):
+                yield chunk
+        except wire.Rejected as e:
+            yield encode_error(f"logs request rejected ({e.reason}): {e.detail}")
+        except UserError as e:
+            yield encode_error(str(e))
 
     async def _api_metrics_json(self, _req: Request) -> Response:
         return Response(200, self.metrics.as_dict())

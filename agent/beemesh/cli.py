@@ -197,6 +197,13 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_logs(args: argparse.Namespace) -> int:
+    from beemesh import operator
+    from beemesh.api.client import api_path
+
+    return operator.logs(api_path(args.api), args.fleet, args.pod, args.follow)
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     from beemesh.api.client import api_path, call
 
@@ -279,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-n", "--namespace", default="default")
     sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")
     sp.set_defaults(func=cmd_delete)
+    sp = sub.add_parser("logs", help="a pod's logs, from whichever machine runs it")
+    sp.add_argument("pod", help="pod name as in `beemesh get pods` (e.g. web-0)")
+    sp.add_argument("--follow", "-f", action="store_true")
+    sp.add_argument("--api", help="agent API socket (default: $BEEMESH_API)")
+    sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")
+    sp.set_defaults(func=cmd_logs)
     sp = with_api(sub.add_parser("events", help="what this agent saw (scheduling, runtime)"))
     sp.add_argument("--watch", "-w", action="store_true")
     sp.set_defaults(func=cmd_events)

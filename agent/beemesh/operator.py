@@ -7,6 +7,7 @@ operator signature itself, so a compromised relay cannot invent or alter a workl
 from __future__ import annotations
 
 import base64
+import json
 import os
 import sys
 import time
@@ -14,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from beemesh import wire
-from beemesh.api.client import call
+from beemesh.api.client import call, stream_lines
 from beemesh.errors import UserError
 from beemesh.fleet import Fleet
 from beemesh.manifest import load_manifest_file
-from beemesh.scheduler.messages import DELETE, WORKLOAD
+from beemesh.scheduler.messages import DELETE, LOGS_REQUEST, WORKLOAD
 
 KIND_ALIASES = {"deployment": "deployment", "deploy": "deployment", "statefulset": "statefulset",
                 "sts": "statefulset", "pod": "pod", "po": "pod"}
@@ -82,3 +83,20 @@ def delete(api: Path, fleet_flag: Path | None, kind: str, name: str,
     wid = f"{canonical}/{namespace}/{name}"
     return call(api, "POST", "/v1/delete",
                 {"request": sign(fleet_flag, DELETE.name, {"workload_id": wid})})
+
+
+def logs(api: Path, fleet_flag: Path | None, pod: str, follow: bool) -> int:
+    """Print a pod's log lines; exit status 1 if the agent reports an error."""
+    request = sign(fleet_flag, LOGS_REQUEST.name, {"pod": pod, "follow": follow})
+    for raw in stream_lines(api, "POST", "/v1/logs", {"request": request}):
+        if not raw.strip():
+            continue
+        try:
+            item = json.loads(raw)
+        except ValueError:
+            item = {"error": raw.removeprefix("error: ")}
+        if "error" in item:
+            print(f"beemesh: error: {item['error']}", file=sys.stderr)
+            return 1
+        print(item["line"], flush=True)
+    return 0

@@ -94,6 +94,28 @@ def test_deployment_runs_one_replica_per_machine_with_limits_and_http(mesh3: Loc
         assert "hello from" in http_get(mesh3.podman(name).address, 18080)
 
 
+def test_logs_come_from_whichever_machine_runs_the_pod(mesh3: LocalMesh) -> None:
+    rows = pods(mesh3, "m1")
+    by_machine = {r["machine"]: r["pod"] for r in rows}
+    m1 = mesh3.agents["m1"]
+    local, remote = by_machine[m1.peer_id], next(p for m, p in by_machine.items()
+                                                 if m != m1.peer_id)
+    for pod in (local, remote):
+        # busybox httpd logs nothing by itself, so write a line to the container's stdout.
+        host = next(m for m, p in by_machine.items() if p == pod)
+        name = next(n for n, a in mesh3.agents.items() if a.peer_id == host)
+        ctr = next(c for c in podman_pods(mesh3, name)[0]["Containers"]
+                   if not c["Names"].endswith("-infra"))
+        mesh3.podman(name).run("exec", ctr["Id"], "sh", "-c",
+                               f"echo marker-{pod} > /proc/1/fd/1")
+        done = operator(mesh3, m1.api, "logs", pod)
+        assert done.returncode == 0, done.stderr
+        assert f"marker-{pod}" in done.stdout
+    missing = operator(mesh3, m1.api, "logs", "no-such-pod")
+    assert missing.returncode == 1
+    assert "no pod named no-such-pod" in missing.stderr
+
+
 def test_reapply_keeps_running_replicas(mesh3: LocalMesh) -> None:
     done = operator(mesh3, mesh3.agents["m2"].api, "apply", "-f", str(WEB), "-o", "json")
     assert done.returncode == 0, done.stderr

@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +33,14 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def call(path: Path, method: str, target: str, body: Any = None, timeout: float = 30) -> Any:
-    """One API call; UserError with the fix when no agent answers or the agent refuses."""
+def _open(path: Path, method: str, target: str, body: Any,
+          timeout: float | None) -> tuple[_UnixConnection, http.client.HTTPResponse]:
     conn = _UnixConnection(path, timeout)
     payload = None if body is None else json.dumps(body).encode()
     try:
         conn.request(method, target, body=payload,
                      headers={"content-type": "application/json"} if payload else {})
-        resp = conn.getresponse()
-        raw = resp.read()
+        return conn, conn.getresponse()
     except (FileNotFoundError, ConnectionRefusedError):
         raise UserError(
             f"no agent is running at {path}; start one with `beemesh agent`, or point "
@@ -50,11 +50,36 @@ def call(path: Path, method: str, target: str, body: Any = None, timeout: float 
         raise UserError(f"permission denied on {path}; run as the agent's user or root") from None
     except TimeoutError:
         raise UserError(f"the agent at {path} did not answer within {timeout:.0f} s") from None
-    finally:
-        conn.close()
+
+
+def _decode(resp: http.client.HTTPResponse, raw: bytes) -> Any:
     ctype = resp.getheader("content-type", "")
     data: Any = json.loads(raw) if ctype.startswith("application/json") and raw else raw.decode()
     if resp.status >= 400:
         message = data.get("error") if isinstance(data, dict) else data
         raise UserError(f"agent refused: {message}")
     return data
+
+
+def call(path: Path, method: str, target: str, body: Any = None, timeout: float = 30) -> Any:
+    """One API call; UserError with the fix when no agent answers or the agent refuses."""
+    conn, resp = _open(path, method, target, body, timeout)
+    try:
+        raw = resp.read()
+    except TimeoutError:
+        raise UserError(f"the agent at {path} did not answer within {timeout:.0f} s") from None
+    finally:
+        conn.close()
+    return _decode(resp, raw)
+
+
+def stream_lines(path: Path, method: str, target: str, body: Any = None) -> Iterator[str]:
+    """A streamed API call (logs --follow): yields lines as the agent sends them."""
+    conn, resp = _open(path, method, target, body, None)
+    try:
+        if resp.status >= 400:
+            _decode(resp, resp.read())
+        while line := resp.readline():
+            yield line.decode(errors="replace").rstrip("\n")
+    finally:
+        conn.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ class Response:
     status: int = 200
     body: Any = None
     content_type: str = "application/json"
+    stream: AsyncIterator[bytes] | None = None  # sent chunked, for logs --follow and watches
 
     def encode(self) -> bytes:
         if isinstance(self.body, str):
@@ -99,9 +100,14 @@ class ApiServer:
             with trio.fail_after(30):
                 request = await self._read_request(conn, stream)
             response = await self._dispatch(request)
-            await self._send(conn, stream, response)
+            try:
+                await self._send(conn, stream, response)
+            except UserError as e:  # a stream that failed midway: say so in-band
+                await stream.send_all(f"\nerror: {e}\n".encode())
         except (h11.RemoteProtocolError, trio.TooSlowError, trio.BrokenResourceError):
             pass
+        except Exception:  # one bad request must never take the agent down
+            log.exception("API request failed")
         finally:
             await stream.aclose()
 
@@ -144,14 +150,23 @@ class ApiServer:
             return Response(500, {"error": "internal error; see the agent's log"})
 
     async def _send(self, conn: h11.Connection, stream: trio.SocketStream, resp: Response) -> None:
-        payload = resp.encode()
-        headers = [("content-type", resp.content_type), ("content-length", str(len(payload))),
-                   ("connection", "close")]
-        for event in (h11.Response(status_code=resp.status, headers=headers),
-                      h11.Data(data=payload), h11.EndOfMessage()):
+        async def send(event: Any) -> None:
             data = conn.send(event)
             if data:
                 await stream.send_all(data)
+
+        headers = [("content-type", resp.content_type), ("connection", "close")]
+        if resp.stream is None:
+            payload = resp.encode()
+            await send(h11.Response(status_code=resp.status,
+                                    headers=[*headers, ("content-length", str(len(payload)))]))
+            await send(h11.Data(data=payload))
+        else:
+            await send(h11.Response(status_code=resp.status,
+                                    headers=[*headers, ("transfer-encoding", "chunked")]))
+            async for chunk in resp.stream:
+                await send(h11.Data(data=chunk))
+        await send(h11.EndOfMessage())
 
 
 async def _refuse_if_live(path: Path) -> None:

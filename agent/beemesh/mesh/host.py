@@ -9,14 +9,14 @@ on the wire is the key that signs our envelopes.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost, ISubscriptionAPI
+from libp2p.abc import IHost, INetStream, ISubscriptionAPI
 from libp2p.crypto.ed25519 import create_new_key_pair as libp2p_ed25519_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
@@ -122,6 +122,13 @@ class MeshHost:
 
     async def publish(self, topic: str, data: bytes) -> None:
         await self.pubsub.publish(topic, data)
+
+    def handle(self, protocol: str, handler: Callable[[INetStream], Awaitable[None]]) -> None:
+        """Serve a request/response protocol on streams (Noise-authenticated peers only)."""
+        self.host.set_stream_handler(TProtocol(protocol), handler)
+
+    async def open_stream(self, peer: str, protocol: str) -> INetStream:
+        return await self.host.new_stream(ID.from_base58(peer), [TProtocol(protocol)])
 
     async def put(self, key: str, value: bytes) -> None:
         await self.dht.put_value(key, value)
