@@ -63,7 +63,8 @@ DIAL_TIMEOUT_S = 5.0
 TOPIC_KINDS: dict[str, dict[str, wire.Kind]] = {
     TOPIC_TASKS: {k.name: k for k in (TASK, DELETE)},
     TOPIC_PROPOSALS: {BID.name: BID},
-    TOPIC_EVENTS: {k.name: k for k in (MACHINE_RECORD, MACHINE_WITHDRAW, DEPLOYED, FAILED)},
+    TOPIC_EVENTS: {k.name: k for k in (MACHINE_RECORD, MACHINE_WITHDRAW, DEPLOYED, FAILED,
+                                       LEASE)},
 }
 MACHINE_KINDS = {MACHINE_RECORD.name, MACHINE_WITHDRAW.name}
 

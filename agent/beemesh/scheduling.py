@@ -354,6 +354,8 @@ class Scheduling:
             self.events.add(now, "Failed", body["reason"], task=body["task_id"],
                             workload=body["workload_id"], node=body["node"])
             actions = self.auction.failed(body["task_id"], body["node"], now, self.local_state)
+        elif env.kind == LEASE.name:
+            self.auction.lease_seen(body["task_id"], body["node"], body["expires_ms"] / 1000, now)
         elif env.kind == DELETE.name:
             await self._on_delete(body["workload_id"], env.ts_ms / 1000, now)
         await self._execute(actions)
@@ -428,8 +430,11 @@ class Scheduling:
         await self.publish(TOPIC_EVENTS, wire.seal(self.key, kind, body, time.time()))
 
     async def _write_lease(self, tid: str, ttl_s: float) -> None:
+        """The lease hint goes on pub/sub (every waiting machine hears the renewal at once) and
+        into the Machine DHT (where a machine that missed it looks before re-entering)."""
         now = time.time()
         body = {"task_id": tid, "node": self.node, "expires_ms": int((now + ttl_s) * 1000)}
+        await self.publish(TOPIC_EVENTS, wire.seal(self.key, LEASE.name, body, now))
         with trio.move_on_after(ttl_s / 2):
             try:
                 await self.put(lease_key(tid), wire.seal(self.key, LEASE.name, body, now))

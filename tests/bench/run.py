@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -85,19 +86,66 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("bench-results.json"))
     ap.add_argument("--agents", type=int, default=5)
     ap.add_argument("--idle-seconds", type=float, default=60)
+    ap.add_argument("--tasks", type=int, default=100)
+    ap.add_argument("--rate", type=float, default=1.0, help="tasks applied per second")
+    ap.add_argument("--only", choices=["agent", "scheduling"], help="run one group only")
     args = ap.parse_args()
+    results: dict[str, Any] = {
+        "machine": {"python": platform.python_version(), "arch": platform.machine(),
+                    "cpus": os.cpu_count()}}
+    rows: list[tuple[str, str]] = []
+    if args.only in (None, "agent"):
+        rows += bench_agent_group(args, results)
+    if args.only in (None, "scheduling"):
+        rows += bench_scheduling_group(args, results)
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'metric'.ljust(width)}  value\n{'-' * width}  -----")
+    for k, v in rows:
+        print(f"{k.ljust(width)}  {v}")
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+Rows = list[tuple[str, str]]
+
+
+def bench_scheduling_group(args: argparse.Namespace, results: dict[str, Any]) -> Rows:
+    from scheduling_bench import run as run_scheduling
+
+    rows: list[tuple[str, str]] = []
+    for suppression in (True, False):
+        label = "with" if suppression else "without"
+        print(f"[bench] scheduling: {args.agents} machines, {args.tasks} tasks at "
+              f"{args.rate:g}/s, bid suppression {label} ...", flush=True)
+        r = run_scheduling(args.agents, args.tasks, args.rate, suppression)
+        results[f"scheduling_{label}_suppression"] = r
+        rows += [
+            (f"[{label} suppression] publish -> Deployed p50 / p99",
+             f"{r['publish_to_deployed_s_p50']:.2f} / {r['publish_to_deployed_s_p99']:.2f} s"),
+            (f"[{label} suppression] publish -> winner decided p50 / p99",
+             f"{r['publish_to_decision_s_p50']:.2f} / {r['publish_to_decision_s_p99']:.2f} s"),
+            (f"[{label} suppression] bids sent / withheld per task",
+             f"{r['bids_per_task']:.2f} / {r['bids_withheld_per_task']:.2f}"),
+            (f"[{label} suppression] scheduling messages per task (one agent)",
+             f"{r['scheduling_messages_per_task_seen_by_one_agent']:.1f}"),
+            (f"[{label} suppression] duplicates deployed+drained / left / machines used",
+             f"{r['duplicates_drained']} / {r['duplicates_running_at_end']} / "
+             f"{r['machines_used']}"),
+        ]
+    rows.append(("Kubernetes pod-startup SLO (p99, image pull excluded)", "<= 5 s"))
+    return rows
+
+
+def bench_agent_group(args: argparse.Namespace, results: dict[str, Any]) -> Rows:
 
     print(f"[bench] memory by import step ({len(IMPORT_STEPS)} runs) ...", flush=True)
     imports = {name: rss_of_import(code) / 2**20 for name, code in IMPORT_STEPS.items()}
     print(f"[bench] {args.agents} agents on loopback, {args.idle_seconds:.0f} s idle window ...",
           flush=True)
     agents = bench_agents(args.agents, args.idle_seconds)
-    results = {
-        "machine": {"python": platform.python_version(), "arch": platform.machine(),
-                    "cpus": __import__("os").cpu_count()},
-        "rss_mb_by_import": imports,
-        "agent_mesh": agents,
-    }
+    results["rss_mb_by_import"] = imports
+    results["agent_mesh"] = agents
     rows = [(f"RSS after import: {k}", f"{v:.1f} MB") for k, v in imports.items()]
     rows += [
         (f"idle agent RSS with {args.agents - 1} peers (median)",
@@ -108,13 +156,7 @@ def main() -> int:
          f"{agents['in_process_join_s_median']:.2f} s"),
         ("idle CPU per minute", f"{agents['idle_cpu_s_per_min']:.2f} CPU-s"),
     ]
-    width = max(len(r[0]) for r in rows)
-    print(f"\n{'metric'.ljust(width)}  value\n{'-' * width}  -----")
-    for k, v in rows:
-        print(f"{k.ljust(width)}  {v}")
-    args.out.write_text(json.dumps(results, indent=2))
-    print(f"\nwritten to {args.out}")
-    return 0
+    return rows
 
 
 if __name__ == "__main__":

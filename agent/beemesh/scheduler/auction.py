@@ -226,6 +226,16 @@ class Auctioneer:
         return [Note(task_id, "no deployment and no live lease; re-entering"),
                 *self._enter_round(st, st.round + 1, now, local)]
 
+    def lease_seen(self, task_id: str, holder: str, expires_at: float, now: float) -> None:
+        """A lease renewal announced on pub/sub: the holder is still deploying; keep waiting."""
+        st = self.tasks.get(task_id)
+        if (st is None or holder == self.node_id or expires_at <= now
+                or st.phase not in (Phase.WAITING, Phase.CHECKING)):
+            return
+        st.phase = Phase.WAITING
+        later = expires_at + 1.0 + self.rng.uniform(0, self.params.backoff_jitter_s)
+        st.deadline = later if st.deadline is None else max(st.deadline, later)
+
     def deploy_result(self, task_id: str, ok: bool, reason: str, now: float) -> list[Action]:
         st = self.tasks.get(task_id)
         if st is None or st.phase is not Phase.DEPLOYING or st.my_bid is None:
