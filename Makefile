@@ -34,8 +34,9 @@ test-mesh: install
 lint: install
 	$(VENV)/bin/ruff check agent tests packaging
 
-bench: install
+bench: install pyz
 	$(PY) tests/bench/run.py --out bench-results.json
+	$(PY) packaging/bench_pyz.py bench-pyz.json
 
 clean:
 	rm -rf $(VENV) dist build .cache .pytest_cache

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -67,7 +68,7 @@ def run_demo(machines: int, workdir: Path | None, workload: bool = True) -> int:
                      "and importing the busybox image ...")
             bootstrap = [mesh.agents["machine-1"].addr] if i > 1 else []
             a = mesh.start(name, bootstrap=bootstrap, podman=workload,
-                           extra=["--labels", f"zone={'ab'[i % 2]}"])
+                           extra=["--labels", f"zone={'ba'[i % 2]}"])
             step(f"{name} up: {a.peer_id}")
         seed = mesh.agents["machine-1"]
         expected = {a.peer_id for a in mesh.agents.values()}
@@ -83,8 +84,9 @@ def run_demo(machines: int, workdir: Path | None, workload: bool = True) -> int:
                 address = mesh.podman(name).address
                 with urllib.request.urlopen(f"http://{address}:18080/", timeout=5) as r:
                     step(f"curl http://{address}:18080/ -> {r.read().decode().strip()}")
+        cli = Path(sys.executable).parent / "beemesh"
         step(f"try: BEEMESH_API={seed.api} BEEMESH_FLEET={mesh.fleet} "
-             f"{'beemesh get pods' if workload else 'beemesh nodes'}")
+             f"{cli} {'get pods' if workload else 'nodes'}")
         step("running; press Ctrl-C to stop")
         while not stop and all(a.alive() for a in mesh.agents.values()):
             time.sleep(0.2)
