@@ -321,9 +321,12 @@ class Scheduling:
         except ManifestError as e:
             raise wire.Rejected("schema", f"embedded workload: {e}") from None
         body = env.body
-        if spec.workload_id != body["workload_id"] or not 0 <= body["ordinal"] < max(
-                1, spec.replicas) or body["task_id"] != task_id(spec.workload_id, body["ordinal"],
-                                                                w.ts_ms):
+        consistent = (
+            spec.workload_id == body["workload_id"]
+            and 0 <= body["ordinal"] < max(1, spec.replicas)
+            and body["task_id"] == task_id(spec.workload_id, body["ordinal"], w.ts_ms)
+        )
+        if not consistent:
             raise wire.Rejected("schema", "task does not match its embedded workload")
         tomb = self.tombstones.get(spec.workload_id)
         if tomb is not None and w.ts_ms / 1000 <= tomb:
