@@ -18,7 +18,17 @@ from beemesh import wire
 from beemesh.agent import TOPIC_EVENTS, TOPIC_PROPOSALS, TOPIC_TASKS
 from beemesh.fleet import Fleet
 from beemesh.identity import KeyPair
+from beemesh.manifest import parse_manifests
 from beemesh.mesh.host import HostSettings, MeshHost
+from beemesh.scheduler.messages import task_id
+
+POD_YAML = """
+apiVersion: v1
+kind: Pod
+metadata: {name: rogue}
+spec:
+  containers: [{name: main, image: localhost/beemesh/busybox:latest, command: [sleep, "60"]}]
+"""
 
 
 def record_body(key: KeyPair, peer: str | None = None) -> dict:
@@ -48,6 +58,13 @@ def cases(me: KeyPair, victim: bytes) -> list[tuple[str, str, bytes]]:
     oversized = wire.seal(me, "MachineRecord", {**record_body(me), "pad": b"x" * 300_000}, now)
     schema_bad = wire.seal(me, "MachineRecord", {"peer_id": me.peer_id}, now)
     unknown = wire.seal(me, "Nonsense", {"x": 1}, now)
+    # A well-formed Task whose embedded workload was signed by a key no operator trusts.
+    spec = parse_manifests(POD_YAML)[0]
+    rogue = wire.seal(KeyPair.generate(), "Workload", {"spec": spec.to_dict()}, now)
+    rogue_ts = wire.decode(rogue).ts_ms
+    rogue_task = wire.seal(me, "Task", {
+        "task_id": task_id(spec.workload_id, 0, rogue_ts), "workload_id": spec.workload_id,
+        "ordinal": 0, "origin": me.peer_id, "workload": rogue}, now)
     wrong_topic = wire.seal(me, "MachineRecord", record_body(me), now)
     return [
         ("malformed", TOPIC_EVENTS, b"\x00\xffgarbage that is not CBOR"),
@@ -60,6 +77,7 @@ def cases(me: KeyPair, victim: bytes) -> list[tuple[str, str, bytes]]:
         ("schema", TOPIC_EVENTS, schema_bad),
         ("unknown_kind", TOPIC_PROPOSALS, unknown),
         ("unknown_kind", TOPIC_TASKS, wrong_topic),
+        ("untrusted", TOPIC_TASKS, rogue_task),
         ("accepted", TOPIC_EVENTS, good),
         ("replayed", TOPIC_EVENTS, good),  # same bytes again: a new pub/sub message, old nonce
     ]

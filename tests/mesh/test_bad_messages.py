@@ -36,6 +36,8 @@ def test_forged_unsigned_replayed_stale_oversized_garbage_are_dropped(cluster: C
     # The garbage burst is counted until gossipsub's peer score throttles the sender; what it
     # drops before our validator never reaches anyone either.
     assert dropped["malformed"] >= 3, dropped
+    # A Task carrying a workload no trusted operator signed never reached the scheduler.
+    assert not [e for e in a.get_json("events") if e["workload"] == "pod/default/rogue"]
     # The one well-formed record was accepted: the injector is a fleet member after all.
     assert report["peer_id"] in a.node_ids()
     # Nothing forged reached the view: b is still itself, with no injected labels.
