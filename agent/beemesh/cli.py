@@ -220,6 +220,67 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bundle_create(args: argparse.Namespace) -> int:
+    from beemesh import bundle
+    from beemesh.operator import fleet_dir
+
+    bundle.create(
+        fleet_dir=fleet_dir(args.fleet), site=args.site, out=args.out,
+        peers=bundle.read_peers(args.peers, args.peer or []), images=args.image or [],
+        pyz_dir=args.pyz_dir, ansible_dir=args.ansible_dir, podman_socket=args.podman_socket,
+        tar=args.tar,
+    )
+    return 0
+
+
+def _bundle_problems(problems: list[str]) -> int:
+    for problem in problems:
+        print(f"beemesh: bundle: {problem}", file=sys.stderr)
+    print(f"beemesh: error: bundle refused ({len(problems)} problem(s)); nothing was "
+          "installed or changed", file=sys.stderr)
+    return 1
+
+
+def cmd_bundle_verify(args: argparse.Namespace) -> int:
+    from beemesh import bundle
+
+    trusted, trust_path = bundle.load_trust(args.fleet, args.trust)
+    keep: list[object] = []
+    report = bundle.verify(bundle.open_bundle(args.bundle, keep), trusted, trust_path)
+    if not report.ok:
+        for problem in report.problems:
+            print(f"beemesh: bundle: {problem}", file=sys.stderr)
+        print(f"beemesh: error: bundle {args.bundle} failed verification "
+              f"({len(report.problems)} problem(s))", file=sys.stderr)
+        return 1
+    assert report.body is not None
+    print(f"bundle OK: site {report.body['site']}, beemesh {report.body['version']}, "
+          f"{len(report.body['files'])} files, signed by {report.signer}")
+    return 0
+
+
+def cmd_bundle_install(args: argparse.Namespace) -> int:
+    from beemesh import bundle
+
+    trusted, trust_path = bundle.load_trust(args.fleet, args.trust)
+    keep: list[object] = []
+    try:
+        result = bundle.install(
+            bundle.open_bundle(args.bundle, keep), trusted=trusted, trust_path=trust_path,
+            root=args.root, state_dir=args.state_dir, arch=args.arch, listen=args.listen,
+            podman_socket=args.podman_socket, start=args.start,
+            start_timeout=args.start_timeout,
+        )
+    except bundle.BundleRefused as e:
+        return _bundle_problems(e.problems)
+    print(result["peer_id"])
+    if result["pid"] is None:
+        unit = bundle.Layout(args.root, args.root).unit
+        print(f"installed; start it with `beemesh agent --config {result['config']}`, or "
+              + bundle.enable_hint(str(unit)), file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from beemesh.demo import run_demo
 
@@ -295,6 +356,44 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_api(sub.add_parser("events", help="what this agent saw (scheduling, runtime)"))
     sp.add_argument("--watch", "-w", action="store_true")
     sp.set_defaults(func=cmd_events)
+
+    bnd = sub.add_parser("bundle", help="offline install bundles for sites without network")
+    bsub = bnd.add_subparsers(dest="bundle_command", required=True, metavar="COMMAND")
+    sp = bsub.add_parser("create", help="write a signed bundle for one site")
+    sp.add_argument("--site", required=True, help="site name (becomes the label site=NAME)")
+    sp.add_argument("--out", type=Path, required=True, help="new bundle directory")
+    sp.add_argument("--tar", type=Path, help="also write the bundle as one tar file")
+    sp.add_argument("--peers", type=Path, help="file of bootstrap multiaddrs, one per line")
+    sp.add_argument("--peer", action="append", help="bootstrap multiaddr (repeatable)")
+    sp.add_argument("--image", action="append", help="container image to include (repeatable)")
+    sp.add_argument("--pyz-dir", type=Path, help="where the .pyz files are (default: dist/)")
+    sp.add_argument("--ansible-dir", type=Path, help="playbook to include (default: the "
+                    "repository's ansible/ if present)")
+    sp.add_argument("--podman-socket", help="Podman to save images from (default: podman CLI)")
+    sp.add_argument("--fleet", type=Path, help="fleet material with operator.key "
+                    "(default: $BEEMESH_FLEET)")
+    sp.set_defaults(func=cmd_bundle_create)
+    for name, helptext in (("verify", "check a bundle's signature and every file"),
+                           ("install", "verify, then install a bundle on this machine")):
+        sp = bsub.add_parser(name, help=helptext)
+        sp.add_argument("bundle", type=Path, help="bundle directory (or its .tar)")
+        sp.add_argument("--trust", type=Path, help="operators.trust to check the signature "
+                        "against")
+        sp.add_argument("--fleet", type=Path, help="fleet dir whose operators.trust to use "
+                        "(default: $BEEMESH_FLEET)")
+        sp.set_defaults(func=cmd_bundle_verify)
+    sp.add_argument("--root", type=Path, default=Path("/"), help="install under this root "
+                    "(default: /)")
+    sp.add_argument("--state-dir", type=Path, help="default: ROOT/var/lib/beemesh")
+    sp.add_argument("--arch", choices=["x86_64", "aarch64"], help="default: this machine's")
+    sp.add_argument("--listen", action="append", help="multiaddr for the config (repeatable; "
+                    "default /ip4/0.0.0.0/tcp/4001)")
+    sp.add_argument("--podman-socket", help="Podman to load images into and for the agent "
+                    "(default: podman CLI / the agent's default socket)")
+    sp.add_argument("--start", action="store_true", help="start the agent as a detached "
+                    "process after installing")
+    sp.add_argument("--start-timeout", type=float, default=60.0)
+    sp.set_defaults(func=cmd_bundle_install)
 
     sp = sub.add_parser("demo", help="run a local mesh on loopback (the quick start)")
     sp.add_argument("--machines", type=int, default=3)

@@ -103,8 +103,7 @@ def test_unwritable_pex_root_is_one_line(pyz_x86: Path, tmp_path: Path) -> None:
 def test_read_only_pex_root_is_one_line(pyz_x86: Path, tmp_path: Path) -> None:
     """PEX_ROOT on a read-only filesystem (read-only root fs without PEX_ROOT set), even when
     already populated: pex would otherwise fall back to re-extracting into /tmp each start."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a read-only filesystem")
+    assert os.geteuid() == 0, "this test needs root to mount a read-only filesystem"
     ro = tmp_path / "ro"
     ro.mkdir()
     env = plain_env(tmp_path, ro / "pex")
@@ -113,8 +112,7 @@ def test_read_only_pex_root_is_one_line(pyz_x86: Path, tmp_path: Path) -> None:
     mounted = subprocess.run(
         ["mount", "--bind", "-o", "ro", str(ro), str(ro)], capture_output=True, text=True
     )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot bind-mount read-only here: {mounted.stderr.strip()}")
+    assert mounted.returncode == 0, f"cannot bind-mount read-only: {mounted.stderr.strip()}"
     try:
         # (older util-linux needs a remount to apply ro to a bind mount)
         subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], capture_output=True)
