@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 run: install
 	$(PY) -m beemesh demo
 
-test: install
+test: install pyz
 	$(PY) -m pytest -n $(JOBS) --dist loadfile -q
 
 test-unit: install
