@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -111,9 +112,63 @@ def test_logs_come_from_whichever_machine_runs_the_pod(mesh3: LocalMesh) -> None
         done = operator(mesh3, m1.api, "logs", pod)
         assert done.returncode == 0, done.stderr
         assert f"marker-{pod}" in done.stdout
+    # --follow keeps streaming: a line written after it started arrives.
+    follower = follow(mesh3, m1.api, "logs", remote, "--follow")
+    try:
+        host = next(m for m, p in by_machine.items() if p == remote)
+        name = next(n for n, a in mesh3.agents.items() if a.peer_id == host)
+        ctr = next(c for c in podman_pods(mesh3, name)[0]["Containers"]
+                   if not c["Names"].endswith("-infra"))
+        time.sleep(1)
+        mesh3.podman(name).run("exec", ctr["Id"], "sh", "-c", "echo later-line > /proc/1/fd/1")
+        assert wait_line(follower, lambda line: "later-line" in line, 15)
+    finally:
+        follower.kill()
+        follower.wait(5)
     missing = operator(mesh3, m1.api, "logs", "no-such-pod")
     assert missing.returncode == 1
     assert "no pod named no-such-pod" in missing.stderr
+
+
+def follow(mesh: LocalMesh, api: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "BEEMESH_FLEET": str(mesh.fleet), "BEEMESH_API": str(api)}
+    return subprocess.Popen([*BEEMESH, *args], stdout=subprocess.PIPE, text=True, env=env)
+
+
+def wait_line(proc: subprocess.Popen, match: Any, timeout: float) -> str:
+    """First stdout line of a still-running command that satisfies `match`."""
+    found: list[str] = []
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if match(line):
+                found.append(line)
+                return
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    t.join(timeout)
+    assert found, f"no matching line within {timeout:.0f} s"
+    return found[0]
+
+
+def test_events_watch_streams_new_events(mesh3: LocalMesh, tmp_path: Path) -> None:
+    m2 = mesh3.agents["m2"]
+    watcher = follow(mesh3, m2.api, "events", "--watch", "-o", "json")
+    try:
+        time.sleep(1.5)
+        done = operator(mesh3, m2.api, "apply", "-f", str(write_pod(tmp_path, "watched")))
+        assert done.returncode == 0, done.stderr
+        line = wait_line(watcher, lambda s: "pod/default/watched" in s and "TaskSeen" in s, 15)
+        assert json.loads(line)["kind"] == "TaskSeen"
+    finally:
+        watcher.kill()
+        watcher.wait(5)
+    operator(mesh3, m2.api, "delete", "pod", "watched")
+    for name in mesh3.agents:  # later tests count pods per machine
+        wait_for(lambda name=name: not [p for p in podman_pods(mesh3, name)
+                                        if p["Name"] == "watched-0"], 30, "watched-0 removed")
 
 
 def test_reapply_keeps_running_replicas(mesh3: LocalMesh) -> None:
