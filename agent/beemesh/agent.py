@@ -49,7 +49,16 @@ from beemesh.machines import (
 )
 from beemesh.mesh.host import HostSettings, MeshHost
 from beemesh.metrics import Metrics
-from beemesh.scheduler.messages import BID, DELETE, DEPLOYED, FAILED, LEASE, LOGS_REQUEST, TASK
+from beemesh.scheduler.messages import (
+    BID,
+    CORDON,
+    DELETE,
+    DEPLOYED,
+    FAILED,
+    LEASE,
+    LOGS_REQUEST,
+    TASK,
+)
 from beemesh.scheduling import LEASE_NS, TOPIC_EVENTS, TOPIC_PROPOSALS, TOPIC_TASKS, Scheduling
 
 log = logging.getLogger("beemesh.agent")
@@ -61,7 +70,7 @@ DIAL_TIMEOUT_S = 5.0
 
 # Which kinds each topic carries; anything else on a topic is dropped as unknown_kind.
 TOPIC_KINDS: dict[str, dict[str, wire.Kind]] = {
-    TOPIC_TASKS: {k.name: k for k in (TASK, DELETE)},
+    TOPIC_TASKS: {k.name: k for k in (TASK, DELETE, CORDON)},
     TOPIC_PROPOSALS: {BID.name: BID},
     TOPIC_EVENTS: {k.name: k for k in (MACHINE_RECORD, MACHINE_WITHDRAW, DEPLOYED, FAILED,
                                        LEASE)},
@@ -181,6 +190,7 @@ class Agent:
         self.api.route("GET", "/metrics", self._api_metrics_text)
         self.api.route("POST", "/v1/apply", self._api_apply)
         self.api.route("POST", "/v1/delete", self._api_delete)
+        self.api.route("POST", "/v1/cordon", self._api_cordon)
         self.api.route("GET", "/v1/tasks", self._api_tasks)
         self.api.route("GET", "/v1/pods", self._api_pods)
         self.api.route("GET", "/v1/events", self._api_events)
@@ -271,6 +281,7 @@ class Agent:
             "protocol": PROTOCOL_VERSION,
             "ttl_s": self.cfg.record_ttl_s,
             "pods": self.scheduling.pod_summaries(),
+            "cordoned": self.scheduling.cordoned,
         }
 
     def _announce_soon(self) -> None:
@@ -413,6 +424,12 @@ class Agent:
     async def _api_delete(self, req: Request) -> Response:
         return Response(200, await self.scheduling.delete(_b64((req.json() or {}).get(
             "request", ""))))
+
+    async def _api_cordon(self, req: Request) -> Response:
+        env = await self.scheduling.operator_request(_b64((req.json() or {}).get("request", "")))
+        if env.kind != CORDON.name:
+            raise ApiError(400, "expected a signed Cordon request")
+        return Response(200, {"node": env.body["node"], "cordoned": env.body["cordoned"]})
 
     async def _api_tasks(self, req: Request) -> Response:
         ids = [i for i in req.query.get("ids", "").split(",") if i]

@@ -103,6 +103,7 @@ NODE_COLUMNS = [
     ("arch", lambda r: r["arch"]),
     ("cpu", lambda r: f"{r['cpu']:g}"),
     ("memory", lambda r: human_bytes(r["memory"])),
+    ("status", lambda r: "cordoned" if r["cordoned"] else "ready"),
     ("labels", lambda r: ",".join(f"{k}={v}" for k, v in sorted(r["labels"].items())) or "-"),
     ("age", lambda r: f"{r['age_s']:.0f}s"),
 ]
@@ -194,6 +195,15 @@ def cmd_delete(args: argparse.Namespace) -> int:
     result = operator.delete(api_path(args.api), args.fleet, args.kind, args.name,
                              args.namespace)
     print(f"{result['workload']} deleted ({result['replicas']} replica(s) being removed)")
+    return 0
+
+
+def cmd_cordon(args: argparse.Namespace) -> int:
+    from beemesh import operator
+    from beemesh.api.client import api_path
+
+    result = operator.cordon(api_path(args.api), args.fleet, args.node, args.cordon)
+    print(f"{result['node']} {'cordoned' if result['cordoned'] else 'uncordoned'}")
     return 0
 
 
@@ -347,6 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-n", "--namespace", default="default")
     sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")
     sp.set_defaults(func=cmd_delete)
+    for verb, value in (("cordon", True), ("uncordon", False)):
+        sp = sub.add_parser(verb, help="stop placing new replicas on a machine" if value else
+                            "let a cordoned machine take new replicas again")
+        sp.add_argument("node", help="Peer ID, or a unique prefix/suffix of one")
+        sp.add_argument("--api", help="agent API socket (default: $BEEMESH_API)")
+        sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")
+        sp.set_defaults(func=cmd_cordon, cordon=value)
     sp = sub.add_parser("logs", help="a pod's logs, from whichever machine runs it")
     sp.add_argument("pod", help="pod name as in `beemesh get pods` (e.g. web-0)")
     sp.add_argument("--follow", "-f", action="store_true")

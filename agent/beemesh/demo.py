@@ -8,16 +8,14 @@ different machines. Ctrl-C stops everything cleanly.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-from beemesh.localmesh import BEEMESH, LocalMesh, wait_for
+from beemesh.localmesh import LocalMesh, wait_for
 from beemesh.output import emit
 
 WEB = """\
@@ -102,9 +100,7 @@ def apply_example(mesh: LocalMesh, root: Path) -> None:
     manifest.write_text(WEB)
     seed = mesh.agents["machine-1"]
     step("beemesh apply -f web.yaml --wait   (a Deployment: 3 replicas of a busybox httpd)")
-    env = {**os.environ, "BEEMESH_API": str(seed.api), "BEEMESH_FLEET": str(mesh.fleet)}
-    done = subprocess.run([*BEEMESH, "apply", "-f", str(manifest), "--wait", "--timeout", "90"],
-                          env=env, text=True, capture_output=True)
+    done = mesh.operator(seed.api, "apply", "-f", str(manifest), "--wait", "--timeout", "90")
     print(done.stdout + done.stderr, end="", flush=True)
     if done.returncode != 0:
         raise RuntimeError("the example Deployment did not come up; see the agent logs under "

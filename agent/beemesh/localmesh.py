@@ -150,6 +150,13 @@ class LocalMesh:
                 raise RuntimeError(f"agent {name} exited:\n{agent.log_text()}")
         return agent
 
+    def operator(self, api: Path, *args: str, fleet: Path | None = None,
+                 timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run an operator command as a user would: fleet and agent from the environment."""
+        env = {**os.environ, "BEEMESH_FLEET": str(fleet or self.fleet), "BEEMESH_API": str(api)}
+        return subprocess.run([*BEEMESH, *args], capture_output=True, text=True, env=env,
+                              timeout=timeout)
+
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 10) -> float:
         """Signal an agent and wait for it; returns how long it took to exit."""
         agent = self.agents[name]

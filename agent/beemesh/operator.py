@@ -19,7 +19,7 @@ from beemesh.api.client import call, stream_lines
 from beemesh.errors import UserError
 from beemesh.fleet import Fleet
 from beemesh.manifest import load_manifest_file
-from beemesh.scheduler.messages import DELETE, LOGS_REQUEST, WORKLOAD
+from beemesh.scheduler.messages import CORDON, DELETE, LOGS_REQUEST, WORKLOAD
 
 KIND_ALIASES = {"deployment": "deployment", "deploy": "deployment", "statefulset": "statefulset",
                 "sts": "statefulset", "pod": "pod", "po": "pod"}
@@ -83,6 +83,24 @@ def delete(api: Path, fleet_flag: Path | None, kind: str, name: str,
     wid = f"{canonical}/{namespace}/{name}"
     return call(api, "POST", "/v1/delete",
                 {"request": sign(fleet_flag, DELETE.name, {"workload_id": wid})})
+
+
+def resolve_node(api: Path, node: str) -> str:
+    """A full Peer ID, or a unique prefix/suffix of one this agent knows."""
+    known = [n["peer_id"] for n in call(api, "GET", "/v1/nodes")]
+    if node in known:
+        return node
+    matches = [p for p in known if p.startswith(node) or p.endswith(node)]
+    if len(matches) != 1:
+        raise UserError(f"{node!r} matches {len(matches)} known machines; give more of the "
+                        "Peer ID (see `beemesh nodes`)")
+    return matches[0]
+
+
+def cordon(api: Path, fleet_flag: Path | None, node: str, cordoned: bool) -> dict[str, Any]:
+    peer = resolve_node(api, node)
+    return call(api, "POST", "/v1/cordon",
+                {"request": sign(fleet_flag, CORDON.name, {"node": peer, "cordoned": cordoned})})
 
 
 def logs(api: Path, fleet_flag: Path | None, pod: str, follow: bool) -> int:

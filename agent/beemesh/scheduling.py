@@ -30,6 +30,7 @@ from beemesh.runtime import PodInfo, Runtime
 from beemesh.scheduler import auction as a
 from beemesh.scheduler.messages import (
     BID,
+    CORDON,
     DELETE,
     DEPLOYED,
     FAILED,
@@ -115,7 +116,10 @@ class Scheduling:
         self.runtime_error = "not checked yet"
         self.tombstones: dict[str, float] = {}  # workload id -> delete time
         self.workload_verifier = verifier_for({WORKLOAD.name: WORKLOAD})
-        self.delete_verifier = verifier_for({DELETE.name: DELETE})
+        self.delete_verifier = verifier_for({DELETE.name: DELETE, CORDON.name: CORDON})
+        # Cordon survives restarts: an operator took this machine out of scheduling on purpose.
+        self.cordon_file = cfg.state_dir / "cordoned"
+        self.cordoned = self.cordon_file.exists()
         self._capacity: resources.Capacity | None = None
         self._capacity_at = 0.0
         self._wake = trio.Event()
@@ -175,7 +179,7 @@ class Scheduling:
                 here[spec.workload_id] = here.get(spec.workload_id, 0) + 1
                 ports.update(spec.host_ports())
         return LocalState(
-            arch=self.arch, labels=dict(self.cfg.labels), cordoned=False,
+            arch=self.arch, labels=dict(self.cfg.labels), cordoned=self.cordoned,
             runtime_ok=self.runtime_ok, cpu_milli_total=cap.cpu_milli,
             memory_bytes_total=cap.memory_bytes, cpu_milli_free=cpu_free,
             memory_bytes_free=mem_free, replicas_here=here,
@@ -280,12 +284,20 @@ class Scheduling:
                     await self._publish_task(info.task_id, info.spec.workload_id, info.ordinal,
                                              info.workload_blob)
 
-    async def delete(self, blob: bytes) -> dict[str, Any]:
+    async def operator_request(self, blob: bytes) -> wire.Envelope:
+        """Check an operator-signed Delete/Cordon and publish it; every machine (this one too,
+        when the message comes back) acts on it."""
         try:
             env = self.delete_verifier.check(blob, time.time(), remember=False)
         except wire.Rejected as e:
-            raise UserError(f"delete rejected ({e.reason}): {e.detail}") from None
+            raise UserError(f"request rejected ({e.reason}): {e.detail}") from None
         await self.publish(TOPIC_TASKS, blob)
+        return env
+
+    async def delete(self, blob: bytes) -> dict[str, Any]:
+        env = await self.operator_request(blob)
+        if env.kind != DELETE.name:
+            raise UserError("expected a signed Delete request")
         wid = env.body["workload_id"]
         known = [p for p in self.all_pods() if p["workload"] == wid]
         return {"workload": wid, "replicas": len(known)}
@@ -361,6 +373,8 @@ class Scheduling:
             self.auction.lease_seen(body["task_id"], body["node"], body["expires_ms"] / 1000, now)
         elif env.kind == DELETE.name:
             await self._on_delete(body["workload_id"], env.ts_ms / 1000, now)
+        elif env.kind == CORDON.name and body["node"] == self.node:
+            self._set_cordoned(body["cordoned"], now)
         await self._execute(actions)
         self._kick()
 
@@ -377,6 +391,17 @@ class Scheduling:
         if info.state != "pending":
             return []
         return self.auction.task(tid, request_of(info.spec), now, self.local_state)
+
+    def _set_cordoned(self, cordoned: bool, now: float) -> None:
+        if cordoned:
+            self.cordon_file.write_text("cordoned by an operator; `beemesh uncordon` undoes it\n")
+        else:
+            self.cordon_file.unlink(missing_ok=True)
+        self.cordoned = cordoned
+        self.events.add(now, "Cordoned" if cordoned else "Uncordoned",
+                        "no new replicas will be placed here" if cordoned else
+                        "this machine takes new replicas again", node=self.node)
+        self.pods_changed()  # re-announce now: others show the new state at once
 
     async def _on_delete(self, wid: str, ts: float, now: float) -> None:
         self.tombstones[wid] = ts

@@ -22,14 +22,6 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 WEB = EXAMPLES / "web.yaml"
 
 
-def operator(mesh: LocalMesh, api: Path, *args: str, fleet: Path | None = None,
-             timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run an operator command the way a user would: fleet material from BEEMESH_FLEET."""
-    env = {**os.environ, "BEEMESH_FLEET": str(fleet or mesh.fleet), "BEEMESH_API": str(api)}
-    return subprocess.run([*BEEMESH, *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
-
-
 def pods(mesh: LocalMesh, name: str) -> list[dict[str, Any]]:
     return mesh.agents[name].get_json("get", "pods")
 
@@ -70,7 +62,7 @@ def mesh3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
 
 def test_deployment_runs_one_replica_per_machine_with_limits_and_http(mesh3: LocalMesh) -> None:
     m1 = mesh3.agents["m1"]
-    done = operator(mesh3, m1.api, "apply", "-f", str(WEB), "--wait", "--timeout", "60")
+    done = mesh3.operator(m1.api, "apply", "-f", str(WEB), "--wait", "--timeout", "60")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3/3 replicas deployed" in done.stderr
 
@@ -109,7 +101,7 @@ def test_logs_come_from_whichever_machine_runs_the_pod(mesh3: LocalMesh) -> None
                    if not c["Names"].endswith("-infra"))
         mesh3.podman(name).run("exec", ctr["Id"], "sh", "-c",
                                f"echo marker-{pod} > /proc/1/fd/1")
-        done = operator(mesh3, m1.api, "logs", pod)
+        done = mesh3.operator(m1.api, "logs", pod)
         assert done.returncode == 0, done.stderr
         assert f"marker-{pod}" in done.stdout
     # --follow keeps streaming: a line written after it started arrives.
@@ -125,7 +117,7 @@ def test_logs_come_from_whichever_machine_runs_the_pod(mesh3: LocalMesh) -> None
     finally:
         follower.kill()
         follower.wait(5)
-    missing = operator(mesh3, m1.api, "logs", "no-such-pod")
+    missing = mesh3.operator(m1.api, "logs", "no-such-pod")
     assert missing.returncode == 1
     assert "no pod named no-such-pod" in missing.stderr
 
@@ -158,21 +150,21 @@ def test_events_watch_streams_new_events(mesh3: LocalMesh, tmp_path: Path) -> No
     watcher = follow(mesh3, m2.api, "events", "--watch", "-o", "json")
     try:
         time.sleep(1.5)
-        done = operator(mesh3, m2.api, "apply", "-f", str(write_pod(tmp_path, "watched")))
+        done = mesh3.operator(m2.api, "apply", "-f", str(write_pod(tmp_path, "watched")))
         assert done.returncode == 0, done.stderr
         line = wait_line(watcher, lambda s: "pod/default/watched" in s and "TaskSeen" in s, 15)
         assert json.loads(line)["kind"] == "TaskSeen"
     finally:
         watcher.kill()
         watcher.wait(5)
-    operator(mesh3, m2.api, "delete", "pod", "watched")
+    mesh3.operator(m2.api, "delete", "pod", "watched")
     for name in mesh3.agents:  # later tests count pods per machine
         wait_for(lambda name=name: not [p for p in podman_pods(mesh3, name)
                                         if p["Name"] == "watched-0"], 30, "watched-0 removed")
 
 
 def test_reapply_keeps_running_replicas(mesh3: LocalMesh) -> None:
-    done = operator(mesh3, mesh3.agents["m2"].api, "apply", "-f", str(WEB), "-o", "json")
+    done = mesh3.operator(mesh3.agents["m2"].api, "apply", "-f", str(WEB), "-o", "json")
     assert done.returncode == 0, done.stderr
     assert {t["state"] for t in json.loads(done.stdout)} == {"exists"}
     time.sleep(2)
@@ -196,7 +188,7 @@ def test_restarted_agent_readopts_its_pod(mesh3: LocalMesh) -> None:
 
 
 def test_delete_removes_every_replica(mesh3: LocalMesh) -> None:
-    done = operator(mesh3, mesh3.agents["m3"].api, "delete", "deployment", "web")
+    done = mesh3.operator(mesh3.agents["m3"].api, "delete", "deployment", "web")
     assert done.returncode == 0, done.stderr
     for name in ("m1", "m2", "m3"):
         wait_for(lambda name=name: podman_pods(mesh3, name) == [], 30,
@@ -222,22 +214,41 @@ def bids_sent(agent: Any) -> int:
     return agent.metrics().get("bids", {}).get("sent", 0)
 
 
+def test_cordoned_machines_get_no_new_replicas(mesh3: LocalMesh, tmp_path: Path) -> None:
+    m1, m2, m3 = (mesh3.agents[n] for n in ("m1", "m2", "m3"))
+    for node in (m1, m2):
+        assert mesh3.operator(m3.api, "cordon", node.peer_id).returncode == 0
+    wait_for(lambda: sum(n["cordoned"] for n in m3.nodes()) == 2, 10, "two machines cordoned")
+    done = mesh3.operator(m1.api, "apply", "-f", str(write_pod(tmp_path, "uncordoned")),
+                          "--wait", "--timeout", "30")
+    assert done.returncode == 0, done.stderr
+    rows = [p for p in pods(mesh3, "m1") if p["workload"] == "pod/default/uncordoned"]
+    assert [r["machine"] for r in rows] == [m3.peer_id]
+    notes = [e["text"] for e in m1.get_json("events") if e["workload"] ==
+             "pod/default/uncordoned"]
+    assert any("machine is cordoned" in t for t in notes), notes
+    for node in (m1, m2):
+        assert mesh3.operator(m3.api, "uncordon", node.peer_id).returncode == 0
+    mesh3.operator(m1.api, "delete", "pod", "uncordoned")
+    wait_for(lambda: podman_pods(mesh3, "m3") == [], 30, "the pod removed from m3")
+
+
 def test_node_selector_is_honoured(mesh3: LocalMesh, tmp_path: Path) -> None:
     m1 = mesh3.agents["m1"]
-    done = operator(mesh3, mesh3.agents["m2"].api, "apply", "-f",
+    done = mesh3.operator(mesh3.agents["m2"].api, "apply", "-f",
                     str(write_pod(tmp_path, "only-a", selector={"zone": "a"})), "--wait",
                     "--timeout", "30")
     assert done.returncode == 0, done.stderr
     rows = [p for p in pods(mesh3, "m2") if p["workload"] == "pod/default/only-a"]
     assert [r["machine"] for r in rows] == [m1.peer_id]
-    operator(mesh3, m1.api, "delete", "pod", "only-a")
+    mesh3.operator(m1.api, "delete", "pod", "only-a")
 
 
 def test_machines_that_do_not_fit_never_bid(mesh3: LocalMesh, tmp_path: Path) -> None:
     m3 = mesh3.agents["m3"]
     before = {n: bids_sent(a) for n, a in mesh3.agents.items()}
     # 512 MiB fits m1 and m2 but not m3 (256 MiB offered).
-    done = operator(mesh3, m3.api, "apply", "-f", str(write_pod(tmp_path, "big",
+    done = mesh3.operator(m3.api, "apply", "-f", str(write_pod(tmp_path, "big",
                                                                 memory="512Mi")),
                     "--wait", "--timeout", "30")
     assert done.returncode == 0, done.stderr
@@ -246,11 +257,11 @@ def test_machines_that_do_not_fit_never_bid(mesh3: LocalMesh, tmp_path: Path) ->
     assert any("not bidding" in t and "memory" in t for t in notes), notes
     rows = [p for p in pods(mesh3, "m3") if p["workload"] == "pod/default/big"]
     assert len(rows) == 1 and rows[0]["machine"] != m3.peer_id
-    operator(mesh3, m3.api, "delete", "pod", "big")
+    mesh3.operator(m3.api, "delete", "pod", "big")
 
     # An arm64-only pod: nobody here bids, and --wait says why it gave up.
     before = {n: bids_sent(a) for n, a in mesh3.agents.items()}
-    done = operator(mesh3, m3.api, "apply", "-f", str(write_pod(
+    done = mesh3.operator(m3.api, "apply", "-f", str(write_pod(
         tmp_path, "armonly", selector={"kubernetes.io/arch": "arm64"})), "--wait",
         "--timeout", "6")
     assert done.returncode == 1
@@ -260,7 +271,7 @@ def test_machines_that_do_not_fit_never_bid(mesh3: LocalMesh, tmp_path: Path) ->
         notes = [e["text"] for e in a.get_json("events") if e["workload"] ==
                  "pod/default/armonly"]
         assert any("arch x86_64 != aarch64" in t for t in notes), (a.name, notes)
-    operator(mesh3, m3.api, "delete", "pod", "armonly")
+    mesh3.operator(m3.api, "delete", "pod", "armonly")
 
 
 def test_untrusted_and_invalid_applies_are_rejected(mesh3: LocalMesh, tmp_path: Path) -> None:
@@ -268,7 +279,7 @@ def test_untrusted_and_invalid_applies_are_rejected(mesh3: LocalMesh, tmp_path: 
     other = tmp_path / "other-fleet"
     subprocess.run([*BEEMESH, "fleet", "init", "--out", str(other)], check=True,
                    capture_output=True)
-    done = operator(mesh3, m1.api, "apply", "-f", str(write_pod(tmp_path, "rogue")),
+    done = mesh3.operator(m1.api, "apply", "-f", str(write_pod(tmp_path, "rogue")),
                     fleet=other)
     assert done.returncode == 2
     assert "apply rejected (untrusted)" in done.stderr
@@ -289,7 +300,7 @@ def test_untrusted_and_invalid_applies_are_rejected(mesh3: LocalMesh, tmp_path: 
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(WEB.read_text().replace("memory: 64Mi", "memory: lots"))
-    done = operator(mesh3, m1.api, "apply", "-f", str(bad))
+    done = mesh3.operator(m1.api, "apply", "-f", str(bad))
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "memory" in done.stderr, done.stderr
     time.sleep(1)
@@ -308,7 +319,7 @@ def test_winner_killed_before_deploying_is_replaced(tmp_path: Path) -> None:
         for a in mesh.agents.values():
             wait_for(lambda a=a: a.node_ids() == ids and a.status()["runtime"] == "ok", 30,
                      f"{a.name} ready")
-        done = operator(mesh, seed.api, "apply", "-f", str(write_pod(tmp_path, "phoenix")))
+        done = mesh.operator(seed.api, "apply", "-f", str(write_pod(tmp_path, "phoenix")))
         assert done.returncode == 0, done.stderr
 
         def winner() -> str | None:

@@ -17,6 +17,8 @@ MAX_WORKLOAD_BYTES = 64 * 1024
 WORKLOAD = wire.Kind("Workload", wire.OPERATOR, schema.Struct(
     required={"spec": schema.OPAQUE}))
 DELETE = wire.Kind("Delete", wire.OPERATOR, schema.Struct(required={"workload_id": str}))
+CORDON = wire.Kind("Cordon", wire.OPERATOR, schema.Struct(
+    required={"node": str, "cordoned": bool}))
 TASK = wire.Kind("Task", wire.MACHINE, schema.Struct(
     required={"task_id": str, "workload_id": str, "ordinal": int, "origin": str,
               "workload": bytes}), names_signer="origin")
