@@ -124,6 +124,7 @@ class Scheduling:
         self._capacity_at = 0.0
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._removing: set[str] = set()
         metrics.describe("bids", "bids sent, or withheld after a better one was seen", "result")
         metrics.describe("deployments", "replicas deployed here, by result", "result")
 
@@ -220,6 +221,15 @@ class Scheduling:
             self.pods_changed()
         self.local_pods = fresh
         self._rebuild_reservations()
+        self._remove_deleted()
+
+    def _remove_deleted(self) -> None:
+        """Pods of deleted workloads go, whenever they turn up: a deploy that was in flight
+        when the Delete arrived finishes after the Delete removed everything else."""
+        assert self._nursery is not None
+        for pod in list(self.local_pods.values()):
+            if pod.workload_id in self.tombstones and pod.name not in self._removing:
+                self._nursery.start_soon(self._remove, pod.name)
 
     def _rebuild_reservations(self) -> None:
         cap = self.capacity()
@@ -383,7 +393,12 @@ class Scheduling:
         info = self.tasks.get(tid)
         if info is None:
             blob = body["workload"]
-            spec = WorkloadSpec.from_dict(wire.decode(blob).body["spec"])
+            workload = wire.decode(blob)
+            spec = WorkloadSpec.from_dict(workload.body["spec"])
+            # check_task dropped Tasks older than a Delete; a newer apply lifts the tombstone,
+            # so its pods are not taken for leftovers of the deleted workload.
+            if self.tombstones.get(spec.workload_id, float("inf")) < workload.ts_ms / 1000:
+                del self.tombstones[spec.workload_id]
             info = self.tasks[tid] = TaskInfo(tid, spec, body["ordinal"], blob, body["origin"],
                                               now, published_at=now)
             self.events.add(now, "TaskSeen", f"replica {info.ordinal} of {spec.workload_id}",
@@ -408,12 +423,10 @@ class Scheduling:
         for tid in self.auction.forget_workload(wid):
             if tid in self.tasks:
                 self.tasks[tid].state = "deleted"
-        doomed = [p.name for p in self.local_pods.values() if p.workload_id == wid]
+        doomed = [p for p in self.local_pods.values() if p.workload_id == wid]
         self.events.add(now, "Deleted", f"{wid}: removing {len(doomed)} pod(s) here",
                         workload=wid, node=self.node)
-        assert self._nursery is not None
-        for name in doomed:  # in the background: a stop may wait out its grace period
-            self._nursery.start_soon(self._remove, name)
+        self._remove_deleted()  # in the background: a stop may wait out its grace period
 
     # ---- actions -------------------------------------------------------------------------------
 
@@ -506,6 +519,7 @@ class Scheduling:
                     ok = True
                     self.local_pods[pod.name] = pod
                     self.pods_changed()
+                    self._remove_deleted()
             if not ok:
                 self.reservations.release(tid)
         self.metrics.inc("deployments", "ok" if ok else "failed")
@@ -519,13 +533,16 @@ class Scheduling:
         self._kick()
 
     async def _remove(self, pod_name: str) -> None:
-        if self.runtime is None:
+        if self.runtime is None or pod_name in self._removing:
             return
+        self._removing.add(pod_name)
         try:
             await trio.to_thread.run_sync(self.runtime.remove, pod_name)
         except UserError as e:
             log.error("could not remove pod %s: %s", pod_name, e)
             return
+        finally:
+            self._removing.discard(pod_name)
         self.local_pods.pop(pod_name, None)
         self._rebuild_reservations()
         self.pods_changed()

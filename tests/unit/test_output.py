@@ -110,10 +110,13 @@ def test_node_columns_render_a_machine() -> None:
     row = {
         "peer_id": "12D3KooWabc", "self": True, "arch": "aarch64", "cpu": 1.5,
         "memory": 2 * 1024**3, "labels": {"zone": "a", "ssd": "yes"}, "age_s": 3.4,
+        "cordoned": False,
     }
-    lines = table([row, {**row, "self": False, "labels": {}}], NODE_COLUMNS).split("\n")
-    assert lines[0].split() == ["PEER", "ID", "ARCH", "CPU", "MEMORY", "LABELS", "AGE"]
+    other = {**row, "self": False, "labels": {}, "cordoned": True}
+    lines = table([row, other], NODE_COLUMNS).split("\n")
+    assert lines[0].split() == ["PEER", "ID", "ARCH", "CPU", "MEMORY", "STATUS", "LABELS", "AGE"]
     assert lines[1].split() == [
-        "12D3KooWabc", "(self)", "aarch64", "1.5", "2.0GiB", "ssd=yes,zone=a", "3s",
+        "12D3KooWabc", "(self)", "aarch64", "1.5", "2.0GiB", "ready", "ssd=yes,zone=a", "3s",
     ]
-    assert lines[2].split() == ["12D3KooWabc", "aarch64", "1.5", "2.0GiB", "-", "3s"]
+    assert lines[2].split() == ["12D3KooWabc", "aarch64", "1.5", "2.0GiB", "cordoned", "-",
+                                "3s"]
