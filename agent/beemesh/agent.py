@@ -241,13 +241,13 @@ class Agent:
         """Keep one bootstrap peer connected, retrying with exponential backoff while down."""
         if addr.endswith(f"/p2p/{self.peer_id}"):
             return
+        try:
+            target = ID.from_base58(addr.rsplit("/p2p/", 1)[1])
+        except (IndexError, ValueError):
+            log.error("bootstrap address %s has no /p2p/<peer id>; ignoring it", addr)
+            return
         delay = 0.5
         while True:
-            try:
-                target = ID.from_base58(addr.rsplit("/p2p/", 1)[1])
-            except (IndexError, ValueError):
-                log.error("bootstrap address %s has no /p2p/<peer id>; ignoring it", addr)
-                return
             if target in self.mesh.connected():
                 delay = 0.5
                 await trio.sleep(2)
@@ -306,21 +306,21 @@ class Agent:
         """Keep the routing table fed, learn records of new peers, dial machines we know of."""
         while True:
             now = time.time()
-            self.view.expire(now)
+            known = self.view.entries(now)  # also drops expired records
             connected = set(self.mesh.connected())
             for pid in connected:
                 await self.mesh.dht.add_peer(pid)
                 if self.view.get(pid.to_base58()) is None:
                     await self._fetch_record(pid.to_base58())
             dialed = len(connected)
-            for entry in self.view.entries(now):
+            for entry in known:
                 if dialed >= MAX_DIALED_PEERS:
                     break
                 if entry.peer_id == self.peer_id or ID.from_base58(entry.peer_id) in connected:
                     continue
                 dialed += 1
                 await self._dial_known(entry.body["addrs"], entry.peer_id)
-            if self.joined_after_s is None and len(self.view.entries(now)) > 1:
+            if self.joined_after_s is None and len(self.view.entries(time.time())) > 1:
                 self.joined_after_s = time.monotonic() - self.started
                 log.info("joined the mesh after %.2f s", self.joined_after_s)
             await trio.sleep(1)
