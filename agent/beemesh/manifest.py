@@ -28,6 +28,7 @@ __all__ = [
     "ContainerSpec",
     "ManifestError",
     "PortSpec",
+    "ProbeSpec",
     "WorkloadSpec",
     "load_manifest_file",
     "parse_manifests",
@@ -112,6 +113,26 @@ class PortSpec:
 
 
 @dataclass(frozen=True)
+class ProbeSpec:
+    """One Kubernetes probe (startup, readiness or liveness), as the kubelet runs it.
+
+    action is "http" (httpGet), "tcp" (tcpSocket) or "exec"; a named port is resolved to its
+    number at parse time, so the prober never needs the container's port list.
+    """
+
+    action: str  # "http" | "tcp" | "exec"
+    port: int | None = None  # http, tcp: the container port to connect to
+    path: str = "/"  # http: request path
+    headers: tuple[tuple[str, str], ...] = ()  # http: extra request headers
+    command: tuple[str, ...] = ()  # exec: argv run inside the container
+    initial_delay_s: int = 0
+    period_s: int = 10
+    timeout_s: int = 1
+    success_threshold: int = 1
+    failure_threshold: int = 3
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     """One container; requests default to limits, as Kubernetes does, then to zero."""
 
@@ -125,6 +146,9 @@ class ContainerSpec:
     memory_request_bytes: int
     cpu_limit_milli: int | None
     memory_limit_bytes: int | None
+    startup: ProbeSpec | None = None
+    readiness: ProbeSpec | None = None
+    liveness: ProbeSpec | None = None
 
 
 @dataclass(frozen=True)
