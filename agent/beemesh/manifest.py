@@ -8,6 +8,27 @@ so ``from_dict`` re-checks everything instead of trusting the wire.
 
 An unsupported field set to its empty or "off" value (null, {}, [], "", false) changes nothing,
 so it is accepted silently; this keeps ``kubectl create --dry-run -o yaml`` output usable.
+
+Supported fields:
+
+- apps/v1 Deployment and StatefulSet: ``spec.replicas``, ``spec.selector.matchLabels`` (must
+  select the template's labels), ``spec.serviceName`` (StatefulSet), ``spec.template`` with
+  ``metadata.labels``/``annotations``; v1 Pod: the pod spec directly under ``spec``.
+- ``metadata``: ``name`` (at most 53 characters), ``namespace`` (default "default"), ``labels``,
+  ``annotations``.
+- Pod spec: ``containers``, ``nodeSelector``, ``restartPolicy`` (only Always for controllers).
+- Container: ``name``, ``image``, ``command``, ``args``, ``env[]`` (``name`` and a literal
+  ``value``), ``ports[]`` (``containerPort``, ``hostPort``, ``protocol`` TCP or UDP, ``name``),
+  ``resources.requests``/``limits`` for ``cpu`` and ``memory`` (requests default to limits),
+  and ``startupProbe``, ``readinessProbe``, ``livenessProbe``.
+- Probe: exactly one handler, ``httpGet`` (``port``, ``path`` default "/", ``httpHeaders``,
+  ``scheme`` HTTP only), ``tcpSocket`` (``port``) or ``exec`` (``command``); ``port`` is a
+  number or the ``name`` of one of the same container's ports, resolved to its number here.
+  Timing as in Kubernetes: ``initialDelaySeconds`` (0), ``periodSeconds`` (10),
+  ``timeoutSeconds`` (1), ``successThreshold`` (1, and only 1 for liveness and startup probes),
+  ``failureThreshold`` (3); absent or 0 means the default, as the Kubernetes API server
+  defaults it. ``grpc``, ``host`` and HTTPS are refused: beemesh probes speak plain HTTP,
+  TCP or exec against the pod's own IP.
 """
 
 from __future__ import annotations
@@ -77,13 +98,7 @@ _CONTROLLER_WARN = {
         _NOT_YET,
     ),
 }
-_PROBES = "probes are not run yet; ignored"
-_CONTAINER_WARN = {
-    "imagePullPolicy": _NOT_YET,
-    "readinessProbe": _PROBES,
-    "livenessProbe": _PROBES,
-    "startupProbe": _PROBES,
-}
+_CONTAINER_WARN = {"imagePullPolicy": _NOT_YET}
 # Better fixes than "remove it" for fields people commonly reach for.
 _UNSUPPORTED_FIX = {
     "valueFrom": "give the variable a literal value instead",
@@ -92,7 +107,23 @@ _UNSUPPORTED_FIX = {
     "volumeMounts": "remove it (beemesh has no volumes yet)",
     "volumeClaimTemplates": "remove it (beemesh has no volumes yet)",
     "matchExpressions": "select with matchLabels instead",
+    "grpc": "use httpGet, tcpSocket or exec instead",
+    "host": "remove it (probes always connect to the pod's own IP)",
 }
+# Probes: (manifest field, ContainerSpec/wire field); wire fields are ProbeSpec's own names.
+_PROBE_FIELDS = (("startupProbe", "startup"), ("readinessProbe", "readiness"),
+                 ("livenessProbe", "liveness"))
+_PROBE_HANDLERS = {"httpGet": "http", "tcpSocket": "tcp", "exec": "exec"}
+# (manifest field, ProbeSpec field, Kubernetes default, minimum once defaulted)
+_PROBE_TIMING = (
+    ("initialDelaySeconds", "initial_delay_s", 0, 0),
+    ("periodSeconds", "period_s", 10, 1),
+    ("timeoutSeconds", "timeout_s", 1, 1),
+    ("successThreshold", "success_threshold", 1, 1),
+    ("failureThreshold", "failure_threshold", 3, 1),
+)
+_MAX_INT32 = 2**31 - 1  # probe fields are int32 in Kubernetes
+_HEADER_NAME = re.compile(r"[-A-Za-z0-9]+\Z")
 
 Fail = Callable[[str | None, str, str], NoReturn]
 _Pairs = tuple[tuple[str, str], ...]
@@ -117,7 +148,9 @@ class ProbeSpec:
     """One Kubernetes probe (startup, readiness or liveness), as the kubelet runs it.
 
     action is "http" (httpGet), "tcp" (tcpSocket) or "exec"; a named port is resolved to its
-    number at parse time, so the prober never needs the container's port list.
+    number at parse time, so the prober never needs the container's port list. Timing values
+    are already defaulted; fields the action does not use keep their defaults, so two equal
+    probes compare equal.
     """
 
     action: str  # "http" | "tcp" | "exec"
@@ -424,6 +457,43 @@ def _restart_policy(value: Any, kind: str, path: str, fail: Fail) -> str:
     return value
 
 
+def _probe_int(value: Any, path: str, minimum: int, fail: Fail) -> int:
+    """A probe's seconds or count: an int32 like Kubernetes', so the prober never sees junk."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= _MAX_INT32:
+        fail(path, f"must be a whole number from {minimum} to {_MAX_INT32}, got {_describe(value)}",
+             "use a whole number, or remove it for the Kubernetes default")
+    return value
+
+
+def _http_path(value: Any, path: str, fail: Fail) -> str:
+    """The request target of an HTTP probe; whitespace would break the request line."""
+    if not isinstance(value, str) or not value.startswith("/") or any(
+        ch.isspace() or not ch.isprintable() for ch in value
+    ):
+        fail(path, f"must be a path starting with '/', got {_describe(value)}",
+             "use a path like /healthz (percent-encode spaces as %20)")
+    return value
+
+
+def _http_header(name: Any, value: Any, name_path: str, value_path: str,
+                 fail: Fail) -> tuple[str, str]:
+    """One probe header; a line break in it would smuggle extra headers into the request."""
+    if not isinstance(name, str) or not _HEADER_NAME.match(name):
+        fail(name_path, f"header name must be letters, digits and '-', got {_describe(name)}",
+             "use a name like X-Probe")
+    if not isinstance(value, str) or any(ch in value for ch in "\r\n\0"):
+        fail(value_path, f"header value must be a string on one line, got {_describe(value)}",
+             'quote it: value: "..."')
+    return name, value
+
+
+def _check_success_threshold(probe: ProbeSpec, which: str, path: str, fail: Fail) -> None:
+    """Kubernetes allows more than one success only where it can mean something: readiness."""
+    if which != "readiness" and probe.success_threshold != 1:
+        fail(path, f"must be 1 for a {which} probe, got {probe.success_threshold}",
+             "set it to 1 or remove it")
+
+
 def _check_limit(request: int, limit: int | None, path: str, what: str, show: Callable[[int], str],
                  fail: Fail) -> None:
     if limit is not None and limit < request:
@@ -696,8 +766,8 @@ def _parse_pod_spec(d: _Doc, pod: dict[Any, Any], base: str,
 
 def _parse_container(d: _Doc, raw: Any, path: str) -> ContainerSpec:
     c = d.mapping(raw, path, required=True)
-    d.check_fields(c, path, ("name", "image", "command", "args", "env", "ports", "resources"),
-                   _CONTAINER_WARN)
+    d.check_fields(c, path, ("name", "image", "command", "args", "env", "ports", "resources",
+                             *(key for key, _ in _PROBE_FIELDS)), _CONTAINER_WARN)
     name = _dns_label(c.get("name"), f"{path}.name", "container name", MAX_LABEL, d.fail)
     image = c.get("image")
     image_fix = "set it to an image reference like docker.io/library/nginx:1.27"
@@ -742,6 +812,10 @@ def _parse_container(d: _Doc, raw: Any, path: str) -> ContainerSpec:
     _check_limit(cpu_request, cpu_limit, f"{res_path}.limits.cpu", "cpu", _show_cpu, d.fail)
     _check_limit(mem_request, mem_limit, f"{res_path}.limits.memory", "memory", _show_memory,
                  d.fail)
+    probes = {
+        which: _parse_probe(d, c.get(key), f"{path}.{key}", which, ports)
+        for key, which in _PROBE_FIELDS
+    }
     return ContainerSpec(
         name=name, image=image,
         command=d.strings(c.get("command"), f"{path}.command"),
@@ -749,7 +823,88 @@ def _parse_container(d: _Doc, raw: Any, path: str) -> ContainerSpec:
         env=env, ports=ports,
         cpu_request_milli=cpu_request, memory_request_bytes=mem_request,
         cpu_limit_milli=cpu_limit, memory_limit_bytes=mem_limit,
+        startup=probes["startup"], readiness=probes["readiness"], liveness=probes["liveness"],
     )
+
+
+def _parse_probe(d: _Doc, raw: Any, path: str, which: str,
+                 ports: tuple[PortSpec, ...]) -> ProbeSpec | None:
+    """One probe with Kubernetes defaults applied; 0 means "default" there too."""
+    if raw is None:
+        return None
+    p = d.mapping(raw, path)
+    d.check_fields(p, path, (*_PROBE_HANDLERS, *(key for key, *_ in _PROBE_TIMING)),
+                   {"terminationGracePeriodSeconds": _NOT_YET})
+    handlers = [key for key in _PROBE_HANDLERS if p.get(key) is not None]
+    if len(handlers) != 1:
+        problem = ("has no handler" if not handlers
+                   else f"sets both {handlers[0]} and {handlers[1]}")
+        d.fail(path, problem, "give it exactly one of httpGet, tcpSocket or exec")
+    handler = handlers[0]
+    h_path = f"{path}.{handler}"
+    h = d.mapping(p[handler], h_path)
+    port, http_path, headers, command = None, "/", (), ()
+    if handler == "exec":
+        d.check_fields(h, h_path, ("command",))
+        command = d.strings(h.get("command"), f"{h_path}.command")
+        if not command:
+            d.fail(f"{h_path}.command", "must list the program to run",
+                   'write it as ["cat", "/tmp/healthy"]; it passes when the program exits 0')
+    else:
+        d.check_fields(h, h_path, ("port", "path", "httpHeaders", "scheme")
+                       if handler == "httpGet" else ("port",))
+        port = _probe_port(d, h.get("port"), f"{h_path}.port", ports)
+    if handler == "httpGet":
+        if h.get("path") not in (None, ""):  # the API server defaults an empty path to "/"
+            http_path = _http_path(h["path"], f"{h_path}.path", d.fail)
+        headers = _parse_headers(d, h.get("httpHeaders"), f"{h_path}.httpHeaders")
+        scheme = h.get("scheme")
+        if scheme == "HTTPS":
+            d.fail(f"{h_path}.scheme", "HTTPS probes are not supported (beemesh would not "
+                   "verify the certificate)", "probe a plain HTTP port, or use tcpSocket")
+        if scheme not in (None, "HTTP"):
+            d.fail(f"{h_path}.scheme", f"must be HTTP, got {_describe(scheme)}", "use HTTP")
+    timing: dict[str, int] = {}
+    for key, attr, default, _ in _PROBE_TIMING:
+        value = p.get(key)
+        timing[attr] = default if value is None else (
+            _probe_int(value, f"{path}.{key}", 0, d.fail) or default)
+    probe = ProbeSpec(action=_PROBE_HANDLERS[handler], port=port, path=http_path,
+                      headers=headers, command=command, **timing)
+    _check_success_threshold(probe, which, f"{path}.successThreshold", d.fail)
+    return probe
+
+
+def _probe_port(d: _Doc, value: Any, path: str, ports: tuple[PortSpec, ...]) -> int:
+    """A port number, or a name looked up in the same container's ports, as Kubernetes does."""
+    if value is None:
+        d.fail(path, "missing", "set the container port to probe, as a number or a port name")
+    if isinstance(value, str):
+        for port in ports:
+            if port.name == value:
+                return port.container_port
+        names = [port.name for port in ports if port.name]
+        fix = (f"write the number without quotes: port: {value}" if value.isdigit()
+               else f"use a number or one of this container's port names: {', '.join(names)}"
+               if names else "use a number, or name the port under this container's ports")
+        d.fail(path, f"no port named {value!r} in this container", fix)
+    return _port_number(value, path, "port", d.fail)
+
+
+def _parse_headers(d: _Doc, raw: Any, path: str) -> tuple[tuple[str, str], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        d.fail(path, f"must be a list, got {_describe(raw)}",
+               "write one '- name: X' / 'value: \"...\"' entry per header")
+    headers = []
+    for i, item in enumerate(raw):
+        item_path = f"{path}[{i}]"
+        entry = d.mapping(item, item_path, required=True)
+        d.check_fields(entry, item_path, ("name", "value"))
+        headers.append(_http_header(entry.get("name"), entry.get("value"), f"{item_path}.name",
+                                    f"{item_path}.value", d.fail))
+    return tuple(headers)
 
 
 def _env_name(value: Any, path: str, fail: Fail) -> str:
@@ -825,6 +980,20 @@ def _container_to_dict(c: ContainerSpec) -> dict[str, Any]:
         "memory_request_bytes": c.memory_request_bytes,
         "cpu_limit_milli": c.cpu_limit_milli,
         "memory_limit_bytes": c.memory_limit_bytes,
+        **{which: _probe_to_dict(getattr(c, which)) for _, which in _PROBE_FIELDS},
+    }
+
+
+def _probe_to_dict(p: ProbeSpec | None) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    return {
+        "action": p.action,
+        "port": p.port,
+        "path": p.path,
+        "headers": [[name, value] for name, value in p.headers],
+        "command": list(p.command),
+        **{attr: getattr(p, attr) for _, attr, _, _ in _PROBE_TIMING},
     }
 
 
@@ -884,8 +1053,14 @@ class _Fields:
 _SPEC_KEYS = ("kind", "name", "namespace", "replicas", "labels", "node_selector", "containers",
               "restart_policy", "warnings")
 _CONTAINER_KEYS = ("name", "image", "command", "args", "env", "ports", "cpu_request_milli",
-                   "memory_request_bytes", "cpu_limit_milli", "memory_limit_bytes")
+                   "memory_request_bytes", "cpu_limit_milli", "memory_limit_bytes",
+                   *(which for _, which in _PROBE_FIELDS))
 _PORT_KEYS = ("container_port", "host_port", "protocol", "name")
+_PROBE_KEYS = ("action", "port", "path", "headers", "command",
+               *(attr for _, attr, _, _ in _PROBE_TIMING))
+# The fields each action does not use; they must hold ProbeSpec's defaults.
+_PROBE_UNUSED = {"http": ("command",), "tcp": ("path", "headers", "command"),
+                 "exec": ("port", "path", "headers")}
 
 
 def _spec_from_dict(d: Any) -> WorkloadSpec:
@@ -945,6 +1120,8 @@ def _container_from_dict(raw: Any, path: str, fail: Fail) -> ContainerSpec:
             protocol=_protocol(p.value["protocol"], p.at("protocol"), fail),
             name=p.text("name", optional=True),
         ))
+    probes = {which: _probe_from_dict(f.value[which], f.at(which), which, fail)
+              for _, which in _PROBE_FIELDS}
     spec = ContainerSpec(
         name=name, image=image, command=f.strings("command"), args=f.strings("args"),
         env=tuple(env), ports=tuple(ports),
@@ -952,9 +1129,49 @@ def _container_from_dict(raw: Any, path: str, fail: Fail) -> ContainerSpec:
         memory_request_bytes=f.integer("memory_request_bytes"),
         cpu_limit_milli=f.integer("cpu_limit_milli", optional=True),
         memory_limit_bytes=f.integer("memory_limit_bytes", optional=True),
+        startup=probes["startup"], readiness=probes["readiness"], liveness=probes["liveness"],
     )
     _check_limit(spec.cpu_request_milli, spec.cpu_limit_milli, f.at("cpu_limit_milli"), "cpu",
                  _show_cpu, fail)
     _check_limit(spec.memory_request_bytes, spec.memory_limit_bytes, f.at("memory_limit_bytes"),
                  "memory", _show_memory, fail)
     return spec
+
+
+def _probe_from_dict(raw: Any, path: str, which: str, fail: Fail) -> ProbeSpec | None:
+    """A probe as the parser makes it: ports already numbers, timing already defaulted."""
+    if raw is None:
+        return None
+    f = _Fields(raw, path, _PROBE_KEYS, fail)
+    action = f.text("action")
+    if action not in _PROBE_UNUSED:
+        fail(f.at("action"), f"expected http, tcp or exec, got {_describe(action)}",
+             "send WorkloadSpec.to_dict() output")
+    port = f.value["port"]
+    headers = []
+    for i, pair in enumerate(f.items("headers")):
+        pair_path = f"{f.at('headers')}[{i}]"
+        if not isinstance(pair, list) or len(pair) != 2:
+            fail(pair_path, f"expected a [name, value] pair, got {_describe(pair)}",
+                 "send WorkloadSpec.to_dict() output")
+        headers.append(_http_header(pair[0], pair[1], pair_path, pair_path, fail))
+    probe = ProbeSpec(
+        action=action,
+        port=None if port is None else _port_number(port, f.at("port"), "port", fail),
+        path=_http_path(f.value["path"], f.at("path"), fail),
+        headers=tuple(headers),
+        command=f.strings("command"),
+        **{attr: _probe_int(f.value[attr], f.at(attr), minimum, fail)
+           for _, attr, _, minimum in _PROBE_TIMING},
+    )
+    blank = ProbeSpec(action=action)
+    for attr in _PROBE_UNUSED[action]:
+        if getattr(probe, attr) != getattr(blank, attr):
+            fail(f.at(attr), f"is not used by {action} probes",
+                 "send WorkloadSpec.to_dict() output")
+    if action != "exec" and probe.port is None:
+        fail(f.at("port"), f"missing for {action} probes", "send WorkloadSpec.to_dict() output")
+    if action == "exec" and not probe.command:
+        fail(f.at("command"), "must not be empty", "send WorkloadSpec.to_dict() output")
+    _check_success_threshold(probe, which, f.at("success_threshold"), fail)
+    return probe

@@ -16,6 +16,7 @@ from beemesh.manifest import (
     ContainerSpec,
     ManifestError,
     PortSpec,
+    ProbeSpec,
     WorkloadSpec,
     load_manifest_file,
     parse_manifests,
@@ -297,16 +298,17 @@ def test_warnings_for_safely_ignored_fields() -> None:
 
     spec = parse_one(mutated(DEPLOYMENT, extras))
     warnings = "\n".join(spec.warnings)
-    assert len(spec.warnings) == 8
+    assert len(spec.warnings) == 6
     for path in ("spec.strategy", "spec.revisionHistoryLimit", "spec.minReadySeconds",
                  "spec.progressDeadlineSeconds",
                  "spec.template.spec.terminationGracePeriodSeconds",
                  f"{C0}.imagePullPolicy"):
         assert f"{path}: " in warnings
-    assert f"{C0}.readinessProbe: probes are not run yet" in warnings
-    assert f"{C0}.livenessProbe: probes are not run yet" in warnings
-    # The probe itself is not carried anywhere in the spec.
-    assert "httpGet" not in json.dumps(spec.to_dict()).replace(warnings, "")
+    # Probes are run now: parsed into the spec, not warned about.
+    assert "Probe" not in warnings
+    c = spec.containers[0]
+    assert c.readiness == ProbeSpec(action="http", port=8080)
+    assert c.liveness == ProbeSpec(action="exec", command=("true",))
 
 
 def test_statefulset_service_name_accepted_without_warning() -> None:
@@ -687,7 +689,16 @@ def test_load_manifest_file_errors(tmp_path: Path) -> None:
 def rich_spec() -> WorkloadSpec:
     def extras(d: dict[str, Any]) -> None:
         template_spec(d)["nodeSelector"] = {"kubernetes.io/arch": "arm64", "zone": "a"}
-        container(d)["readinessProbe"] = {"tcpSocket": {"port": 8080}}
+        container(d)["imagePullPolicy"] = "Always"  # keeps a warning in the round trip
+        container(d)["ports"][0]["name"] = "http"
+        container(d)["startupProbe"] = {"exec": {"command": ["cat", "/tmp/ready"]},
+                                        "failureThreshold": 30}
+        container(d)["readinessProbe"] = {
+            "httpGet": {"port": "http", "path": "/healthz",
+                        "httpHeaders": [{"name": "X-Probe", "value": "1"}]},
+            "periodSeconds": 5, "successThreshold": 2,
+        }
+        container(d)["livenessProbe"] = {"tcpSocket": {"port": 8080}, "initialDelaySeconds": 3}
         container(d)["env"].append({"name": "EMPTY"})
         container(d)["ports"].append({"containerPort": 53, "protocol": "UDP", "name": "dns"})
         template_spec(d)["containers"].append({"name": "side", "image": "busybox"})
@@ -774,3 +785,339 @@ def test_from_dict_rejects_garbage(data: Any, fragment: str) -> None:
         WorkloadSpec.from_dict(data)
     message = assert_one_line(exc, fragment)
     assert message.startswith("workload spec")
+
+
+# --- probes ------------------------------------------------------------------------------------
+
+
+PROBE_KEYS = {"startup": "startupProbe", "readiness": "readinessProbe", "liveness": "livenessProbe"}
+
+
+def probed(**probes: Any) -> dict[str, Any]:
+    """DEPLOYMENT with probes set on its container; its port 8080 is named "http"."""
+    def change(d: dict[str, Any]) -> None:
+        container(d)["ports"][0]["name"] = "http"
+        container(d).update(probes)
+
+    return mutated(DEPLOYMENT, change)
+
+
+def parse_container(**probes: Any) -> ContainerSpec:
+    return parse_one(probed(**probes)).containers[0]
+
+
+def timing(p: ProbeSpec) -> tuple[int, ...]:
+    return (p.initial_delay_s, p.period_s, p.timeout_s, p.success_threshold,
+            p.failure_threshold)
+
+
+K8S_DEFAULT_TIMING = (0, 10, 1, 1, 3)
+
+
+@pytest.mark.parametrize("which", list(PROBE_KEYS))
+@pytest.mark.parametrize(
+    ("handler", "expected"),
+    [
+        ({"httpGet": {"port": 8080}}, ProbeSpec(action="http", port=8080)),
+        ({"tcpSocket": {"port": 8080}}, ProbeSpec(action="tcp", port=8080)),
+        ({"exec": {"command": ["true"]}}, ProbeSpec(action="exec", command=("true",))),
+    ],
+    ids=["httpGet", "tcpSocket", "exec"],
+)
+def test_probe_handlers_with_defaults(which: str, handler: dict[str, Any],
+                                      expected: ProbeSpec) -> None:
+    spec = parse_one(probed(**{PROBE_KEYS[which]: handler}))
+    c = spec.containers[0]
+    probe = getattr(c, which)
+    assert probe == expected
+    assert timing(probe) == K8S_DEFAULT_TIMING
+    assert (probe.path, probe.headers) == ("/", ())
+    others = [getattr(c, name) for name in PROBE_KEYS if name != which]
+    assert others == [None, None]
+    assert spec.warnings == ()
+
+
+def test_no_probes_means_none() -> None:
+    c = parse_one(DEPLOYMENT).containers[0]
+    assert (c.startup, c.readiness, c.liveness) == (None, None, None)
+    c = parse_container(readinessProbe=None)
+    assert c.readiness is None
+
+
+def test_http_probe_explicit_values() -> None:
+    c = parse_container(readinessProbe={
+        "httpGet": {"port": 9000, "path": "/healthz?full=1", "scheme": "HTTP",
+                    "httpHeaders": [{"name": "X-Probe", "value": "beemesh"},
+                                    {"name": "Accept", "value": ""}]},
+        "initialDelaySeconds": 5, "periodSeconds": 7, "timeoutSeconds": 2,
+        "successThreshold": 2, "failureThreshold": 4,
+    })
+    assert c.readiness == ProbeSpec(
+        action="http", port=9000, path="/healthz?full=1",
+        headers=(("X-Probe", "beemesh"), ("Accept", "")),
+        initial_delay_s=5, period_s=7, timeout_s=2, success_threshold=2, failure_threshold=4,
+    )
+
+
+def test_tcp_and_exec_probe_explicit_values() -> None:
+    c = parse_container(
+        livenessProbe={"tcpSocket": {"port": 8080}, "initialDelaySeconds": 15,
+                       "periodSeconds": 20, "timeoutSeconds": 3, "successThreshold": 1,
+                       "failureThreshold": 6},
+        startupProbe={"exec": {"command": ["/bin/sh", "-c", "test -f /tmp/up"]},
+                      "periodSeconds": 1, "failureThreshold": 60},
+    )
+    assert c.liveness == ProbeSpec(action="tcp", port=8080, initial_delay_s=15, period_s=20,
+                                   timeout_s=3, failure_threshold=6)
+    assert c.startup == ProbeSpec(action="exec", command=("/bin/sh", "-c", "test -f /tmp/up"),
+                                  period_s=1, failure_threshold=60)
+
+
+def test_probe_zero_and_empty_mean_kubernetes_defaults() -> None:
+    # The API server defaults 0 and an empty path, so manifests written for it keep working.
+    c = parse_container(livenessProbe={
+        "httpGet": {"port": 8080, "path": ""},
+        "initialDelaySeconds": 0, "periodSeconds": 0, "timeoutSeconds": 0,
+        "successThreshold": 0, "failureThreshold": 0,
+    })
+    assert c.liveness == ProbeSpec(action="http", port=8080)
+    assert timing(c.liveness) == K8S_DEFAULT_TIMING
+
+
+def test_named_probe_port_resolves_to_its_number() -> None:
+    def change(d: dict[str, Any]) -> None:
+        container(d)["ports"] = [{"containerPort": 8080, "name": "http"},
+                                 {"containerPort": 9090, "name": "metrics"}]
+        container(d)["readinessProbe"] = {"httpGet": {"port": "metrics", "path": "/ready"}}
+        container(d)["livenessProbe"] = {"tcpSocket": {"port": "http"}}
+
+    c = parse_one(mutated(DEPLOYMENT, change)).containers[0]
+    assert c.readiness == ProbeSpec(action="http", port=9090, path="/ready")
+    assert c.liveness == ProbeSpec(action="tcp", port=8080)
+
+
+def test_named_probe_port_only_looks_in_its_own_container() -> None:
+    def change(d: dict[str, Any]) -> None:
+        template_spec(d)["containers"].append({
+            "name": "side", "image": "busybox",
+            "readinessProbe": {"tcpSocket": {"port": "http"}},
+        })
+        container(d)["ports"][0]["name"] = "http"
+
+    with pytest.raises(ManifestError) as exc:
+        parse_one(mutated(DEPLOYMENT, change))
+    assert_one_line(exc, "spec.template.spec.containers[1].readinessProbe.tcpSocket.port: "
+                         "no port named 'http' in this container", "name the port")
+
+
+def test_probe_termination_grace_period_is_warned_and_ignored() -> None:
+    spec = parse_one(probed(livenessProbe={"exec": {"command": ["true"]},
+                                           "terminationGracePeriodSeconds": 5}))
+    assert spec.warnings == (
+        f"{C0}.livenessProbe.terminationGracePeriodSeconds: not applied by beemesh yet; ignored",
+    )
+    assert spec.containers[0].liveness == ProbeSpec(action="exec", command=("true",))
+
+
+def test_probe_in_a_pod_uses_pod_paths() -> None:
+    doc = mutated(POD, set_in(("spec", "containers", 0, "livenessProbe"),
+                              {"exec": {"command": []}}))
+    with pytest.raises(ManifestError) as exc:
+        parse_manifests(dump(doc), "pod.yaml")
+    assert_one_line(exc, "pod.yaml: document 1 (Pod one): "
+                         "spec.containers[0].livenessProbe.exec.command: ")
+
+
+RP = f"{C0}.readinessProbe"
+LP = f"{C0}.livenessProbe"
+HTTP_OK = {"port": 8080}
+
+PROBE_ERRORS: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
+    # the probe itself
+    ("not a mapping", {"readinessProbe": "yes"}, (f"{RP}: must be a mapping",)),
+    ("no handler", {"readinessProbe": {"periodSeconds": 5}},
+     (f"{RP}: has no handler", "exactly one of httpGet, tcpSocket or exec")),
+    ("empty probe", {"readinessProbe": {}}, (f"{RP}: has no handler",)),
+    ("two handlers", {"readinessProbe": {"httpGet": HTTP_OK, "exec": {"command": ["true"]}}},
+     (f"{RP}: sets both httpGet and exec", "exactly one")),
+    ("grpc", {"livenessProbe": {"grpc": {"port": 9000}}},
+     (f"{LP}.grpc: not supported by beemesh", "use httpGet, tcpSocket or exec")),
+    ("unknown probe field", {"readinessProbe": {"httpGet": HTTP_OK, "bogus": 1}},
+     (f"{RP}.bogus: not supported by beemesh", "remove it")),
+    ("handler not a mapping", {"readinessProbe": {"httpGet": 8080}},
+     (f"{RP}.httpGet: must be a mapping",)),
+    # httpGet
+    ("http host", {"readinessProbe": {"httpGet": {"port": 8080, "host": "10.0.0.1"}}},
+     (f"{RP}.httpGet.host: not supported by beemesh", "pod's own IP")),
+    ("http unknown field", {"readinessProbe": {"httpGet": {"port": 8080, "query": "a"}}},
+     (f"{RP}.httpGet.query: not supported by beemesh",)),
+    ("https", {"readinessProbe": {"httpGet": {"port": 8443, "scheme": "HTTPS"}}},
+     (f"{RP}.httpGet.scheme: HTTPS probes are not supported", "plain HTTP port")),
+    ("lowercase scheme", {"readinessProbe": {"httpGet": {"port": 80, "scheme": "http"}}},
+     (f"{RP}.httpGet.scheme: must be HTTP, got string 'http'", "use HTTP")),
+    ("relative path", {"readinessProbe": {"httpGet": {"port": 80, "path": "healthz"}}},
+     (f"{RP}.httpGet.path: must be a path starting with '/'", "/healthz")),
+    ("path with space", {"readinessProbe": {"httpGet": {"port": 80, "path": "/a b"}}},
+     (f"{RP}.httpGet.path: ", "%20")),
+    ("path not string", {"readinessProbe": {"httpGet": {"port": 80, "path": 5}}},
+     (f"{RP}.httpGet.path: must be a path starting with '/', got number 5",)),
+    ("headers not list", {"readinessProbe": {"httpGet": {"port": 80, "httpHeaders": {"a": "b"}}}},
+     (f"{RP}.httpGet.httpHeaders: must be a list",)),
+    ("header bad name",
+     {"readinessProbe": {"httpGet": {"port": 80, "httpHeaders": [{"name": "X Y", "value": "1"}]}}},
+     (f"{RP}.httpGet.httpHeaders[0].name: header name must be letters, digits and '-'",)),
+    ("header missing name",
+     {"readinessProbe": {"httpGet": {"port": 80, "httpHeaders": [{"value": "1"}]}}},
+     (f"{RP}.httpGet.httpHeaders[0].name: ", "got null")),
+    ("header value int",
+     {"readinessProbe": {"httpGet": {"port": 80, "httpHeaders": [{"name": "X", "value": 1}]}}},
+     (f"{RP}.httpGet.httpHeaders[0].value: header value must be a string", "quote it")),
+    ("header value newline",
+     {"readinessProbe": {"httpGet": {"port": 80,
+                                     "httpHeaders": [{"name": "X", "value": "a\r\nB: c"}]}}},
+     (f"{RP}.httpGet.httpHeaders[0].value: header value must be a string on one line",)),
+    ("header unknown field",
+     {"readinessProbe": {"httpGet": {"port": 80,
+                                     "httpHeaders": [{"name": "X", "value": "1", "v": 2}]}}},
+     (f"{RP}.httpGet.httpHeaders[0].v: not supported",)),
+    # ports
+    ("port missing", {"readinessProbe": {"httpGet": {"path": "/"}}},
+     (f"{RP}.httpGet.port: missing", "a number or a port name")),
+    ("port zero", {"readinessProbe": {"httpGet": {"port": 0}}},
+     (f"{RP}.httpGet.port: port must be an integer from 1 to 65535, got number 0",)),
+    ("port too high", {"livenessProbe": {"tcpSocket": {"port": 65536}}},
+     (f"{LP}.tcpSocket.port: port must be an integer from 1 to 65535",)),
+    ("port bool", {"livenessProbe": {"tcpSocket": {"port": True}}},
+     (f"{LP}.tcpSocket.port: ", "got boolean true")),
+    ("unknown port name", {"livenessProbe": {"tcpSocket": {"port": "admin"}}},
+     (f"{LP}.tcpSocket.port: no port named 'admin' in this container",
+      "one of this container's port names: http")),
+    ("quoted port number", {"readinessProbe": {"httpGet": {"port": "8080"}}},
+     (f"{RP}.httpGet.port: no port named '8080'", "write the number without quotes: port: 8080")),
+    ("tcp host", {"livenessProbe": {"tcpSocket": {"port": 80, "host": "db"}}},
+     (f"{LP}.tcpSocket.host: not supported by beemesh", "pod's own IP")),
+    ("tcp path", {"livenessProbe": {"tcpSocket": {"port": 80, "path": "/"}}},
+     (f"{LP}.tcpSocket.path: not supported by beemesh",)),
+    # exec
+    ("exec empty command", {"livenessProbe": {"exec": {"command": []}}},
+     (f"{LP}.exec.command: must list the program to run", "exits 0")),
+    ("exec no command", {"livenessProbe": {"exec": {}}},
+     (f"{LP}.exec.command: must list the program to run",)),
+    ("exec command string", {"livenessProbe": {"exec": {"command": "true"}}},
+     (f"{LP}.exec.command: must be a list of strings",)),
+    ("exec command item", {"livenessProbe": {"exec": {"command": ["sleep", 1]}}},
+     (f"{LP}.exec.command[1]: must be a string, got number 1", "quote it")),
+    # timing
+    ("negative period", {"readinessProbe": {"httpGet": HTTP_OK, "periodSeconds": -1}},
+     (f"{RP}.periodSeconds: must be a whole number from 0 to 2147483647, got number -1",
+      "Kubernetes default")),
+    ("float timeout", {"readinessProbe": {"httpGet": HTTP_OK, "timeoutSeconds": 1.5}},
+     (f"{RP}.timeoutSeconds: must be a whole number", "got number 1.5")),
+    ("string threshold", {"readinessProbe": {"httpGet": HTTP_OK, "failureThreshold": "3"}},
+     (f"{RP}.failureThreshold: must be a whole number", "got string '3'")),
+    ("bool delay", {"readinessProbe": {"httpGet": HTTP_OK, "initialDelaySeconds": True}},
+     (f"{RP}.initialDelaySeconds: must be a whole number", "got boolean true")),
+    ("beyond int32", {"readinessProbe": {"httpGet": HTTP_OK, "periodSeconds": 2**31}},
+     (f"{RP}.periodSeconds: must be a whole number from 0 to 2147483647",)),
+    ("liveness success threshold",
+     {"livenessProbe": {"httpGet": HTTP_OK, "successThreshold": 2}},
+     (f"{LP}.successThreshold: must be 1 for a liveness probe, got 2", "set it to 1")),
+    ("startup success threshold",
+     {"startupProbe": {"exec": {"command": ["true"]}, "successThreshold": 3}},
+     (f"{C0}.startupProbe.successThreshold: must be 1 for a startup probe, got 3",)),
+]
+
+
+@pytest.mark.parametrize(("probes", "fragments"), [(c[1], c[2]) for c in PROBE_ERRORS],
+                         ids=[c[0] for c in PROBE_ERRORS])
+def test_probe_errors_name_the_field(probes: dict[str, Any], fragments: tuple[str, ...]) -> None:
+    with pytest.raises(ManifestError) as exc:
+        parse_manifests(dump(probed(**probes)), "app.yaml")
+    message = assert_one_line(exc, *fragments)
+    assert message.startswith("app.yaml: document 1 (Deployment web): ")
+    assert "; " in message  # every error carries a fix
+
+
+def test_probes_round_trip() -> None:
+    spec = rich_spec()
+    c = spec.containers[0]
+    assert c.startup == ProbeSpec(action="exec", command=("cat", "/tmp/ready"),
+                                  failure_threshold=30)
+    assert c.readiness == ProbeSpec(action="http", port=8080, path="/healthz",
+                                    headers=(("X-Probe", "1"),), period_s=5,
+                                    success_threshold=2)
+    assert c.liveness == ProbeSpec(action="tcp", port=8080, initial_delay_s=3)
+    data = spec.to_dict()
+    assert data["containers"][0]["readiness"] == {
+        "action": "http", "port": 8080, "path": "/healthz", "headers": [["X-Probe", "1"]],
+        "command": [], "initial_delay_s": 0, "period_s": 5, "timeout_s": 1,
+        "success_threshold": 2, "failure_threshold": 3,
+    }
+    side = data["containers"][1]
+    assert (side["startup"], side["readiness"], side["liveness"]) == (None, None, None)
+    assert WorkloadSpec.from_dict(json.loads(json.dumps(data))) == spec
+
+
+def probe_corrupt(which: str, change: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    return corrupt(lambda d: change(d["containers"][0][which]))
+
+
+PROBE_GARBAGE: list[tuple[str, Any, str]] = [
+    ("old wire dict without probes", corrupt(lambda d: d["containers"][0].pop("liveness")),
+     "containers[0].liveness: missing"),
+    ("probe not a mapping", corrupt(lambda d: d["containers"][0].update(readiness="http")),
+     "containers[0].readiness: expected a mapping"),
+    ("probe missing key", probe_corrupt("readiness", lambda p: p.pop("period_s")),
+     "containers[0].readiness.period_s: missing"),
+    ("probe extra key", probe_corrupt("readiness", lambda p: p.update(host="evil")),
+     "containers[0].readiness.host: unexpected field"),
+    ("unknown action", probe_corrupt("readiness", lambda p: p.update(action="grpc")),
+     "containers[0].readiness.action: expected http, tcp or exec, got string 'grpc'"),
+    ("action not string", probe_corrupt("readiness", lambda p: p.update(action=["http"])),
+     "containers[0].readiness.action: expected a string"),
+    ("negative period", probe_corrupt("readiness", lambda p: p.update(period_s=-1)),
+     "containers[0].readiness.period_s: must be a whole number from 1"),
+    ("zero period", probe_corrupt("liveness", lambda p: p.update(period_s=0)),
+     "containers[0].liveness.period_s: must be a whole number from 1"),
+    ("zero failure threshold", probe_corrupt("startup", lambda p: p.update(failure_threshold=0)),
+     "containers[0].startup.failure_threshold: "),
+    ("negative delay", probe_corrupt("startup", lambda p: p.update(initial_delay_s=-5)),
+     "containers[0].startup.initial_delay_s: must be a whole number from 0"),
+    ("float timeout", probe_corrupt("readiness", lambda p: p.update(timeout_s=1.5)),
+     "containers[0].readiness.timeout_s: "),
+    ("string port", probe_corrupt("readiness", lambda p: p.update(port="http")),
+     "containers[0].readiness.port: port must be an integer from 1 to 65535"),
+    ("port range", probe_corrupt("liveness", lambda p: p.update(port=70000)),
+     "containers[0].liveness.port: "),
+    ("http without port", probe_corrupt("readiness", lambda p: p.update(port=None)),
+     "containers[0].readiness.port: missing for http probes"),
+    ("exec with port", probe_corrupt("startup", lambda p: p.update(port=22)),
+     "containers[0].startup.port: is not used by exec probes"),
+    ("tcp with headers", probe_corrupt("liveness", lambda p: p.update(headers=[["A", "b"]])),
+     "containers[0].liveness.headers: is not used by tcp probes"),
+    ("tcp with path", probe_corrupt("liveness", lambda p: p.update(path="/x")),
+     "containers[0].liveness.path: is not used by tcp probes"),
+    ("http with command", probe_corrupt("readiness", lambda p: p.update(command=["sh"])),
+     "containers[0].readiness.command: is not used by http probes"),
+    ("exec without command", probe_corrupt("startup", lambda p: p.update(command=[])),
+     "containers[0].startup.command: must not be empty"),
+    ("relative path", probe_corrupt("readiness", lambda p: p.update(path="healthz")),
+     "containers[0].readiness.path: must be a path starting with '/'"),
+    ("header injection",
+     probe_corrupt("readiness", lambda p: p.update(headers=[["X", "1\r\nHost: evil"]])),
+     "containers[0].readiness.headers[0]: header value must be a string on one line"),
+    ("header not a pair", probe_corrupt("readiness", lambda p: p.update(headers=[["X"]])),
+     "containers[0].readiness.headers[0]: expected a [name, value] pair"),
+    ("liveness success threshold",
+     probe_corrupt("liveness", lambda p: p.update(success_threshold=2)),
+     "containers[0].liveness.success_threshold: must be 1 for a liveness probe"),
+]
+
+
+@pytest.mark.parametrize(("data", "fragment"), [(g[1], g[2]) for g in PROBE_GARBAGE],
+                         ids=[g[0] for g in PROBE_GARBAGE])
+def test_from_dict_rejects_tampered_probes(data: Any, fragment: str) -> None:
+    with pytest.raises(ManifestError) as exc:
+        WorkloadSpec.from_dict(data)
+    message = assert_one_line(exc, fragment)
+    assert message.startswith("workload spec (Deployment web): ")
