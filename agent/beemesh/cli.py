@@ -54,10 +54,19 @@ def cmd_fleet_init(args: argparse.Namespace) -> int:
 
     out, operator = init_fleet(args.out, args.operator_name)
     print(f"fleet material written to {out}")
-    print("  swarm.key        network key (0600): copy to every machine")
+    print("  swarm.key        machine-plane network key (0600): copy to every machine")
+    print("  workplane.key    work-plane network key (0600): copy to every machine")
     print("  operators.trust  trusted operator keys: copy to every machine")
     print("  operator.key     operator signing key (0600): keep it with the operator only")
     print(f"operator key fingerprint: {operator.public_key.hex()[:16]}")
+    return 0
+
+
+def cmd_fleet_workplane_key(args: argparse.Namespace) -> int:
+    from beemesh.fleet import init_workplane_key
+
+    path = init_workplane_key(args.out)
+    print(f"work-plane network key written to {path}: copy it to every machine's fleet dir")
     return 0
 
 
@@ -321,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", type=Path, required=True)
     sp.add_argument("--operator-name", default="operator")
     sp.set_defaults(func=cmd_fleet_init)
+    sp = fsub.add_parser("workplane-key", help="add the work plane's network key to fleet "
+                         "material made before the work plane existed")
+    sp.add_argument("--out", type=Path, required=True)
+    sp.set_defaults(func=cmd_fleet_workplane_key)
 
     sp = sub.add_parser("agent", help="run the machine agent (long-lived)")
     sp.add_argument("--state-dir", type=Path)

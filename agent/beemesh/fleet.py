@@ -2,9 +2,12 @@
 
 Layout of a fleet directory (see docs/formats.md):
   swarm.key          libp2p private-network key, `/key/swarm/psk/1.0.0/` text format, 0600
+  workplane.key      the work plane's own private-network key (same format), 0600
   operator.key       operator signing key (`ed25519:<hex seed>`), 0600; only on operator hosts
   operators.trust    trusted operator public keys, one `ed25519:<hex> [name]` per line
-Machines need `swarm.key` and `operators.trust`; `operator.key` stays with the operator.
+Machine agents need `swarm.key` and `operators.trust`, work planes need `workplane.key`;
+`operator.key` stays with the operator. The two network keys keep the planes' transports apart:
+a machine-plane peer cannot even complete a handshake with a work-plane host, and vice versa.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from beemesh.identity import (
 )
 
 SWARM_KEY = "swarm.key"
+WORKPLANE_KEY = "workplane.key"
 OPERATOR_KEY = "operator.key"
 TRUST_LIST = "operators.trust"
 _SWARM_HEADER = ("/key/swarm/psk/1.0.0/", "/base16/")
@@ -114,9 +118,24 @@ class Fleet:
         )
 
 
+def load_workplane_psk(path: Path) -> str:
+    """The work plane's network key (hex), or a UserError naming the file and the fix."""
+    fix = (f"create fleet material with `beemesh fleet init`, or add the missing key to an older "
+           f"fleet with `beemesh fleet workplane-key --out {path.parent}` and copy it to every "
+           "machine")
+    return parse_swarm_key(read_private_file(path, "work-plane network key", fix), path)
+
+
+def init_workplane_key(out: Path) -> Path:
+    """Add a work-plane network key to fleet material (fleets made before the work plane)."""
+    path = out / WORKPLANE_KEY
+    write_private_file(path, format_swarm_key(secrets.token_bytes(32)))
+    return path
+
+
 def init_fleet(out: Path, operator_name: str = "operator") -> tuple[Path, KeyPair]:
     """Create new fleet material in `out`; refuses to overwrite existing files."""
-    for name in (SWARM_KEY, OPERATOR_KEY, TRUST_LIST):
+    for name in (SWARM_KEY, WORKPLANE_KEY, OPERATOR_KEY, TRUST_LIST):
         if (out / name).exists():
             raise UserError(
                 f"{out / name} already exists; refusing to overwrite fleet material "
@@ -124,6 +143,7 @@ def init_fleet(out: Path, operator_name: str = "operator") -> tuple[Path, KeyPai
             )
     out.mkdir(parents=True, exist_ok=True)
     write_private_file(out / SWARM_KEY, format_swarm_key(secrets.token_bytes(32)))
+    init_workplane_key(out)
     operator = KeyPair.generate()
     save_key(out / OPERATOR_KEY, operator)
     (out / TRUST_LIST).write_text(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from beemesh import __version__
-from beemesh.fleet import OPERATOR_KEY, SWARM_KEY, TRUST_LIST, init_fleet
+from beemesh.fleet import OPERATOR_KEY, SWARM_KEY, TRUST_LIST, WORKPLANE_KEY, init_fleet
 from beemesh.identity import KeyPair, save_key
 
 PEER_ID = re.compile(r"12D3KooW[1-9A-HJ-NP-Za-km-z]{44}")
@@ -252,8 +252,11 @@ def test_fleet_init(tmp_path: Path) -> None:
     out = tmp_path / "fleet"
     proc = beemesh("fleet", "init", "--out", out, "--operator-name", "alice")
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == sorted([SWARM_KEY, OPERATOR_KEY, TRUST_LIST])
+    assert sorted(p.name for p in out.iterdir()) == sorted([SWARM_KEY, WORKPLANE_KEY,
+                                                            OPERATOR_KEY, TRUST_LIST])
     assert mode(out / SWARM_KEY) == 0o600
+    assert mode(out / WORKPLANE_KEY) == 0o600
+    assert (out / SWARM_KEY).read_text() != (out / WORKPLANE_KEY).read_text()
     assert mode(out / OPERATOR_KEY) == 0o600
     assert str(out) in proc.stdout
     fingerprint = re.search(r"operator key fingerprint: ([0-9a-f]{16})", proc.stdout)
