@@ -26,10 +26,12 @@ REPLAY_WINDOW_S = 300.0
 MAX_CLOCK_SKEW_S = 30.0
 MAX_REPLAY_ENTRIES = 200_000
 
-# Who may sign a kind: "machine" (any fleet machine, speaking for itself) or "operator"
-# (a key from the fleet's operator trust list).
+# Who may sign a kind: "machine" (any fleet machine, speaking for itself), "operator" (a key
+# from the fleet's operator trust list) or "workload" (a replica's workload key; its
+# certificate, checked by the work plane, says which machine vouches for it).
 MACHINE = "machine"
 OPERATOR = "operator"
+WORKLOAD = "workload"
 
 REJECT_REASONS = (
     "oversized",
@@ -42,6 +44,7 @@ REJECT_REASONS = (
     "untrusted",
     "stale",
     "replayed",
+    "wrong_plane",
 )
 
 
@@ -90,6 +93,16 @@ def seal(key: KeyPair, kind: str, body: Mapping[str, Any], now: float,
     return cbor2.dumps(
         {"v": VERSION, "kind": kind, "sender": key.public_key, "ts": ts_ms,
          "nonce": nonce, "body": dict(body), "sig": sig},
+        canonical=True,
+    )
+
+
+def encode(env: Envelope) -> bytes:
+    """The envelope's bytes again (what `seal` produced): the signature still verifies, so a
+    machine can pass on a message it received, e.g. an operator's Delete."""
+    return cbor2.dumps(
+        {"v": env.version, "kind": env.kind, "sender": env.sender, "ts": env.ts_ms,
+         "nonce": env.nonce, "body": dict(env.body), "sig": env.signature},
         canonical=True,
     )
 
@@ -189,7 +202,7 @@ class Verifier:
         if kind.signer == OPERATOR:
             if env.sender not in self.trusted_operators():
                 raise Rejected("untrusted", f"{env.kind} signed by a key not in the trust list")
-        elif origin is not None and origin != env.sender:
+        elif kind.signer == MACHINE and origin is not None and origin != env.sender:
             raise Rejected("untrusted", f"{env.kind} relayed under another machine's name")
         if kind.names_signer and env.body[kind.names_signer] != peer_id(env.sender):
             raise Rejected("untrusted", f"{env.kind} speaks for a peer other than its signer")

@@ -19,9 +19,21 @@ WORKLOAD = wire.Kind("Workload", wire.OPERATOR, schema.Struct(
 DELETE = wire.Kind("Delete", wire.OPERATOR, schema.Struct(required={"workload_id": str}))
 CORDON = wire.Kind("Cordon", wire.OPERATOR, schema.Struct(
     required={"node": str, "cordoned": bool}))
+DRAIN = wire.Kind("Drain", wire.OPERATOR, schema.Struct(
+    required={"node": str, "grace_s": int}))
+# `epoch` is the task id of the replica a heal or drain replaces ("" for an apply).
 TASK = wire.Kind("Task", wire.MACHINE, schema.Struct(
     required={"task_id": str, "workload_id": str, "ordinal": int, "origin": str,
-              "workload": bytes}), names_signer="origin")
+              "workload": bytes}, optional={"epoch": str}), names_signer="origin")
+# A machine passing on an operator's Delete to machines that missed it (the Delete itself is
+# too old for the live replay/skew window, so it travels embedded, like a Workload in a Task).
+TOMBSTONE = wire.Kind("Tombstone", wire.MACHINE, schema.Struct(
+    required={"origin": str, "delete": bytes}), names_signer="origin")
+# A machine vouching that a workload key belongs to a replica it runs; embedded in every
+# ServiceRecord so work planes can tell a real replica's key from anyone else's.
+WORKLOAD_CERT = wire.Kind("WorkloadCert", wire.MACHINE, schema.Struct(
+    required={"machine": str, "peer_id": str, "workload_id": str, "ordinal": int, "pod": str,
+              "task": str}), names_signer="machine")
 BID = wire.Kind("Bid", wire.MACHINE, schema.Struct(
     required={"task_id": str, "round": int, "score": int, "node": str}), names_signer="node")
 DEPLOYED = wire.Kind("Deployed", wire.MACHINE, schema.Struct(
@@ -36,7 +48,9 @@ LOGS_REQUEST = wire.Kind("LogsRequest", wire.OPERATOR, schema.Struct(
     required={"pod": str, "follow": bool}))
 
 
-def task_id(workload_id: str, ordinal: int, generation: int) -> str:
-    """Deterministic: the same apply (or heal) of the same replica is the same task."""
-    digest = hashlib.sha256(f"{workload_id}\0{ordinal}\0{generation}".encode()).digest()
+def task_id(workload_id: str, ordinal: int, generation: int, epoch: str = "") -> str:
+    """Deterministic: the same apply of a replica is the same task, and so is every heal of
+    the same lost replica (`epoch` = the lost replica's task id), whoever asks for it."""
+    text = f"{workload_id}\0{ordinal}\0{generation}" + (f"\0{epoch}" if epoch else "")
+    digest = hashlib.sha256(text.encode()).digest()
     return "t" + base64.b32encode(digest).decode().lower()[:25]
