@@ -21,8 +21,14 @@ MAX_RECORD_TTL_S = 300
 TOMBSTONE_S = MAX_RECORD_TTL_S + wire.MAX_CLOCK_SKEW_S
 
 # What a machine says about each pod it runs, so every agent can answer `beemesh get pods`.
-POD_SUMMARY = schema.Struct(required={"workload": str, "replica": int, "task": str, "pod": str,
-                                      "state": str, "created": float})
+# `ready` is what its probes say, `peer` the replica's workload Peer ID once its work plane has
+# a certified key (the machine plane refuses that key), `retiring` marks a replica being drained.
+POD_SUMMARY = schema.Struct(
+    required={"workload": str, "replica": int, "task": str, "pod": str, "state": str,
+              "created": float},
+    optional={"ready": bool, "peer": str, "retiring": bool})
+# Where this machine's work plane listens: peers' work planes admit exactly these hosts.
+WORKPLANE_HOST = schema.Struct(required={"peer_id": str, "addrs": schema.ListOf(str, max_len=16)})
 
 MACHINE_RECORD = wire.Kind(
     "MachineRecord",
@@ -40,7 +46,9 @@ MACHINE_RECORD = wire.Kind(
             "protocol": int,
             "ttl_s": int,
         },
-        optional={"cordoned": bool, "pods": schema.ListOf(POD_SUMMARY, max_len=512)},
+        optional={"cordoned": bool, "draining": bool,
+                  "pods": schema.ListOf(POD_SUMMARY, max_len=512),
+                  "workplane": WORKPLANE_HOST},
     ),
     names_signer="peer_id",
 )
@@ -94,10 +102,13 @@ def entry_from_envelope(env: wire.Envelope, now: float) -> MachineEntry:
 
 
 class MachineView:
-    """Newest unexpired record per machine."""
+    """Newest unexpired record per machine, and who was a member recently (for quorum)."""
 
     def __init__(self) -> None:
         self._entries: dict[str, MachineEntry] = {}
+        # peer -> expiry of its newest record: machines that vanished without withdrawing stay
+        # members for quorum_memory_s, so a partition cannot be mistaken for a smaller fleet.
+        self._last_seen: dict[str, float] = {}
         # peer -> (withdrawal ts, forget-after): records older than a withdrawal (still in the
         # DHT or in flight on pub/sub) must not bring a departed machine back.
         self._withdrawn: dict[str, tuple[float, float]] = {}
@@ -113,11 +124,13 @@ class MachineView:
         if current is not None and current.ts >= entry.ts:
             return False
         self._entries[entry.peer_id] = entry
+        self._last_seen[entry.peer_id] = entry.expires_at
         return True
 
     def withdraw(self, peer: str, ts: float, now: float) -> bool:
         """Drop `peer` and ignore its records made up to `ts`."""
         self._withdrawn[peer] = (ts, max(now, ts) + TOMBSTONE_S)
+        self._last_seen.pop(peer, None)  # it left on purpose: no longer counts for quorum
         return self._entries.pop(peer, None) is not None
 
     def expire(self, now: float) -> list[str]:
@@ -134,3 +147,22 @@ class MachineView:
     def entries(self, now: float) -> list[MachineEntry]:
         self.expire(now)
         return sorted(self._entries.values(), key=lambda e: e.peer_id)
+
+    def membership(self, now: float, memory_s: float) -> tuple[int, int]:
+        """(machines visible now, machines that count as members): a member is visible, or
+        was seen within `memory_s` and did not withdraw."""
+        visible = len(self.entries(now))
+        for peer in [p for p, t in self._last_seen.items() if t + memory_s <= now]:
+            del self._last_seen[peer]
+        known = len(set(self._last_seen) | set(self._entries))
+        return visible, known
+
+    def has_majority(self, now: float, memory_s: float) -> bool:
+        """This side of a partition sees a strict majority of the members."""
+        visible, known = self.membership(now, memory_s)
+        return visible * 2 > known
+
+    def outnumbered(self, now: float, memory_s: float) -> bool:
+        """The members out of sight are a strict majority: the other side may act without us."""
+        visible, known = self.membership(now, memory_s)
+        return (known - visible) * 2 > known

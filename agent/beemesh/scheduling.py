@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -33,14 +34,17 @@ from beemesh.scheduler.messages import (
     CORDON,
     DELETE,
     DEPLOYED,
+    DRAIN,
     FAILED,
     LEASE,
     MAX_WORKLOAD_BYTES,
     TASK,
+    TOMBSTONE,
     WORKLOAD,
     task_id,
 )
 from beemesh.scheduler.scoring import LocalState, TaskRequest
+from beemesh.store import TOMBSTONE_TTL_S, StoredWorkload, WorkloadStore
 
 log = logging.getLogger("beemesh.scheduling")
 
@@ -51,6 +55,7 @@ LEASE_NS = "lease"
 REPLICA_STAGGER_S = 0.4  # > the longest selection window: replica k+1 sees who won replica k
 REPUBLISH_PENDING_S = 10.0
 RUNTIME_POLL_S = 3.0
+TOMBSTONE_PASS_ON_S = 10.0  # tell a machine still running a deleted workload at most this often
 
 
 def lease_key(tid: str) -> str:
@@ -73,6 +78,7 @@ class TaskInfo:
     reason: str = ""
     published_at: float = 0.0
     failures: list[str] = field(default_factory=list)
+    epoch: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"task_id": self.task_id, "workload": self.spec.workload_id,
@@ -114,12 +120,23 @@ class Scheduling:
         self.local_pods: dict[str, PodInfo] = {}
         self.runtime_ok = False
         self.runtime_error = "not checked yet"
-        self.tombstones: dict[str, float] = {}  # workload id -> delete time
         self.workload_verifier = verifier_for({WORKLOAD.name: WORKLOAD})
-        self.delete_verifier = verifier_for({DELETE.name: DELETE, CORDON.name: CORDON})
-        # Cordon survives restarts: an operator took this machine out of scheduling on purpose.
+        self.delete_verifier = verifier_for({DELETE.name: DELETE, CORDON.name: CORDON,
+                                             DRAIN.name: DRAIN})
+        self.deleted_verifier = verifier_for({DELETE.name: DELETE})  # any age: stored Deletes
+        self.store = WorkloadStore(cfg.state_dir, self.workload_verifier.authenticate,
+                                   self.deleted_verifier.authenticate)
+        # Cordon and drain survive restarts: an operator took this machine out on purpose.
         self.cordon_file = cfg.state_dir / "cordoned"
         self.cordoned = self.cordon_file.exists()
+        self.drain_file = cfg.state_dir / "draining"
+        self.drain_grace_s: int | None = _read_grace(self.drain_file)
+        # What the supervisor and the work plane add to each pod's summary (ready, peer, ...).
+        self.pod_extras: Callable[[PodInfo], dict[str, Any]] = lambda _pod: {}
+        # Where a pod's discovery files live (mounted at /run/beemesh), made before its deploy.
+        self.prepare_pod: Callable[[str], Any] = lambda _pod: None
+        self._tombstone_sent: dict[tuple[str, str], float] = {}  # (workload, machine) -> when
+        self._tombstone_wanted: set[str] = set()  # workloads whose Tombstone to send at once
         self._capacity: resources.Capacity | None = None
         self._capacity_at = 0.0
         self._wake = trio.Event()
@@ -131,11 +148,13 @@ class Scheduling:
     # ---- lifecycle -----------------------------------------------------------------------
 
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        self.store.load(time.time())
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await self._poll_runtime()
             nursery.start_soon(self._runtime_loop)
             nursery.start_soon(self._republish_loop)
+            nursery.start_soon(self._tombstone_loop)
             task_status.started()
             await self._driver()
 
@@ -189,7 +208,8 @@ class Scheduling:
 
     def pod_summaries(self) -> list[dict[str, Any]]:
         return [{"workload": p.workload_id, "replica": p.ordinal, "task": p.task_id,
-                 "pod": p.name, "state": p.state, "created": float(p.created)}
+                 "pod": p.name, "state": p.state, "created": float(p.created),
+                 **self.pod_extras(p)}
                 for p in sorted(self.local_pods.values(), key=lambda p: p.name)]
 
     async def _runtime_loop(self) -> None:
@@ -228,8 +248,8 @@ class Scheduling:
         when the Delete arrived finishes after the Delete removed everything else."""
         assert self._nursery is not None
         for pod in list(self.local_pods.values()):
-            if pod.workload_id in self.tombstones and pod.name not in self._removing:
-                self._nursery.start_soon(self._remove, pod.name)
+            if self.store.tombstone(pod.workload_id) is not None and pod.name not in self._removing:
+                self._nursery.start_soon(self.remove, pod.name)
 
     def _rebuild_reservations(self) -> None:
         cap = self.capacity()
@@ -247,7 +267,7 @@ class Scheduling:
     async def apply(self, blobs: list[bytes]) -> list[dict[str, Any]]:
         """Verify operator-signed workloads and publish a Task for each missing replica."""
         now = time.time()
-        accepted: list[tuple[WorkloadSpec, bytes, int]] = []
+        accepted: list[tuple[WorkloadSpec, bytes, wire.Envelope]] = []
         for blob in blobs:
             if len(blob) > MAX_WORKLOAD_BYTES:
                 raise UserError(f"workload is {len(blob)} bytes; the limit is "
@@ -256,10 +276,13 @@ class Scheduling:
                 env = self.workload_verifier.check(blob, now)
             except wire.Rejected as e:
                 raise UserError(f"apply rejected ({e.reason}): {e.detail}") from None
-            accepted.append((WorkloadSpec.from_dict(env.body["spec"]), blob, env.ts_ms))
+            accepted.append((WorkloadSpec.from_dict(env.body["spec"]), blob, env))
         out: list[dict[str, Any]] = []
-        for spec, blob, generation in accepted:
-            self.tombstones.pop(spec.workload_id, None)
+        for spec, blob, env in accepted:
+            if self.store.add_workload(blob, env) is None:
+                raise UserError(f"{spec.workload_id}: a newer apply or delete is already known; "
+                                "check the clock of this machine and apply again")
+            generation = env.ts_ms
             running = {(p["workload"], p["replica"]) for p in self.all_pods()}
             # Deployments announced by events but not yet in their machine's record.
             running |= {(t.spec.workload_id, t.ordinal) for t in self.tasks.values()
@@ -272,15 +295,25 @@ class Scheduling:
                     continue
                 if out and out[-1]["workload"] == spec.workload_id:
                     await trio.sleep(REPLICA_STAGGER_S)
-                await self._publish_task(tid, spec.workload_id, ordinal, blob)
+                await self._publish_task(tid, spec.workload_id, ordinal, blob, "")
                 out.append({"task_id": tid, "workload": spec.workload_id, "replica": ordinal,
                             "state": "pending"})
         return out
 
-    async def _publish_task(self, tid: str, workload_id: str, ordinal: int, blob: bytes) -> None:
+    async def _publish_task(self, tid: str, workload_id: str, ordinal: int, blob: bytes,
+                            epoch: str) -> None:
         body = {"task_id": tid, "workload_id": workload_id, "ordinal": ordinal,
                 "origin": self.node, "workload": blob}
+        if epoch:
+            body["epoch"] = epoch
         await self.publish(TOPIC_TASKS, wire.seal(self.key, TASK.name, body, time.time()))
+
+    async def replace(self, stored: StoredWorkload, ordinal: int, epoch: str) -> str:
+        """Publish the Task that replaces replica `ordinal` whose task was `epoch` (a heal or a
+        drain); every machine asking for the same lost replica publishes the same task id."""
+        tid = task_id(stored.workload_id, ordinal, stored.generation, epoch)
+        await self._publish_task(tid, stored.workload_id, ordinal, stored.blob, epoch)
+        return tid
 
     async def _republish_loop(self) -> None:
         """Tasks we originated that nobody placed yet are re-announced (late joiners see them)."""
@@ -292,11 +325,11 @@ class Scheduling:
                         and now - info.published_at >= REPUBLISH_PENDING_S):
                     info.published_at = now
                     await self._publish_task(info.task_id, info.spec.workload_id, info.ordinal,
-                                             info.workload_blob)
+                                             info.workload_blob, info.epoch)
 
     async def operator_request(self, blob: bytes) -> wire.Envelope:
-        """Check an operator-signed Delete/Cordon and publish it; every machine (this one too,
-        when the message comes back) acts on it."""
+        """Check an operator-signed Delete/Cordon/Drain and publish it; every machine (this one
+        too, when the message comes back) acts on it."""
         try:
             env = self.delete_verifier.check(blob, time.time(), remember=False)
         except wire.Rejected as e:
@@ -346,13 +379,21 @@ class Scheduling:
         consistent = (
             spec.workload_id == body["workload_id"]
             and 0 <= body["ordinal"] < max(1, spec.replicas)
-            and body["task_id"] == task_id(spec.workload_id, body["ordinal"], w.ts_ms)
+            and body["task_id"] == task_id(spec.workload_id, body["ordinal"], w.ts_ms,
+                                           body.get("epoch", ""))
         )
         if not consistent:
             raise wire.Rejected("schema", "task does not match its embedded workload")
-        tomb = self.tombstones.get(spec.workload_id)
-        if tomb is not None and w.ts_ms / 1000 <= tomb:
+        if self.store.is_deleted(spec.workload_id, w.ts_ms / 1000):
+            self._tombstone_wanted.add(spec.workload_id)  # the asker missed the Delete: tell it
             raise wire.Rejected("stale", f"{spec.workload_id} was deleted after this apply")
+
+    def check_tombstone(self, env: wire.Envelope) -> wire.Envelope:
+        """The operator's Delete inside a Tombstone: trusted signer, younger than its TTL."""
+        inner = self.deleted_verifier.authenticate(env.body["delete"])
+        if inner.ts_ms / 1000 + TOMBSTONE_TTL_S <= time.time():
+            raise wire.Rejected("stale", "passed-on Delete is older than the tombstone TTL")
+        return inner
 
     async def handle(self, env: wire.Envelope) -> None:
         now = time.time()
@@ -382,9 +423,13 @@ class Scheduling:
         elif env.kind == LEASE.name:
             self.auction.lease_seen(body["task_id"], body["node"], body["expires_ms"] / 1000, now)
         elif env.kind == DELETE.name:
-            await self._on_delete(body["workload_id"], env.ts_ms / 1000, now)
+            self._on_delete(env, now)
+        elif env.kind == TOMBSTONE.name:
+            self._on_delete(self.check_tombstone(env), now)
         elif env.kind == CORDON.name and body["node"] == self.node:
             self._set_cordoned(body["cordoned"], now)
+        elif env.kind == DRAIN.name and body["node"] == self.node:
+            self._set_draining(body["grace_s"], now)
         await self._execute(actions)
         self._kick()
 
@@ -393,14 +438,14 @@ class Scheduling:
         info = self.tasks.get(tid)
         if info is None:
             blob = body["workload"]
-            workload = wire.decode(blob)
+            workload = wire.decode(blob)  # verified by check_task in the topic validator
             spec = WorkloadSpec.from_dict(workload.body["spec"])
-            # check_task dropped Tasks older than a Delete; a newer apply lifts the tombstone,
-            # so its pods are not taken for leftovers of the deleted workload.
-            if self.tombstones.get(spec.workload_id, float("inf")) < workload.ts_ms / 1000:
-                del self.tombstones[spec.workload_id]
+            # Kept on disk for healing; check_task dropped Tasks older than a Delete, and a
+            # newer apply lifts the tombstone, so its pods are not taken for leftovers.
+            self.store.add_workload(blob, workload)
             info = self.tasks[tid] = TaskInfo(tid, spec, body["ordinal"], blob, body["origin"],
-                                              now, published_at=now)
+                                              now, published_at=now,
+                                              epoch=body.get("epoch", ""))
             self.events.add(now, "TaskSeen", f"replica {info.ordinal} of {spec.workload_id}",
                             task=tid, workload=spec.workload_id, node=body["origin"])
         if info.state != "pending":
@@ -412,14 +457,29 @@ class Scheduling:
             self.cordon_file.write_text("cordoned by an operator; `beemesh uncordon` undoes it\n")
         else:
             self.cordon_file.unlink(missing_ok=True)
+            self.drain_file.unlink(missing_ok=True)  # uncordon also ends a drain
+            self.drain_grace_s = None
         self.cordoned = cordoned
         self.events.add(now, "Cordoned" if cordoned else "Uncordoned",
                         "no new replicas will be placed here" if cordoned else
                         "this machine takes new replicas again", node=self.node)
         self.pods_changed()  # re-announce now: others show the new state at once
 
-    async def _on_delete(self, wid: str, ts: float, now: float) -> None:
-        self.tombstones[wid] = ts
+    def _set_draining(self, grace_s: int, now: float) -> None:
+        """Drain: cordon, then (supervisor) replace every replica here and stop the originals."""
+        self.drain_file.write_text(f"{grace_s}\n")
+        self.drain_grace_s = grace_s
+        self.events.add(now, "Draining", f"moving every replica off this machine (stop grace "
+                        f"{grace_s} s)", node=self.node)
+        if not self.cordoned:
+            self._set_cordoned(True, now)
+        self.pods_changed()
+
+    def _on_delete(self, env: wire.Envelope, now: float) -> None:
+        wid = env.body["workload_id"]
+        if not self.store.add_delete(wire.encode(env), env, now) and \
+                self.store.tombstone(wid) is None:
+            return  # older than a newer apply, or expired
         for tid in self.auction.forget_workload(wid):
             if tid in self.tasks:
                 self.tasks[tid].state = "deleted"
@@ -427,6 +487,34 @@ class Scheduling:
         self.events.add(now, "Deleted", f"{wid}: removing {len(doomed)} pod(s) here",
                         workload=wid, node=self.node)
         self._remove_deleted()  # in the background: a stop may wait out its grace period
+
+    async def _tombstone_loop(self) -> None:
+        """Pass Deletes on to machines that missed them: any machine whose record still lists
+        a pod of a deleted workload, or that asked for a task of one, gets the operator's
+        Delete again, wrapped in a Tombstone (the Delete itself is too old to travel alone)."""
+        while True:
+            now = time.time()
+            self.store.expire(now)
+            wanted = set(self._tombstone_wanted)
+            self._tombstone_wanted.clear()
+            for entry in self.view.entries(now):
+                if entry.peer_id == self.node:
+                    continue
+                for pod in entry.body.get("pods", []):
+                    key = (pod["workload"], entry.peer_id)
+                    if (self.store.tombstone(pod["workload"]) is not None
+                            and now - self._tombstone_sent.get(key, 0.0) >= TOMBSTONE_PASS_ON_S):
+                        self._tombstone_sent[key] = now
+                        wanted.add(pod["workload"])
+            for wid in sorted(wanted):
+                tomb = self.store.tombstone(wid)
+                if tomb is not None:
+                    body = {"origin": self.node, "delete": tomb.blob}
+                    await self.publish(TOPIC_TASKS, wire.seal(self.key, TOMBSTONE.name, body, now))
+            for key in [k for k, t in self._tombstone_sent.items()
+                        if now - t > 6 * TOMBSTONE_PASS_ON_S]:
+                del self._tombstone_sent[key]
+            await trio.sleep(1)
 
     # ---- actions -------------------------------------------------------------------------------
 
@@ -451,7 +539,7 @@ class Scheduling:
                 if info is not None:
                     self.events.add(time.time(), "Drained", f"duplicate of {info.pod}; "
                                     f"{act.winner} keeps it", task=act.task_id, node=self.node)
-                    self._nursery.start_soon(self._remove, info.spec.pod_name(info.ordinal))
+                    self._nursery.start_soon(self.remove, info.spec.pod_name(info.ordinal))
             elif isinstance(act, a.Note):
                 info = self.tasks.get(act.task_id)
                 self.events.add(time.time(), "Note", act.text, task=act.task_id,
@@ -514,7 +602,7 @@ class Scheduling:
                 took = time.monotonic() - t0
                 if took > self.cfg.deploy_timeout_s:
                     reason = f"deploy took {took:.1f} s (> {self.cfg.deploy_timeout_s:.0f} s)"
-                    await self._remove(pod.name)
+                    await self.remove(pod.name)
                 else:
                     ok = True
                     self.local_pods[pod.name] = pod
@@ -532,12 +620,13 @@ class Scheduling:
         await self._execute(self.auction.deploy_result(tid, ok, reason, time.time()))
         self._kick()
 
-    async def _remove(self, pod_name: str) -> None:
+    async def remove(self, pod_name: str, grace_s: float = 10) -> None:
         if self.runtime is None or pod_name in self._removing:
             return
         self._removing.add(pod_name)
+        runtime = self.runtime
         try:
-            await trio.to_thread.run_sync(self.runtime.remove, pod_name)
+            await trio.to_thread.run_sync(lambda: runtime.remove(pod_name, grace_s))
         except UserError as e:
             log.error("could not remove pod %s: %s", pod_name, e)
             return
@@ -546,3 +635,13 @@ class Scheduling:
         self.local_pods.pop(pod_name, None)
         self._rebuild_reservations()
         self.pods_changed()
+
+
+def _read_grace(path: Path) -> int | None:
+    """The stop grace of a drain in progress (kept across restarts), or None."""
+    try:
+        return int(path.read_text().strip() or "30")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return 30  # a damaged marker still means "draining"
