@@ -1,26 +1,29 @@
 """One hardened py-libp2p host: TCP + Noise only, private network key, gossipsub, Kademlia.
 
 py-libp2p's defaults are unsafe for us (plaintext/secio/TLS accepted, 120 s gossip heartbeat,
-10 msg/s spam cap, eclipse protection that starves a mesh on one IP), so every one of them is
-set here, once, for both planes. The host's identity is the caller's Ed25519 key: the Peer ID
-on the wire is the key that signs our envelopes.
+10 msg/s spam cap, eclipse protection that starves a mesh on one IP, no TCP timeouts, a 60 s
+negative dial cache), so every one of them is set here, once, for both planes. The host's
+identity is the caller's Ed25519 key: the Peer ID on the wire is the key that signs our
+envelopes. An optional peer gate lets a plane refuse the other plane's keys.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from typing import cast
 
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost, INetStream, ISubscriptionAPI
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee, ISubscriptionAPI
 from libp2p.crypto.ed25519 import create_new_key_pair as libp2p_ed25519_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
@@ -32,6 +35,7 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.tools.anyio_service import background_trio_service
 
 from beemesh.identity import KeyPair
+from beemesh.mesh import tcp_timeouts
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,9 @@ class HostSettings:
     dht_prefix: str
     dht_validators: Mapping[str, Validator]
     heartbeat_s: float = 1.0
+    # Called with the remote base58 Peer ID of every connection and inbound stream; False
+    # closes the connection / resets the stream. None lets every fleet member in.
+    allow_peer: Callable[[str], bool] | None = None
 
 
 class MeshHost:
@@ -84,6 +91,19 @@ class MeshHost:
             enable_providers=False,
             strict_validation=True,
         )
+        self.swarm = cast(Swarm, self.host.get_network())
+        self.gated = 0  # connections closed because allow_peer refused the peer
+        self.swarm.register_notifee(_ConnectionGuard(self))
+
+    def allowed(self, peer: ID) -> bool:
+        """Whether the peer gate lets this peer in; a gate that raises refuses (fail closed)."""
+        if self.settings.allow_peer is None:
+            return True
+        try:
+            return self.settings.allow_peer(peer.to_base58())
+        except Exception:
+            log.exception("allow_peer raised for %s; refusing it", peer)
+            return False
 
     @property
     def peer_id(self) -> ID:
@@ -109,7 +129,16 @@ class MeshHost:
         return list(self.host.get_connected_peers())
 
     async def connect(self, maddr: str) -> ID:
+        """Dial now, even if the peer failed recently (it may have just started).
+
+        Raises PermissionError for a peer the gate refuses, rather than connecting only to close.
+        """
         info = info_from_p2p_addr(multiaddr.Multiaddr(maddr))
+        if not self.allowed(info.peer_id):
+            raise PermissionError(f"peer {info.peer_id} is not allowed on this host")
+        # The swarm refuses to redial a peer for 60 s after all its addresses failed; an explicit
+        # dial (bootstrap retry) must not hit that cached failure.
+        self.swarm.unblock_peer(info.peer_id)
         await self.host.connect(info)
         await self.dht.add_peer(info.peer_id)
         return info.peer_id
@@ -124,8 +153,28 @@ class MeshHost:
         await self.pubsub.publish(topic, data)
 
     def handle(self, protocol: str, handler: Callable[[INetStream], Awaitable[None]]) -> None:
-        """Serve a request/response protocol on streams (Noise-authenticated peers only)."""
-        self.host.set_stream_handler(TProtocol(protocol), handler)
+        """Serve a request/response protocol on streams (Noise-authenticated peers only).
+
+        Streams from peers the gate refuses are reset before the handler sees them: a stream can
+        arrive on a connection in the moment before the gate closes it. An error escaping the
+        handler resets only its stream: py-libp2p runs handlers in the connection's nursery, where
+        it would crash the whole host, or cancel the cleanup of a dying connection and leave the
+        dead peer listed as connected.
+        """
+
+        async def guarded(stream: INetStream) -> None:
+            peer = stream.muxed_conn.peer_id
+            try:
+                if self.allowed(peer):
+                    await handler(stream)
+                    return
+                log.debug("reset a %s stream from refused peer %s", protocol, peer)
+            except Exception:
+                log.warning("%s handler failed for %s", protocol, peer, exc_info=True)
+            with suppress(Exception):  # the connection may be gone already
+                await stream.reset()
+
+        self.host.set_stream_handler(TProtocol(protocol), guarded)
 
     async def open_stream(self, peer: str, protocol: str) -> INetStream:
         return await self.host.new_stream(ID.from_base58(peer), [TProtocol(protocol)])
@@ -137,3 +186,38 @@ class MeshHost:
         with trio.move_on_after(5):
             return await self.dht.get_value(key)
         return None
+
+
+class _ConnectionGuard(INotifee):
+    """On every new connection: close it if the gate refuses the peer, else set TCP timeouts."""
+
+    def __init__(self, mesh: MeshHost) -> None:
+        self.mesh = mesh
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        peer = conn.muxed_conn.peer_id
+        if not self.mesh.allowed(peer):
+            self.mesh.gated += 1
+            log.debug("closed a connection with refused peer %s", peer)
+            await conn.close()
+            return
+        sock = tcp_timeouts.raw_socket(conn)
+        if sock is None:
+            log.debug("no TCP socket under the connection to %s; no timeouts set", peer)
+        else:
+            tcp_timeouts.apply(sock)
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        pass
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def listen(self, network: INetwork, maddr: multiaddr.Multiaddr) -> None:
+        pass
+
+    async def listen_close(self, network: INetwork, maddr: multiaddr.Multiaddr) -> None:
+        pass
