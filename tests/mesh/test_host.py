@@ -104,10 +104,13 @@ def test_both_ends_of_a_connection_get_tcp_user_timeout_and_keepalive() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.geteuid() != 0 or not all(map(shutil.which, ("unshare", "ip", "iptables"))),
-                    reason="needs root, unshare, ip and iptables for a private network namespace")
 def test_both_ends_drop_a_connection_whose_packets_vanish() -> None:
     """The outage the timeouts are for: no FIN, no RST, only silence (iptables DROP)."""
+    missing = [t for t in ("unshare", "ip", "iptables") if not shutil.which(t)]
+    if os.geteuid() != 0 or missing:
+        pytest.fail(f"needs root and {', '.join(missing) or 'nothing else'} for a private network "
+                    "namespace: run as root; apt-get install util-linux iproute2 iptables",
+                    pytrace=False)
     limit_s = 30
     out = subprocess.run(
         ["unshare", "-n", "sh", "-c",
