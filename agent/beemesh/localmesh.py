@@ -2,10 +2,16 @@
 
 Used by `beemesh demo` (the quick start), by the multi-process tests and by the benchmarks,
 so all three exercise the same real processes an operator would run.
+
+A machine started with `podman=True` is a separate network host: its agent (and whatever the
+agent spawns) and its Podman run in its own network namespace (see beemesh.runtime.netns),
+reached at 10.77.<i>.2; the host routes between machines, so tests can cut links between
+them (`LocalMesh.partition`) and restore them (`LocalMesh.rejoin`).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -13,13 +19,27 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from beemesh.config import DEFAULT_LISTEN
+from beemesh.errors import UserError
+from beemesh.runtime.netns import (
+    Netns,
+    delete_stale,
+    delete_stale_rules,
+    drop_between,
+    enable_forwarding,
+    remove_rules,
+)
+
 T = TypeVar("T")
 BEEMESH = [sys.executable, "-m", "beemesh"]
+NETNS_PREFIX = "bm"  # + "<pid>-<mesh>-<machine>"; netns.delete_stale* clean up after dead runs
+AGENT_PORT = int(DEFAULT_LISTEN.rsplit("/", 1)[1])  # a machine's own namespace: its own ports
+_meshes = itertools.count(1)
 
 
 def free_port() -> int:
@@ -60,10 +80,12 @@ class AgentProc:
     peer_id: str
     proc: subprocess.Popen
     log: Path
+    ip: str = "127.0.0.1"
 
     @property
     def addr(self) -> str:
-        return f"/ip4/127.0.0.1/tcp/{self.port}/p2p/{self.peer_id}"
+        """Where other machines dial this agent."""
+        return f"/ip4/{self.ip}/tcp/{self.port}/p2p/{self.peer_id}"
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return beemesh(*args, "--api", str(self.api), check=check)
@@ -94,24 +116,37 @@ class AgentProc:
 class LocalMesh:
     """Agents sharing one fleet directory under `root`.
 
-    With `podman=True` a machine gets its own Podman service (own storage, own network
-    namespace, busybox image imported), so several machines on one host can each publish the
-    same hostPort, as separate machines would.
+    With `podman=True` a machine gets its own network namespace, with its agent and its own
+    Podman service (own storage, busybox image imported) inside, so several machines on one
+    host can each publish the same hostPort and be partitioned, as separate machines would.
+    `netns_prefix` names this mesh's namespaces and tags its partition rules.
     """
 
     root: Path
     fleet: Path
     agents: dict[str, AgentProc] = field(default_factory=dict)
     podmans: dict[str, Any] = field(default_factory=dict)
-    netns_prefix: str = field(default_factory=lambda: f"bm{os.getpid() % 100000}")
+    namespaces: dict[str, Netns] = field(default_factory=dict)
+    netns_prefix: str = field(
+        default_factory=lambda: f"{NETNS_PREFIX}{os.getpid()}-{next(_meshes)}")
+
+    def netns(self, name: str) -> Netns:
+        """This machine's network namespace (made on first use, deleted by close())."""
+        if name not in self.namespaces:
+            if not self.namespaces:
+                delete_stale(NETNS_PREFIX)
+                delete_stale_rules(NETNS_PREFIX)
+                enable_forwarding()
+            self.namespaces[name] = Netns.create(
+                f"{self.netns_prefix}-{len(self.namespaces)}")
+        return self.namespaces[name]
 
     def podman(self, name: str) -> Any:
-        """This machine's PodmanService (started on first use)."""
+        """This machine's PodmanService in its namespace (started on first use)."""
         if name not in self.podmans:
             from beemesh.runtime.service import PodmanService, ensure_busybox_image
 
-            service = PodmanService(self.root / f"{name}-podman",
-                                    netns=f"{self.netns_prefix}-{len(self.podmans)}")
+            service = PodmanService(self.root / f"{name}-podman", netns=self.netns(name).name)
             self.podmans[name] = service
             ensure_busybox_image(service)
         return self.podmans[name]
@@ -129,20 +164,24 @@ class LocalMesh:
         state = self.root / name
         peer = beemesh("init", "--state-dir", str(state)).stdout.strip()
         previous = self.agents.get(name)
-        port = previous.port if previous else free_port()
         api = self.root / f"{name}.sock"
         log = self.root / f"{name}.log"
-        args = [*BEEMESH, "agent", "--state-dir", str(state), "--fleet", str(fleet or self.fleet),
-                "--listen", f"/ip4/127.0.0.1/tcp/{port}", "--api", str(api)]
+        prefix: list[str] = []
+        ip, port = "127.0.0.1", previous.port if previous else free_port()
+        if podman:  # the whole machine lives in its namespace: agent, children and Podman
+            extra = ["--podman-socket", self.podman(name).url, *(extra or [])]
+            ns = self.netns(name)
+            prefix, ip, port = ns.exec_prefix(), ns.ip, AGENT_PORT
+        args = [*prefix, *BEEMESH, "agent", "--state-dir", str(state),
+                "--fleet", str(fleet or self.fleet), "--listen", f"/ip4/{ip}/tcp/{port}",
+                "--api", str(api)]
         for b in bootstrap or []:
             args += ["--bootstrap", b]
-        if podman:
-            args += ["--podman-socket", self.podman(name).url]
         args += extra or []
         with log.open("a") as out:
             proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True, env={**os.environ, **(env or {})})
-        agent = AgentProc(name, state, api, port, peer, proc, log)
+        agent = AgentProc(name, state, api, port, peer, proc, log, ip)
         self.agents[name] = agent
         if wait:
             wait_for(lambda: api.exists() or not agent.alive(), 60, f"{name}'s API socket")
@@ -166,8 +205,29 @@ class LocalMesh:
             agent.proc.wait(timeout)
         return time.monotonic() - t0
 
+    def partition(self, *groups: Iterable[str]) -> None:
+        """Cut every link between machines (by name) of different groups: their packets are
+        dropped silently, as by a pulled cable. Machines in no group keep all their links;
+        cuts add up until rejoin()."""
+        sets = [set(g) for g in groups]
+        names = [n for g in sets for n in g]
+        if len(names) != len(set(names)):
+            raise UserError(f"partition groups overlap: {sets}; name each machine once")
+        for n in names:
+            if n not in self.namespaces:
+                raise UserError(f"machine {n} has no network namespace of its own; "
+                                "start it with podman=True to partition it")
+        for one, other in itertools.combinations(sets, 2):
+            for a, b in itertools.product(one, other):
+                drop_between(self.namespaces[a], self.namespaces[b], self.netns_prefix)
+
+    def rejoin(self) -> None:
+        """Restore every link partition() cut."""
+        remove_rules(self.netns_prefix)
+
     def close(self) -> None:
-        """SIGTERM everyone (clean shutdown), SIGKILL whoever is still there after 8 s."""
+        """SIGTERM everyone (clean shutdown), SIGKILL whoever is still there after 8 s; then
+        stop the Podmans and remove the namespaces and partition rules."""
         live = [a for a in self.agents.values() if a.alive()]
         for a in live:
             a.proc.send_signal(signal.SIGTERM)
@@ -180,3 +240,7 @@ class LocalMesh:
                 a.proc.wait(10)
         for service in self.podmans.values():
             service.stop()
+        if self.namespaces:
+            self.rejoin()
+        for ns in self.namespaces.values():
+            ns.delete()

@@ -7,15 +7,18 @@ machine's hostPort is bound inside its namespace and reached at the namespace's 
 from __future__ import annotations
 
 import json
+import os
+import re
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
-from podman_testlib import http_get, start_machine, web
+from podman_testlib import NETNS_PREFIX, http_get, start_machine, web
 
 from beemesh.errors import UserError
 from beemesh.runtime import RuntimeUnavailable
-from beemesh.runtime.netns import Netns
+from beemesh.runtime.netns import Netns, delete_stale_rules, drop_between, remove_rules
 from beemesh.runtime.podman import PodmanRuntime
 
 
@@ -78,3 +81,28 @@ def test_stop_leaves_nothing_behind(podman_tools: None,
         runtime.list_pods()
     assert str(machine.socket_path) in str(err.value)
     assert "systemctl start podman.socket" in str(err.value)
+
+
+def test_partition_rules_are_removed_by_owner_and_when_stale(podman_tools: None) -> None:
+    # Subnets no machine gets while this runs (indices are handed out from 1 upwards).
+    a, b = Netns("unused-a", 253), Netns("unused-b", 254)
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    mine, stale = f"{NETNS_PREFIX}{os.getpid()}-rules", f"{NETNS_PREFIX}{exited.pid}-rules"
+
+    def tagged() -> list[str]:
+        out = subprocess.run(["iptables", "-w", "10", "-S", "FORWARD"], capture_output=True,
+                             text=True, check=True).stdout
+        return sorted(re.findall(rf"--comment ({re.escape(NETNS_PREFIX)}\d+-rules) ", out))
+
+    try:
+        drop_between(a, b, mine)
+        drop_between(a, b, stale)
+        assert tagged() == sorted([mine, mine, stale, stale])
+        assert delete_stale_rules(NETNS_PREFIX) == [stale]
+        assert tagged() == [mine, mine]
+        assert remove_rules(mine) == 2
+        assert tagged() == []
+    finally:
+        remove_rules(mine)
+        remove_rules(stale)

@@ -12,22 +12,38 @@ the network namespace.
 The subnet index doubles as the lock between parallel test workers: the host veth is named
 ``bm<i>h`` and creating a link that exists fails, so two workers never get the same index.
 Needs root (CAP_NET_ADMIN) and iproute2.
+
+Machines talk to each other through the host, which routes between the 10.77.<i>.0/24
+subnets (``enable_forwarding``). A partition is a set of DROP rules in the host's FORWARD
+chain between two subnets (``drop_between``): silent, like a cut cable, and tagged with an
+iptables comment naming their owner so ``remove_rules`` and ``delete_stale_rules`` find them.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from beemesh.errors import UserError
 
-__all__ = ["NETNS_DIR", "Netns", "NetnsError", "delete_stale"]
+__all__ = [
+    "NETNS_DIR",
+    "Netns",
+    "NetnsError",
+    "delete_stale",
+    "delete_stale_rules",
+    "drop_between",
+    "enable_forwarding",
+    "remove_rules",
+]
 
 NETNS_DIR = Path("/run/netns")
 SUBNET_PREFIX = "10.77"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 
 
 class NetnsError(UserError):
@@ -63,6 +79,10 @@ class Netns:
     def ip(self) -> str:
         """Where the host reaches this machine (and its published hostPorts)."""
         return f"{SUBNET_PREFIX}.{self.index}.2"
+
+    @property
+    def subnet(self) -> str:
+        return f"{SUBNET_PREFIX}.{self.index}.0/24"
 
     @property
     def host_if(self) -> str:
@@ -155,3 +175,68 @@ def delete_stale(prefix: str) -> list[str]:
         removed.append(entry.name)
     return removed
 
+
+def enable_forwarding() -> None:
+    """Let the host route between machine namespaces (each one's default route is the host)."""
+    try:
+        if IP_FORWARD.read_text().strip() != "1":
+            IP_FORWARD.write_text("1\n")
+    except OSError as exc:
+        raise NetnsError(
+            f"cannot enable IPv4 forwarding ({exc.strerror}), which machines in separate "
+            "network namespaces need to reach each other; run as root: "
+            "sysctl -w net.ipv4.ip_forward=1"
+        ) from exc
+
+
+def _iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    try:
+        done = subprocess.run(["iptables", "-w", "10", *args], capture_output=True, text=True,
+                              timeout=30)
+    except FileNotFoundError as exc:
+        raise NetnsError("`iptables` not found; install it (apt-get install iptables)") from exc
+    if check and done.returncode != 0:
+        raise NetnsError(
+            f"`iptables {' '.join(args)}` failed: {done.stderr.strip() or done.returncode}")
+    return done
+
+
+def drop_between(a: Netns, b: Netns, comment: str) -> None:
+    """Silently drop all routed traffic between two machines, both ways (no RST: a cut cable).
+
+    Inserted first in FORWARD, so established connections stall too.
+    """
+    for src, dst in ((a, b), (b, a)):
+        _iptables("-I", "FORWARD", "1", "-s", src.subnet, "-d", dst.subnet,
+                  "-m", "comment", "--comment", comment, "-j", "DROP")
+
+
+def _tagged_rules() -> list[tuple[str, list[str]]]:
+    """(comment, rule argv) of every commented DROP rule in the host's FORWARD chain."""
+    rules = []
+    for line in _iptables("-S", "FORWARD").stdout.splitlines():
+        argv = shlex.split(line)
+        if argv[:1] == ["-A"] and "--comment" in argv and argv[-2:] == ["-j", "DROP"]:
+            rules.append((argv[argv.index("--comment") + 1], argv[1:]))
+    return rules
+
+
+def remove_rules(comment: str) -> int:
+    """Delete the FORWARD DROP rules carrying exactly this comment; how many there were."""
+    rules = [argv for tag, argv in _tagged_rules() if tag == comment]
+    for argv in rules:
+        _iptables("-D", *argv, check=False)
+    return len(rules)
+
+
+def delete_stale_rules(prefix: str) -> list[str]:
+    """Delete FORWARD DROP rules commented ``<prefix><pid>-...`` whose creating process is gone;
+    the comments removed. A killed test run's rules would cut whoever gets those subnets next.
+    """
+    stale = []
+    for tag, argv in _tagged_rules():
+        m = re.match(rf"{re.escape(prefix)}(\d+)-", tag)
+        if m and not Path(f"/proc/{m.group(1)}").exists():
+            _iptables("-D", *argv, check=False)
+            stale.append(tag)
+    return sorted(set(stale))
