@@ -40,7 +40,7 @@ class StoredWorkload:
 
     @property
     def generation(self) -> int:
-        return int(self.ts * 1000)
+        return round(self.ts * 1000)  # ts came from ts_ms / 1000: undo it exactly
 
 
 @dataclass(frozen=True)

@@ -275,3 +275,104 @@ def test_to_dict_copies_labels() -> None:
     d = e.to_dict(T0, self_id="")
     d["labels"]["zone"] = "changed"
     assert e.body["labels"] == {"zone": "a"}
+
+
+# --- membership and quorum ------------------------------------------------------------------
+
+KEY_C = KeyPair(b"\x0c" * 32)
+KEY_D = KeyPair(b"\x0d" * 32)
+FOUR = (KEY_A, KEY_B, KEY_C, KEY_D)
+MEMORY_S = 600.0
+
+
+def seen(view: MachineView, keys: tuple[KeyPair, ...], ts: float, ttl_s: int = 10) -> None:
+    for k in keys:
+        assert view.apply(entry(k, ts, ttl_s=ttl_s), ts)
+
+
+def quorum(view: MachineView, now: float) -> tuple[tuple[int, int], bool, bool]:
+    return (view.membership(now, MEMORY_S), view.has_majority(now, MEMORY_S),
+            view.outnumbered(now, MEMORY_S))
+
+
+def test_membership_all_visible() -> None:
+    view = MachineView()
+    seen(view, FOUR, T0)
+    assert quorum(view, T0 + 1) == ((4, 4), True, False)
+
+
+def test_three_of_four_keep_majority_lone_one_outnumbered() -> None:
+    big, lone = MachineView(), MachineView()
+    seen(big, FOUR, T0)
+    seen(lone, FOUR, T0)
+    # D is cut off: A, B and C keep hearing each other, D hears only itself.
+    seen(big, (KEY_A, KEY_B, KEY_C), T0 + 8)
+    seen(lone, (KEY_D,), T0 + 8)
+    assert quorum(big, T0 + 9) == ((4, 4), True, False)  # D not expired yet
+    assert quorum(big, T0 + 12) == ((3, 4), True, False)  # D still counts as a member
+    assert quorum(lone, T0 + 12) == ((1, 4), False, True)
+
+
+def test_lone_machine_not_outnumbered_while_it_sees_the_others() -> None:
+    lone = MachineView()
+    seen(lone, FOUR, T0)
+    seen(lone, (KEY_D, KEY_A), T0 + 8)
+    assert quorum(lone, T0 + 12) == ((2, 4), False, False)
+
+
+def test_even_split_nobody_has_majority_nobody_outnumbered() -> None:
+    left, right = MachineView(), MachineView()
+    seen(left, FOUR, T0)
+    seen(right, FOUR, T0)
+    seen(left, (KEY_A, KEY_B), T0 + 8)
+    seen(right, (KEY_C, KEY_D), T0 + 8)
+    for view in (left, right):
+        assert quorum(view, T0 + 12) == ((2, 4), False, False)
+
+
+def test_withdrawn_machine_no_longer_counts() -> None:
+    view = MachineView()
+    seen(view, FOUR, T0)
+    view.withdraw(KEY_D.peer_id, T0 + 1, T0 + 1)
+    assert quorum(view, T0 + 1) == ((3, 3), True, False)
+    # Two of the remaining three vanish without withdrawing: A alone is outnumbered.
+    seen(view, (KEY_A,), T0 + 8)
+    assert quorum(view, T0 + 12) == ((1, 3), False, True)
+
+
+def test_withdrawn_then_back_counts_again() -> None:
+    view = MachineView()
+    seen(view, FOUR, T0)
+    view.withdraw(KEY_D.peer_id, T0 + 1, T0 + 1)
+    seen(view, (KEY_D,), T0 + 2)
+    assert view.membership(T0 + 3, MEMORY_S) == (4, 4)
+
+
+def test_vanished_members_forgotten_after_memory() -> None:
+    view = MachineView()
+    seen(view, FOUR, T0, ttl_s=10)
+    t = T0
+    while t < T0 + 10 + MEMORY_S + 5:
+        t += 5
+        seen(view, (KEY_A,), t)
+    # B, C, D expired at T0 + 10 and are remembered for MEMORY_S after that.
+    assert view.membership(T0 + 10 + MEMORY_S - 1, MEMORY_S) == (1, 4)
+    assert view.outnumbered(T0 + 10 + MEMORY_S - 1, MEMORY_S) is True
+    assert view.membership(T0 + 10 + MEMORY_S, MEMORY_S) == (1, 1)
+    # Forgotten members no longer count: the survivor is a majority of one.
+    assert view.has_majority(T0 + 10 + MEMORY_S, MEMORY_S) is True
+    assert view.outnumbered(T0 + 10 + MEMORY_S, MEMORY_S) is False
+
+
+def test_memory_counts_from_last_record_expiry() -> None:
+    view = MachineView()
+    seen(view, (KEY_A, KEY_B), T0, ttl_s=10)
+    seen(view, (KEY_A,), T0 + 5, ttl_s=100)
+    seen(view, (KEY_B,), T0 + 5, ttl_s=20)  # B's newest record expires at T0 + 25
+    assert view.membership(T0 + 25 + 50, 60) == (1, 2)
+    assert view.membership(T0 + 25 + 60, 60) == (1, 1)
+
+
+def test_empty_view_has_no_majority() -> None:
+    view = MachineView()
+    assert quorum(view, T0) == ((0, 0), False, False)

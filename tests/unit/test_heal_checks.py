@@ -1,0 +1,132 @@
+"""The machine plane's checks on a heal its work plane asks for, and machine_ips."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from beemesh.manifest import parse_manifests
+from beemesh.store import StoredWorkload
+from beemesh.workbridge import heal_refusal, machine_ips
+
+T0 = 1_700_000_000.0
+
+
+def stored(kind: str = "Deployment", replicas: int = 3) -> StoredWorkload:
+    extra = "  serviceName: db\n" if kind == "StatefulSet" else ""
+    text = f"""
+apiVersion: apps/v1
+kind: {kind}
+metadata: {{name: app}}
+spec:
+  replicas: {replicas}
+{extra}  selector: {{matchLabels: {{app: app}}}}
+  template:
+    metadata: {{labels: {{app: app}}}}
+    spec:
+      containers:
+        - name: main
+          image: localhost/beemesh/busybox:latest
+"""
+    (spec,) = parse_manifests(text, "test.yaml")
+    assert spec.kind == kind
+    return StoredWorkload(spec, b"signed bytes", T0)
+
+
+def check(**over: Any) -> str | None:
+    args: dict[str, Any] = {"uptime_s": 60.0, "settle_s": 20.0, "stored": stored(),
+                            "deleted": False, "ordinal": 1, "running_on": [], "placing": None,
+                            "has_majority": True}
+    args.update(over)
+    return heal_refusal(**args)
+
+
+def test_all_well() -> None:
+    assert check() is None
+    assert check(stored=stored("StatefulSet")) is None
+    assert check(ordinal=0) is None
+    assert check(ordinal=2) is None
+    assert check(uptime_s=20.0) is None  # exactly settled
+
+
+def test_agent_just_started() -> None:
+    reason = check(uptime_s=5.0)
+    assert reason is not None
+    assert "started 5 s ago" in reason and "20 s" in reason
+
+
+def test_no_signed_manifest() -> None:
+    reason = check(stored=None)
+    assert reason is not None and "no signed manifest" in reason
+
+
+def test_deleted() -> None:
+    reason = check(deleted=True)
+    assert reason is not None and "deleted" in reason
+
+
+@pytest.mark.parametrize("ordinal", [3, 4, 100])
+def test_ordinal_beyond_replicas(ordinal: int) -> None:
+    reason = check(ordinal=ordinal)
+    assert reason is not None
+    assert f"replica {ordinal}" in reason and "replicas=3" in reason
+
+
+def test_still_running_elsewhere() -> None:
+    reason = check(running_on=["machine-b", "machine-a"])
+    assert reason is not None
+    assert "still runs on machine-a, machine-b" in reason
+
+
+def test_being_placed() -> None:
+    reason = check(placing="tabc")
+    assert reason is not None and "tabc" in reason and "placed" in reason
+
+
+def test_statefulset_without_majority_refused() -> None:
+    reason = check(stored=stored("StatefulSet"), has_majority=False)
+    assert reason is not None and "majority" in reason
+
+
+def test_deployment_without_majority_allowed() -> None:
+    assert check(stored=stored("Deployment"), has_majority=False) is None
+
+
+def test_pod_without_majority_allowed() -> None:
+    (spec,) = parse_manifests("""
+apiVersion: v1
+kind: Pod
+metadata: {name: one}
+spec:
+  containers: [{name: c, image: busybox}]
+""")
+    assert check(stored=StoredWorkload(spec, b"", T0), ordinal=0, has_majority=False) is None
+
+
+def test_first_reason_wins() -> None:
+    """Reasons are checked in order: the earliest says what to fix first."""
+    everything = {"uptime_s": 1.0, "stored": stored("StatefulSet"), "deleted": True,
+                  "ordinal": 9, "running_on": ["m"], "placing": "t", "has_majority": False}
+    assert "started" in (check(**everything) or "")
+    assert "deleted" in (check(**{**everything, "uptime_s": 60.0}) or "")
+    assert "beyond" in (check(**{**everything, "uptime_s": 60.0, "deleted": False}) or "")
+
+
+# --- machine_ips ------------------------------------------------------------------------------
+
+
+def test_machine_ips() -> None:
+    addrs = ["/ip4/10.0.0.1/tcp/4001", "/ip4/10.0.0.1/udp/4001/quic-v1",
+             "/ip6/fd00::1/tcp/4001", "/ip4/192.168.1.5/tcp/4001/p2p/12D3KooWabc"]
+    assert machine_ips(addrs) == ["10.0.0.1", "fd00::1", "192.168.1.5"]
+
+
+def test_machine_ips_skips_names_and_garbage() -> None:
+    assert machine_ips(["/dns4/host.example/tcp/1", "", "garbage", "/ip4", "ip4/1.2.3.4"]) == []
+    assert machine_ips([]) == []
+
+
+def test_negative_ordinal_refused() -> None:
+    reason = check(ordinal=-1)
+    assert reason is not None and "replica -1" in reason
