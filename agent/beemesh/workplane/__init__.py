@@ -1,0 +1,1 @@
+"""The work plane: workload identities, service records, discovery and self-healing."""

@@ -1,0 +1,454 @@
+"""`beemesh workplane`: the work plane of one machine (the trio shell around the cores).
+
+Started by the machine agent as its child (as `workplane_user` when the agent is root). It
+runs one libp2p host of its own: its own key (`host.key`), the fleet's work-plane network key,
+the Workload DHT (`/beemesh/workload`) and the `workplane-events` topic. It admits only the
+work-plane hosts that machines of the fleet announce in their signed machine records, so a
+machine key (or anyone else) is refused on its streams.
+
+Every second it syncs with its agent over the local socket (`beemesh.workbridge`): it learns
+the replicas this machine runs and their probe results, the workloads the fleet runs, and the
+live machines; it reports what it sees. For each local replica it keeps a workload key
+(`keys.py`), has the machine certify it, publishes a signed ServiceRecord every 5 s (and at
+once on a change) on the topic and into the DHT, and keeps the pod's discovery files
+(`discovery.py`) current. Its `Reconciler` decides which lost replicas to ask the agent to
+heal and which surplus copies here to remove. On SIGTERM it withdraws its records.
+
+One host per machine, not one per replica (the guide's default): every replica still has its
+own key, Peer ID and certificate, but a machine with 20 replicas runs one gossipsub heartbeat,
+one DHT and one set of connections instead of 20 (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.records.validator import Validator
+
+from beemesh import wire
+from beemesh.api.client import call
+from beemesh.errors import UserError
+from beemesh.identity import KeyPair
+from beemesh.mesh.host import HostSettings, MeshHost
+from beemesh.scheduler.messages import WORKLOAD_CERT
+from beemesh.workplane import discovery
+from beemesh.workplane.keys import WorkloadKeys, load_or_create
+from beemesh.workplane.reconcile import (
+    ORPHAN_EPOCH,
+    AskHeal,
+    LocalReplica,
+    Params,
+    Reconciler,
+    RemoveReplica,
+    Situation,
+    WorkloadInfo,
+)
+from beemesh.workplane.records import (
+    DHT_NS,
+    DHT_PREFIX,
+    KINDS,
+    RECORD_TTL_S,
+    SERVICE_RECORD,
+    SERVICE_WITHDRAW,
+    TOPIC,
+    ServiceView,
+    certificate,
+    dht_key,
+    record_from_envelope,
+)
+
+log = logging.getLogger("beemesh.workplane")
+
+REFRESH_S = 5.0
+SYNC_S = 1.0
+AGENT_SILENCE_S = 15.0  # stop vouching for replicas when the agent has not answered this long
+DIAL_TIMEOUT_S = 5.0
+
+
+@dataclass
+class _Local:
+    """One replica this machine runs, as its work plane publishes it."""
+
+    pod: str
+    workload_id: str
+    ordinal: int
+    task: str
+    key: KeyPair
+    cert: bytes | None = None
+    content: tuple[Any, ...] = ()
+    version: int = 0
+    published_at: float = 0.0
+
+
+class RecordValidator(Validator):
+    """Workload DHT values: a signed ServiceRecord with a valid certificate, under its own key.
+
+    Expiry is enforced by readers, not here: the DHT keeps the last record of each ordinal,
+    which is how a work plane that never saw a replica learns its task id (the heal epoch)."""
+
+    def __init__(self, plane: WorkPlane) -> None:
+        self.plane = plane
+
+    def validate(self, key: str, value: bytes) -> None:
+        try:
+            env = self.plane.record_verifier.authenticate(value)
+            if env.kind != SERVICE_RECORD.name:
+                raise wire.Rejected("unknown_kind", "only ServiceRecords are stored")
+            cert = certificate(self.plane.cert_verifier, env.body)
+        except wire.Rejected as e:
+            raise ValueError(f"invalid service record: {e}") from None
+        if key != dht_key(env.body["workload_id"], env.body["ordinal"]):
+            raise ValueError("service record stored under another replica's key")
+        if cert.body["machine"] not in self.plane.machines:
+            raise ValueError("service record vouched for by an unknown machine")
+
+    def select(self, key: str, values: list[bytes]) -> int:
+        def newness(v: bytes) -> tuple[int, int, bytes]:
+            try:
+                env = wire.decode(v)
+                return (int(env.body.get("version", -1)), env.ts_ms, env.sender)
+            except (wire.Rejected, ValueError, TypeError):
+                return (-1, -1, b"")
+
+        return max(range(len(values)), key=lambda i: newness(values[i]))
+
+
+class WorkPlane:
+    def __init__(self, directory: Path, agent_socket: Path, psk_hex: str,
+                 listen: list[str]) -> None:
+        self.directory = directory
+        self.agent_socket = agent_socket
+        self.keys = WorkloadKeys(directory / "keys")
+        self.host_key = load_or_create(directory / "host.key", "work-plane host key")
+        self.view = ServiceView()
+        self.reconciler = Reconciler()
+        self.state: dict[str, Any] | None = None
+        self.state_at = 0.0
+        self.machines: set[str] = set()
+        self.machine_of_host: dict[str, str] = {}
+        self.local: dict[str, _Local] = {}
+        self.started = time.time()
+        replay = wire.ReplayGuard()
+        self.cert_verifier = wire.Verifier({WORKLOAD_CERT.name: WORKLOAD_CERT}, dict,
+                                           replay=replay)
+        self.record_verifier = wire.Verifier(KINDS, dict, replay=replay)
+        self.dropped: dict[str, int] = {}
+        self._logged: set[tuple[str, str]] = set()
+        self._publish_now = trio.Event()
+        self.mesh = MeshHost(HostSettings(
+            key=self.host_key, psk_hex=psk_hex, listen=listen, dht_prefix=DHT_PREFIX,
+            dht_validators={DHT_NS: RecordValidator(self)}, allow_peer=self._allowed))
+
+    @property
+    def peer_id(self) -> str:
+        return self.host_key.peer_id
+
+    def _allowed(self, peer: str) -> bool:
+        """Only work-plane hosts announced in live machine records may connect."""
+        return peer in self.machine_of_host
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with self.mesh.running(), trio.open_nursery() as nursery:
+            sub = await self.mesh.subscribe(TOPIC, self._validate)
+            nursery.start_soon(self._consume, sub)
+            nursery.start_soon(self._sync_loop)
+            nursery.start_soon(self._publish_loop)
+            nursery.start_soon(self._reconcile_loop)
+            log.info("work plane %s listening on %s", self.peer_id, ", ".join(self.mesh.addrs()))
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    break
+            with trio.move_on_after(2):
+                await self._withdraw(list(self.local.values()))
+                await trio.sleep(0.3)  # let the withdrawals leave the socket
+            nursery.cancel_scope.cancel()
+
+    # ---- talking to the agent ------------------------------------------------------------------
+
+    async def _agent(self, target: str, body: Any) -> Any:
+        return await trio.to_thread.run_sync(
+            lambda: call(self.agent_socket, "POST", target, body, timeout=10))
+
+    def synced(self, now: float) -> bool:
+        """Long enough up to have heard every live replica's refresh at least twice."""
+        return self.state is not None and now - self.started >= 2 * REFRESH_S + 2
+
+    async def _sync_loop(self) -> None:
+        while True:
+            now = time.time()
+            report = {
+                "host": {"peer_id": self.peer_id, "addrs": self.mesh.addrs()},
+                "records": [r.to_dict(now) for r in self.view.records(now)],
+                "peers": {m.pod: m.key.peer_id for m in self.local.values() if m.cert},
+                "synced": self.synced(now),
+            }
+            try:
+                self.state = await self._agent("/v1/work/sync", report)
+                self.state_at = now
+            except UserError as e:
+                log.warning("agent unreachable: %s", e)
+            if self.state is not None:
+                await self._apply_state(self.state, now)
+            await trio.sleep(SYNC_S)
+
+    async def _apply_state(self, state: dict[str, Any], now: float) -> None:
+        self.machines = {m["peer_id"] for m in state["machines"]}
+        self.machine_of_host = {m["workplane"]["peer_id"]: m["peer_id"]
+                                for m in state["machines"] if m.get("workplane")}
+        await self._connect_hosts(state)
+        replicas = {r["pod"]: r for r in state["replicas"]}
+        gone = [m for pod, m in self.local.items()
+                if pod not in replicas or replicas[pod]["task"] != m.task]
+        if gone:
+            await self._withdraw(gone)
+            for m in gone:
+                del self.local[m.pod]
+        for pod, r in replicas.items():
+            if r["removing"]:
+                continue
+            mine = self.local.get(pod)
+            if mine is None:
+                mine = self.local[pod] = _Local(pod, r["workload"], r["ordinal"], r["task"],
+                                                self.keys.key_for(pod, r["task"]))
+            if mine.cert is None:
+                await self._certify(mine)
+        self.keys.keep_only({(m.pod, m.task) for m in self.local.values()})
+        changed = any(self._content(m, state) != m.content for m in self.local.values())
+        if changed:
+            self._publish_now.set()
+        self._write_discovery(state, now)
+
+    async def _certify(self, mine: _Local) -> None:
+        try:
+            got = await self._agent("/v1/work/certify",
+                                    {"pod": mine.pod, "public_key": mine.key.public_key.hex()})
+            mine.cert = bytes.fromhex(got["cert"])
+            self._publish_now.set()
+        except (UserError, KeyError, ValueError) as e:
+            log.warning("no certificate for %s yet: %s", mine.pod, e)
+
+    async def _connect_hosts(self, state: dict[str, Any]) -> None:
+        connected = {p.to_base58() for p in self.mesh.connected()}
+        for m in state["machines"]:
+            wp = m.get("workplane")
+            if not wp or wp["peer_id"] == self.peer_id or wp["peer_id"] in connected:
+                continue
+            for addr in wp["addrs"]:
+                full = addr if "/p2p/" in addr else f"{addr}/p2p/{wp['peer_id']}"
+                try:
+                    with trio.move_on_after(DIAL_TIMEOUT_S):
+                        await self.mesh.connect(full)
+                        break
+                except Exception as e:  # unreachable address: try the next one
+                    log.debug("could not dial work plane %s: %s", full, e)
+
+    # ---- publishing ------------------------------------------------------------------------------
+
+    def _content(self, mine: _Local, state: dict[str, Any]) -> tuple[Any, ...]:
+        r = next((r for r in state["replicas"] if r["pod"] == mine.pod), None)
+        if r is None:
+            return ()
+        return (r["ready"], r["retiring"], tuple(state["addrs"]),
+                tuple(tuple(sorted(p.items())) for p in r["ports"]))
+
+    def _record(self, mine: _Local, state: dict[str, Any], now: float) -> bytes | None:
+        content = self._content(mine, state)
+        if mine.cert is None or not content:
+            return None
+        if content != mine.content:
+            mine.content = content
+            # Milliseconds of the change: newer than anything an earlier run of this work
+            # plane published with the same key, which a counter would not be.
+            mine.version = max(mine.version + 1, int(now * 1000))
+        ready, retiring, addrs, ports = content
+        body = {"workload_id": mine.workload_id, "ordinal": mine.ordinal,
+                "peer_id": mine.key.peer_id, "pod": mine.pod, "task": mine.task,
+                "addrs": list(addrs), "ports": [dict(p) for p in ports], "ready": ready,
+                "retiring": retiring, "version": mine.version, "ttl_s": RECORD_TTL_S,
+                "cert": mine.cert}
+        return wire.seal(mine.key, SERVICE_RECORD.name, body, now)
+
+    async def _publish_loop(self) -> None:
+        async with trio.open_nursery() as nursery:
+            while True:
+                self._publish_now = trio.Event()
+                now = time.time()
+                state = self.state
+                if state is not None and now - self.state_at < AGENT_SILENCE_S:
+                    for mine in list(self.local.values()):
+                        data = self._record(mine, state, now)
+                        if data is None:
+                            continue
+                        self._accept(wire.decode(data), None, now)
+                        await self.mesh.publish(TOPIC, data)
+                        mine.published_at = now
+                        nursery.start_soon(self._store, dht_key(mine.workload_id, mine.ordinal),
+                                           data)
+                with trio.move_on_after(REFRESH_S):
+                    await self._publish_now.wait()
+                await trio.sleep(0.2)  # several changes in a burst make one publication
+
+    async def _store(self, key: str, data: bytes) -> None:
+        with trio.move_on_after(REFRESH_S):
+            try:
+                await self.mesh.put(key, data)
+            except Exception as e:  # a DHT with few peers can fail a put; records also gossip
+                log.debug("service record not stored in the DHT: %s", e)
+
+    async def _withdraw(self, gone: list[_Local]) -> None:
+        now = time.time()
+        for mine in gone:
+            if mine.cert is None:
+                continue
+            body = {"workload_id": mine.workload_id, "ordinal": mine.ordinal,
+                    "peer_id": mine.key.peer_id, "cert": mine.cert}
+            self.view.withdraw(mine.workload_id, mine.ordinal, mine.key.peer_id, now, now)
+            await self.mesh.publish(TOPIC, wire.seal(mine.key, SERVICE_WITHDRAW.name, body, now))
+
+    def _write_discovery(self, state: dict[str, Any], now: float) -> None:
+        records = [r.to_dict(now) for r in self.view.records(now)]
+        pods_dir = self.directory / "pods"
+        for mine in self.local.values():
+            me = next((r for r in records if r["peer_id"] == mine.key.peer_id), None)
+            if me is not None:
+                discovery.write(pods_dir / mine.pod, mine.workload_id, me, records)
+
+    # ---- receiving -------------------------------------------------------------------------------
+
+    def _validate(self, _forwarder: ID, msg: rpc_pb2.Message) -> bool:
+        host = ID(msg.from_id).to_base58()
+        now = time.time()
+        try:
+            if host not in self.machine_of_host and host != self.peer_id:
+                raise wire.Rejected("untrusted", "published by a host no machine announced")
+            env = self.record_verifier.check(msg.data, now)
+            self._accept(env, host, now, dry_run=True)
+        except wire.Rejected as e:
+            self._drop(host, e)
+            return False
+        return True
+
+    def _accept(self, env: wire.Envelope, host: str | None, now: float,
+                dry_run: bool = False) -> None:
+        """Check a verified envelope's certificate against the host that published it (None:
+        our own), then apply it."""
+        if host == self.peer_id:
+            host = None
+        if env.kind == SERVICE_RECORD.name:
+            rec = record_from_envelope(env, self.cert_verifier, now, self.machine_of_host.get,
+                                       host)
+            if not dry_run:
+                self.view.apply(rec, now)
+        else:
+            cert = certificate(self.cert_verifier, env.body)
+            if host is not None and self.machine_of_host.get(host) != cert.body["machine"]:
+                raise wire.Rejected("untrusted", "withdrawal from another machine's work plane")
+            if not dry_run:
+                self.view.withdraw(env.body["workload_id"], env.body["ordinal"],
+                                   env.body["peer_id"], env.ts_ms / 1000, now)
+
+    def _drop(self, host: str, e: wire.Rejected) -> None:
+        self.dropped[e.reason] = self.dropped.get(e.reason, 0) + 1
+        if (host, e.reason) not in self._logged and len(self._logged) < 10_000:
+            self._logged.add((host, e.reason))
+            log.warning("dropped work-plane message from %s: %s (logged once per peer and "
+                        "reason)", host, e)
+
+    async def _consume(self, sub: Any) -> None:
+        while True:
+            msg = await sub.get()
+            host = ID(msg.from_id).to_base58()
+            if host == self.peer_id:
+                continue  # our own records went into the view when we published them
+            try:
+                self._accept(wire.decode(msg.data), host, time.time())
+            except wire.Rejected as e:  # the host map changed since validation
+                self._drop(host, e)
+
+    # ---- reconcile -------------------------------------------------------------------------------
+
+    def situation(self, state: dict[str, Any], now: float) -> Situation:
+        deleted = set(state["deleted"])
+        local = []
+        for r in state["replicas"]:
+            mine = self.local.get(r["pod"])
+            if r["removing"]:
+                continue
+            if mine is None or not mine.content:  # no record published yet
+                local.append(LocalReplica(r["pod"], r["workload"], r["ordinal"], r["task"],
+                                          None, False, False))
+                continue
+            ready, retiring = mine.content[0], mine.content[1]
+            local.append(LocalReplica(r["pod"], r["workload"], r["ordinal"], r["task"],
+                                      mine.key.peer_id, ready, retiring))
+        return Situation(
+            now=now, machine=state["machine"],
+            machines=tuple(m["peer_id"] for m in state["machines"] if m.get("workplane")),
+            workloads={w["workload_id"]: WorkloadInfo(w["workload_id"], w["replicas"],
+                                                      w["stateful"])
+                       for w in state["workloads"] if w["workload_id"] not in deleted},
+            local=tuple(local), synced=self.synced(now) and now - self.state_at < AGENT_SILENCE_S)
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await trio.sleep(SYNC_S)
+            state, now = self.state, time.time()
+            if state is None:
+                continue
+            margin = float(state.get("statefulset_margin_s", 10.0))
+            if margin != self.reconciler.params.statefulset_margin_s:
+                self.reconciler.params = Params(statefulset_margin_s=margin)
+            for act in self.reconciler.step(self.situation(state, now), self.view):
+                try:
+                    if isinstance(act, AskHeal):
+                        await self._ask_heal(act)
+                    elif isinstance(act, RemoveReplica):
+                        log.info("removing surplus replica %s: %s", act.pod, act.reason)
+                        await self._agent("/v1/work/remove", {"pod": act.pod,
+                                                              "reason": act.reason})
+                except UserError as e:
+                    log.warning("agent refused %s: %s", act, e)
+
+    async def _ask_heal(self, act: AskHeal) -> None:
+        epoch = act.epoch
+        if epoch == ORPHAN_EPOCH:
+            epoch = await self._last_task_in_dht(act.workload_id, act.ordinal) or epoch
+        got = await self._agent("/v1/work/heal", {"workload_id": act.workload_id,
+                                                  "ordinal": act.ordinal, "epoch": epoch})
+        if got.get("state") == "published":
+            log.info("asked to heal %s replica %d (task %s)", act.workload_id, act.ordinal,
+                     got.get("task_id"))
+        else:
+            log.info("heal of %s replica %d not published: %s", act.workload_id, act.ordinal,
+                     got.get("reason"))
+
+    async def _last_task_in_dht(self, workload_id: str, ordinal: int) -> str | None:
+        """The task of the last record the DHT holds for that ordinal, even an expired one."""
+        try:
+            data = await self.mesh.get(dht_key(workload_id, ordinal))
+        except Exception as e:  # no peers, timeouts: fall back to the orphan epoch
+            log.debug("DHT read for %s/%d failed: %s", workload_id, ordinal, e)
+            return None
+        if data is None:
+            return None
+        try:
+            env = self.record_verifier.authenticate(data)
+            certificate(self.cert_verifier, env.body)
+        except wire.Rejected:
+            return None
+        return str(env.body["task"])
+
+
+def run_workplane(directory: Path, agent_socket: Path, psk_hex: str, listen: list[str]) -> None:
+    """Blocking entry point for `beemesh workplane`."""
+    trio.run(WorkPlane(directory, agent_socket, psk_hex, listen).run)
