@@ -47,6 +47,7 @@ from beemesh.machines import (
     RecordError,
     entry_from_envelope,
 )
+from beemesh.manifest_exchange import ManifestExchange
 from beemesh.mesh.host import HostSettings, MeshHost
 from beemesh.metrics import Metrics
 from beemesh.scheduler.messages import (
@@ -54,12 +55,16 @@ from beemesh.scheduler.messages import (
     CORDON,
     DELETE,
     DEPLOYED,
+    DRAIN,
     FAILED,
     LEASE,
     LOGS_REQUEST,
     TASK,
+    TOMBSTONE,
 )
 from beemesh.scheduling import LEASE_NS, TOPIC_EVENTS, TOPIC_PROPOSALS, TOPIC_TASKS, Scheduling
+from beemesh.supervisor import Supervisor
+from beemesh.workbridge import WorkBridge
 
 log = logging.getLogger("beemesh.agent")
 
@@ -70,7 +75,7 @@ DIAL_TIMEOUT_S = 5.0
 
 # Which kinds each topic carries; anything else on a topic is dropped as unknown_kind.
 TOPIC_KINDS: dict[str, dict[str, wire.Kind]] = {
-    TOPIC_TASKS: {k.name: k for k in (TASK, DELETE, CORDON)},
+    TOPIC_TASKS: {k.name: k for k in (TASK, DELETE, CORDON, DRAIN, TOMBSTONE)},
     TOPIC_PROPOSALS: {BID.name: BID},
     TOPIC_EVENTS: {k.name: k for k in (MACHINE_RECORD, MACHINE_WITHDRAW, DEPLOYED, FAILED,
                                        LEASE)},
@@ -147,7 +152,8 @@ class LeaseValidator(MachineRecordValidator):
 
 
 class Agent:
-    def __init__(self, cfg: AgentConfig, key: KeyPair, fleet: Fleet) -> None:
+    def __init__(self, cfg: AgentConfig, key: KeyPair, fleet: Fleet,
+                 log_level: str = "info") -> None:
         self.cfg = cfg
         self.key = key
         self.fleet = fleet
@@ -182,6 +188,18 @@ class Agent:
             runtime=make_runtime(cfg), arch=machine_arch(), verifier_for=self.verifier_for,
             publish=self.mesh.publish, put=self.mesh.put, get=self.mesh.get,
             pods_changed=self._announce_soon)
+        self.supervisor = Supervisor(self.scheduling, quorum_memory_s=cfg.quorum_memory_s)
+        self.bridge: WorkBridge | None = None
+        if cfg.workplane:
+            self.bridge = WorkBridge(key=key, cfg=cfg, sch=self.scheduling, sup=self.supervisor,
+                                     addrs=lambda: dialable(self.mesh.addrs()),
+                                     log_level=log_level)
+            self.scheduling.prepare_pod = self.bridge.pod_dir
+        bridge = self.bridge
+        self.scheduling.pod_extras = lambda pod: {
+            **self.supervisor.extras(pod), **(bridge.extras(pod) if bridge else {})}
+        self._workload_peers: tuple[float, set[str]] = (0.0, set())
+        self.manifests = ManifestExchange(self.scheduling, self.mesh)
         self._announce_now = trio.Event()
         self.api = ApiServer(cfg.api_socket)
         self.api.route("GET", "/v1/nodes", self._api_nodes)
@@ -191,6 +209,8 @@ class Agent:
         self.api.route("POST", "/v1/apply", self._api_apply)
         self.api.route("POST", "/v1/delete", self._api_delete)
         self.api.route("POST", "/v1/cordon", self._api_cordon)
+        self.api.route("POST", "/v1/drain", self._api_drain)
+        self.api.route("GET", "/v1/endpoints", self._api_endpoints)
         self.api.route("GET", "/v1/tasks", self._api_tasks)
         self.api.route("GET", "/v1/pods", self._api_pods)
         self.api.route("GET", "/v1/events", self._api_events)
@@ -211,6 +231,10 @@ class Agent:
                 nursery.start_soon(self._consume, topic, sub)
             await nursery.start(self.api.serve)
             await nursery.start(self.scheduling.run)
+            nursery.start_soon(self.supervisor.run)
+            nursery.start_soon(self.manifests.run)
+            if self.bridge is not None:
+                await nursery.start(self.bridge.run)
             log.info("agent %s listening on %s", self.peer_id, ", ".join(self.mesh.addrs()))
             print(f"beemesh agent {self.peer_id} ready; API at {self.cfg.api_socket}", flush=True)
             for addr in self.cfg.bootstrap:
@@ -282,6 +306,8 @@ class Agent:
             "ttl_s": self.cfg.record_ttl_s,
             "pods": self.scheduling.pod_summaries(),
             "cordoned": self.scheduling.cordoned,
+            "draining": self.scheduling.drain_grace_s is not None,
+            **({"workplane": self.bridge.host} if self.bridge and self.bridge.host else {}),
         }
 
     def _announce_soon(self) -> None:
@@ -355,8 +381,13 @@ class Agent:
             try:
                 env = verifier.check(msg.data, time.time(), public_key_from_peer_id_bytes(
                     msg.from_id))
+                if peer_id(env.sender) in self.workload_peers():
+                    raise wire.Rejected("wrong_plane", "signed by a workload key; only machine "
+                                        "and operator keys speak on the machine plane")
                 if env.kind == TASK.name:
                     self.scheduling.check_task(env)
+                elif env.kind == TOMBSTONE.name:
+                    self.scheduling.check_tombstone(env)
             except wire.Rejected as e:
                 self._count_drop(topic, ID(msg.from_id).to_base58(), e.reason, e.detail)
                 return False
@@ -364,6 +395,14 @@ class Agent:
             return True
 
         return validate
+
+    def workload_peers(self) -> set[str]:
+        """Workload Peer IDs this machine knows (refreshed at most once a second)."""
+        at, peers = self._workload_peers
+        if self.bridge is not None and time.monotonic() - at > 1.0:
+            peers = self.bridge.workload_peers()
+            self._workload_peers = (time.monotonic(), peers)
+        return peers
 
     def _count_drop(self, topic: str, origin: str, reason: str, detail: str) -> None:
         self.metrics.inc("messages_dropped", reason)
@@ -430,6 +469,19 @@ class Agent:
         if env.kind != CORDON.name:
             raise ApiError(400, "expected a signed Cordon request")
         return Response(200, {"node": env.body["node"], "cordoned": env.body["cordoned"]})
+
+    async def _api_drain(self, req: Request) -> Response:
+        env = await self.scheduling.operator_request(_b64((req.json() or {}).get("request", "")))
+        if env.kind != DRAIN.name:
+            raise ApiError(400, "expected a signed Drain request")
+        node = env.body["node"]
+        pods = [p for p in self.scheduling.all_pods() if p["machine"] == node]
+        return Response(200, {"node": node, "replicas": len(pods)})
+
+    async def _api_endpoints(self, req: Request) -> Response:
+        if self.bridge is None:
+            raise ApiError(409, "this agent runs without a work plane (workplane = false)")
+        return Response(200, self.bridge.endpoints(req.query.get("workload") or None))
 
     async def _api_tasks(self, req: Request) -> Response:
         ids = [i for i in req.query.get("ids", "").split(",") if i]
@@ -509,10 +561,10 @@ def make_runtime(cfg: AgentConfig) -> Any:
     return PodmanRuntime(cfg.podman_socket or default_socket_url())
 
 
-def run_agent(cfg: AgentConfig, key: KeyPair, fleet: Fleet) -> None:
+def run_agent(cfg: AgentConfig, key: KeyPair, fleet: Fleet, log_level: str = "info") -> None:
     """Blocking entry point for `beemesh agent`."""
     try:
-        trio.run(Agent(cfg, key, fleet).run)
+        trio.run(Agent(cfg, key, fleet, log_level).run)
     except BaseExceptionGroup as group:  # trio wraps errors raised inside nurseries
         user_errors = group.subgroup(UserError)
         if user_errors is None:

@@ -85,25 +85,51 @@ def cmd_agent(args: argparse.Namespace) -> int:
             "api": args.api,
             "labels": parse_labels(args.labels) if args.labels is not None else None,
             "podman_socket": args.podman_socket,
+            "workplane": False if args.no_workplane else None,
+            "workplane_listen": args.workplane_listen,
+            "workplane_user": args.workplane_user,
         },
     )
     key = load_key(cfg.machine_key_path, "machine key",
                    MACHINE_KEY_FIX.format(dir=cfg.state_dir))
     fleet = Fleet.load(cfg.fleet_dir)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    if cfg.workplane:
+        from beemesh.fleet import load_workplane_psk
+
+        load_workplane_psk(cfg.workplane_key_path)  # a missing key is an error now, not later
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format=LOG_FORMAT)
     from beemesh.agent import run_agent  # imports libp2p, which resets its own loggers
 
-    if args.log_level != "debug":
-        # py-libp2p logs expected events (dead peers, refused dials) at INFO..ERROR.
+    quiet_libp2p(args.log_level)
+    run_agent(cfg, key, fleet, args.log_level)
+    return 0
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def quiet_libp2p(level: str) -> None:
+    """Call after importing libp2p: it logs expected events (dead peers, refused dials,
+    closed streams) at INFO..WARNING through handlers of its own."""
+    if level != "debug":
         for handler in logging.getLogger().handlers:
             handler.addFilter(lambda r: r.name.startswith("beemesh") or r.levelno >= 50)
     for noisy in ("libp2p", "multiaddr", "async_service"):
-        logging.getLogger(noisy).propagate = True
+        logger = logging.getLogger(noisy)
+        logger.propagate = True
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
 
-    run_agent(cfg, key, fleet)
+
+def cmd_workplane(args: argparse.Namespace) -> int:
+    from beemesh.fleet import load_workplane_psk
+
+    psk = load_workplane_psk(args.network_key)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format=LOG_FORMAT)
+    from beemesh.workplane.process import run_workplane  # imports libp2p
+
+    quiet_libp2p(args.log_level)
+    run_workplane(args.dir, args.agent, psk, args.listen or ["/ip4/0.0.0.0/tcp/4002"])
     return 0
 
 
@@ -172,8 +198,20 @@ POD_COLUMNS = [
     ("replica", lambda r: r["replica"]),
     ("pod", lambda r: r["pod"]),
     ("machine", lambda r: r["machine"]),
-    ("state", lambda r: r["state"]),
+    ("state", lambda r: r["state"] + (" (retiring)" if r.get("retiring") else "")),
+    ("ready", lambda r: "yes" if r.get("ready") else "no"),
     ("age", lambda r: f"{r['age_s']}s"),
+]
+ENDPOINT_COLUMNS = [
+    ("workload", lambda r: r["workload"]),
+    ("replica", lambda r: r["ordinal"]),
+    ("pod", lambda r: r["pod"]),
+    ("peer id", lambda r: r["peer_id"]),
+    ("ready", lambda r: "yes" if r["ready"] else "no"),
+    ("addresses", lambda r: ",".join(r["addrs"]) or "-"),
+    ("ports", lambda r: ",".join(
+        f"{p['host_port'] or p['port']}/{p['protocol']}" for p in r["ports"]) or "-"),
+    ("age", lambda r: f"{r['age_s']:.0f}s"),
 ]
 EVENT_COLUMNS = [
     ("time", lambda r: time.strftime("%H:%M:%S", time.localtime(r["ts"]))),
@@ -191,6 +229,16 @@ def cmd_get(args: argparse.Namespace) -> int:
     api = api_path(args.api)
     if args.what in ("pods", "pod", "po"):
         emit(call(api, "GET", "/v1/pods"), POD_COLUMNS, args.output, empty="no pods")
+    elif args.what in ("endpoints", "endpoint", "ep"):
+        from urllib.parse import quote
+
+        from beemesh.operator import workload_id
+
+        target = "/v1/endpoints"
+        if args.name:
+            target += "?workload=" + quote(workload_id(args.name, args.namespace))
+        emit(call(api, "GET", target), ENDPOINT_COLUMNS, args.output,
+             empty="no service records" + (f" for {args.name}" if args.name else ""))
     else:
         emit(call(api, "GET", "/v1/nodes"), NODE_COLUMNS, args.output,
              empty="no machines known yet")
@@ -214,6 +262,20 @@ def cmd_cordon(args: argparse.Namespace) -> int:
     result = operator.cordon(api_path(args.api), args.fleet, args.node, args.cordon)
     print(f"{result['node']} {'cordoned' if result['cordoned'] else 'uncordoned'}")
     return 0
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    from beemesh import operator
+    from beemesh.api.client import api_path
+
+    api = api_path(args.api)
+    result = operator.drain(api, args.fleet, args.node, args.grace)
+    print(f"draining {result['node']}: {result['replicas']} replica(s) to move", file=sys.stderr)
+    if not args.wait:
+        return 0
+    ok, message = operator.wait_drained(api, result["node"], args.timeout)
+    print(message, file=sys.stderr)
+    return 0 if ok else 1
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -345,6 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--labels", help="k=v,k2=v2")
     sp.add_argument("--podman-socket", help="Podman REST socket, e.g. unix:///run/podman/"
                     "podman.sock (default: the rootful or rootless socket this machine has)")
+    sp.add_argument("--workplane-listen", action="append", help="multiaddr of the work plane "
+                    "(repeatable; default /ip4/0.0.0.0/tcp/4002)")
+    sp.add_argument("--workplane-user", help="run the work plane as this user (agent as root)")
+    sp.add_argument("--no-workplane", action="store_true", help="run without a work plane (no "
+                    "service records, no self-healing): machine-plane tests and drills only")
     sp.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sp.set_defaults(func=cmd_agent)
 
@@ -361,8 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--wait", action="store_true", help="wait until every replica is deployed")
     sp.add_argument("--timeout", type=float, default=120.0)
     sp.set_defaults(func=cmd_apply)
-    sp = with_api(sub.add_parser("get", help="list pods or nodes"))
-    sp.add_argument("what", choices=["pods", "pod", "po", "nodes", "node", "no"])
+    sp = with_api(sub.add_parser("get", help="list pods, nodes or a workload's endpoints"))
+    sp.add_argument("what", choices=["pods", "pod", "po", "nodes", "node", "no", "endpoints",
+                                     "endpoint", "ep"])
+    sp.add_argument("name", nargs="?", help="endpoints: a workload, as NAME (a Deployment), "
+                    "KIND/NAME or the full id kind/namespace/name")
+    sp.add_argument("-n", "--namespace", default="default")
     sp.set_defaults(func=cmd_get)
     sp = with_api(sub.add_parser("delete", help="stop a workload everywhere"))
     sp.add_argument("kind", help="deployment | statefulset | pod")
@@ -377,6 +448,22 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--api", help="agent API socket (default: $BEEMESH_API)")
         sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")
         sp.set_defaults(func=cmd_cordon, cordon=value)
+    sp = sub.add_parser("drain", help="move every replica off a machine (replacements first) "
+                        "and cordon it")
+    sp.add_argument("node", help="Peer ID, or a unique prefix/suffix of one")
+    sp.add_argument("--grace", type=int, default=30, help="seconds each replica gets to stop")
+    sp.add_argument("--wait", action="store_true", help="wait until no replica runs there")
+    sp.add_argument("--timeout", type=float, default=300.0)
+    sp.add_argument("--api", help="agent API socket (default: $BEEMESH_API)")
+    sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")
+    sp.set_defaults(func=cmd_drain)
+    sp = sub.add_parser("workplane", help="the work plane (started by the agent, not by hand)")
+    sp.add_argument("--dir", type=Path, required=True, help="its state dir (workload keys)")
+    sp.add_argument("--agent", type=Path, required=True, help="the agent's work-plane socket")
+    sp.add_argument("--network-key", type=Path, required=True, help="workplane.key")
+    sp.add_argument("--listen", action="append", help="multiaddr to listen on (repeatable)")
+    sp.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sp.set_defaults(func=cmd_workplane)
     sp = sub.add_parser("logs", help="a pod's logs, from whichever machine runs it")
     sp.add_argument("pod", help="pod name as in `beemesh get pods` (e.g. web-0)")
     sp.add_argument("--follow", "-f", action="store_true")

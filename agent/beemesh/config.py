@@ -16,6 +16,7 @@ from beemesh.errors import UserError
 
 DEFAULT_STATE_DIR = Path("/var/lib/beemesh")
 DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
+DEFAULT_WORKPLANE_LISTEN = "/ip4/0.0.0.0/tcp/4002"
 
 
 @dataclass
@@ -38,6 +39,16 @@ class AgentConfig:
     max_memory_bytes: int = 0
     bid_suppression: bool = True  # off only to measure what suppression saves
     deploy_delay_s: float = 0.0  # fault injection for tests and drills: pause before deploying
+    # The work plane: a child process with its own libp2p host, network key and (as root) user.
+    workplane: bool = True
+    workplane_listen: list[str] = field(default_factory=lambda: [DEFAULT_WORKPLANE_LISTEN])
+    workplane_user: str = ""  # user name or uid to run it as when the agent runs as root
+    workplane_key: Path | None = None  # default: <fleet>/workplane.key
+    # Healing: a restarted agent asks for nothing until peers have had time to tell it about
+    # Deletes and running replicas; StatefulSet heals need a majority and wait out fencing.
+    heal_settle_s: float = 20.0
+    statefulset_margin_s: float = 10.0
+    quorum_memory_s: float = 600.0
 
     @property
     def fleet_dir(self) -> Path:
@@ -51,6 +62,14 @@ class AgentConfig:
     def machine_key_path(self) -> Path:
         return self.state_dir / "machine.key"
 
+    @property
+    def workplane_dir(self) -> Path:
+        return self.state_dir / "workplane"
+
+    @property
+    def workplane_key_path(self) -> Path:
+        return self.workplane_key or self.fleet_dir / "workplane.key"
+
     def check(self) -> None:
         if not 1 <= self.record_ttl_s <= 300:
             raise UserError("record_ttl_s must be between 1 and 300 seconds")
@@ -58,7 +77,7 @@ class AgentConfig:
             raise UserError("record_refresh_s must be positive and shorter than record_ttl_s")
 
 
-_PATHS = {"state_dir", "fleet", "api"}
+_PATHS = {"state_dir", "fleet", "api", "workplane_key"}
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -116,6 +135,10 @@ def _coerce(key: str, value: Any) -> Any:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise UserError(f"config key {key!r} must be a table of strings")
         return {str(k): v for k, v in value.items()}
+    if isinstance(expected, str):
+        if not isinstance(value, str):
+            raise UserError(f"config key {key!r} must be a string")
+        return value
     if isinstance(expected, bool):
         if not isinstance(value, bool):
             raise UserError(f"config key {key!r} must be true or false")

@@ -11,6 +11,7 @@ them (`LocalMesh.partition`) and restore them (`LocalMesh.rejoin`).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from beemesh.config import DEFAULT_LISTEN
+from beemesh.config import DEFAULT_LISTEN, DEFAULT_WORKPLANE_LISTEN
 from beemesh.errors import UserError
 from beemesh.runtime.netns import (
     Netns,
@@ -39,6 +40,7 @@ T = TypeVar("T")
 BEEMESH = [sys.executable, "-m", "beemesh"]
 NETNS_PREFIX = "bm"  # + "<pid>-<mesh>-<machine>"; netns.delete_stale* clean up after dead runs
 AGENT_PORT = int(DEFAULT_LISTEN.rsplit("/", 1)[1])  # a machine's own namespace: its own ports
+WORKPLANE_PORT = int(DEFAULT_WORKPLANE_LISTEN.rsplit("/", 1)[1])
 _meshes = itertools.count(1)
 
 
@@ -160,7 +162,10 @@ class LocalMesh:
 
     def start(self, name: str, *, bootstrap: list[str] | None = None, fleet: Path | None = None,
               extra: list[str] | None = None, env: dict[str, str] | None = None,
-              podman: bool = False, wait: bool = True) -> AgentProc:
+              podman: bool = False, workplane: bool | None = None,
+              wait: bool = True) -> AgentProc:
+        """Start (or restart) machine `name`. Its work plane runs when `workplane` (default:
+        with Podman; machine-plane tests without Podman go without one)."""
         state = self.root / name
         peer = beemesh("init", "--state-dir", str(state)).stdout.strip()
         previous = self.agents.get(name)
@@ -168,10 +173,16 @@ class LocalMesh:
         log = self.root / f"{name}.log"
         prefix: list[str] = []
         ip, port = "127.0.0.1", previous.port if previous else free_port()
+        wp_listen = "/ip4/127.0.0.1/tcp/0"
         if podman:  # the whole machine lives in its namespace: agent, children and Podman
             extra = ["--podman-socket", self.podman(name).url, *(extra or [])]
             ns = self.netns(name)
             prefix, ip, port = ns.exec_prefix(), ns.ip, AGENT_PORT
+            wp_listen = f"/ip4/{ns.ip}/tcp/{WORKPLANE_PORT}"
+        if workplane if workplane is not None else podman:
+            extra = ["--workplane-listen", wp_listen, *(extra or [])]
+        else:
+            extra = ["--no-workplane", *(extra or [])]
         args = [*prefix, *BEEMESH, "agent", "--state-dir", str(state),
                 "--fleet", str(fleet or self.fleet), "--listen", f"/ip4/{ip}/tcp/{port}",
                 "--api", str(api)]
@@ -197,11 +208,17 @@ class LocalMesh:
                               timeout=timeout)
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 10) -> float:
-        """Signal an agent and wait for it; returns how long it took to exit."""
+        """Signal an agent and wait for it; returns how long it took to exit. SIGTERM is a
+        clean shutdown (the agent stops its work plane); SIGKILL kills the agent and its work
+        plane at once, as a machine that dies would."""
         agent = self.agents[name]
         t0 = time.monotonic()
         if agent.alive():
-            agent.proc.send_signal(sig)
+            if sig == signal.SIGKILL:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(agent.proc.pid, signal.SIGKILL)
+            else:
+                agent.proc.send_signal(sig)
             agent.proc.wait(timeout)
         return time.monotonic() - t0
 
@@ -238,6 +255,9 @@ class LocalMesh:
             except subprocess.TimeoutExpired:
                 os.killpg(a.proc.pid, signal.SIGKILL)
                 a.proc.wait(10)
+        for a in self.agents.values():  # a work plane that outlived its agent
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(a.proc.pid, signal.SIGKILL)
         for service in self.podmans.values():
             service.stop()
         if self.namespaces:

@@ -45,11 +45,12 @@ async def send_request(stream: INetStream, blob: bytes) -> None:
     await stream.write(struct.pack(">I", len(blob)) + blob)
 
 
-async def read_request(stream: INetStream) -> bytes:
+async def read_request(stream: INetStream, max_bytes: int = MAX_REQUEST_BYTES) -> bytes:
+    """One length-prefixed message (`send_request`), refused over `max_bytes`."""
     head = await _read_exactly(stream, 4)
     (size,) = struct.unpack(">I", head)
-    if size > MAX_REQUEST_BYTES:
-        raise UserError(f"logs request of {size} bytes is over the {MAX_REQUEST_BYTES} cap")
+    if size > max_bytes:
+        raise UserError(f"message of {size} bytes on a stream is over the {max_bytes} cap")
     return await _read_exactly(stream, size)
 
 

@@ -19,7 +19,7 @@ from beemesh.api.client import call, stream_lines
 from beemesh.errors import UserError
 from beemesh.fleet import Fleet
 from beemesh.manifest import load_manifest_file
-from beemesh.scheduler.messages import CORDON, DELETE, LOGS_REQUEST, WORKLOAD
+from beemesh.scheduler.messages import CORDON, DELETE, DRAIN, LOGS_REQUEST, WORKLOAD
 
 KIND_ALIASES = {"deployment": "deployment", "deploy": "deployment", "statefulset": "statefulset",
                 "sts": "statefulset", "pod": "pod", "po": "pod"}
@@ -75,12 +75,22 @@ def wait_deployed(api: Path, tasks: list[dict[str, Any]], timeout: float) -> tup
     return True, f"all {total} replicas deployed"
 
 
-def delete(api: Path, fleet_flag: Path | None, kind: str, name: str,
-           namespace: str) -> dict[str, Any]:
+def workload_id(name: str, namespace: str, kind: str = "deployment") -> str:
+    """`web`, `statefulset/db` or the full `kind/namespace/name` -> the full workload id."""
+    parts = name.split("/")
+    if len(parts) == 3:
+        kind, namespace, name = parts
+    elif len(parts) == 2:
+        kind, name = parts
     canonical = KIND_ALIASES.get(kind.lower())
     if canonical is None:
-        raise UserError(f"cannot delete kind {kind!r}; use deployment, statefulset or pod")
-    wid = f"{canonical}/{namespace}/{name}"
+        raise UserError(f"unknown workload kind {kind!r}; use deployment, statefulset or pod")
+    return f"{canonical}/{namespace}/{name}"
+
+
+def delete(api: Path, fleet_flag: Path | None, kind: str, name: str,
+           namespace: str) -> dict[str, Any]:
+    wid = workload_id(name, namespace, kind)
     return call(api, "POST", "/v1/delete",
                 {"request": sign(fleet_flag, DELETE.name, {"workload_id": wid})})
 
@@ -101,6 +111,33 @@ def cordon(api: Path, fleet_flag: Path | None, node: str, cordoned: bool) -> dic
     peer = resolve_node(api, node)
     return call(api, "POST", "/v1/cordon",
                 {"request": sign(fleet_flag, CORDON.name, {"node": peer, "cordoned": cordoned})})
+
+
+def drain(api: Path, fleet_flag: Path | None, node: str, grace_s: int) -> dict[str, Any]:
+    if grace_s < 0:
+        raise UserError("--grace must be 0 or more seconds")
+    peer = resolve_node(api, node)
+    return call(api, "POST", "/v1/drain",
+                {"request": sign(fleet_flag, DRAIN.name, {"node": peer, "grace_s": grace_s})})
+
+
+def wait_drained(api: Path, node: str, timeout: float) -> tuple[bool, str]:
+    """Poll `get pods` until no replica runs on `node`; print progress as it changes."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        left = [p for p in call(api, "GET", "/v1/pods") if p["machine"] == node]
+        if len(left) != last:
+            print(f"{len(left)} replica(s) left on {node}" + "".join(
+                f"\n  {p['pod']} ({p['state']})" for p in left), file=sys.stderr, flush=True)
+            last = len(left)
+        if not left:
+            return True, f"{node} is drained"
+        if time.monotonic() > deadline:
+            return False, (f"{len(left)} replica(s) still on {node} after {timeout:.0f} s: "
+                           "their replacements are not ready (see `beemesh events` and `beemesh "
+                           "get pods`)")
+        time.sleep(1)
 
 
 def logs(api: Path, fleet_flag: Path | None, pod: str, follow: bool) -> int:

@@ -141,7 +141,7 @@ class Scheduling:
         self._capacity_at = 0.0
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
-        self._removing: set[str] = set()
+        self.removing: set[str] = set()
         metrics.describe("bids", "bids sent, or withheld after a better one was seen", "result")
         metrics.describe("deployments", "replicas deployed here, by result", "result")
 
@@ -151,7 +151,7 @@ class Scheduling:
         self.store.load(time.time())
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            await self._poll_runtime()
+            await self.poll_runtime()
             nursery.start_soon(self._runtime_loop)
             nursery.start_soon(self._republish_loop)
             nursery.start_soon(self._tombstone_loop)
@@ -206,6 +206,12 @@ class Scheduling:
             used_host_ports=frozenset(ports), uptime_s=time.time() - self.started,
             price=self.cfg.price)
 
+    def deploying_pods(self) -> set[str]:
+        """Pods this machine is deploying right now (not to be restarted or judged yet)."""
+        return {info.spec.pod_name(info.ordinal) for tid, info in self.tasks.items()
+                if (st := self.auction.tasks.get(tid)) is not None
+                and st.phase is a.Phase.DEPLOYING}
+
     def pod_summaries(self) -> list[dict[str, Any]]:
         return [{"workload": p.workload_id, "replica": p.ordinal, "task": p.task_id,
                  "pod": p.name, "state": p.state, "created": float(p.created),
@@ -215,9 +221,9 @@ class Scheduling:
     async def _runtime_loop(self) -> None:
         while True:
             await trio.sleep(RUNTIME_POLL_S)
-            await self._poll_runtime()
+            await self.poll_runtime()
 
-    async def _poll_runtime(self) -> None:
+    async def poll_runtime(self) -> None:
         """Refresh runtime health and the pods running here (this is also re-adoption)."""
         if self.runtime is None:
             self.runtime_ok, self.runtime_error = False, "no container runtime configured"
@@ -248,7 +254,7 @@ class Scheduling:
         when the Delete arrived finishes after the Delete removed everything else."""
         assert self._nursery is not None
         for pod in list(self.local_pods.values()):
-            if self.store.tombstone(pod.workload_id) is not None and pod.name not in self._removing:
+            if self.store.tombstone(pod.workload_id) is not None and pod.name not in self.removing:
                 self._nursery.start_soon(self.remove, pod.name)
 
     def _rebuild_reservations(self) -> None:
@@ -351,6 +357,14 @@ class Scheduling:
             info = self.tasks.get(tid)
             out.append(info.to_dict() if info else {"task_id": tid, "state": "unknown"})
         return out
+
+    def running_on(self, workload_id: str, ordinal: int) -> list[str]:
+        """Machines whose live record (ours: Podman) lists a pod of that replica."""
+        return sorted({r["machine"] for r in self.all_pods()
+                       if r["workload"] == workload_id and r["replica"] == ordinal})
+
+    def machine_ids(self) -> set[str]:
+        return {e.peer_id for e in self.view.entries(time.time())}
 
     def all_pods(self) -> list[dict[str, Any]]:
         """Every pod in the mesh, from machine records (ours from Podman directly)."""
@@ -595,7 +609,9 @@ class Scheduling:
             runtime = self.runtime
             t0 = time.monotonic()
             try:
-                pod = await trio.to_thread.run_sync(runtime.deploy, spec, ordinal, tid)
+                directory = self.prepare_pod(spec.pod_name(ordinal))
+                pod = await trio.to_thread.run_sync(
+                    lambda: runtime.deploy(spec, ordinal, tid, discovery_dir=directory))
             except UserError as e:
                 reason = str(e)
             else:
@@ -621,9 +637,9 @@ class Scheduling:
         self._kick()
 
     async def remove(self, pod_name: str, grace_s: float = 10) -> None:
-        if self.runtime is None or pod_name in self._removing:
+        if self.runtime is None or pod_name in self.removing:
             return
-        self._removing.add(pod_name)
+        self.removing.add(pod_name)
         runtime = self.runtime
         try:
             await trio.to_thread.run_sync(lambda: runtime.remove(pod_name, grace_s))
@@ -631,7 +647,7 @@ class Scheduling:
             log.error("could not remove pod %s: %s", pod_name, e)
             return
         finally:
-            self._removing.discard(pod_name)
+            self.removing.discard(pod_name)
         self.local_pods.pop(pod_name, None)
         self._rebuild_reservations()
         self.pods_changed()

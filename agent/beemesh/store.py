@@ -105,7 +105,8 @@ class WorkloadStore:
 
     # ---- writing ---------------------------------------------------------------------------
 
-    def add_workload(self, blob: bytes, env: wire.Envelope) -> StoredWorkload | None:
+    def add_workload(self, blob: bytes, env: wire.Envelope,
+                     save: bool = True) -> StoredWorkload | None:
         """Keep a verified Workload if it is the newest apply and not deleted; returns it."""
         spec = WorkloadSpec.from_dict(env.body["spec"])
         ts = env.ts_ms / 1000
@@ -117,13 +118,14 @@ class WorkloadStore:
             return current if current.ts == ts else None
         stored = StoredWorkload(spec, blob, ts)
         self._workloads[wid] = stored
-        self._save(self.workload_dir, wid, blob)
+        if save:
+            self._save(self.workload_dir, wid, blob)
         if wid in self._deletes:  # a newer apply lifts the Delete
             del self._deletes[wid]
             (self.delete_dir / _file_name(wid)).unlink(missing_ok=True)
         return stored
 
-    def add_delete(self, blob: bytes, env: wire.Envelope, now: float) -> bool:
+    def add_delete(self, blob: bytes, env: wire.Envelope, now: float, save: bool = True) -> bool:
         """Keep a verified Delete if it is new and not expired; drops the applies it shadows."""
         wid = env.body["workload_id"]
         ts = env.ts_ms / 1000
@@ -136,7 +138,8 @@ class WorkloadStore:
         if applied is not None and applied.ts > ts:
             return False  # the operator applied it again after this Delete
         self._deletes[wid] = StoredDelete(wid, blob, ts)
-        self._save(self.delete_dir, wid, blob)
+        if save:
+            self._save(self.delete_dir, wid, blob)
         if applied is not None:
             del self._workloads[wid]
             (self.workload_dir / _file_name(wid)).unlink(missing_ok=True)
@@ -164,6 +167,8 @@ class WorkloadStore:
                                        self._keep_workload)):
             if not directory.is_dir():
                 continue
+            for tmp in directory.glob("*.tmp"):  # a write cut short by a crash
+                tmp.unlink(missing_ok=True)
             for path in sorted(directory.glob("*.cbor")):
                 try:
                     blob = path.read_bytes()
@@ -171,8 +176,11 @@ class WorkloadStore:
                     keep(path, blob, env, now)
                 except (OSError, wire.Rejected, ManifestError, MisfiledError) as e:
                     bad = path.with_suffix(".bad")
-                    path.replace(bad)
-                    problems.append(f"{path}: {e}; set aside as {bad.name}")
+                    try:
+                        path.replace(bad)
+                        problems.append(f"{path}: {e}; set aside as {bad.name}")
+                    except OSError as e2:
+                        problems.append(f"{path}: {e}; could not set it aside ({e2})")
         for line in problems:
             log.error("stored workload file unusable: %s", line)
         return problems
@@ -180,12 +188,12 @@ class WorkloadStore:
     def _keep_delete(self, path: Path, blob: bytes, env: wire.Envelope, now: float) -> None:
         if path.name != _file_name(env.body["workload_id"]):
             raise MisfiledError("file name does not match the workload it holds")
-        if not self.add_delete(blob, env, now):
+        if not self.add_delete(blob, env, now, save=False):
             path.unlink(missing_ok=True)  # expired or superseded
 
     def _keep_workload(self, path: Path, blob: bytes, env: wire.Envelope, _now: float) -> None:
         wid = WorkloadSpec.from_dict(env.body["spec"]).workload_id
         if path.name != _file_name(wid):
             raise MisfiledError("file name does not match the workload it holds")
-        if self.add_workload(blob, env) is None:
+        if self.add_workload(blob, env, save=False) is None:
             path.unlink(missing_ok=True)  # deleted after this apply

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,10 +65,18 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 class ApiServer:
-    """Routes (method, path) to async handlers."""
+    """Routes (method, path) to async handlers.
 
-    def __init__(self, socket_path: Path) -> None:
+    `owner` (uid, gid) hands the socket file to another user (the work plane's), and
+    `allowed_uids` refuses connections from any other uid (checked with SO_PEERCRED), so only
+    that process and root can drive the routes.
+    """
+
+    def __init__(self, socket_path: Path, *, owner: tuple[int, int] | None = None,
+                 allowed_uids: set[int] | None = None) -> None:
         self.socket_path = socket_path
+        self.owner = owner
+        self.allowed_uids = allowed_uids
         self.routes: dict[tuple[str, str], Handler] = {}
 
     def route(self, method: str, path: str, handler: Handler) -> None:
@@ -86,6 +96,8 @@ class ApiServer:
             raise UserError(f"cannot create API socket {path} ({e.strerror}); fix --api") from None
         finally:
             os.umask(old_umask)
+        if self.owner is not None:
+            os.chown(path, *self.owner)
         sock.listen(64)
         listener = trio.SocketListener(sock)
         try:
@@ -95,6 +107,11 @@ class ApiServer:
             path.unlink(missing_ok=True)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
+        if self.allowed_uids is not None and _peer_uid(stream) not in self.allowed_uids:
+            log.warning("refused a connection on %s from uid %s", self.socket_path,
+                        _peer_uid(stream))
+            await stream.aclose()
+            return
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
         try:
             with trio.fail_after(30):
@@ -167,6 +184,12 @@ class ApiServer:
             async for chunk in resp.stream:
                 await send(h11.Data(data=chunk))
         await send(h11.EndOfMessage())
+
+
+def _peer_uid(stream: trio.SocketStream) -> int:
+    """The uid of the process on the other end of a unix socket."""
+    raw = stream.socket.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", raw)[1])
 
 
 async def _refuse_if_live(path: Path) -> None:

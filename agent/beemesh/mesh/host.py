@@ -9,6 +9,7 @@ envelopes. An optional peer gate lets a plane refuse the other plane's keys.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
@@ -205,7 +206,8 @@ class _ConnectionGuard(INotifee):
         if sock is None:
             log.debug("no TCP socket under the connection to %s; no timeouts set", peer)
         else:
-            tcp_timeouts.apply(sock)
+            with contextlib.suppress(OSError):  # closed meanwhile (lost a dial race): no matter
+                tcp_timeouts.apply(sock)
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
         pass
