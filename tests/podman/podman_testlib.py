@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -15,7 +16,12 @@ import yaml
 
 from beemesh.errors import UserError
 from beemesh.manifest import WorkloadSpec, parse_manifests
-from beemesh.runtime.service import BUSYBOX_IMAGE, PodmanService, ensure_busybox_image
+from beemesh.runtime.service import (
+    BUSYBOX_IMAGE,
+    BUSYBOX_PATH,
+    PodmanService,
+    ensure_busybox_image,
+)
 
 NETNS_PREFIX = "bmt"  # + "<pid>-<n>": netns.delete_stale removes those of dead test runs
 _counter = itertools.count(1)
@@ -120,3 +126,25 @@ def kernel_limits(cgroup_path: str) -> tuple[int, int]:
         quota_s, period_s = (root / rel / "cpu.max").read_text().split()
         quota, period = int(quota_s), int(period_s)
     return memory, quota * 1000 // period
+
+
+def machine_http_get(machine: PodmanService, url: str, timeout_s: float = 10.0) -> str:
+    """GET from inside the machine's network namespace (where the agent's probes run), with
+    retries while the server starts. busybox wget, as no host client joins a netns; its -T
+    flag crashes Debian's static busybox, so the subprocess timeout bounds each try."""
+    if machine.netns is None:
+        return http_get(url, timeout_s)
+    argv = [*machine.netns.exec_prefix(), str(BUSYBOX_PATH), "wget", "-qO-", url]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=5)
+        except subprocess.TimeoutExpired:
+            error = "no answer within 5 s"
+        else:
+            if done.returncode == 0:
+                return done.stdout
+            error = f"exit {done.returncode}: {done.stderr.strip()}"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"GET {url} in {machine.netns.name} failed ({error})")
+        time.sleep(0.1)

@@ -185,3 +185,16 @@ def test_a_host_port_in_use_is_a_clear_failure(runtime: PodmanRuntime, web_pod: 
     assert "hostPort 18080/TCP is already used on this machine by pod web-0" in str(err.value)
     assert runtime.status("clash-0") is None
     assert runtime.status("web-0") == web_pod
+
+
+def test_zero_grace_is_a_kill(runtime: PodmanRuntime) -> None:
+    """Podman 4.3 reads a stop timeout of 0 as its default 10 s; grace 0 must not wait."""
+    info = runtime.deploy(deployment("stubborn", container("c", "sleep 1000")), 0, "task-s")
+    try:  # sleep as PID 1 ignores SIGTERM: only SIGKILL stops it
+        started = time.monotonic()
+        assert runtime.restart(info.name, grace_s=0).state == "running"
+        assert time.monotonic() - started < 8  # settle 1 s + stays up 2 s (+ slow cgroups)
+    finally:
+        started = time.monotonic()
+        assert runtime.remove(info.name, grace_s=0) is True
+        assert time.monotonic() - started < 6

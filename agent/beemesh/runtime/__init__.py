@@ -9,21 +9,30 @@ does not import podman-py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from beemesh.errors import UserError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from beemesh.manifest import WorkloadSpec
 
 __all__ = [
+    "DISCOVERY_MOUNT_PATH",
+    "ENV_DISCOVERY_DIR",
+    "ENV_ORDINAL",
+    "ENV_POD",
+    "ENV_WORKLOAD",
+    "EXEC_OUTPUT_LIMIT",
     "LABEL_CPU",
     "LABEL_MEMORY",
     "LABEL_REPLICA",
     "LABEL_TASK",
     "LABEL_WORKLOAD",
+    "ExecTimeout",
     "PodInfo",
     "Runtime",
     "RuntimeFailure",
@@ -40,6 +49,20 @@ LABEL_TASK = "beemesh.task"
 LABEL_CPU = "beemesh.cpu-milli"
 LABEL_MEMORY = "beemesh.memory-bytes"
 
+# What every application container is told about itself. A workload's own env var of the same
+# name is replaced: a replica must not be able to claim another's identity by accident.
+ENV_WORKLOAD = "BEEMESH_WORKLOAD"  # workload id, e.g. "deployment/default/web"
+ENV_ORDINAL = "BEEMESH_ORDINAL"  # replica ordinal, e.g. "0"
+ENV_POD = "BEEMESH_POD"  # pod name, e.g. "web-0"
+# Only set when the agent hands deploy a discovery directory: it is mounted read-only here
+# (the agent's work plane keeps discovery files there; workloads only read them).
+ENV_DISCOVERY_DIR = "BEEMESH_DISCOVERY_DIR"
+DISCOVERY_MOUNT_PATH = "/run/beemesh"
+
+# exec_in returns at most this much output (stdout and stderr as they came); the rest is read
+# and dropped so that a chatty command cannot block on a full pipe.
+EXEC_OUTPUT_LIMIT = 64 * 1024
+
 
 class RuntimeFailure(UserError, RuntimeError):
     """The runtime refused or failed an operation; the message is one line naming what to do."""
@@ -47,6 +70,10 @@ class RuntimeFailure(UserError, RuntimeError):
 
 class RuntimeUnavailable(RuntimeFailure):
     """The runtime cannot be reached at all (socket missing or dead); names the socket and fix."""
+
+
+class ExecTimeout(RuntimeFailure):
+    """exec_in stopped waiting for a command; the command may still be running in the pod."""
 
 
 @dataclass(frozen=True)
@@ -98,8 +125,13 @@ class Runtime(Protocol):
         """Return if the runtime answers; raise RuntimeUnavailable with the fix otherwise."""
         ...
 
-    def deploy(self, spec: WorkloadSpec, ordinal: int, task_id: str) -> PodInfo:
-        """Run replica ``ordinal`` of ``spec`` as pod ``spec.pod_name(ordinal)``."""
+    def deploy(self, spec: WorkloadSpec, ordinal: int, task_id: str,
+               discovery_dir: Path | None = None) -> PodInfo:
+        """Run replica ``ordinal`` of ``spec`` as pod ``spec.pod_name(ordinal)``.
+
+        Every container gets the ENV_* variables; with discovery_dir (an existing directory
+        on this machine) also a read-only mount of it at DISCOVERY_MOUNT_PATH.
+        """
         ...
 
     def list_pods(self) -> list[PodInfo]:
@@ -116,4 +148,24 @@ class Runtime(Protocol):
 
     def remove(self, pod_name: str, grace_s: float = 10) -> bool:
         """Stop and remove the pod; False if it was not there (idempotent)."""
+        ...
+
+    def pod_address(self, pod_name: str) -> str | None:
+        """The pod's IP on this machine (probes connect there); None if not running.
+
+        A restart or start usually gives the pod a new address: look it up again after one.
+        """
+        ...
+
+    def exec_in(self, pod_name: str, container: str, argv: Sequence[str],
+                timeout_s: float) -> tuple[int, str]:
+        """(exit code, output) of argv run in a container; ExecTimeout after timeout_s."""
+        ...
+
+    def restart(self, pod_name: str, grace_s: float = 10) -> PodInfo:
+        """Stop the pod's containers (SIGKILL after grace_s) and start them again."""
+        ...
+
+    def start(self, pod_name: str) -> PodInfo:
+        """Start a stopped, exited or degraded pod; returns once it stays running."""
         ...

@@ -21,6 +21,23 @@ Name conflicts: a pod is named ``spec.pod_name(ordinal)``. If one of that name e
     a task for an ordinal is only published when that replica is considered lost or its
     manifest changed);
   * another workload, or not a beemesh pod -> RuntimeFailure, nothing is touched.
+
+What a container is told: the ENV_* variables of ``beemesh.runtime`` (replacing a workload's
+own variable of the same name) and, with a discovery directory, a read-only hostPath mount of
+it at DISCOVERY_MOUNT_PATH.
+
+Restarts: Podman 4.3's pod restart of a one-container kube-played pod leaves it stopped most
+of the time (measured: 12 of 15), and stop + start now and then (2 of 30 under load): the
+`podman container cleanup` that conmon runs a moment after a container stops applies the
+pod's exit policy ("stop", forced by kube play) after the new start, and nothing starts the
+pod again. A start right after that stop races the same way, so retrying at once failed three
+times in a row once. Hence ``restart`` is stop, SETTLE_S of waiting, start; and a start only
+counts once every application container has stayed running for STABLE_S, else it waits
+SETTLE_S and starts again, START_ATTEMPTS times in all (measured under load: no retries in
+50 restarts with the wait, 3 retries in 50 without it).
+
+Stops: Podman 4.3 reads a pod stop timeout of 0 as its default of 10 s, so a zero grace
+period is a pod kill (SIGKILL) instead.
 """
 
 from __future__ import annotations
@@ -33,7 +50,8 @@ import queue
 import re
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -42,13 +60,21 @@ from urllib.parse import quote
 
 import podman.errors  # also binds `podman` (PodmanClient); a bare `import podman` is
 import requests  # sorted as first-party by ruff because of the tests/podman directory
+import urllib3
 
 from beemesh.runtime import (
+    DISCOVERY_MOUNT_PATH,
+    ENV_DISCOVERY_DIR,
+    ENV_ORDINAL,
+    ENV_POD,
+    ENV_WORKLOAD,
+    EXEC_OUTPUT_LIMIT,
     LABEL_CPU,
     LABEL_MEMORY,
     LABEL_REPLICA,
     LABEL_TASK,
     LABEL_WORKLOAD,
+    ExecTimeout,
     PodInfo,
     RuntimeFailure,
     RuntimeUnavailable,
@@ -62,6 +88,12 @@ __all__ = ["PodmanRuntime", "default_socket_url", "pod_manifest"]
 # Any Podman >= 4 serves this API prefix; podman-py's default (its own version) is newer than
 # the Podman in Debian 12.
 API_VERSION = "4.0.0"
+
+DISCOVERY_VOLUME = "beemesh-discovery"
+STABLE_S = 2.0  # a (re)started pod counts as started once its containers ran this long
+START_ATTEMPTS = 3
+SETTLE_S = 1.0  # after a stop, conmon's cleanups have (almost always) run within this time
+_JSON = {"Content-Type": "application/json"}
 
 _STATES = {
     "running": "running",
@@ -95,12 +127,16 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def pod_manifest(spec: WorkloadSpec, ordinal: int, task_id: str) -> dict[str, Any]:
+def pod_manifest(spec: WorkloadSpec, ordinal: int, task_id: str,
+                 discovery_dir: Path | None = None) -> dict[str, Any]:
     """The single-replica Pod that ``kube play`` runs (JSON is YAML, so it is sent as JSON).
 
-    beemesh labels win over the workload's own labels of the same key.
+    beemesh labels win over the workload's own labels of the same key, and the ENV_*
+    variables over its env vars of the same name. discovery_dir (absolute) is mounted
+    read-only at DISCOVERY_MOUNT_PATH in every container.
     """
     cpu_milli, memory_bytes = spec.requests()
+    name = spec.pod_name(ordinal)
     labels = dict(spec.labels)
     labels.update({
         LABEL_WORKLOAD: spec.workload_id,
@@ -109,25 +145,35 @@ def pod_manifest(spec: WorkloadSpec, ordinal: int, task_id: str) -> dict[str, An
         LABEL_CPU: str(cpu_milli),
         LABEL_MEMORY: str(memory_bytes),
     })
+    env = {ENV_WORKLOAD: spec.workload_id, ENV_ORDINAL: str(ordinal), ENV_POD: name}
+    mounts: list[dict[str, Any]] = []
+    pod_spec: dict[str, Any] = {"restartPolicy": spec.restart_policy}
+    if discovery_dir is not None:
+        env[ENV_DISCOVERY_DIR] = DISCOVERY_MOUNT_PATH
+        mounts.append({"name": DISCOVERY_VOLUME, "mountPath": DISCOVERY_MOUNT_PATH,
+                       "readOnly": True})
+        pod_spec["volumes"] = [{"name": DISCOVERY_VOLUME,
+                                "hostPath": {"path": str(discovery_dir), "type": "Directory"}}]
+    pod_spec["containers"] = [_container_manifest(c, env, mounts) for c in spec.containers]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": spec.pod_name(ordinal), "labels": labels},
-        "spec": {
-            "restartPolicy": spec.restart_policy,
-            "containers": [_container_manifest(c) for c in spec.containers],
-        },
+        "metadata": {"name": name, "labels": labels},
+        "spec": pod_spec,
     }
 
 
-def _container_manifest(c: ContainerSpec) -> dict[str, Any]:
+def _container_manifest(c: ContainerSpec, env: dict[str, str],
+                        mounts: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": c.name, "image": c.image, "imagePullPolicy": "Never"}
     if c.command:
         out["command"] = list(c.command)
     if c.args:
         out["args"] = list(c.args)
-    if c.env:
-        out["env"] = [{"name": k, "value": v} for k, v in c.env]
+    out["env"] = [{"name": k, "value": v} for k, v in c.env if k not in env]
+    out["env"] += [{"name": k, "value": v} for k, v in env.items()]
+    if mounts:
+        out["volumeMounts"] = list(mounts)
     if c.ports:
         ports = []
         for p in c.ports:
@@ -230,6 +276,8 @@ class PodmanRuntime:
             return self._unavailable(f"connection failed: {_one_line(str(inner))[:160]}")
         if isinstance(exc, podman.errors.APIError):
             reason = exc.explanation or str(exc)
+        elif isinstance(exc, requests.HTTPError) and exc.response is not None:
+            reason = _api_message(exc.response)
         else:
             reason = f"{type(exc).__name__}: {exc}"
         return RuntimeFailure(f"{action}: {_one_line(reason)}")
@@ -274,10 +322,21 @@ class PodmanRuntime:
         if resp.status_code != 200:
             raise self._unavailable(f"/_ping answered HTTP {resp.status_code}")
 
-    def deploy(self, spec: WorkloadSpec, ordinal: int, task_id: str) -> PodInfo:
-        """Run one replica; see the module doc for what happens when the name is taken."""
+    def deploy(self, spec: WorkloadSpec, ordinal: int, task_id: str,
+               discovery_dir: Path | None = None) -> PodInfo:
+        """Run one replica; see the module doc for what happens when the name is taken.
+
+        discovery_dir must exist on this machine: it is mounted read-only, never created.
+        """
         name = spec.pod_name(ordinal)
         action = f"deploying {name} ({spec.workload_id})"
+        if discovery_dir is not None:
+            discovery_dir = Path(discovery_dir).resolve()
+            if not discovery_dir.is_dir():
+                raise RuntimeFailure(
+                    f"{action}: discovery directory {discovery_dir} does not exist; "
+                    "create it before deploying (the agent's work plane owns it)"
+                )
         existing = self._pod_labels(name)
         if existing is not None:
             labels, state = existing
@@ -303,7 +362,7 @@ class PodmanRuntime:
         for c in spec.containers:
             self._ensure_image(c.image, action)
 
-        doc = pod_manifest(spec, ordinal, task_id)
+        doc = pod_manifest(spec, ordinal, task_id, discovery_dir)
         try:
             report = self._request(
                 "post", "/play/kube", action,
@@ -365,14 +424,190 @@ class PodmanRuntime:
             raise RuntimeFailure(
                 f"{action}: it was not started by beemesh, so beemesh leaves it alone"
             )
-        t = max(0, math.ceil(grace_s))
-        self._request("post", f"/pods/{pod_name}/stop", action, ok404=True,
-                      params={"t": t}, timeout=self.timeout_s + t)
+        t = self._stop(pod_name, grace_s, action)
         self._request("delete", f"/pods/{pod_name}", action, ok404=True,
                       params={"force": "true"}, timeout=self.timeout_s + t)
         return True
 
+    def pod_address(self, pod_name: str) -> str | None:
+        """The IP of the pod's network namespace, where probes connect; None if the pod is
+        missing, its infra container is not running or it has no address (Podman 4.3 keeps
+        the address on the infra container only)."""
+        action = f"finding the address of pod {pod_name}"
+        pod = self._request("get", f"/pods/{pod_name}/json", action, ok404=True)
+        infra = (pod or {}).get("InfraContainerID")
+        if not infra:
+            return None
+        data = self._request("get", f"/containers/{infra}/json", action, ok404=True) or {}
+        if not (data.get("State") or {}).get("Running"):
+            return None
+        settings = data.get("NetworkSettings") or {}
+        networks = settings.get("Networks") or {}
+        for net in sorted(networks):
+            if ip := (networks[net] or {}).get("IPAddress"):
+                return str(ip)
+        return settings.get("IPAddress") or None
+
+    def exec_in(self, pod_name: str, container: str, argv: Sequence[str],
+                timeout_s: float) -> tuple[int, str]:
+        """Run argv in the pod's container (the manifest's name) and return (exit code,
+        stdout and stderr as they came, at most EXEC_OUTPUT_LIMIT bytes, decoded).
+
+        After timeout_s this raises ExecTimeout and stops waiting, but the command keeps
+        running: Podman 4.3 cannot kill an exec session. Podman keeps each session (and its
+        conmon) for the engine's exit_command_delay (300 s by default) after it ends.
+        """
+        if not argv:
+            raise RuntimeFailure(f"running a command in {pod_name}/{container}: the command "
+                                 "is empty; give the program to run and its arguments")
+        action = f"running {argv[0]!r} in container {container} of pod {pod_name}"
+        deadline = time.monotonic() + timeout_s
+        api = self._client.api
+        with self._errors(action):
+            resp = api.post(f"/containers/{quote(f'{pod_name}-{container}', safe='')}/exec",
+                            data=json.dumps({"Cmd": list(argv), "AttachStdout": True,
+                                             "AttachStderr": True}),
+                            headers=_JSON, timeout=self.timeout_s)
+        if resp.status_code == 404:
+            raise RuntimeFailure(
+                f"{action}: there is no such container on this machine; use a container "
+                f"name of the workload's manifest (`beemesh get pods` lists them)"
+            )
+        if resp.status_code != 201:
+            raise RuntimeFailure(f"{action}: {_api_message(resp)}; is the pod running?")
+        exec_id = resp.json()["Id"]
+        with self._errors(action):
+            resp = api.post(f"/exec/{exec_id}/start",
+                            data=json.dumps({"Detach": False, "Tty": False}), headers=_JSON,
+                            stream=True, timeout=(self.timeout_s, timeout_s))
+        try:
+            if resp.status_code != 200:
+                raise RuntimeFailure(f"{action}: {_api_message(resp)}; is the pod running?")
+            output = self._read_exec(resp, deadline, action, timeout_s)
+        finally:
+            resp.close()
+        while True:
+            state = self._request("get", f"/exec/{exec_id}/json", action, ok404=True)
+            if state is None:
+                raise RuntimeFailure(
+                    f"{action}: Podman dropped the exec session before its exit code was "
+                    "read; set exit_command_delay to 30 or more in containers.conf"
+                )
+            if not state.get("Running"):
+                return int(state.get("ExitCode") or 0), output
+            if time.monotonic() > deadline:
+                raise self._exec_timeout(action, timeout_s)
+            time.sleep(0.05)
+
+    def restart(self, pod_name: str, grace_s: float = 10) -> PodInfo:
+        """Stop (SIGTERM, SIGKILL after grace_s) and start again; returns once the pod stays
+        running (see the module doc for why this is not Podman's pod restart)."""
+        action = f"restarting pod {pod_name}"
+        self._own_pod(pod_name, action)
+        self._stop(pod_name, grace_s, action)
+        return self._start_stable(pod_name, action, settle=True)
+
+    def start(self, pod_name: str) -> PodInfo:
+        """Start a stopped, exited or degraded pod; returns once it stays running."""
+        action = f"starting pod {pod_name}"
+        self._own_pod(pod_name, action)
+        return self._start_stable(pod_name, action, settle=False)
+
     # -- helpers ------------------------------------------------------------------------------
+
+    def _own_pod(self, name: str, action: str) -> None:
+        """Refuse to touch a pod that is missing or was not started by beemesh."""
+        existing = self._pod_labels(name)
+        if existing is None:
+            raise RuntimeFailure(f"{action}: no beemesh pod named {name} on this machine")
+        if LABEL_WORKLOAD not in existing[0]:
+            raise RuntimeFailure(
+                f"{action}: it was not started by beemesh, so beemesh leaves it alone"
+            )
+
+    def _stop(self, name: str, grace_s: float, action: str) -> int:
+        """Stop the pod's containers (SIGTERM, SIGKILL after grace_s; a kill if grace_s is 0,
+        see the module doc); the whole seconds of grace used."""
+        t = max(0, math.ceil(grace_s))
+        if t:
+            self._request("post", f"/pods/{name}/stop", action, ok404=True, params={"t": t},
+                          timeout=self.timeout_s + t)
+            return t
+        with self._errors(action):
+            resp = self._client.api.post(f"/pods/{name}/kill", timeout=self.timeout_s)
+        if resp.status_code not in (200, 404, 409):  # 409: nothing was running
+            raise RuntimeFailure(f"{action}: {_api_message(resp)}")
+        return t
+
+    def _start_stable(self, name: str, action: str, *, settle: bool) -> PodInfo:
+        """Start the pod until every application container stays running for STABLE_S;
+        wait SETTLE_S first if it was just stopped (by us, or by Podman after a start)."""
+        problem = ""
+        for attempt in range(START_ATTEMPTS):
+            if settle or attempt:
+                time.sleep(SETTLE_S)
+            try:
+                self._request("post", f"/pods/{name}/start", action)
+            except RuntimeUnavailable:
+                raise
+            except RuntimeFailure as exc:
+                problem = str(exc).removeprefix(f"{action}: ")
+                continue
+            stopped = self._stopped_containers(name, action)
+            if not stopped:
+                info = self.status(name)
+                if info is None:
+                    raise RuntimeFailure(f"{action}: the pod was removed while starting")
+                return info
+            problem = f"container {', '.join(stopped)} stopped again"
+        raise RuntimeFailure(
+            f"{action}: it did not stay running after {START_ATTEMPTS} starts ({problem}); "
+            f"see why with `beemesh logs {name}`"
+        )
+
+    def _stopped_containers(self, name: str, action: str) -> list[str]:
+        """Application containers of the pod seen not running within STABLE_S (watched, as
+        Podman may stop them again a moment after a start)."""
+        deadline = time.monotonic() + STABLE_S
+        while True:
+            ctrs = self._request("get", "/containers/json", action, params={
+                "all": "true", "filters": json.dumps({"pod": [name]})}) or []
+            stopped = sorted(
+                _short_name(name, (c.get("Names") or [""])[0]) for c in ctrs
+                if not c.get("IsInfra") and str(c.get("State") or "").lower() != "running"
+            )
+            if stopped or time.monotonic() >= deadline:
+                return stopped
+            time.sleep(0.2)
+
+    def _read_exec(self, resp: requests.Response, deadline: float, action: str,
+                   timeout_s: float) -> str:
+        """The multiplexed output of an attached exec, read until EOF or the deadline."""
+        out = bytearray()
+        sock = _response_socket(resp)
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._exec_timeout(action, timeout_s)
+                if sock is not None:
+                    sock.settimeout(remaining)
+                header = resp.raw.read(8)
+                if len(header) < 8:
+                    return out.decode("utf-8", "replace")
+                payload = resp.raw.read(int.from_bytes(header[4:8], "big"))
+                out += payload[:max(0, EXEC_OUTPUT_LIMIT - len(out))]
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+            raise self._exec_timeout(action, timeout_s) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._translate(action, exc) from exc
+
+    @staticmethod
+    def _exec_timeout(action: str, timeout_s: float) -> ExecTimeout:
+        return ExecTimeout(
+            f"{action}: no result within {timeout_s:g} s (the command may still be running "
+            "in the container); make it faster or allow more time"
+        )
 
     def _pod_labels(self, name: str) -> tuple[dict[str, str], str] | None:
         """(labels, state) of the pod called name, beemesh or not; None if there is none."""
@@ -552,6 +787,15 @@ class PodmanRuntime:
             for sock in list(opened):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+
+def _api_message(resp: requests.Response) -> str:
+    """Podman's one-line reason from an error response ({"message": ...}), else the body."""
+    try:
+        message = resp.json().get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return _one_line(message or resp.text or f"HTTP {resp.status_code}")[:300]
 
 
 def _response_socket(resp: requests.Response) -> socket.socket | None:
