@@ -81,7 +81,9 @@ def test_pod_manifest_for_one_replica() -> None:
     }
     app, side = doc["spec"]["containers"]
     assert app["command"] == ["/bin/sh", "-c"] and app["args"] == ["serve"]
-    assert app["env"] == [{"name": "A", "value": "1"}]
+    env = {e["name"]: e["value"] for e in app["env"]}
+    assert env["A"] == "1"
+    assert (env["BEEMESH_WORKLOAD"], env["BEEMESH_ORDINAL"]) == (spec.workload_id, "2")
     assert app["ports"] == [{"containerPort": 80, "protocol": "TCP", "hostPort": 8080}]
     assert app["resources"]["limits"] == {"cpu": "500m", "memory": str(128 * 2**20)}
     assert app["imagePullPolicy"] == "Never"  # pulls are the runtime's job, not kube play's

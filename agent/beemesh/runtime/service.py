@@ -11,6 +11,8 @@ Why each setting in the generated containers.conf:
   default_ulimits = []     Podman's default nofile ulimit is refused inside some sandboxes
   log_driver = "k8s-file"  logs stay in this machine's storage and work without journald
   events_logger = "file"   same, for events
+  exit_command_delay = 30  finished exec sessions (exec probes) are cleaned up after 30 s, not
+                           300 s; 0 would lose their exit codes
   cgroups = "no-conmon"    with cgroupfs, a conmon in the pod's cgroup makes pod removal wait
                            ~3 s for the cgroup to empty. Podman 4.3 honours this for the infra
                            container only (kube-played containers keep theirs there), which
@@ -85,6 +87,7 @@ network_config_dir = "{root_dir / "cni"}"
 
 [engine]
 runtime = "runc"
+exit_command_delay = 30
 events_logger = "file"
 lock_type = "file"
 tmp_dir = "{root_dir / "tmp"}"
