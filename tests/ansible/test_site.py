@@ -1,25 +1,33 @@
 """The Ansible role `ansible/roles/beemesh_agent` through real `ansible-playbook` runs.
 
 Three "hosts" on this machine (ansible_connection=local), each installed below its own
-`beemesh_agent_root` in tmp, without systemd (not PID 1 here): the test starts each agent
-from the ExecStart line of its rendered unit and checks the three form one mesh.
+`beemesh_agent_root` in tmp, without systemd (not PID 1 here): the test starts each agent as
+its rendered unit would (UMask, ExecStartPre, ExecStart, NoNewPrivileges and the capability
+bounding set) and checks the three form one mesh, each with its work plane running as the
+work-plane user (`nobody` here: the test creates no accounts), which cannot read the agent's
+keys.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pwd
 import re
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
+import psutil
 import pytest
 
 from beemesh.localmesh import beemesh, free_port, wait_for
@@ -32,6 +40,7 @@ SITE = ANSIBLE_DIR / "site.yml"
 DIST = REPO / "dist"
 BIN = Path(sys.executable).parent
 HOSTS = ["node1", "node2", "node3"]
+WORK_USER = "nobody"  # an account every Debian has; the role would create beemesh-work
 INSTALL_HINT = "install it with: .venv/bin/pip install -e '.[dev]' (ansible-core, ansible-lint)"
 RECAP = re.compile(
     r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M
@@ -83,12 +92,15 @@ def show(proc: subprocess.CompletedProcess) -> str:
             f"--- stderr ---\n{proc.stderr[-3000:]}")
 
 
-def write_inventory(path: Path, tmp: Path, fleet: Path, hosts: list[str], **extra) -> None:
+def write_inventory(path: Path, tmp: Path, fleet: Path, hosts: list[str], **extra) -> dict:
+    """Writes the inventory; returns its host variables. Several agents share this machine, so
+    each gets its own agent and work-plane port."""
     host_vars = {}
     for name in hosts:
         host_vars[name] = {
             "beemesh_agent_root": str(tmp / "roots" / name),
             "beemesh_agent_listen_port": free_port(),
+            "beemesh_agent_workplane_port": free_port(),
             "beemesh_agent_labels": {"host": name, "zone": "test"},
         }
     inventory = {
@@ -100,6 +112,7 @@ def write_inventory(path: Path, tmp: Path, fleet: Path, hosts: list[str], **extr
                 "beemesh_agent_create_user": False,  # no system user on the test machine
                 "beemesh_agent_user": "root",
                 "beemesh_agent_group": "root",
+                "beemesh_agent_workplane_user": WORK_USER,
                 "beemesh_agent_listen_address": "127.0.0.1",
                 "beemesh_agent_advertise_address": "127.0.0.1",
                 "beemesh_agent_bootstrap_hosts": [hosts[0]],
@@ -112,6 +125,7 @@ def write_inventory(path: Path, tmp: Path, fleet: Path, hosts: list[str], **extr
         }
     }
     path.write_text(json.dumps(inventory, indent=2))  # JSON is YAML
+    return host_vars
 
 
 def unit_path(tmp: Path, name: str) -> Path:
@@ -127,47 +141,83 @@ def unit_directives(unit: Path) -> dict[str, list[str]]:
     return out
 
 
+def work_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(WORK_USER)
+    except KeyError:
+        pytest.fail(f"user {WORK_USER} not found; these tests run the work plane as that user")
+
+
+def work_user_can_read(path: Path) -> bool:
+    user = work_user()
+    proc = subprocess.run(["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}",
+                           "--clear-groups", "test", "-r", str(path)], timeout=30)
+    return proc.returncode == 0
+
+
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """Fleet material + inventory + the first run of site.yml (installs 3 hosts)."""
+def site() -> Iterator[dict]:
+    """Fleet material + inventory + the first run of site.yml (installs 3 hosts).
+
+    Not in pytest's tmp, whose parents are 0700: the work plane's user must pass through to its
+    key and to the agent's PEX_ROOT, as it passes through / on a real host.
+    """
     tool("ansible-playbook")
     arch = os.uname().machine
     pyz = DIST / f"beemesh-0.1.0-linux-{arch}.pyz"
     if not pyz.exists():
         pytest.fail(f"{pyz} missing: build it with `make pyz`")
-    tmp = tmp_path_factory.mktemp("ansible")
-    fleet = tmp / "fleet"
-    beemesh("fleet", "init", "--out", str(fleet))
-    inv = tmp / "inventory.yml"
-    write_inventory(inv, tmp, fleet, HOSTS)
-    home = tmp / "ansible-home"
-    t0 = time.monotonic()
-    first = playbook(inv, home)
-    elapsed = time.monotonic() - t0
-    assert first.returncode == 0, show(first)
-    rows = recap(first)
-    assert sorted(rows) == HOSTS, show(first)
-    assert all(r["changed"] > 0 and r["failed"] == 0 for r in rows.values()), show(first)
-    print(f"first run: {elapsed:.1f} s")
-    yield {"tmp": tmp, "inv": inv, "home": home, "fleet": fleet}
+    tmp = Path(tempfile.mkdtemp(prefix="beemesh-ansible-"))
+    os.chmod(tmp, 0o711)
+    try:
+        fleet = tmp / "fleet"
+        beemesh("fleet", "init", "--out", str(fleet))
+        inv = tmp / "inventory.yml"
+        host_vars = write_inventory(inv, tmp, fleet, HOSTS)
+        home = tmp / "ansible-home"
+        t0 = time.monotonic()
+        first = playbook(inv, home)
+        elapsed = time.monotonic() - t0
+        assert first.returncode == 0, show(first)
+        rows = recap(first)
+        assert sorted(rows) == HOSTS, show(first)
+        assert all(r["changed"] > 0 and r["failed"] == 0 for r in rows.values()), show(first)
+        print(f"first run: {elapsed:.1f} s")
+        yield {"tmp": tmp, "inv": inv, "home": home, "fleet": fleet, "hosts": host_vars}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_installed_files_and_modes(site: dict) -> None:
     tmp = site["tmp"]
+    work_uid = work_user().pw_uid
     for name in HOSTS:
         root = tmp / "roots" / name
         state = root / "var/lib/beemesh"
+        fleet = root / "etc/beemesh/fleet"
+        # path: (mode, owner). With a work-plane user, the directories on its way are o+x.
         modes = {
-            state: 0o700,
-            state / "machine.key": 0o600,
-            root / "etc/beemesh/fleet/swarm.key": 0o600,
-            root / "etc/beemesh/fleet/operators.trust": 0o640,
-            root / "etc/beemesh/agent.toml": 0o640,
-            root / "usr/local/lib/beemesh/beemesh.pyz": 0o755,
+            state: (0o711, 0),
+            state / "machine.key": (0o600, 0),
+            root / "etc/beemesh": (0o751, 0),
+            fleet: (0o751, 0),
+            fleet / "swarm.key": (0o600, 0),
+            fleet / "workplane.key": (0o600, work_uid),
+            fleet / "operators.trust": (0o640, 0),
+            root / "etc/beemesh/agent.toml": (0o640, 0),
+            root / "usr/local/lib/beemesh/beemesh.pyz": (0o755, 0),
         }
-        for path, mode in modes.items():
+        for path, (mode, owner) in modes.items():
             assert path.exists(), f"{path} not installed"
-            assert path.stat().st_mode & 0o777 == mode, f"{path}: {oct(path.stat().st_mode)}"
+            st = path.stat()
+            assert (st.st_mode & 0o777, st.st_uid) == (mode, owner), \
+                f"{path}: mode {oct(st.st_mode)}, owner {st.st_uid}"
+        assert (fleet / "workplane.key").read_bytes() == \
+            (site["fleet"] / "workplane.key").read_bytes()
+        # Neither side reads the other's keys: the work plane gets only its own.
+        assert work_user_can_read(fleet / "workplane.key")
+        for secret in (state / "machine.key", fleet / "swarm.key"):
+            assert not work_user_can_read(secret), f"{WORK_USER} can read {secret}"
         assert not (root / "etc/beemesh/fleet/operator.key").exists(), "operator key leaked"
         for parent in ("etc", "etc/systemd", "var/lib", "usr/local/lib"):
             assert (root / parent).stat().st_mode & 0o777 == 0o755, f"{root / parent}"
@@ -184,6 +234,10 @@ def test_installed_files_and_modes(site: dict) -> None:
         (addr,) = configs[n]["bootstrap"]
         assert addr.startswith("/ip4/127.0.0.1/tcp/") and addr.endswith(f"/p2p/{ids['node1']}")
         assert configs[n]["labels"] == {"host": n, "zone": "test"}
+    for n in HOSTS:
+        port = site["hosts"][n]["beemesh_agent_workplane_port"]
+        assert configs[n]["workplane_listen"] == [f"/ip4/127.0.0.1/tcp/{port}"]
+        assert configs[n]["workplane_user"] == WORK_USER
 
 
 def test_second_run_changes_nothing(site: dict) -> None:
@@ -219,8 +273,13 @@ def test_unit_passes_systemd_analyze_verify(site: dict, tmp_path: Path) -> None:
     unit = unit_path(site["tmp"], "node1")
     d = unit_directives(unit)
     for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
-                       "PrivateTmp": "yes", "Restart": "on-failure"}.items():
+                       "PrivateTmp": "yes", "Restart": "on-failure", "User": "root",
+                       "UMask": "0077", "AmbientCapabilities": "",
+                       "CapabilityBoundingSet": "CAP_SETUID CAP_SETGID CAP_CHOWN CAP_FOWNER "
+                                                "CAP_DAC_OVERRIDE CAP_KILL"}.items():
         assert d[key] == [value], f"{unit}: {key}={d.get(key)}"
+    (pre,) = d["ExecStartPre"]
+    assert pre.startswith("/bin/sh -c 'umask 022 && exec ") and "--version" in pre
     assert str(site["tmp"] / "roots/node1/var/lib/beemesh") in d["ReadWritePaths"]
     assert "ProcSubset" not in d  # psutil needs /proc/meminfo and /proc/stat
     # verify the unit as rendered (its paths point into the test root, and they exist). A copy
@@ -233,50 +292,81 @@ def test_unit_passes_systemd_analyze_verify(site: dict, tmp_path: Path) -> None:
     assert proc.returncode == 0 and not problems, f"rc={proc.returncode}\n{proc.stderr}"
 
 
+def start_like_systemd(unit: Path, log: IO[str]) -> subprocess.Popen:
+    """Run the service as its unit says, minus systemd's namespaces: Environment and UMask,
+    the ExecStartPre lines in order, then ExecStart, with no new privileges and only the
+    unit's capability bounding set, so a capability the agent needs but lacks fails here."""
+    d = unit_directives(unit)
+    env = dict(os.environ)
+    for assignment in d.get("Environment", []):
+        key, _, value = assignment.partition("=")
+        env[key] = value
+    (caps,) = d["CapabilityBoundingSet"]
+    bounding = ",".join(["-all", *(f"+{c.lower().removeprefix('cap_')}" for c in caps.split())])
+    confine = ["setpriv", "--no-new-privs", "--bounding-set", bounding]
+    (umask,) = d["UMask"]
+    options: dict[str, Any] = {"env": env, "stdout": log, "stderr": subprocess.STDOUT,
+                               "umask": int(umask, 8)}
+    for line in d.get("ExecStartPre", []):
+        subprocess.run([*confine, *shlex.split(line)], check=True, timeout=120, **options)
+    (exec_start,) = d["ExecStart"]
+    return subprocess.Popen([*confine, *shlex.split(exec_start)], start_new_session=True,
+                            **options)
+
+
 def test_installed_agents_form_one_mesh(site: dict) -> None:
     tmp = site["tmp"]
     procs: list[subprocess.Popen] = []
+    work_uid = work_user().pw_uid
+    workers: list[psutil.Process] = []
+
+    def logs() -> str:  # tmp is gone after the module: show the logs, not their path
+        return "\n".join(f"--- {n} ---\n{(tmp / f'{n}.log').read_text()[-2000:]}" for n in HOSTS)
+
     try:
-        apis = {}
+        apis, work_dirs = {}, {}
         for name in HOSTS:
-            d = unit_directives(unit_path(tmp, name))
-            (exec_start,) = d["ExecStart"]
-            env = dict(os.environ)
-            for assignment in d.get("Environment", []):
-                key, _, value = assignment.partition("=")
-                env[key] = value
-            log = (tmp / f"{name}.log").open("w")
-            procs.append(subprocess.Popen(shlex.split(exec_start), env=env, stdout=log,
-                                          stderr=subprocess.STDOUT, start_new_session=True))
+            with (tmp / f"{name}.log").open("w") as log:
+                procs.append(start_like_systemd(unit_path(tmp, name), log))
             config = tomllib.loads((tmp / "roots" / name / "etc/beemesh/agent.toml").read_text())
             apis[name] = config["api"]
+            work_dirs[name] = Path(config["state_dir"]) / "workplane"
 
         def all_see_three() -> bool:
             exited = [n for n, p in zip(HOSTS, procs, strict=True) if p.poll() is not None]
             if exited:
-                raise AssertionError(f"agent(s) {exited} exited; logs in {tmp}")
+                raise AssertionError(f"agent(s) {exited} exited\n{logs()}")
             for api in apis.values():
                 proc = beemesh("nodes", "-o", "json", "--api", api, check=False, timeout=10)
                 if proc.returncode != 0 or len(json.loads(proc.stdout or "[]")) != 3:
                     return False
-            return True
+            # Each work plane made its host key: it started, as its own user, and read its key.
+            return all((d / "host.key").exists() for d in work_dirs.values())
 
         try:
-            wait_for(all_see_three, timeout=20, what="3 machines in `beemesh nodes` of each agent")
+            wait_for(all_see_three, timeout=30,
+                     what="3 machines in `beemesh nodes` of each agent and 3 work planes")
         except TimeoutError:
-            logs = "\n".join(f"--- {n} ---\n{(tmp / f'{n}.log').read_text()[-2000:]}"
-                             for n in HOSTS)
-            raise AssertionError(f"agents did not form one mesh\n{logs}") from None
+            raise AssertionError(f"agents did not form one mesh\n{logs()}") from None
+        for name, proc in zip(HOSTS, procs, strict=True):
+            assert (work_dirs[name] / "host.key").stat().st_uid == work_uid
+            children = psutil.Process(proc.pid).children(recursive=True)
+            (work,) = [c for c in children if "workplane" in c.cmdline()[3:5]]
+            assert work.uids().real == work_uid and work.uids().effective == work_uid
+            assert psutil.Process(proc.pid).uids().real == 0
+            workers.append(work)
+        # SIGTERM to the agents only: each must stop its work plane itself (CAP_KILL) and exit.
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        codes = [proc.wait(timeout=20) for proc in procs]
+        assert codes == [0, 0, 0], f"agents exited with {codes}\n{logs()}"
+        _, alive = psutil.wait_procs(workers, timeout=5)
+        assert not alive, f"work planes outlived their agents: {alive}"
     finally:
         for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+            p.wait()
 
 
 def test_bad_variable_fails_early(tmp_path: Path, site: dict) -> None:
