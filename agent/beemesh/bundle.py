@@ -1,8 +1,9 @@
 """Offline install bundles: everything a site without network access needs, on one stick.
 
 Sites cannot reach a registry, PyPI or the operator, so a bundle carries the agent (.pyz per
-architecture), the fleet's network key and operator trust list (never operator.key), the
-site's bootstrap peers, the Ansible playbook, and container images as `podman save` archives.
+architecture), the fleet's two network keys (machine plane and work plane) and operator trust
+list (never operator.key), the site's bootstrap peers, the Ansible playbook, and container
+images as `podman save` archives.
 
 `MANIFEST.cbor` lists every other file with its size and SHA-256 and is a normal signed wire
 envelope (kind `BundleManifest`, signer: a trusted operator), so checking it reuses
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import pwd
 import re
 import shutil
 import signal
@@ -31,7 +33,14 @@ from typing import Any
 
 from beemesh import __version__, schema, wire
 from beemesh.errors import UserError
-from beemesh.fleet import SWARM_KEY, TRUST_LIST, Fleet, parse_swarm_key, parse_trust_list
+from beemesh.fleet import (
+    SWARM_KEY,
+    TRUST_LIST,
+    WORKPLANE_KEY,
+    Fleet,
+    parse_swarm_key,
+    parse_trust_list,
+)
 from beemesh.identity import fingerprint
 
 FORMAT = 1
@@ -47,6 +56,10 @@ SITE_DIR = "site"
 PEERS_FILE = f"{SITE_DIR}/peers.txt"
 IMAGES_DIR = "images"
 ANSIBLE_DIR = "ansible"
+FLEET_FILES = (SWARM_KEY, WORKPLANE_KEY, TRUST_LIST)  # what machines get; never operator.key
+PRIVATE_FILES = {f"{FLEET_DIR}/{SWARM_KEY}", f"{FLEET_DIR}/{WORKPLANE_KEY}"}
+# install runs the work plane as this user when it runs as root and the user exists.
+WORKPLANE_USER = "beemesh-work"
 
 _FILE = schema.Struct({"path": str, "size": int, "sha256": str})
 _IMAGE = schema.Struct({"name": str, "path": str})
@@ -154,6 +167,11 @@ def create(
         raise UserError(f"site name {site!r} must be 1-63 letters, digits, '.', '_' or '-'")
     fleet = Fleet.load(fleet_dir)
     key = fleet.operator_key()
+    if not (fleet_dir / WORKPLANE_KEY).is_file():
+        raise UserError(f"fleet directory {fleet_dir} has no {WORKPLANE_KEY} (made before the "
+                        "work plane); add it with `beemesh fleet workplane-key --out "
+                        f"{fleet_dir}`, copy it to the machines you manage by hand, then create "
+                        "the bundle")
     if not peers:
         progress("warning: no bootstrap peers (--peers/--peer): machines installed from this "
                  "bundle will not find the site's mesh on their own")
@@ -173,9 +191,10 @@ def create(
         shutil.copyfile(src, out / PYZ_DIR / src.name)
     (out / FLEET_DIR).mkdir()
     # Only what machines need: operator.key must never leave the operator.
-    for name in (SWARM_KEY, TRUST_LIST):
+    for name in FLEET_FILES:
         shutil.copyfile(fleet_dir / name, out / FLEET_DIR / name)
-    os.chmod(out / FLEET_DIR / SWARM_KEY, 0o600)
+    for rel in PRIVATE_FILES:
+        os.chmod(out / rel, 0o600)
     (out / SITE_DIR).mkdir()
     (out / PEERS_FILE).write_text(
         f"# bootstrap peers of site {site}, one multiaddr per line\n"
@@ -224,7 +243,7 @@ def write_tar(src: Path, tar: Path) -> None:
         for name in paths:
             info = tarfile.TarInfo(name)
             info.size = (src / name).stat().st_size
-            info.mode = 0o600 if name == f"{FLEET_DIR}/{SWARM_KEY}" else 0o644
+            info.mode = 0o600 if name in PRIVATE_FILES else 0o644
             info.mtime = 0
             with (src / name).open("rb") as f:
                 tf.addfile(info, f)
@@ -329,6 +348,10 @@ def verify(bundle: Path, trusted: dict[bytes, str], trust_path: Path | None = No
     for rel in listed:
         if rel.startswith("/") or ".." in Path(rel).parts:
             return Report([*problems, f"unsafe path in manifest: {rel}"], None)
+    for rel in (f"{FLEET_DIR}/{name}" for name in FLEET_FILES):
+        if rel not in listed:
+            problems.append(f"missing: {rel} (not in the manifest: the bundle was made without "
+                            "it, by an older beemesh; create it again with this one)")
     present = {p.relative_to(bundle).as_posix() for p in _walk_lenient(bundle)} - {MANIFEST}
     for rel in sorted(listed):
         entry = listed[rel]
@@ -433,7 +456,36 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def agent_config(lay: Layout, site: str, peers: list[str], listen: list[str]) -> str:
+def workplane_listen(listen: list[str]) -> list[str]:
+    """Where the work plane listens: next to the agent, on the next port (4001 -> 4002, the
+    Ansible role's defaults too), so --listen alone keeps every agent on a machine apart.
+    Port 0 (any free port) stays 0."""
+    out = []
+    for addr in listen:
+        parts = addr.split("/")
+        if (len(parts) != 5 or parts[0] or parts[1] not in ("ip4", "ip6") or parts[3] != "tcp"
+                or not parts[4].isdigit() or int(parts[4]) >= 65535):
+            raise UserError(f"--listen {addr} must look like /ip4/ADDR/tcp/PORT with PORT below "
+                            "65535 (the work plane listens on PORT+1)")
+        port = int(parts[4])
+        out.append("/".join([*parts[:4], str(port + 1 if port else 0)]))
+    return out
+
+
+def workplane_owner(user: str) -> tuple[int, int] | None:
+    """(uid, gid) of the work plane's own user, if install runs as root and that user exists;
+    None: the work plane runs as the agent's user and the installing user owns its key."""
+    if os.geteuid() != 0 or not user:
+        return None
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return None
+    return entry.pw_uid, entry.pw_gid
+
+
+def agent_config(lay: Layout, site: str, peers: list[str], listen: list[str],
+                 workplane_user: str) -> str:
     """agent.toml per docs/formats.md: the site's peers as the bootstrap list."""
     def arr(items: list[str]) -> str:
         return "[" + ", ".join(_toml_str(i) for i in items) + "]"
@@ -443,6 +495,8 @@ def agent_config(lay: Layout, site: str, peers: list[str], listen: list[str]) ->
         f"state_dir = {_toml_str(str(lay.state_dir))}\n"
         f"fleet = {_toml_str(str(lay.fleet))}\n"
         f"listen = {arr(listen)}\n"
+        f"workplane_listen = {arr(workplane_listen(listen))}\n"
+        f"workplane_user = {_toml_str(workplane_user)}\n"
         f"bootstrap = {arr(peers)}\n"
         f"[labels]\nsite = {_toml_str(site)}\n"
     )
@@ -477,11 +531,13 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     tmp.replace(path)
 
 
-def _copy(src: Path, dst: Path, mode: int) -> None:
+def _copy(src: Path, dst: Path, mode: int, owner: tuple[int, int] | None = None) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     shutil.copyfile(src, tmp)
     os.chmod(tmp, mode)
+    if owner is not None:
+        os.chown(tmp, *owner)
     tmp.replace(dst)
 
 
@@ -497,9 +553,13 @@ def install(
     podman_socket: str | None = None,
     start: bool = False,
     start_timeout: float = 60.0,
+    workplane_user: str = WORKPLANE_USER,
     progress: Progress = _stderr,
 ) -> dict[str, Any]:
-    """Verify, then install; nothing under ROOT changes unless the whole bundle checks out."""
+    """Verify, then install; nothing under ROOT changes unless the whole bundle checks out.
+
+    The work plane gets a user of its own (`workplane_user`, which then owns workplane.key and
+    cannot read the machine's keys) when install runs as root and that user exists."""
     progress(f"verifying {bundle}")
     report = verify(bundle, trusted, trust_path, progress)
     if not report.ok:
@@ -511,14 +571,22 @@ def install(
     if pyz_rel not in {f["path"] for f in body["files"]}:
         raise UserError(f"this bundle has no agent for {arch} ({pyz_rel}); build one with "
                         "`make pyz` and create the bundle again")
-    # Fail before writing anything if the fleet material in the bundle is unusable.
-    parse_swarm_key((bundle / FLEET_DIR / SWARM_KEY).read_text(), bundle / FLEET_DIR / SWARM_KEY)
+    # Fail before writing anything if the fleet material or --listen is unusable.
+    for name in (SWARM_KEY, WORKPLANE_KEY):
+        parse_swarm_key((bundle / FLEET_DIR / name).read_text(), bundle / FLEET_DIR / name)
     parse_trust_list((bundle / FLEET_DIR / TRUST_LIST).read_text(),
                      bundle / FLEET_DIR / TRUST_LIST)
     root = root.resolve()
     lay = Layout(root, (state_dir or root / "var/lib/beemesh").resolve())
+    owner = workplane_owner(workplane_user)
+    config = agent_config(lay, body["site"], body["peers"], listen or ["/ip4/0.0.0.0/tcp/4001"],
+                          workplane_user if owner else "")
     progress(f"bundle OK: site {body['site']}, beemesh {body['version']}, signed by "
              f"{report.signer}")
+    if owner is None and os.geteuid() == 0:
+        progress(f"note: no user {workplane_user} here, so the work plane will run as root like "
+                 f"the agent; to separate them: useradd --system --no-create-home --shell "
+                 f"/usr/sbin/nologin {workplane_user}, then install again")
 
     progress(f"installing the {arch} agent to {lay.pyz}")
     _copy(bundle / pyz_rel, lay.pyz, 0o755)
@@ -529,24 +597,28 @@ def install(
 
     progress(f"installing fleet material to {lay.fleet}")
     lay.fleet.mkdir(parents=True, exist_ok=True)
-    os.chmod(lay.fleet, 0o700)
+    # The work plane's own user must pass through (not list) to its key.
+    pass_through = 0o011 if owner else 0
+    os.chmod(lay.etc, os.stat(lay.etc).st_mode | pass_through)
+    os.chmod(lay.fleet, 0o700 | pass_through)
     _copy(bundle / FLEET_DIR / SWARM_KEY, lay.fleet / SWARM_KEY, 0o600)
+    _copy(bundle / FLEET_DIR / WORKPLANE_KEY, lay.fleet / WORKPLANE_KEY, 0o600, owner)
     _copy(bundle / FLEET_DIR / TRUST_LIST, lay.fleet / TRUST_LIST, 0o644)
 
-    _write(lay.config, agent_config(lay, body["site"], body["peers"],
-                                    listen or ["/ip4/0.0.0.0/tcp/4001"]).encode(), 0o644)
+    _write(lay.config, config.encode(), 0o644)
     _write(lay.unit, systemd_unit(lay).encode(), 0o644)
     progress(f"wrote {lay.config} ({len(body['peers'])} bootstrap peer(s)) and {lay.unit}")
 
     from beemesh.identity import KeyPair, load_key, save_key
 
     key_path = lay.state_dir / "machine.key"
+    lay.state_dir.mkdir(parents=True, exist_ok=True)
+    # The work plane's user passes through to its directory and PEX_ROOT, as the agent allows.
+    os.chmod(lay.state_dir, 0o700 | pass_through)
     if key_path.exists():
         key = load_key(key_path, "machine key", "remove it to let install create a new one")
         progress(f"keeping existing machine key {key_path}")
     else:
-        lay.state_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(lay.state_dir, 0o700)
         key = KeyPair.generate()
         save_key(key_path, key)
         progress(f"created machine key {key_path}")
@@ -586,8 +658,9 @@ def start_agent(lay: Layout, podman_socket: str | None, timeout: float,
     progress(f"starting the agent (first start extracts the .pyz into {env['PEX_ROOT']}); "
              f"log: {log}")
     with log.open("ab") as out:
+        # umask 022 as under systemd: the work plane's user runs Python from what pex extracts.
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                env=env, start_new_session=True)
+                                env=env, start_new_session=True, umask=0o022)
     (lay.state_dir / "agent.pid").write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + timeout
     while not api.exists():

@@ -10,19 +10,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from beemesh import bundle as bundle_mod
 from beemesh import wire
-from beemesh.bundle import MANIFEST, pyz_name
-from beemesh.fleet import Fleet
+from beemesh.bundle import MANIFEST, WORKPLANE_USER, pyz_name
+from beemesh.fleet import Fleet, format_swarm_key
 
 pytestmark = [pytest.mark.slow, pytest.mark.mesh]
 
@@ -114,6 +118,26 @@ def good_bundle(tmp_path_factory: pytest.TempPathFactory, fleets: dict[str, Path
 
 
 @pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A scratch dir others may pass through (pytest's tmp has 0700 parents): a work plane that
+    runs as its own user must reach its key and the agent's PEX_ROOT below the site root."""
+    path = Path(tempfile.mkdtemp(prefix="beemesh-bundle-"))
+    os.chmod(path, 0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def work_user_ids(name: str) -> tuple[int, int] | None:
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    return entry.pw_uid, entry.pw_gid
+
+
+@pytest.fixture
 def netns() -> Iterator[list[str]]:
     """A namespace with only loopback: the site with its uplink unplugged."""
     assert os.geteuid() == 0 and shutil.which("ip") and shutil.which("nsenter"), (
@@ -130,14 +154,15 @@ def netns() -> Iterator[list[str]]:
 
 
 def test_round_trip_offline(tmp_path: Path, fleets: dict[str, Path], pyz_dir: Path,
-                            netns: list[str]) -> None:
+                            netns: list[str], open_tmp: Path) -> None:
     t0 = time.monotonic()
     links = subprocess.run([*netns, "ip", "-o", "link"], capture_output=True, text=True,
                            check=True).stdout
     assert [ln.split(":")[1].strip() for ln in links.splitlines()] == ["lo"], links
     fleet = fleets["fleet"]
 
-    # The site's first agent, already running inside the unplugged namespace.
+    # The site's first agent, already running inside the unplugged namespace. Its work plane
+    # takes any free port: the installed agent below listens on PORT+1 (its work plane on +2).
     first_state = tmp_path / "first"
     first_peer = cli("init", "--state-dir", first_state).stdout.strip()
     first_api = tmp_path / "first.sock"
@@ -145,10 +170,11 @@ def test_round_trip_offline(tmp_path: Path, fleets: dict[str, Path], pyz_dir: Pa
     log = (tmp_path / "first.log").open("wb")
     first = subprocess.Popen(
         [*netns, *BEEMESH, "agent", "--state-dir", str(first_state), "--fleet", str(fleet),
-         "--listen", f"/ip4/127.0.0.1/tcp/{PORT}", "--api", str(first_api)],
+         "--listen", f"/ip4/127.0.0.1/tcp/{PORT}", "--api", str(first_api),
+         "--workplane-listen", "/ip4/127.0.0.1/tcp/0"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
     pids.append(first.pid)
-    root = tmp_path / "site-root"
+    root = open_tmp / "site-root"
     try:
         wait_for(lambda: first_api.exists(), 60, "the first agent's API socket")
 
@@ -161,6 +187,8 @@ def test_round_trip_offline(tmp_path: Path, fleets: dict[str, Path], pyz_dir: Pa
             "--tar", tar, "--peers", peers, "--pyz-dir", pyz_dir)
         assert not (bundle / "fleet" / "operator.key").exists()
         assert not list(bundle.rglob("operator.key"))
+        for key in ("swarm.key", "workplane.key"):
+            assert (bundle / "fleet" / key).stat().st_mode & 0o777 == 0o600
         ansible = REPO / "ansible"
         if ansible.is_dir() and any(ansible.iterdir()):  # being written in parallel
             assert (bundle / "ansible").is_dir(), "the repository's playbook was not bundled"
@@ -175,8 +203,8 @@ def test_round_trip_offline(tmp_path: Path, fleets: dict[str, Path], pyz_dir: Pa
 
         # Site side: install + start, with no network but loopback.
         done = cli("bundle", "install", bundle, "--root", root, "--trust",
-                   fleet / "operators.trust", "--listen", "/ip4/127.0.0.1/tcp/4002", "--start",
-                   prefix=netns, timeout=90)
+                   fleet / "operators.trust", "--listen", f"/ip4/127.0.0.1/tcp/{PORT + 1}",
+                   "--start", prefix=netns, timeout=90)
         new_peer = done.stdout.strip().splitlines()[-1]
         state = root / "var/lib/beemesh"
         pid = int((state / "agent.pid").read_text())
@@ -186,8 +214,17 @@ def test_round_trip_offline(tmp_path: Path, fleets: dict[str, Path], pyz_dir: Pa
             (pyz_dir / pyz_name(os.uname().machine)).read_bytes()
         assert (root / "etc/beemesh/fleet/swarm.key").stat().st_mode & 0o777 == 0o600
         assert (state / "machine.key").stat().st_mode & 0o777 == 0o600
+        # The work plane's key: 0600, its own user's if this machine has one, else root's.
+        work = work_user_ids(WORKPLANE_USER)
+        wp_key = (root / "etc/beemesh/fleet/workplane.key").stat()
+        assert (wp_key.st_mode & 0o777, wp_key.st_uid) == (0o600, work[0] if work else 0)
+        assert (root / "etc/beemesh/fleet/workplane.key").read_bytes() == \
+            (fleet / "workplane.key").read_bytes()
         assert not (root / "etc/beemesh/fleet/operator.key").exists()
-        assert first_peer in (root / "etc/beemesh/agent.toml").read_text()
+        config = tomllib.loads((root / "etc/beemesh/agent.toml").read_text())
+        assert config["bootstrap"] == [f"/ip4/127.0.0.1/tcp/{PORT}/p2p/{first_peer}"]
+        assert config["workplane_listen"] == [f"/ip4/127.0.0.1/tcp/{PORT + 2}"]
+        assert config["workplane_user"] == (WORKPLANE_USER if work else "")
         assert os.readlink(f"/proc/{pid}/ns/net") == os.readlink(f"/proc/{first.pid}/ns/net")
 
         def both() -> bool:
@@ -198,6 +235,9 @@ def test_round_trip_offline(tmp_path: Path, fleets: dict[str, Path], pyz_dir: Pa
             return True
 
         wait_for(both, 45, "both agents to list each other")
+        # The installed agent started its work plane, which read its key and made its own.
+        wait_for(lambda: (state / "workplane/host.key").exists(), 30,
+                 "the installed agent's work plane")
     finally:
         for pid in reversed(pids):
             stop_group(pid)
@@ -255,9 +295,32 @@ def _tamper_manifest(b: Path, fleets: dict[str, Path]) -> str:
     return "missing: MANIFEST.cbor"
 
 
+def _tamper_wpkey_missing(b: Path, fleets: dict[str, Path]) -> str:
+    (b / "fleet" / "workplane.key").unlink()
+    return "missing: fleet/workplane.key (listed in the manifest, not in the bundle)"
+
+
+def _tamper_wpkey_altered(b: Path, fleets: dict[str, Path]) -> str:
+    # A well-formed key of the same size, but not the fleet's.
+    (b / "fleet" / "workplane.key").write_text(format_swarm_key(os.urandom(32)))
+    return "altered: fleet/workplane.key (SHA-256 differs from the manifest)"
+
+
+def _tamper_wpkey_unlisted(b: Path, fleets: dict[str, Path]) -> str:
+    """A correctly signed bundle without the work-plane key, as an older beemesh made them."""
+    env = wire.decode((b / MANIFEST).read_bytes(), 4 << 20)
+    body = {**env.body,
+            "files": [f for f in env.body["files"] if f["path"] != "fleet/workplane.key"]}
+    (b / "fleet" / "workplane.key").unlink()
+    operator = Fleet.load(fleets["fleet"]).operator_key()
+    (b / MANIFEST).write_bytes(wire.seal(operator, env.kind, body, time.time()))
+    return "missing: fleet/workplane.key (not in the manifest"
+
+
 @pytest.mark.parametrize("tamper", [_tamper_altered, _tamper_truncated, _tamper_missing,
                                     _tamper_extra, _tamper_signer, _tamper_badsig,
-                                    _tamper_manifest],
+                                    _tamper_manifest, _tamper_wpkey_missing,
+                                    _tamper_wpkey_altered, _tamper_wpkey_unlisted],
                          ids=lambda f: f.__name__.removeprefix("_tamper_"))
 def test_tampered_bundle_refused(tmp_path: Path, good_bundle: Path, fleets: dict[str, Path],
                                  tamper) -> None:  # type: ignore[no-untyped-def]
@@ -289,6 +352,65 @@ def test_several_problems_each_named(tmp_path: Path, good_bundle: Path,
     assert verify.returncode == 1
     for text in expected:
         assert sum(text in ln for ln in verify.stderr.splitlines()) == 1, verify.stderr
+
+
+def can_read_as(ids: tuple[int, int], path: Path) -> bool:
+    proc = subprocess.run(["setpriv", f"--reuid={ids[0]}", f"--regid={ids[1]}", "--clear-groups",
+                           "test", "-r", str(path)], timeout=30)
+    return proc.returncode == 0
+
+
+@pytest.mark.parametrize("user", ["nobody", "beemesh-no-such-user"])
+def test_install_gives_the_work_plane_its_key(good_bundle: Path, fleets: dict[str, Path],
+                                              open_tmp: Path, user: str) -> None:
+    """As root: an existing work-plane user owns workplane.key and may pass through to it, but
+    cannot read the machine's keys; without that user, root keeps the key and the work plane
+    runs as the agent's user."""
+    assert os.geteuid() == 0, "this test installs as root (file owners); run it as root"
+    ids = work_user_ids(user)
+    root = open_tmp / "root"
+    trusted, trust_path = bundle_mod.load_trust(fleets["fleet"], None)
+    lines: list[str] = []
+    bundle_mod.install(good_bundle, trusted=trusted, trust_path=trust_path, root=root,
+                       workplane_user=user, progress=lines.append)
+    fleet, state = root / "etc/beemesh/fleet", root / "var/lib/beemesh"
+    key = (fleet / "workplane.key").stat()
+    config = tomllib.loads((root / "etc/beemesh/agent.toml").read_text())
+    assert config["workplane_listen"] == ["/ip4/0.0.0.0/tcp/4002"]  # next to listen's 4001
+    if ids is None:
+        assert (key.st_mode & 0o777, key.st_uid) == (0o600, 0)
+        assert config["workplane_user"] == ""
+        assert fleet.stat().st_mode & 0o777 == 0o700 and state.stat().st_mode & 0o777 == 0o700
+        assert any(f"no user {user}" in ln and "useradd" in ln for ln in lines), lines
+        return
+    assert (key.st_mode & 0o777, key.st_uid) == (0o600, ids[0])
+    assert config["workplane_user"] == user
+    assert fleet.stat().st_mode & 0o777 == 0o711 and state.stat().st_mode & 0o777 == 0o711
+    assert can_read_as(ids, fleet / "workplane.key")
+    for secret in (fleet / "swarm.key", state / "machine.key"):
+        assert not can_read_as(ids, secret), f"{user} can read {secret}"
+
+
+def test_install_refuses_a_listen_address_without_a_next_port(
+        good_bundle: Path, fleets: dict[str, Path], tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    proc = cli("bundle", "install", good_bundle, "--root", root, "--fleet", fleets["fleet"],
+               "--listen", "/ip4/127.0.0.1/tcp/65535", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "the work plane listens on PORT+1" in proc.stderr
+    assert not root.exists()
+
+
+def test_create_needs_the_work_plane_key(tmp_path: Path, fleets: dict[str, Path],
+                                         pyz_dir: Path) -> None:
+    old_fleet = tmp_path / "old-fleet"
+    shutil.copytree(fleets["fleet"], old_fleet)
+    (old_fleet / "workplane.key").unlink()
+    proc = cli("bundle", "create", "--fleet", old_fleet, "--site", "s", "--out",
+               tmp_path / "b", "--pyz-dir", pyz_dir, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"beemesh fleet workplane-key --out {old_fleet}" in proc.stderr
+    assert not (tmp_path / "b").exists()
 
 
 def test_verify_needs_a_trust_source(good_bundle: Path) -> None:
