@@ -358,6 +358,9 @@ class Agent:
         self.metrics.inc("dht_records_fetched")
         try:
             env = self.verifiers[TOPIC_EVENTS].authenticate(data)
+            if peer_id(env.sender) in self.workload_peers():  # as the pub/sub validator does
+                raise wire.Rejected("wrong_plane", "machine record in the DHT signed by a "
+                                    "workload key")
             self.view.apply(entry_from_envelope(env, time.time()), time.time())
         except (wire.Rejected, RecordError) as e:
             self._count_drop("dht", pid, getattr(e, "reason", "schema"), str(e))

@@ -137,6 +137,7 @@ class Scheduling:
         self.prepare_pod: Callable[[str], Any] = lambda _pod: None
         self._tombstone_sent: dict[tuple[str, str], float] = {}  # (workload, machine) -> when
         self._tombstone_wanted: set[str] = set()  # workloads whose Tombstone to send at once
+        self._majority_since: float | None = None
         self._capacity: resources.Capacity | None = None
         self._capacity_at = 0.0
         self._wake = trio.Event()
@@ -363,6 +364,21 @@ class Scheduling:
         return sorted({r["machine"] for r in self.all_pods()
                        if r["workload"] == workload_id and r["replica"] == ordinal})
 
+    def copies_elsewhere(self, workload_id: str, ordinal: int) -> list[str]:
+        """Other machines whose live record lists that replica, not being drained away."""
+        return sorted({r["machine"] for r in self.all_pods()
+                       if r["workload"] == workload_id and r["replica"] == ordinal
+                       and r["machine"] != self.node and not r.get("retiring")})
+
+    def majority_for(self, now: float) -> float:
+        """How long this machine has seen a strict majority of the members without a break."""
+        if not self.view.has_majority(now, self.cfg.quorum_memory_s):
+            self._majority_since = None
+            return 0.0
+        if self._majority_since is None:
+            self._majority_since = now
+        return now - self._majority_since
+
     def machine_ids(self) -> set[str]:
         return {e.peer_id for e in self.view.entries(time.time())}
 
@@ -528,6 +544,7 @@ class Scheduling:
             for key in [k for k, t in self._tombstone_sent.items()
                         if now - t > 6 * TOMBSTONE_PASS_ON_S]:
                 del self._tombstone_sent[key]
+            self.majority_for(now)  # sampled every second, so a lost majority resets the clock
             await trio.sleep(1)
 
     # ---- actions -------------------------------------------------------------------------------
@@ -599,8 +616,16 @@ class Scheduling:
         spec, ordinal = info.spec, info.ordinal
         cpu, mem = spec.requests()
         ok, reason = False, ""
+        elsewhere = self.copies_elsewhere(spec.workload_id, ordinal)
         if self.runtime is None or not self.runtime_ok:
             reason = f"runtime unavailable on {self.node}: {self.runtime_error}"
+        elif elsewhere:
+            # A stale Task (delivered late, e.g. by gossip after a partition healed) whose
+            # replica already runs: starting it again would be a duplicate.
+            reason = f"replica {ordinal} already runs on {elsewhere[0]}"
+        elif spec.kind == "StatefulSet" and self.majority_for(time.time()) < self.cfg.record_ttl_s:
+            reason = ("a StatefulSet replica starts only where a majority of machines has been in "
+                      f"sight for {self.cfg.record_ttl_s} s (their records list what they run)")
         elif not self.reservations.reserve(tid, cpu, mem, self.capacity()):
             reason = "resources were taken by another task meanwhile"
         else:
@@ -616,14 +641,14 @@ class Scheduling:
                 reason = str(e)
             else:
                 took = time.monotonic() - t0
-                if took > self.cfg.deploy_timeout_s:
-                    reason = f"deploy took {took:.1f} s (> {self.cfg.deploy_timeout_s:.0f} s)"
-                    await self.remove(pod.name)
-                else:
-                    ok = True
-                    self.local_pods[pod.name] = pod
-                    self.pods_changed()
-                    self._remove_deleted()
+                if took > self.cfg.deploy_timeout_s:  # kept: the lease held others back
+                    self.events.add(time.time(), "SlowDeploy", f"{pod.name} took {took:.1f} s "
+                                    "to start", task=tid, workload=spec.workload_id,
+                                    node=self.node)
+                ok = True
+                self.local_pods[pod.name] = pod
+                self.pods_changed()
+                self._remove_deleted()
             if not ok:
                 self.reservations.release(tid)
         self.metrics.inc("deployments", "ok" if ok else "failed")

@@ -17,8 +17,6 @@ machine key. The two talk over a unix socket in that directory, refused to any o
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import os
 import pwd
@@ -43,6 +41,7 @@ from beemesh.scheduler.messages import WORKLOAD_CERT
 from beemesh.scheduling import Scheduling
 from beemesh.store import StoredWorkload
 from beemesh.supervisor import Supervisor
+from beemesh.workplane.process import AGENT_PID_ENV
 
 log = logging.getLogger("beemesh.workbridge")
 
@@ -51,7 +50,6 @@ PODS_DIR = "pods"
 REMOVE_GRACE_S = 10
 RESPAWN_MAX_S = 30.0
 DIR_CLEANUP_S = 30.0
-_PR_SET_PDEATHSIG = 1
 
 
 def heal_refusal(*, uptime_s: float, settle_s: float, stored: StoredWorkload | None,
@@ -61,6 +59,8 @@ def heal_refusal(*, uptime_s: float, settle_s: float, stored: StoredWorkload | N
 
     The work plane asks from what its service records show; the machine plane may know better
     (a Delete, a replica whose work plane is down but whose pod runs, a task being placed).
+    `has_majority`: a strict majority of the members has been in sight long enough for their
+    records (which list their pods) to have arrived.
     """
     if uptime_s < settle_s:
         return (f"agent started {uptime_s:.0f} s ago; heals wait {settle_s:.0f} s for peers to "
@@ -92,12 +92,6 @@ def resolve_user(name: str) -> tuple[int, int] | None:
         raise UserError(f"workplane_user {name!r} does not exist on this machine; create it "
                         "(useradd --system beemesh-work) or fix workplane_user") from None
     return entry.pw_uid, entry.pw_gid
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the agent dies, so no orphan keeps publishing."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class WorkBridge:
@@ -197,7 +191,10 @@ class WorkBridge:
         delay = 1.0
         while True:
             started = time.monotonic()
-            options: dict[str, Any] = {"preexec_fn": _die_with_parent}
+            # No PR_SET_PDEATHSIG: trio starts processes from a worker thread, and that signal
+            # fires when the *thread* ends (idle 10 s), not the agent. The work plane watches
+            # for the agent named here itself (process.WorkPlane._watch_agent).
+            options: dict[str, Any] = {"env": {**os.environ, AGENT_PID_ENV: str(os.getpid())}}
             if self.user is not None:
                 options.update(user=self.user[0], group=self.user[1], extra_groups=[])
             try:
@@ -309,7 +306,7 @@ class WorkBridge:
             uptime_s=now - self.started, settle_s=self.cfg.heal_settle_s, stored=stored,
             deleted=self.sch.store.tombstone(wid) is not None, ordinal=ordinal,
             running_on=self.sch.running_on(wid, ordinal), placing=self._placing(wid, ordinal),
-            has_majority=self.sch.view.has_majority(now, self.cfg.quorum_memory_s))
+            has_majority=self.sch.majority_for(now) >= self.cfg.record_ttl_s)
         if reason is not None or stored is None:
             return Response(200, {"state": "refused", "reason": reason})
         tid = await self.sch.replace(stored, ordinal, epoch)

@@ -289,9 +289,29 @@ def test_watcher_leaving_hands_over() -> None:
     r = Reconciler()
     assert r.step(sit(T0, new, [web(1)], machines=MACHINES), view) == []
     assert r.step(sit(T0 + 5, new, [web(1)], machines=MACHINES), view) == []
-    r.step(sit(T0 + 6, new, [web(1)], machines=remaining), view)
-    assert asks(r.step(sit(T0 + 7, new, [web(1)], machines=remaining), view)) == [
+    # The new watcher times the gap from when it began (T0), not from when it took over.
+    assert asks(r.step(sit(T0 + 6, new, [web(1)], machines=remaining), view)) == [
         AskHeal(WID, 0, ORPHAN_EPOCH)]
+
+
+def test_a_watcher_again_does_not_count_a_stale_sighting() -> None:
+    """Watcher at the apply (no record yet), not a watcher while the replica ran (a better
+    ranked machine was up), watcher again when the record vanished: the StatefulSet margin
+    counts from the vanishing, not from the apply."""
+    view = ServiceView()
+    x = watchers(WID, MACHINES, 2)[1]  # second: one better-ranked newcomer displaces it
+    y = next(f"mY{i}" for i in itertools.count()
+             if x not in watchers(WID, (*MACHINES, f"mY{i}"), 2))
+    r = Reconciler()
+    sts = [WorkloadInfo(WID, 1, True)]
+    r.step(sit(T0, x, sts, machines=MACHINES), view)  # applied, no record yet: x watches
+    view.apply(rec(0, "pa", T0 + 1, ttl=15), T0 + 1)  # the replica runs; y joined, x idle
+    r.step(sit(T0 + 2, x, sts, machines=(*MACHINES, y)), view)
+    gone = T0 + 16  # its record expired; y left, x watches again
+    margin = P.heal_delay_s + P.statefulset_margin_s
+    assert asks(r.step(sit(gone, x, sts, machines=MACHINES), view)) == []
+    assert asks(r.step(sit(gone + margin - 0.5, x, sts, machines=MACHINES), view)) == []
+    assert len(asks(r.step(sit(gone + margin, x, sts, machines=MACHINES), view))) == 1
 
 
 def test_deleted_workload_not_healed() -> None:

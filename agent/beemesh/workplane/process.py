@@ -22,6 +22,7 @@ one DHT and one set of connections instead of 20 (see docs/architecture.md).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ REFRESH_S = 5.0
 SYNC_S = 1.0
 AGENT_SILENCE_S = 15.0  # stop vouching for replicas when the agent has not answered this long
 DIAL_TIMEOUT_S = 5.0
+AGENT_PID_ENV = "BEEMESH_AGENT_PID"  # set by the agent that starts us: we stop when it is gone
 
 
 @dataclass
@@ -164,6 +166,8 @@ class WorkPlane:
             nursery.start_soon(self._sync_loop)
             nursery.start_soon(self._publish_loop)
             nursery.start_soon(self._reconcile_loop)
+            nursery.start_soon(self._watch_agent,
+                               int(os.environ.get(AGENT_PID_ENV) or os.getppid()))
             log.info("work plane %s listening on %s", self.peer_id, ", ".join(self.mesh.addrs()))
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
@@ -172,6 +176,16 @@ class WorkPlane:
                 await self._withdraw(list(self.local.values()))
                 await trio.sleep(0.3)  # let the withdrawals leave the socket
             nursery.cancel_scope.cancel()
+
+    async def _watch_agent(self, agent: int) -> None:
+        """Stop (withdrawing our records, as on SIGTERM) once the agent that started us is gone,
+        so no orphan keeps publishing for replicas nobody supervises. The agent passes its pid:
+        one read from getppid() here could already be init's if the agent died while we
+        started."""
+        while os.getppid() == agent:
+            await trio.sleep(1)
+        log.warning("agent (pid %d) is gone; stopping the work plane", agent)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     # ---- talking to the agent ------------------------------------------------------------------
 

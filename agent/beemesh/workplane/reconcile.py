@@ -114,10 +114,14 @@ class Reconciler:
 
     def step(self, s: Situation, view: ServiceView) -> list[Action]:
         actions: list[Action] = []
-        if s.synced:
-            for w in s.workloads.values():
-                if self.responsible(s, w.workload_id):
-                    actions += self._deficit(s, w, view)
+        for w in s.workloads.values():
+            # Absence is tracked for every workload, so a machine that becomes a watcher (its
+            # peer died) times a gap from when the gap began, never from a stale sighting.
+            overdue = self._overdue(s, w, view)
+            if s.synced and self.responsible(s, w.workload_id):
+                actions += [AskHeal(w.workload_id, o, view.last_task(w.workload_id, o)
+                                    or ORPHAN_EPOCH)
+                            for o in overdue if self._due((w.workload_id, o), s.now)]
         actions += self._surplus(s, view)
         live_keys = {(w.workload_id, o) for w in s.workloads.values() for o in range(w.replicas)}
         for key in [k for k in self._missing_since if k not in live_keys]:
@@ -126,21 +130,18 @@ class Reconciler:
             del self._asked[key]
         return actions
 
-    def _deficit(self, s: Situation, w: WorkloadInfo, view: ServiceView) -> list[Action]:
+    def _overdue(self, s: Situation, w: WorkloadInfo, view: ServiceView) -> list[int]:
+        """Ordinals with no live record (and not running here) for longer than the delay."""
         p = self.params
         delay = p.heal_delay_s + (p.statefulset_margin_s if w.stateful else 0.0)
-        out: list[Action] = []
         here = {r.ordinal for r in s.local if r.workload_id == w.workload_id}
+        out = []
         for ordinal in range(w.replicas):
             key = (w.workload_id, ordinal)
             if ordinal in here or view.ordinal(w.workload_id, ordinal, s.now):
                 self._missing_since.pop(key, None)
-                continue
-            since = self._missing_since.setdefault(key, s.now)
-            if s.now - since < delay or not self._due(key, s.now):
-                continue
-            epoch = view.last_task(w.workload_id, ordinal) or ORPHAN_EPOCH
-            out.append(AskHeal(w.workload_id, ordinal, epoch))
+            elif s.synced and s.now - self._missing_since.setdefault(key, s.now) >= delay:
+                out.append(ordinal)  # (unsynced, absence may only mean "not heard yet")
         return out
 
     def _surplus(self, s: Situation, view: ServiceView) -> list[Action]:
