@@ -512,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--start-timeout", type=float, default=60.0)
     sp.set_defaults(func=cmd_bundle_install)
 
-    sp = sub.add_parser("demo", help="run a local mesh on loopback (the quick start)")
+    sp = sub.add_parser("demo", help="run a local mesh of three machines (the quick start)")
     sp.add_argument("--machines", type=int, default=3)
     sp.add_argument("--dir", type=Path, help="where to keep state (default: a new temp dir)")
     sp.add_argument("--no-workload", action="store_true",

@@ -1,9 +1,10 @@
 """`beemesh demo` (`make run`): a local mesh that schedules and runs a real workload.
 
-Three machines on loopback, each with its own state dir, API socket and Podman (own storage,
-own network namespace, so each can publish the same hostPort). An example Deployment with three
-replicas serving HTTP is applied through the normal operator path and shown running on three
-different machines. Ctrl-C stops everything cleanly.
+Three machines, each a network namespace of its own with its own address, state dir, API
+socket, agent, work plane and Podman (own storage, so each can publish the same hostPort). An
+example Deployment with three replicas serving HTTP is applied through the normal operator path
+and shown running (and ready) on three different machines, with the service records the work
+plane keeps for each replica. Ctrl-C stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-from beemesh.localmesh import LocalMesh, wait_for
+from beemesh.localmesh import AgentProc, LocalMesh, wait_for
 from beemesh.output import emit
 
 WEB = """\
@@ -45,7 +47,7 @@ def step(text: str) -> None:
 
 
 def run_demo(machines: int, workdir: Path | None, workload: bool = True) -> int:
-    from beemesh.cli import NODE_COLUMNS, POD_COLUMNS
+    from beemesh.cli import ENDPOINT_COLUMNS, NODE_COLUMNS, POD_COLUMNS
 
     root = workdir or Path(tempfile.mkdtemp(prefix="beemesh-demo-"))
     mesh = LocalMesh.create(root)
@@ -78,6 +80,10 @@ def run_demo(machines: int, workdir: Path | None, workload: bool = True) -> int:
         if workload:
             apply_example(mesh, root)
             emit(seed.get_json("get", "pods"), POD_COLUMNS, "table")
+            step("beemesh get endpoints web   (each replica's workload Peer ID, from the work "
+                 "plane)")
+            emit(wait_for(lambda: ready_endpoints(seed, 3), 30, "3 ready service records"),
+                 ENDPOINT_COLUMNS, "table")
             for name in mesh.agents:
                 address = mesh.podman(name).address
                 with urllib.request.urlopen(f"http://{address}:18080/", timeout=5) as r:
@@ -95,6 +101,11 @@ def run_demo(machines: int, workdir: Path | None, workload: bool = True) -> int:
     return 0
 
 
+def ready_endpoints(agent: AgentProc, count: int) -> list[dict[str, Any]] | None:
+    rows = agent.get_json("get", "endpoints", "web")
+    return rows if sum(r["ready"] for r in rows) == count else None
+
+
 def apply_example(mesh: LocalMesh, root: Path) -> None:
     manifest = root / "web.yaml"
     manifest.write_text(WEB)
@@ -105,4 +116,5 @@ def apply_example(mesh: LocalMesh, root: Path) -> None:
     if done.returncode != 0:
         raise RuntimeError("the example Deployment did not come up; see the agent logs under "
                            f"{root}")
-    wait_for(lambda: len(seed.get_json("get", "pods")) == 3, 15, "all 3 pods in `get pods`")
+    wait_for(lambda: sum(p.get("ready", False) for p in seed.get_json("get", "pods")) == 3, 30,
+             "all 3 pods ready in `get pods`")
