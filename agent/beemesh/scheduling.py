@@ -43,7 +43,7 @@ from beemesh.scheduler.messages import (
     WORKLOAD,
     task_id,
 )
-from beemesh.scheduler.scoring import LocalState, TaskRequest
+from beemesh.scheduler.scoring import LocalState, TaskRequest, replica_refusal
 from beemesh.store import TOMBSTONE_TTL_S, StoredWorkload, WorkloadStore
 
 log = logging.getLogger("beemesh.scheduling")
@@ -86,10 +86,10 @@ class TaskInfo:
                 "pod": self.pod, "reason": self.reason, "failures": self.failures}
 
 
-def request_of(spec: WorkloadSpec) -> TaskRequest:
+def request_of(spec: WorkloadSpec, ordinal: int) -> TaskRequest:
     cpu, mem = spec.requests()
     return TaskRequest(spec.workload_id, cpu, mem, spec.arch, dict(spec.node_selector),
-                       spec.host_ports())
+                       spec.host_ports(), ordinal, spec.kind == "StatefulSet")
 
 
 class Scheduling:
@@ -205,7 +205,9 @@ class Scheduling:
             memory_bytes_total=cap.memory_bytes, cpu_milli_free=cpu_free,
             memory_bytes_free=mem_free, replicas_here=here,
             used_host_ports=frozenset(ports), uptime_s=time.time() - self.started,
-            price=self.cfg.price)
+            price=self.cfg.price, running_elsewhere=frozenset(
+                (r["workload"], r["replica"]) for r in self._kept_elsewhere()),
+            stateful_quorum=self.majority_for(time.time()) >= self.cfg.record_ttl_s)
 
     def deploying_pods(self) -> set[str]:
         """Pods this machine is deploying right now (not to be restarted or judged yet)."""
@@ -364,11 +366,12 @@ class Scheduling:
         return sorted({r["machine"] for r in self.all_pods()
                        if r["workload"] == workload_id and r["replica"] == ordinal})
 
-    def copies_elsewhere(self, workload_id: str, ordinal: int) -> list[str]:
-        """Other machines whose live record lists that replica, not being drained away."""
-        return sorted({r["machine"] for r in self.all_pods()
-                       if r["workload"] == workload_id and r["replica"] == ordinal
-                       and r["machine"] != self.node and not r.get("retiring")})
+    def _kept_elsewhere(self) -> list[dict[str, Any]]:
+        """Pods other machines' live records list and keep (not retiring, not draining)."""
+        now = time.time()
+        return [{**p, "machine": e.peer_id} for e in self.view.entries(now)
+                if e.peer_id != self.node and not e.body.get("draining")
+                for p in e.body.get("pods", []) if not p.get("retiring")]
 
     def majority_for(self, now: float) -> float:
         """How long this machine has seen a strict majority of the members without a break."""
@@ -480,7 +483,7 @@ class Scheduling:
                             task=tid, workload=spec.workload_id, node=body["origin"])
         if info.state != "pending":
             return []
-        return self.auction.task(tid, request_of(info.spec), now, self.local_state)
+        return self.auction.task(tid, request_of(info.spec, info.ordinal), now, self.local_state)
 
     def _set_cordoned(self, cordoned: bool, now: float) -> None:
         if cordoned:
@@ -616,16 +619,14 @@ class Scheduling:
         spec, ordinal = info.spec, info.ordinal
         cpu, mem = spec.requests()
         ok, reason = False, ""
-        elsewhere = self.copies_elsewhere(spec.workload_id, ordinal)
+        # Checked when bidding too; a StatefulSet ordinal is checked again now, with whatever
+        # records arrived during the selection window (it must never run twice).
+        refusal = replica_refusal(request_of(spec, ordinal), self.local_state()) \
+            if spec.kind == "StatefulSet" else None
         if self.runtime is None or not self.runtime_ok:
             reason = f"runtime unavailable on {self.node}: {self.runtime_error}"
-        elif elsewhere:
-            # A stale Task (delivered late, e.g. by gossip after a partition healed) whose
-            # replica already runs: starting it again would be a duplicate.
-            reason = f"replica {ordinal} already runs on {elsewhere[0]}"
-        elif spec.kind == "StatefulSet" and self.majority_for(time.time()) < self.cfg.record_ttl_s:
-            reason = ("a StatefulSet replica starts only where a majority of machines has been in "
-                      f"sight for {self.cfg.record_ttl_s} s (their records list what they run)")
+        elif refusal is not None:
+            reason = refusal
         elif not self.reservations.reserve(tid, cpu, mem, self.capacity()):
             reason = "resources were taken by another task meanwhile"
         else:

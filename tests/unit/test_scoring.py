@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from auction_sim import GIB, machine, request
 
@@ -11,6 +13,7 @@ from beemesh.scheduler.scoring import (
     LocalState,
     TaskRequest,
     ineligible_reason,
+    replica_refusal,
     score,
 )
 
@@ -147,3 +150,25 @@ def test_negative_uptime_does_not_push_score_below_zero() -> None:
     m = machine(cpu_free=500, mem_free=GIB, price=1.0, replicas_here={"web": 3},
                 uptime_s=-RELIABILITY_HORIZON_S)
     assert 0 <= score(request(cpu_milli=500, memory_bytes=GIB), m) <= SCORE_MAX
+
+
+# ---- replicas that must not start again ---------------------------------------------------
+
+
+def test_a_replica_another_machine_keeps_is_never_bid_for() -> None:
+    """A stale Task (delivered late after a partition healed) for a replica that runs."""
+    req = dataclasses.replace(request(workload_id="w"), ordinal=1)
+    m = dataclasses.replace(machine(), running_elsewhere=frozenset({("w", 1)}))
+    assert ineligible_reason(req, m) == "replica 1 already runs on another machine"
+    other = dataclasses.replace(req, ordinal=0)
+    assert ineligible_reason(other, m) is None
+    assert replica_refusal(other, m) is None
+
+
+def test_a_statefulset_replica_needs_a_majority_in_sight() -> None:
+    req = dataclasses.replace(request(workload_id="db"), stateful=True)
+    alone = dataclasses.replace(machine(), stateful_quorum=False)
+    assert ineligible_reason(req, alone) == (
+        "StatefulSet replicas start only where a majority of machines is in sight")
+    assert ineligible_reason(dataclasses.replace(req, stateful=False), alone) is None
+    assert ineligible_reason(req, dataclasses.replace(alone, stateful_quorum=True)) is None

@@ -24,6 +24,8 @@ class TaskRequest:
     arch: str | None
     node_selector: dict[str, str]
     host_ports: list[tuple[int, str]]
+    ordinal: int = 0
+    stateful: bool = False  # a StatefulSet replica: its ordinal must never run twice
 
 
 @dataclass(frozen=True)
@@ -42,12 +44,20 @@ class LocalState:
     used_host_ports: frozenset[tuple[int, str]] = frozenset()
     uptime_s: float = 0.0
     price: float = 0.5  # 0 = cheapest/greenest, 1 = most expensive
+    # (workload, ordinal) of replicas other machines run and keep (not being drained): a Task
+    # for one of them is stale (delivered late, e.g. after a partition healed).
+    running_elsewhere: frozenset[tuple[str, int]] = frozenset()
+    # A majority of the machines has been in sight long enough to know what they run.
+    stateful_quorum: bool = True
 
 
 def ineligible_reason(req: TaskRequest, m: LocalState) -> str | None:
     """Why this machine must not bid, or None when it may."""
     if not m.runtime_ok:
         return "container runtime unavailable"
+    replica = replica_refusal(req, m)
+    if replica is not None:
+        return replica
     if m.cordoned:
         return "machine is cordoned"
     if req.arch and req.arch != m.arch:
@@ -64,6 +74,16 @@ def ineligible_reason(req: TaskRequest, m: LocalState) -> str | None:
     clash = set(req.host_ports) & m.used_host_ports
     if clash:
         return f"host port {sorted(clash)[0][0]} already in use here"
+    return None
+
+
+def replica_refusal(req: TaskRequest, m: LocalState) -> str | None:
+    """Why this replica must not start here whatever the machine's capacity: it already runs
+    elsewhere, or it is a StatefulSet ordinal and no majority is in sight."""
+    if (req.workload_id, req.ordinal) in m.running_elsewhere:
+        return f"replica {req.ordinal} already runs on another machine"
+    if req.stateful and not m.stateful_quorum:
+        return "StatefulSet replicas start only where a majority of machines is in sight"
     return None
 
 

@@ -1,0 +1,83 @@
+"""The agent's work-plane socket: what the work plane may ask, checked, and nobody else may ask.
+
+A real agent (its work plane running) on loopback; requests go straight to the socket the work
+plane uses, with the bad inputs a buggy or compromised work plane could send.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from beemesh.api.client import call
+from beemesh.errors import UserError
+from beemesh.localmesh import LocalMesh, wait_for
+
+pytestmark = pytest.mark.mesh
+
+
+@pytest.fixture
+def agent_socket(cluster: LocalMesh) -> Path:
+    a = cluster.start("w1", workplane=True)
+    sock = a.state_dir / "workplane" / "agent.sock"
+    wait_for(lambda: sock.exists(), 30, "the work-plane socket")
+    return sock
+
+
+def refused(sock: Path, target: str, body: object) -> str:
+    with pytest.raises(UserError) as e:
+        call(sock, "POST", target, body)
+    return str(e.value)
+
+
+def test_sync_reports_this_machine_and_no_replicas(agent_socket: Path,
+                                                  cluster: LocalMesh) -> None:
+    state = wait_for(lambda: call(agent_socket, "POST", "/v1/work/sync", {}), 30, "a sync")
+    assert state["machine"] == cluster.agents["w1"].peer_id
+    assert state["replicas"] == [] and state["workloads"] == []
+    assert [m["peer_id"] for m in state["machines"]] == [cluster.agents["w1"].peer_id]
+
+
+def test_bad_requests_get_a_clear_answer_and_change_nothing(agent_socket: Path) -> None:
+    assert "heal needs workload_id" in refused(agent_socket, "/v1/work/heal",
+                                               {"workload_id": "w", "ordinal": "0", "epoch": ""})
+    assert "heal needs workload_id" in refused(agent_socket, "/v1/work/heal",
+                                               {"workload_id": "w", "ordinal": True, "epoch": ""})
+    heal = call(agent_socket, "POST", "/v1/work/heal",
+                {"workload_id": "deployment/default/nope", "ordinal": 0, "epoch": "orphan"})
+    assert heal["state"] == "refused"  # settling after start, and no manifest of it anyway
+    assert "no pod nope-0 runs on this machine" in refused(
+        agent_socket, "/v1/work/certify", {"pod": "nope-0", "public_key": "00" * 32})
+    assert "no pod ghost runs" in refused(agent_socket, "/v1/work/remove", {"pod": "ghost"})
+
+
+def test_another_uid_is_refused_even_with_access_to_the_socket_file(
+        agent_socket: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("needs root to connect as another uid (run the tests as root)",
+                    pytrace=False)
+    # Open the way to the socket for uid 65534; the agent must still refuse it (SO_PEERCRED).
+    for path in [*reversed(agent_socket.parents), agent_socket]:
+        if path == Path("/"):
+            continue
+        os.chmod(path, os.stat(path).st_mode | (0o006 if path == agent_socket else 0o001))
+    probe = "\n".join([
+        "import socket, sys",
+        "s = socket.socket(socket.AF_UNIX)",
+        "s.connect(sys.argv[1])",
+        "try:",
+        "    s.sendall(b'POST /v1/work/sync HTTP/1.1\\r\\nHost: x\\r\\n'",
+        "              b'Content-Length: 2\\r\\n\\r\\n{}')",
+        "    print(repr(s.recv(100)))",
+        "except ConnectionResetError:",
+        "    print(repr(b''))",
+    ])
+    done = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                           sys.executable, "-c", probe, str(agent_socket)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr  # it could connect ...
+    assert done.stdout.strip() == "b''", done.stdout  # ... and got nothing but a closed socket
