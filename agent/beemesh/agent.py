@@ -345,7 +345,7 @@ class Agent:
                 if entry.peer_id == self.peer_id or ID.from_base58(entry.peer_id) in connected:
                     continue
                 dialed += 1
-                await self._dial_known(entry.body["addrs"], entry.peer_id)
+                await self.mesh.dial_any(entry.body["addrs"], entry.peer_id, DIAL_TIMEOUT_S)
             if self.joined_after_s is None and len(self.view.entries(time.time())) > 1:
                 self.joined_after_s = time.monotonic() - self.started
                 log.info("joined the mesh after %.2f s", self.joined_after_s)
@@ -364,16 +364,6 @@ class Agent:
             self.view.apply(entry_from_envelope(env, time.time()), time.time())
         except (wire.Rejected, RecordError) as e:
             self._count_drop("dht", pid, getattr(e, "reason", "schema"), str(e))
-
-    async def _dial_known(self, addrs: list[str], pid: str) -> None:
-        for addr in addrs:
-            full = addr if "/p2p/" in addr else f"{addr}/p2p/{pid}"
-            try:
-                with trio.move_on_after(DIAL_TIMEOUT_S):
-                    await self.mesh.connect(full)
-                    return
-            except Exception as e:  # unreachable address: try the next one
-                log.debug("could not dial %s: %s", full, e)
 
     # ---- inbound messages ----------------------------------------------------------------
 

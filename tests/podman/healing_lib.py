@@ -59,6 +59,29 @@ def apply(mesh: LocalMesh, tmp: Path, via: str, text: str, timeout: float = 120)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def start_machines(root: Path, names: tuple[str, ...]) -> LocalMesh:
+    """A mesh of podman machines (the first is everyone's bootstrap peer), all joined."""
+    mesh = LocalMesh.create(root)
+    try:
+        seed = mesh.start(names[0], podman=True)
+        for name in names[1:]:
+            mesh.start(name, podman=True, bootstrap=[seed.addr])
+        wait_sees(mesh, names)
+    except BaseException:
+        mesh.close()
+        raise
+    return mesh
+
+
+def wait_sees(mesh: LocalMesh, group: tuple[str, ...] | list[str], timeout: float = 90) -> None:
+    """Every machine of `group` sees exactly the machines of `group`, with a working runtime."""
+    ids = {mesh.agents[n].peer_id for n in group}
+    for name in group:
+        a = mesh.agents[name]
+        wait_for(lambda a=a: a.node_ids() == ids and a.status()["runtime"] == "ok", timeout,
+                 f"{name} to see exactly {sorted(group)}")
+
+
 def real_pods(mesh: LocalMesh, workload: str | None = None,
               running_only: bool = False) -> list[tuple[str, str]]:
     """(machine name, pod name) of every beemesh pod every live Podman runs."""

@@ -11,7 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from healing_lib import Sampler, apply, manifest, real_pods, wait_gone, wait_settled
+from healing_lib import (
+    Sampler,
+    apply,
+    manifest,
+    real_pods,
+    start_machines,
+    wait_gone,
+    wait_sees,
+    wait_settled,
+)
 
 from beemesh.localmesh import LocalMesh, wait_for
 
@@ -21,25 +30,11 @@ MACHINES = ("p1", "p2", "p3", "p4")
 
 @pytest.fixture(scope="module")
 def mesh4(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
-    root = tmp_path_factory.mktemp("part")
-    mesh = LocalMesh.create(root)
+    mesh = start_machines(tmp_path_factory.mktemp("part"), MACHINES)
     try:
-        seed = mesh.start("p1", podman=True)
-        for name in MACHINES[1:]:
-            mesh.start(name, podman=True, bootstrap=[seed.addr])
-        wait_sees(mesh, MACHINES)
         yield mesh
     finally:
         mesh.close()
-
-
-def wait_sees(mesh: LocalMesh, group: tuple[str, ...] | list[str], timeout: float = 90) -> None:
-    """Every machine of `group` sees exactly the machines of `group`."""
-    ids = {mesh.agents[n].peer_id for n in group}
-    for name in group:
-        a = mesh.agents[name]
-        wait_for(lambda a=a: a.node_ids() == ids and a.status()["runtime"] == "ok", timeout,
-                 f"{name} to see exactly {sorted(group)}")
 
 
 def operator(mesh: LocalMesh, *args: str) -> None:

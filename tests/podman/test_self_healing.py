@@ -21,7 +21,9 @@ from healing_lib import (
     manifest,
     real_pods,
     restart_machine,
+    start_machines,
     wait_gone,
+    wait_sees,
     wait_settled,
 )
 
@@ -33,23 +35,15 @@ MACHINES = ("h1", "h2", "h3", "h4")
 
 @pytest.fixture(scope="module")
 def mesh4(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
-    root = tmp_path_factory.mktemp("heal")
-    mesh = LocalMesh.create(root)
+    mesh = start_machines(tmp_path_factory.mktemp("heal"), MACHINES)
     try:
-        seed = mesh.start("h1", podman=True)
-        for name in MACHINES[1:]:
-            mesh.start(name, podman=True, bootstrap=[seed.addr])
-        wait_joined(mesh)
         yield mesh
     finally:
         mesh.close()
 
 
 def wait_joined(mesh: LocalMesh) -> None:
-    ids = {a.peer_id for a in mesh.agents.values()}
-    for a in mesh.agents.values():
-        wait_for(lambda a=a: a.node_ids() == ids and a.status()["runtime"] == "ok", 90,
-                 f"{a.name} to see every machine with a working runtime")
+    wait_sees(mesh, MACHINES)
 
 
 def delete(mesh: LocalMesh, kind: str, name: str) -> None:

@@ -144,6 +144,18 @@ class MeshHost:
         await self.dht.add_peer(info.peer_id)
         return info.peer_id
 
+    async def dial_any(self, addrs: list[str], peer: str, timeout_s: float = 5.0) -> bool:
+        """Connect to `peer` at the first of its announced addresses that answers."""
+        for addr in addrs:
+            full = addr if "/p2p/" in addr else f"{addr}/p2p/{peer}"
+            try:
+                with trio.move_on_after(timeout_s):
+                    await self.connect(full)
+                    return True
+            except Exception as e:  # unreachable address, refused peer: try the next one
+                log.debug("could not dial %s: %s", full, e)
+        return False
+
     async def subscribe(
         self, topic: str, validator: Callable[[ID, rpc_pb2.Message], bool]
     ) -> ISubscriptionAPI:

@@ -255,16 +255,8 @@ class WorkPlane:
         connected = {p.to_base58() for p in self.mesh.connected()}
         for m in state["machines"]:
             wp = m.get("workplane")
-            if not wp or wp["peer_id"] == self.peer_id or wp["peer_id"] in connected:
-                continue
-            for addr in wp["addrs"]:
-                full = addr if "/p2p/" in addr else f"{addr}/p2p/{wp['peer_id']}"
-                try:
-                    with trio.move_on_after(DIAL_TIMEOUT_S):
-                        await self.mesh.connect(full)
-                        break
-                except Exception as e:  # unreachable address: try the next one
-                    log.debug("could not dial work plane %s: %s", full, e)
+            if wp and wp["peer_id"] != self.peer_id and wp["peer_id"] not in connected:
+                await self.mesh.dial_any(wp["addrs"], wp["peer_id"], DIAL_TIMEOUT_S)
 
     # ---- publishing ------------------------------------------------------------------------------
 
