@@ -48,9 +48,10 @@ def manifest(name: str, replicas: int, *, pool: str = "main", probes: str = "",
              port: int = 8080, declare_port: bool = False) -> str:
     """A Deployment of busybox httpd on `port`, pinned to machines labelled pool=<pool>.
 
-    The port is declared (containerPort) only when asked: Podman 4.3's kube play publishes a
-    containerPort without hostPort on the machine, so two workloads declaring the same port
-    could not share a machine (see the module's report)."""
+    The port is declared (containerPort) only when asked, and only for single-replica
+    workloads: Podman 4.3's kube play publishes a containerPort without hostPort on the
+    machine, so two replicas declaring the same port cannot share a machine, and the
+    scheduler, which only knows hostPorts, may put them together."""
     ports = (f"\n        ports: [{{name: http, containerPort: {port}}}]" if declare_port
              else "")
     return f"""\
@@ -77,7 +78,7 @@ def apply(mesh: LocalMesh, tmp: Path, text: str, via: str = "m1") -> None:
     path = tmp / f"{abs(hash(text))}.yaml"
     path.write_text(text)
     done = mesh.operator(mesh.agents[via].api, "apply", "-f", str(path), "--wait",
-                         "--timeout", "120", timeout=180)
+                         "--timeout", "180", timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -87,7 +88,7 @@ def delete(mesh: LocalMesh, name: str, via: str = "m1") -> None:
     for machine in mesh.podmans:
         wait_for(lambda m=machine: not [p for p in podman_pods(mesh, m)
                                         if p["Name"].startswith(f"{name}-")],
-                 60, f"{machine} to remove the pods of {name}")
+                 120, f"{machine} to remove the pods of {name}")
 
 
 def wid(name: str) -> str:
@@ -139,8 +140,8 @@ def ready_everywhere(mesh: LocalMesh, name: str, replicas: int,
         if not agent.alive():
             continue
         rows = endpoints(agent, name)
-        if len(rows) != replicas or any(r["ready"] is not ready for r in rows):
-            return []
+        assert len(rows) == replicas and all(r["ready"] is ready for r in rows), (
+            agent.name, [(r["pod"], r["ready"], r["machine"][-6:]) for r in rows])
         if agent.name == "m1":
             got = sorted(rows, key=lambda r: r["ordinal"])
     return got
@@ -248,9 +249,9 @@ def mesh(podman_tools: None, tmp_path_factory: pytest.TempPathFactory
             mesh.start(name, podman=True, bootstrap=[seed.addr], extra=["--labels", "pool=main"])
         ids = {a.peer_id for a in mesh.agents.values()}
         for a in mesh.agents.values():
-            wait_for(lambda a=a: a.node_ids() == ids and a.status()["runtime"] == "ok", 60,
+            wait_for(lambda a=a: a.node_ids() == ids and a.status()["runtime"] == "ok", 120,
                      f"{a.name} to see all machines with a working runtime")
-            wait_for(lambda a=a: (a.state_dir / "workplane" / "host.key").exists(), 30,
+            wait_for(lambda a=a: (a.state_dir / "workplane" / "host.key").exists(), 60,
                      f"{a.name}'s work plane to make its host key")
             FIRST_WORKPLANE[a.name] = (workplane_pid(a), time.monotonic())
         yield mesh
@@ -264,9 +265,8 @@ def mesh(podman_tools: None, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="module")
 def ident(mesh: LocalMesh, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     """A 3-replica Deployment, every replica ready on every machine's `get endpoints`."""
-    apply(mesh, tmp_path_factory.mktemp("ident"),
-          manifest("ident", 3, port=8081, declare_port=True))
-    return wait_for(lambda: ready_everywhere(mesh, "ident", 3), 90,
+    apply(mesh, tmp_path_factory.mktemp("ident"), manifest("ident", 3))
+    return wait_for(lambda: ready_everywhere(mesh, "ident", 3), 120,
                     "3 ready records of ident on every machine")
 
 
@@ -290,8 +290,8 @@ def nobody(mesh: LocalMesh) -> AgentProc:
                               "--config", str(config)])
     ids = {a.peer_id for a in mesh.agents.values()}
     for a in mesh.agents.values():
-        wait_for(lambda a=a: a.node_ids() == ids, 60, f"{a.name} to see m4")
-    wait_for(lambda: (agent.state_dir / "workplane" / "host.key").exists(), 30,
+        wait_for(lambda a=a: a.node_ids() == ids, 120, f"{a.name} to see m4")
+    wait_for(lambda: (agent.state_dir / "workplane" / "host.key").exists(), 60,
              "m4's work plane to make its host key")
     FIRST_WORKPLANE["m4"] = (workplane_pid(agent), time.monotonic())
     return agent
@@ -333,7 +333,7 @@ def test_every_replica_has_its_own_workload_key_on_its_machine_only(
                 assert not found, f"{rec['pod']}'s key also lies on {name}: {found}"
 
     for name, agent in mesh.agents.items():
-        pid = wait_for(lambda agent=agent: workplane_pid(agent), 30,
+        pid = wait_for(lambda agent=agent: workplane_pid(agent), 60,
                        f"{name}'s work plane process")
         assert pid != agent.proc.pid
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -346,7 +346,7 @@ def test_work_plane_runs_as_another_user_that_cannot_read_machine_secrets(
     if shutil.which("setpriv") is None:
         pytest.fail("setpriv not found; install util-linux (apt-get install util-linux)",
                     pytrace=False)
-    pid = wait_for(lambda: workplane_pid(nobody), 30, "m4's work plane process")
+    pid = wait_for(lambda: workplane_pid(nobody), 60, "m4's work plane process")
     assert proc_ids(pid, "Uid") == [NOBODY] * 4
     assert proc_ids(pid, "Gid") == [NOBODY] * 4
     assert proc_ids(nobody.proc.pid, "Uid")[1] == 0, "the agent itself runs as root"
@@ -354,7 +354,7 @@ def test_work_plane_runs_as_another_user_that_cannot_read_machine_secrets(
     assert wp_dir.stat().st_uid == NOBODY and stat.S_IMODE(wp_dir.stat().st_mode) == 0o700
 
     apply(mesh, tmp_path, manifest("solo", 1, pool="nobody"))
-    (rec,) = wait_for(lambda: ready_everywhere(mesh, "solo", 1), 90,
+    (rec,) = wait_for(lambda: ready_everywhere(mesh, "solo", 1), 150,
                       "solo's record, from m4's work plane, ready on every machine")
     assert rec["machine"] == nobody.peer_id
     (row,) = pods(nobody, "solo")
@@ -376,7 +376,7 @@ def test_work_plane_runs_as_another_user_that_cannot_read_machine_secrets(
             f"uid {NOBODY} can read {secret}: {denied}"
 
     delete(mesh, "solo")  # m4 runs nothing from here on
-    wait_for(lambda: not endpoints(mesh.agents["m1"], "solo"), 30, "solo's record withdrawn")
+    wait_for(lambda: not endpoints(mesh.agents["m1"], "solo"), 60, "solo's record withdrawn")
 
 
 # ---- 2. discovery ----------------------------------------------------------------------------
@@ -391,8 +391,8 @@ def parse_table(text: str) -> list[dict[str, str]]:
 
 def test_discovery_files_list_the_ready_replicas_of_their_own_workload(
         mesh: LocalMesh, ident: list[dict[str, Any]], tmp_path: Path) -> None:
-    apply(mesh, tmp_path, manifest("other", 2, port=8082, declare_port=True))
-    wait_for(lambda: ready_everywhere(mesh, "other", 2), 90, "2 ready records of other")
+    apply(mesh, tmp_path, manifest("other", 1, port=8082, declare_port=True))
+    wait_for(lambda: ready_everywhere(mesh, "other", 1), 120, "the ready record of other")
 
     def check_files() -> bool:
         for name in ("ident", "other"):
@@ -412,7 +412,7 @@ def test_discovery_files_list_the_ready_replicas_of_their_own_workload(
                 assert [p["peer_id"] for p in peers["peers"] if p["self"]] == [me["peer_id"]]
         return True
 
-    wait_for(check_files, 30, "every pod's discovery files to match get endpoints")
+    wait_for(check_files, 60, "every pod's discovery files to match get endpoints")
 
     for row in pods(mesh.agents["m1"], "ident") + pods(mesh.agents["m1"], "other"):
         machine, pod = where(mesh, row), row["pod"]
@@ -437,12 +437,12 @@ def test_discovery_files_list_the_ready_replicas_of_their_own_workload(
         (r["workload"], str(r["ordinal"]), r["pod"], r["peer_id"], "yes" if r["ready"] else "no")
         for r in records)
     named = parse_table(m2.cli("get", "endpoints", "other").stdout)
-    assert {r["WORKLOAD"] for r in named} == {wid("other")} and len(named) == 2
+    assert {r["WORKLOAD"] for r in named} == {wid("other")} and len(named) == 1
     assert {r["ADDRESSES"] for r in named} <= {a.ip for a in mesh.agents.values()}
     assert {r["PORTS"] for r in named} == {"8082/TCP"}
 
     delete(mesh, "other")
-    wait_for(lambda: not endpoints(mesh.agents["m2"], "other"), 30, "other's records withdrawn")
+    wait_for(lambda: not endpoints(mesh.agents["m2"], "other"), 60, "other's records withdrawn")
 
 
 # ---- 3. probes ---------------------------------------------------------------------------------
@@ -456,16 +456,25 @@ READINESS = """
 
 def test_readiness_probe_gates_records_and_discovery(mesh: LocalMesh, tmp_path: Path) -> None:
     apply(mesh, tmp_path, manifest("gated", 2, probes=READINESS))
-    rows = {p["pod"]: p for p in pods(mesh.agents["m1"], "gated")}
+    rows = wait_for(lambda: (got := {p["pod"]: p for p in pods(mesh.agents["m1"], "gated")})
+                    and set(got) == {"gated-0", "gated-1"} and got, 60, "gated's pods")
     on = {pod: where(mesh, row) for pod, row in rows.items()}
 
     def discovery(pod: str) -> list[str]:
         return sorted(p["pod"] for p in read_in_pod(mesh, on[pod], pod,
                                                     "/run/beemesh/peers.json")["peers"])
 
-    # Records exist (keys certified, published) but say not ready; nobody lists them.
-    wait_for(lambda: ready_everywhere(mesh, "gated", 2, ready=False), 60,
-             "2 not-ready records of gated on every machine")
+    # Records exist (keys certified, published) but say not ready; nobody lists them. (On a
+    # very busy host a replica may be healed while its first copy still deploys; two copies
+    # that are not ready both stay until one is: the one made ready below.)
+    def none_ready() -> bool:
+        for agent in mesh.agents.values():
+            rows = endpoints(agent, "gated")
+            assert {r["ordinal"] for r in rows} == {0, 1} and not any(
+                r["ready"] for r in rows), (agent.name, rows)
+        return all(discovery(pod) == [] for pod in on)
+
+    wait_for(none_ready, 120, "not-ready records of both replicas of gated on every machine")
     ctr_exec(mesh, on["gated-0"], "gated-0", "touch", "/www/ready")
 
     def only_first_ready() -> bool:
@@ -475,7 +484,7 @@ def test_readiness_probe_gates_records_and_discovery(mesh: LocalMesh, tmp_path: 
                 return False
         return all(discovery(pod) == ["gated-0"] for pod in on)
 
-    wait_for(only_first_ready, 60, "gated-0 ready, gated-1 not, everywhere")
+    wait_for(only_first_ready, 120, "gated-0 ready, gated-1 not, everywhere")
     # The probe of gated-1 ran all along (gated-0's made it ready): it keeps saying no.
     for agent in mesh.agents.values():
         table = parse_table(agent.cli("get", "pods").stdout)
@@ -486,7 +495,7 @@ def test_readiness_probe_gates_records_and_discovery(mesh: LocalMesh, tmp_path: 
 
     ctr_exec(mesh, on["gated-1"], "gated-1", "touch", "/www/ready")
     wait_for(lambda: ready_everywhere(mesh, "gated", 2) and all(
-        discovery(pod) == ["gated-0", "gated-1"] for pod in on), 60,
+        discovery(pod) == ["gated-0", "gated-1"] for pod in on), 120,
         "both replicas ready in every endpoints list and both pods' peers.json")
     assert all(p["ready"] for a in mesh.agents.values() for p in pods(a, "gated"))
 
@@ -494,7 +503,7 @@ def test_readiness_probe_gates_records_and_discovery(mesh: LocalMesh, tmp_path: 
     ctr_exec(mesh, on["gated-0"], "gated-0", "rm", "/www/ready")
     wait_for(lambda: all(discovery(pod) == ["gated-1"] for pod in on) and all(
         {r["pod"]: r["ready"] for r in endpoints(a, "gated")} == {
-            "gated-0": False, "gated-1": True} for a in mesh.agents.values()), 60,
+            "gated-0": False, "gated-1": True} for a in mesh.agents.values()), 120,
         "gated-0 out of every list once its probe fails")
     delete(mesh, "gated")
 
@@ -511,7 +520,7 @@ LIVENESS = """
 
 def test_failing_liveness_probe_restarts_the_pod(mesh: LocalMesh, tmp_path: Path) -> None:
     apply(mesh, tmp_path, manifest("lively", 1, probes=LIVENESS))
-    (before,) = wait_for(lambda: ready_everywhere(mesh, "lively", 1), 60,
+    (before,) = wait_for(lambda: ready_everywhere(mesh, "lively", 1), 120,
                          "lively ready everywhere")
     machine = machine_name(mesh, before["machine"])
     agent = mesh.agents[machine]
@@ -527,13 +536,13 @@ def test_failing_liveness_probe_restarts_the_pod(mesh: LocalMesh, tmp_path: Path
                 and "lively-0" in e["text"]]
     ctr_exec(mesh, machine, "lively-0", "rm", "/tmp/alive")
     restart = wait_for(lambda: [e for e in events(agent) if e["kind"] == "Restarting"
-                                and "lively-0" in e["text"]], 60,
+                                and "lively-0" in e["text"]], 120,
                        "a Restarting event for lively-0")
     assert "liveness" in restart[0]["text"], restart
-    wait_for(lambda: started_at() != first, 60, "the container to be started again")
+    wait_for(lambda: started_at() != first, 120, "the container to be started again")
     # The script made /tmp/alive again: the same replica (same machine, same workload key)
     # is back and ready.
-    again = wait_for(lambda: ready_everywhere(mesh, "lively", 1), 60,
+    again = wait_for(lambda: ready_everywhere(mesh, "lively", 1), 120,
                      "lively ready again everywhere")
     assert (again[0]["pod"], again[0]["machine"], again[0]["peer_id"]) == (
         "lively-0", before["machine"], before["peer_id"])
@@ -586,7 +595,7 @@ def test_workload_key_is_refused_on_the_machine_plane(
         assert report["peer_id"] == row["peer"]
         sent = sum(report["sent"].values())
         wait_for(lambda: m2.metrics().get("messages_dropped", {}).get("wrong_plane", 0) - before
-                 >= sent, 30, f"m2 to drop the {sent} messages as wrong_plane")
+                 >= sent, 60, f"m2 to drop the {sent} messages as wrong_plane")
         # While it stays connected, m2 fetches the records of connected peers it does not
         # know from the Machine DHT (once a second): watch several rounds of that.
         deadline = time.monotonic() + 8
@@ -653,16 +662,16 @@ def test_bad_input_from_an_admitted_work_plane_host_is_dropped(
             return sorted(r["ordinal"] for r in endpoints(agent, "ghost"))
 
         # The control record is accepted: this host's messages do reach the work planes.
-        wait_for(lambda: ghosts(m1) == [10], 30, "m1 to list the control record")
+        wait_for(lambda: ghosts(m1) == [10], 60, "m1 to list the control record")
         intruder.next()
         bad = intruder.phase(60)
         assert {c["reason"] for c in bad["sent"]} == set(WP_REASONS)
         # The sentinel left after every bad message, on the same stream: once m1 lists it,
         # m1's work plane has judged them all.
-        wait_for(lambda: ghosts(m1) == [10, 11], 30, "m1 to list the sentinel record")
+        wait_for(lambda: ghosts(m1) == [10, 11], 60, "m1 to list the sentinel record")
         for name in ("m1", "m2", "m3"):
             agent = mesh.agents[name]
-            wait_for(lambda agent=agent: ghosts(agent) == [10, 11], 30,
+            wait_for(lambda agent=agent: ghosts(agent) == [10, 11], 60,
                      f"{name} to list the control and sentinel records, and nothing else")
             assert sorted((r["ordinal"], r["peer_id"]) for r in endpoints(agent, "ident")
                           ) == baseline, f"{name}'s records of ident changed"
@@ -675,7 +684,7 @@ def test_bad_input_from_an_admitted_work_plane_host_is_dropped(
         assert intruder.phase(30)["phase"] == "withdrawn"
         for name in ("m1", "m2", "m3"):
             agent = mesh.agents[name]
-            wait_for(lambda agent=agent: ghosts(agent) == [], 30,
+            wait_for(lambda agent=agent: ghosts(agent) == [], 60,
                      f"{name} to forget the withdrawn records")
     finally:
         if intruder is not None:
@@ -685,7 +694,7 @@ def test_bad_input_from_an_admitted_work_plane_host_is_dropped(
     assert not [e for e in events(m1) if e["kind"] == "WorkPlaneExited"]
     assert "Traceback" not in m1.log_text()[log_start:]
     # m4's agent starts its work plane again, with the same host identity.
-    new = wait_for(lambda: (pid := workplane_pid(nobody)) not in (None, wp4) and pid, 60,
+    new = wait_for(lambda: (pid := workplane_pid(nobody)) not in (None, wp4) and pid, 120,
                    "m4's agent to start its work plane again")
     assert proc_ids(new, "Uid")[1] == NOBODY
 
@@ -693,7 +702,7 @@ def test_bad_input_from_an_admitted_work_plane_host_is_dropped(
 def test_work_plane_stops_when_its_agent_dies(mesh: LocalMesh, nobody: AgentProc) -> None:
     """SIGKILL to m4's agent alone (not its process group): its work plane, now an orphan,
     stops by itself instead of publishing for replicas nobody supervises."""
-    pid = wait_for(lambda: workplane_pid(nobody), 60, "m4's work plane")
+    pid = wait_for(lambda: workplane_pid(nobody), 120, "m4's work plane")
     os.kill(nobody.proc.pid, signal.SIGKILL)
     nobody.proc.wait(10)
 
@@ -705,6 +714,6 @@ def test_work_plane_stops_when_its_agent_dies(mesh: LocalMesh, nobody: AgentProc
         assert fields[0] == "Z", f"pid {pid} state {fields[0]}, parent {fields[1]}"
         return True
 
-    wait_for(gone, 15, "m4's orphaned work plane to exit")
+    wait_for(gone, 30, "m4's orphaned work plane to exit")
     assert "agent (pid" in nobody.log_text() and "is gone; stopping the work plane" in \
         nobody.log_text()

@@ -272,6 +272,11 @@ async def stolen_workplane_host(args: argparse.Namespace) -> None:
             await host.publish(WP_TOPIC, payload)
             sent.append({"reason": reason, "what": what})
             await trio.sleep(0.05)
+        # The control again, newer (its first copy may near its 60 s TTL on a slow host),
+        # then the sentinel.
+        now = time.time()
+        await host.publish(WP_TOPIC, record(control_key, args.ghost, 10, "ghost-10", "control",
+                                            control_cert, now))
         sentinel_key, sentinel_cert, sentinel = valid(11, "ghost-11", "sentinel")
         await host.publish(WP_TOPIC, sentinel)
         emit("bad", sent=sent, sentinel=sentinel_key.peer_id)
