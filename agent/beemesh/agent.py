@@ -242,6 +242,9 @@ class Agent:
             nursery.start_soon(self._announce_loop)
             nursery.start_soon(self._maintain_loop)
             await self._wait_for_signal()
+            if self.bridge is not None:
+                with trio.move_on_after(4):
+                    await self.bridge.stop()
             await self._withdraw()
             nursery.cancel_scope.cancel()
 

@@ -119,6 +119,12 @@ class WorkBridge:
         self.started = time.time()
         self.proc: trio.Process | None = None
         self._nursery: trio.Nursery | None = None
+        self._stopping = False
+        sch.metrics.describe("workplane_messages_dropped",
+                             "work-plane messages its validator dropped, by reason")
+        sch.metrics.describe("workplane_connections_refused",
+                             "connections the work plane closed: not an announced work plane",
+                             "who")
 
     # ---- what the agent reads --------------------------------------------------------------
 
@@ -207,6 +213,8 @@ class WorkBridge:
             finally:
                 with trio.CancelScope(shield=True):
                     await self._stop_child()
+            if self._stopping:
+                return
             log.error("work plane exited with status %s; starting it again in %.0f s",
                       code, delay)
             self.sch.events.add(time.time(), "WorkPlaneExited", f"status {code}",
@@ -214,6 +222,12 @@ class WorkBridge:
             self.host = None
             await trio.sleep(delay)
             delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, RESPAWN_MAX_S)
+
+    async def stop(self) -> None:
+        """Clean shutdown: the work plane withdraws its records while peers still admit it
+        (before this machine withdraws its own record, which announces the work plane)."""
+        self._stopping = True
+        await self._stop_child()
 
     async def _stop_child(self) -> None:
         proc = self.proc
@@ -242,6 +256,13 @@ class WorkBridge:
             local = set(self.sch.local_pods)
             self.peers = {p: str(v) for p, v in peers.items() if p in local}
         self.synced = bool(report.get("synced"))
+        dropped = report.get("dropped", {})
+        if isinstance(dropped, dict):  # the work plane's counts, shown in the agent's metrics
+            for reason, count in dropped.items():
+                if isinstance(count, int):
+                    self.sch.metrics.set("workplane_messages_dropped", str(reason)[:32], count)
+        if isinstance(report.get("gated"), int):
+            self.sch.metrics.set("workplane_connections_refused", "peer", report["gated"])
         return Response(200, self.state())
 
     def state(self) -> dict[str, Any]:

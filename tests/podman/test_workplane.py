@@ -576,6 +576,8 @@ def test_machine_key_is_refused_on_the_work_plane(
         rows = endpoints(agent)
         assert not [r for r in rows if r["peer_id"] == m2.peer_id or r["pod"] == "forged-0"]
     assert workplane_pid(m1) == wp1, "m1's work plane did not survive the refused dials"
+    wait_for(lambda: m1.metrics().get("workplane_connections_refused", {}).get("peer", 0) >= 1,
+             30, "m1's metrics to count the refused connections")
     assert not [e for e in events(m1) if e["kind"] == "WorkPlaneExited"]
 
 
@@ -680,6 +682,10 @@ def test_bad_input_from_an_admitted_work_plane_host_is_dropped(
             lines = [ln for ln in log.splitlines()
                      if f"dropped work-plane message from {stolen}: {reason}:" in ln]
             assert len(lines) == 1, (reason, lines)
+        # The operator sees the work plane's drops in the agent's metrics.
+        wait_for(lambda: set(WP_REASONS) <= set(
+            m1.metrics().get("workplane_messages_dropped", {})), 30,
+                 "m1's metrics to count the work plane's drops by reason")
         intruder.next()
         assert intruder.phase(30)["phase"] == "withdrawn"
         for name in ("m1", "m2", "m3"):

@@ -174,14 +174,13 @@ def _container_manifest(c: ContainerSpec, env: dict[str, str],
     out["env"] += [{"name": k, "value": v} for k, v in env.items()]
     if mounts:
         out["volumeMounts"] = list(mounts)
-    if c.ports:
-        ports = []
-        for p in c.ports:
-            port: dict[str, Any] = {"containerPort": p.container_port, "protocol": p.protocol}
-            if p.host_port is not None:
-                port["hostPort"] = p.host_port
-            ports.append(port)
-        out["ports"] = ports
+    # Only ports with a hostPort: Podman 4.3's kube play also binds a bare containerPort on
+    # the machine, so two replicas declaring one would clash where Kubernetes would not. A
+    # bare containerPort changes nothing else (the pod's IP serves it either way).
+    published = [{"containerPort": p.container_port, "protocol": p.protocol,
+                  "hostPort": p.host_port} for p in c.ports if p.host_port is not None]
+    if published:
+        out["ports"] = published
     requests_: dict[str, str] = {}
     limits: dict[str, str] = {}
     if c.cpu_request_milli:

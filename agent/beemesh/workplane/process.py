@@ -205,6 +205,8 @@ class WorkPlane:
                 "records": [r.to_dict(now) for r in self.view.records(now)],
                 "peers": {m.pod: m.key.peer_id for m in self.local.values() if m.cert},
                 "synced": self.synced(now),
+                "dropped": dict(self.dropped),
+                "gated": self.mesh.gated,
             }
             try:
                 self.state = await self._agent("/v1/work/sync", report)
