@@ -1,7 +1,12 @@
 """`make bench`: measure the agent on real processes; print a table and write JSON.
 
-Machines here are noisy, so every timing is a median over repeats (or over agents) and the
-memory figures are broken down by what is imported, to show where the memory goes.
+Groups (`--only` runs one): `agent` (import cost, join time, idle cost on loopback),
+`scheduling` (scheduling_bench.py), `healing` (healing_bench.py: machine death to ready
+replacement, work-plane memory). The whole run is sized to finish in ~15 minutes on a
+2-core host (see scheduling_bench.py for why 20 pods, not 100).
+
+Machines here are noisy, so every timing is a median (and p99) over repeats (or over agents)
+and the memory figures are broken down by what is imported, to show where the memory goes.
 """
 
 from __future__ import annotations
@@ -86,9 +91,12 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("bench-results.json"))
     ap.add_argument("--agents", type=int, default=5)
     ap.add_argument("--idle-seconds", type=float, default=60)
-    ap.add_argument("--tasks", type=int, default=100)
+    ap.add_argument("--tasks", type=int, default=20, help="pods the scheduling group applies")
     ap.add_argument("--rate", type=float, default=1.0, help="tasks applied per second")
-    ap.add_argument("--only", choices=["agent", "scheduling"], help="run one group only")
+    ap.add_argument("--heal-rounds", type=int, default=8,
+                    help="machine deaths timed by the healing group")
+    ap.add_argument("--only", choices=["agent", "scheduling", "healing"],
+                    help="run one group only")
     args = ap.parse_args()
     results: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "arch": platform.machine(),
@@ -98,6 +106,8 @@ def main() -> int:
         rows += bench_agent_group(args, results)
     if args.only in (None, "scheduling"):
         rows += bench_scheduling_group(args, results)
+    if args.only in (None, "healing"):
+        rows += bench_healing_group(args, results)
     width = max(len(r[0]) for r in rows)
     print(f"\n{'metric'.ljust(width)}  value\n{'-' * width}  -----")
     for k, v in rows:
@@ -120,6 +130,8 @@ def bench_scheduling_group(args: argparse.Namespace, results: dict[str, Any]) ->
               f"{args.rate:g}/s, bid suppression {label} ...", flush=True)
         r = run_scheduling(args.agents, args.tasks, args.rate, suppression)
         results[f"scheduling_{label}_suppression"] = r
+        cpu, cores = r["cpu_apply_to_all_deployed"], os.cpu_count() or 1
+        known, n = r["machines_known_per_agent"], args.agents
         rows += [
             (f"[{label} suppression] publish -> Deployed p50 / p99",
              f"{r['publish_to_deployed_s_p50']:.2f} / {r['publish_to_deployed_s_p99']:.2f} s"),
@@ -132,8 +144,65 @@ def bench_scheduling_group(args: argparse.Namespace, results: dict[str, Any]) ->
             (f"[{label} suppression] duplicates deployed+drained / left / machines used",
              f"{r['duplicates_drained']} / {r['duplicates_running_at_end']} / "
              f"{r['machines_used']}"),
+            (f"[{label} suppression] heal/replacement tasks (no machine failed)",
+             str(r["heal_or_replacement_tasks"])),
+            (f"[{label} suppression] machines an agent knew: min / share of samples all {n}",
+             f"{known['min']} / {known['share_of_samples_seeing_all']:.0%}"),
+            (f"[{label} suppression] messages dropped as stale (> 30 s late), all agents",
+             str(r["messages_dropped_as_stale"])),
+            (f"[{label} suppression] CPU-s agents / work planes / Podman+containers",
+             f"{cpu['agent']:.0f} / {cpu['workplane']:.0f} / "
+             f"{cpu['podman service'] + cpu['conmon'] + cpu['container'] + cpu['other']:.0f} "
+             f"in {cpu['wall_s']:.0f} s"),
+            (f"[{label} suppression] cores used: this mesh / whole host (others' tests too)",
+             f"{cpu['mesh_share_of_host'] * cores:.2f} / {cpu['host_busy_share'] * cores:.2f}"
+             f" of {cores}"),
         ]
     rows.append(("Kubernetes pod-startup SLO (p99, image pull excluded)", "<= 5 s"))
+    return rows
+
+
+def bench_healing_group(args: argparse.Namespace, results: dict[str, Any]) -> Rows:
+    from healing_bench import MACHINES, RSS_COUNTS
+    from healing_bench import run as run_healing
+
+    print(f"[bench] healing: {len(MACHINES)} machines, {args.heal_rounds} machine deaths; "
+          f"work plane RSS with {', '.join(map(str, RSS_COUNTS))} replicas ...", flush=True)
+    r = run_healing(args.heal_rounds)
+    results["healing"] = r["healing"]
+    results["workplane_memory"] = mem = r["memory"]
+    h = r["healing"]
+    ready, asked, after = (h["death_to_ready_s"], h["death_to_heal_asked_s"],
+                           h["heal_asked_to_ready_s"])
+    by_count = mem["workplane_rss_mb_by_replicas"]
+    missed = h["not_ready_within_s"]
+    most = str(max(RSS_COUNTS))
+
+    def p50_p99(s: dict[str, float | None]) -> str:
+        return "-" if s["p50"] is None else f"{s['p50']:.1f} / {s['p99']:.1f} s"
+
+    def times(reference_s: float) -> str:
+        return "" if not ready["p50"] else f" ({reference_s / ready['p50']:.1f}x beemesh p50)"
+
+    rows = [
+        (f"machine death -> replacement ready p50 / p99 ({args.heal_rounds} deaths, "
+         f"{missed['rounds']} not ready within {missed['limit']} s)", p50_p99(ready)),
+        ("  death -> heal asked p50 / p99", p50_p99(asked)),
+        ("  heal asked -> replacement ready p50 / p99", p50_p99(after)),
+        ("  reference, not measured: Kubernetes defaults (40 s node grace + 300 s eviction)",
+         f">= 340 s{times(340)}"),
+        ("  reference, not measured: Nomad defaults (10 s heartbeat TTL + 10 s grace)",
+         f">= 20 s{times(20)}"),
+        ("work plane RSS with " + " / ".join(by_count) + " replicas",
+         " / ".join(f"{v:.1f}" for v in by_count.values()) + " MB"),
+        ("work plane RSS per extra replica (least-squares slope)",
+         f"{mem['workplane_rss_mb_per_extra_replica'] * 1024:.0f} KB"),
+        ("per machine, no replicas: agent / work plane RSS (median of 4)",
+         f"{mem['agent_rss_mb_per_machine_median']:.1f} / "
+         f"{mem['workplane_rss_mb_per_machine_median']:.1f} MB"),
+        (f"machine with {most} replicas: agent / work plane RSS",
+         f"{mem['agent_rss_mb_by_replicas'][most]:.1f} / {by_count[most]:.1f} MB"),
+    ]
     return rows
 
 
