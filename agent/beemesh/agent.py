@@ -14,7 +14,7 @@ import logging
 import platform
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import psutil
@@ -115,12 +115,19 @@ def machine_dht_key(pid: str) -> str:
 class MachineRecordValidator(Validator):
     """Machine DHT values: a signed, unexpired MachineRecord stored under its own peer id."""
 
-    def __init__(self, verifier: wire.Verifier) -> None:
+    def __init__(self, verifier: wire.Verifier,
+                 refuse_signer: Callable[[wire.Envelope], None]) -> None:
         self.verifier = verifier
+        self.refuse_signer = refuse_signer
+
+    def authenticate(self, value: bytes) -> wire.Envelope:
+        env = self.verifier.authenticate(value)
+        self.refuse_signer(env)
+        return env
 
     def validate(self, key: str, value: bytes) -> None:
         try:
-            env = self.verifier.authenticate(value)
+            env = self.authenticate(value)
             entry = entry_from_envelope(env, time.time())
         except (wire.Rejected, RecordError) as e:
             raise ValueError(f"invalid machine record: {e}") from None
@@ -142,7 +149,7 @@ class LeaseValidator(MachineRecordValidator):
 
     def validate(self, key: str, value: bytes) -> None:
         try:
-            env = self.verifier.authenticate(value)
+            env = self.authenticate(value)
         except wire.Rejected as e:
             raise ValueError(f"invalid lease hint: {e}") from None
         if key != f"/{LEASE_NS}/{env.body['task_id']}":
@@ -177,8 +184,10 @@ class Agent:
                 listen=cfg.listen,
                 dht_prefix=MACHINE_DHT_PREFIX,
                 dht_validators={
-                    MACHINE_NS: MachineRecordValidator(self.verifiers[TOPIC_EVENTS]),
-                    LEASE_NS: LeaseValidator(self.verifier_for({LEASE.name: LEASE})),
+                    MACHINE_NS: MachineRecordValidator(self.verifiers[TOPIC_EVENTS],
+                                                       self.refuse_workload_signer),
+                    LEASE_NS: LeaseValidator(self.verifier_for({LEASE.name: LEASE}),
+                                             self.refuse_workload_signer),
                 },
                 heartbeat_s=cfg.gossip_heartbeat_s,
             )
@@ -361,9 +370,7 @@ class Agent:
         self.metrics.inc("dht_records_fetched")
         try:
             env = self.verifiers[TOPIC_EVENTS].authenticate(data)
-            if peer_id(env.sender) in self.workload_peers():  # as the pub/sub validator does
-                raise wire.Rejected("wrong_plane", "machine record in the DHT signed by a "
-                                    "workload key")
+            self.refuse_workload_signer(env)
             self.view.apply(entry_from_envelope(env, time.time()), time.time())
         except (wire.Rejected, RecordError) as e:
             self._count_drop("dht", pid, getattr(e, "reason", "schema"), str(e))
@@ -377,9 +384,7 @@ class Agent:
             try:
                 env = verifier.check(msg.data, time.time(), public_key_from_peer_id_bytes(
                     msg.from_id))
-                if peer_id(env.sender) in self.workload_peers():
-                    raise wire.Rejected("wrong_plane", "signed by a workload key; only machine "
-                                        "and operator keys speak on the machine plane")
+                self.refuse_workload_signer(env)
                 if env.kind == TASK.name:
                     self.scheduling.check_task(env)
                 elif env.kind == TOMBSTONE.name:
@@ -391,6 +396,12 @@ class Agent:
             return True
 
         return validate
+
+    def refuse_workload_signer(self, env: wire.Envelope) -> None:
+        """Workload keys never speak on the machine plane: topics, DHT records, lease hints."""
+        if peer_id(env.sender) in self.workload_peers():
+            raise wire.Rejected("wrong_plane", "signed by a workload key; only machine and "
+                                "operator keys speak on the machine plane")
 
     def workload_peers(self) -> set[str]:
         """Workload Peer IDs this machine knows (refreshed at most once a second)."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from beemesh import machines, wire
-from beemesh.identity import KeyPair
+from beemesh.identity import KeyPair, peer_id
 from beemesh.machines import (
     MACHINE_RECORD,
     MACHINE_WITHDRAW,
@@ -376,3 +377,28 @@ def test_memory_counts_from_last_record_expiry() -> None:
 def test_empty_view_has_no_majority() -> None:
     view = MachineView()
     assert quorum(view, T0) == ((0, 0), False, False)
+
+
+def test_machine_dht_validator_refuses_workload_signers_and_foreign_keys() -> None:
+    """What a machine stores for the machine DHT: its own record, never a workload key's."""
+    from beemesh.agent import MachineRecordValidator, machine_dht_key
+
+    workload_peers: set[str] = set()
+
+    def refuse(env: wire.Envelope) -> None:
+        if peer_id(env.sender) in workload_peers:
+            raise wire.Rejected("wrong_plane", "signed by a workload key")
+
+    validator = MachineRecordValidator(
+        wire.Verifier({MACHINE_RECORD.name: MACHINE_RECORD}, dict), refuse)
+    now = time.time()
+    data = wire.seal(KEY_A, MACHINE_RECORD.name, record_body(KEY_A, ttl_s=60), now)
+    validator.validate(machine_dht_key(KEY_A.peer_id), data)
+    with pytest.raises(ValueError, match="another key"):
+        validator.validate(machine_dht_key(KEY_B.peer_id), data)
+    expired = wire.seal(KEY_A, MACHINE_RECORD.name, record_body(KEY_A, ttl_s=5), now - 10)
+    with pytest.raises(ValueError, match="expired"):
+        validator.validate(machine_dht_key(KEY_A.peer_id), expired)
+    workload_peers.add(KEY_A.peer_id)  # the same key, now known as a workload's
+    with pytest.raises(ValueError, match="workload key"):
+        validator.validate(machine_dht_key(KEY_A.peer_id), data)
