@@ -30,6 +30,7 @@ from beemesh.errors import UserError
 from beemesh.events import EventLog
 from beemesh.fleet import Fleet
 from beemesh.identity import KeyPair, peer_id, public_key_from_peer_id_bytes
+from beemesh.lag import DeliveryLag
 from beemesh.logs import (
     LOGS_PROTOCOL,
     encode_error,
@@ -175,6 +176,7 @@ class Agent:
         self.metrics.describe("dht_records_fetched", "machine records read from the DHT")
         self.events = EventLog()
         self._replay = wire.ReplayGuard()
+        self.lag = DeliveryLag()
         self.verifiers = {topic: self.verifier_for(kinds) for topic, kinds in TOPIC_KINDS.items()}
         self._logged_drops: set[tuple[str, str]] = set()
         self.mesh = MeshHost(
@@ -196,13 +198,13 @@ class Agent:
             key=key, cfg=cfg, view=self.view, metrics=self.metrics, events=self.events,
             runtime=make_runtime(cfg), arch=machine_arch(), verifier_for=self.verifier_for,
             publish=self.mesh.publish, put=self.mesh.put, get=self.mesh.get,
-            pods_changed=self._announce_soon)
+            pods_changed=self._announce_soon, late=self.lag.behind_s)
         self.supervisor = Supervisor(self.scheduling, quorum_memory_s=cfg.quorum_memory_s)
         self.bridge: WorkBridge | None = None
         if cfg.workplane:
             self.bridge = WorkBridge(key=key, cfg=cfg, sch=self.scheduling, sup=self.supervisor,
                                      addrs=lambda: dialable(self.mesh.addrs()),
-                                     log_level=log_level)
+                                     behind_s=self.lag.behind_s, log_level=log_level)
             self.scheduling.prepare_pod = self.bridge.pod_dir
         bridge = self.bridge
         self.scheduling.pod_extras = lambda pod: {
@@ -385,17 +387,27 @@ class Agent:
                 env = verifier.check(msg.data, time.time(), public_key_from_peer_id_bytes(
                     msg.from_id))
                 self.refuse_workload_signer(env)
-                if env.kind == TASK.name:
+                if env.kind == MACHINE_RECORD.name:
+                    self.lag.observe(env.sender.hex(), env.ts_ms / 1000, time.time())
+                elif env.kind == TASK.name:
                     self.scheduling.check_task(env)
                 elif env.kind == TOMBSTONE.name:
                     self.scheduling.check_tombstone(env)
             except wire.Rejected as e:
+                if e.reason == "stale":
+                    self._observe_stale(msg.data)
                 self._count_drop(topic, ID(msg.from_id).to_base58(), e.reason, e.detail)
                 return False
             self.metrics.inc("messages_accepted", env.kind)
             return True
 
         return validate
+
+    def _observe_stale(self, data: bytes) -> None:
+        """A machine record too late to accept is the strongest sign of a backlog."""
+        env = wire.decode(data)  # it decoded once already, in the check that found it stale
+        if env.kind == MACHINE_RECORD.name:
+            self.lag.observe(env.sender.hex(), env.ts_ms / 1000, time.time())
 
     def refuse_workload_signer(self, env: wire.Envelope) -> None:
         """Workload keys never speak on the machine plane: topics, DHT records, lease hints."""
@@ -453,6 +465,7 @@ class Agent:
             "addrs": self.mesh.addrs(),
             "connected_peers": [p.to_base58() for p in self.mesh.connected()],
             "known_machines": len(self.view.entries(time.time())),
+            "hears_mesh_late_s": round(self.lag.behind_s(time.time()), 1),
             "joined": self.joined_after_s is not None,
             "joined_after_s": self.joined_after_s,
             "runtime": "ok" if self.scheduling.runtime_ok else self.scheduling.runtime_error,

@@ -47,6 +47,9 @@ class AgentConfig:
     # Healing: a restarted agent asks for nothing until peers have had time to tell it about
     # Deletes and running replicas; StatefulSet heals need a majority and wait out fencing.
     heal_settle_s: float = 20.0
+    # ... and asks for none while it hears machine records this much later than usual: records
+    # that lapse in a backlog are not machines that died.
+    heal_pause_late_s: float = 3.0
     statefulset_margin_s: float = 10.0
     quorum_memory_s: float = 600.0
 
@@ -75,6 +78,9 @@ class AgentConfig:
             raise UserError("record_ttl_s must be between 1 and 300 seconds")
         if not 0 < self.record_refresh_s < self.record_ttl_s:
             raise UserError("record_refresh_s must be positive and shorter than record_ttl_s")
+        if self.heal_pause_late_s <= 0:
+            raise UserError("heal_pause_late_s must be positive (seconds of lateness that pause "
+                            "healing)")
 
 
 _PATHS = {"state_dir", "fleet", "api", "workplane_key"}

@@ -99,7 +99,8 @@ class Scheduling:
                  publish: Callable[[str, bytes], Awaitable[None]],
                  put: Callable[[str, bytes], Awaitable[None]],
                  get: Callable[[str], Awaitable[bytes | None]],
-                 pods_changed: Callable[[], None] = lambda: None) -> None:
+                 pods_changed: Callable[[], None] = lambda: None,
+                 late: Callable[[float], float] = lambda _now: 0.0) -> None:
         self.key = key
         self.node = key.peer_id
         self.cfg = cfg
@@ -114,7 +115,7 @@ class Scheduling:
         self.pods_changed = pods_changed  # re-announce our record now, not at the next refresh
         self.started = time.time()
         self.auction = a.Auctioneer(self.node, random.Random(),
-                                    a.Params(suppression=cfg.bid_suppression))
+                                    a.Params(suppression=cfg.bid_suppression), late)
         self.tasks: dict[str, TaskInfo] = {}
         self.reservations = resources.Reservations()
         self.local_pods: dict[str, PodInfo] = {}

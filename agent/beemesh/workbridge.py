@@ -42,6 +42,7 @@ from beemesh.scheduling import Scheduling
 from beemesh.store import StoredWorkload
 from beemesh.supervisor import Supervisor
 from beemesh.workplane.process import AGENT_PID_ENV
+from beemesh.workplane.records import RECORD_TTL_S
 
 log = logging.getLogger("beemesh.workbridge")
 
@@ -52,19 +53,26 @@ RESPAWN_MAX_S = 30.0
 DIR_CLEANUP_S = 30.0
 
 
-def heal_refusal(*, uptime_s: float, settle_s: float, stored: StoredWorkload | None,
-                 deleted: bool, ordinal: int, running_on: list[str], placing: str | None,
-                 has_majority: bool) -> str | None:
+def heal_refusal(*, uptime_s: float, settle_s: float, late_s: float, late_limit_s: float,
+                 stored: StoredWorkload | None, deleted: bool, ordinal: int,
+                 running_on: list[str], placing: str | None,
+                 deployed_ago: tuple[str, float] | None, has_majority: bool) -> str | None:
     """Why a heal of replica `ordinal` must not be published now, or None when it may.
 
     The work plane asks from what its service records show; the machine plane may know better
     (a Delete, a replica whose work plane is down but whose pod runs, a task being placed).
     `has_majority`: a strict majority of the members has been in sight long enough for their
-    records (which list their pods) to have arrived.
+    records (which list their pods) to have arrived. `late_s`: how much later than usual
+    machine records arrive (lag.py); in a backlog, live machines' records lapse.
+    `deployed_ago`: (task, seconds) of the newest deployment of this replica: its service record
+    takes a sync, a certificate and a gossip round to arrive, seconds in a busy mesh.
     """
     if uptime_s < settle_s:
         return (f"agent started {uptime_s:.0f} s ago; heals wait {settle_s:.0f} s for peers to "
                 "pass on deletes and records")
+    if late_s > late_limit_s:
+        return (f"machine records arrive {late_s:.0f} s late (a backlog, not dead machines); "
+                f"heals wait until they are under {late_limit_s:g} s late again")
     if stored is None:
         return "no signed manifest of this workload here"
     if deleted:
@@ -75,6 +83,9 @@ def heal_refusal(*, uptime_s: float, settle_s: float, stored: StoredWorkload | N
         return f"replica {ordinal} still runs on {', '.join(sorted(running_on))}"
     if placing is not None:
         return f"task {placing} for replica {ordinal} is being placed"
+    if deployed_ago is not None and deployed_ago[1] < RECORD_TTL_S:
+        return (f"task {deployed_ago[0]} for replica {ordinal} was deployed "
+                f"{deployed_ago[1]:.0f} s ago; its service record may not be out yet")
     if stored.spec.kind == "StatefulSet" and not has_majority:
         return "a StatefulSet replica heals only where a majority of machines is in sight"
     return None
@@ -96,12 +107,14 @@ def resolve_user(name: str) -> tuple[int, int] | None:
 
 class WorkBridge:
     def __init__(self, *, key: KeyPair, cfg: AgentConfig, sch: Scheduling, sup: Supervisor,
-                 addrs: Callable[[], list[str]], log_level: str = "info") -> None:
+                 addrs: Callable[[], list[str]], behind_s: Callable[[float], float],
+                 log_level: str = "info") -> None:
         self.key = key
         self.cfg = cfg
         self.sch = sch
         self.sup = sup
         self.addrs = addrs
+        self.behind_s = behind_s
         self.log_level = log_level
         self.directory = cfg.workplane_dir
         self.user = resolve_user(cfg.workplane_user) if os.geteuid() == 0 else None
@@ -302,6 +315,9 @@ class WorkBridge:
         pod = self.sch.local_pods.get(str(pod_name))
         if pod is None:
             raise ApiError(404, f"no pod {pod_name} runs on this machine")
+        if "task" in body and body["task"] != pod.task_id:  # the pod was replaced meanwhile
+            raise ApiError(409, f"pod {pod_name} now runs task {pod.task_id}, not "
+                           f"{body['task']}; certify the new one after the next sync")
         try:
             peer = peer_id(bytes.fromhex(str(key_hex)))
         except ValueError:
@@ -324,9 +340,11 @@ class WorkBridge:
         now = time.time()
         stored = self.sch.store.workload(wid)
         reason = heal_refusal(
-            uptime_s=now - self.started, settle_s=self.cfg.heal_settle_s, stored=stored,
+            uptime_s=now - self.started, settle_s=self.cfg.heal_settle_s,
+            late_s=self.behind_s(now), late_limit_s=self.cfg.heal_pause_late_s, stored=stored,
             deleted=self.sch.store.tombstone(wid) is not None, ordinal=ordinal,
             running_on=self.sch.running_on(wid, ordinal), placing=self._placing(wid, ordinal),
+            deployed_ago=self._deployed_ago(wid, ordinal, now),
             has_majority=self.sch.majority_for(now) >= self.cfg.record_ttl_s)
         if reason is not None or stored is None:
             return Response(200, {"state": "refused", "reason": reason})
@@ -342,6 +360,17 @@ class WorkBridge:
                     and st.phase not in (a.Phase.DONE, a.Phase.RUNNING)):
                 return tid
         return None
+
+    def _deployed_ago(self, wid: str, ordinal: int, now: float) -> tuple[str, float] | None:
+        """The newest task of this replica that some machine reported Deployed, and when."""
+        newest: tuple[str, float] | None = None
+        for tid, info in self.sch.tasks.items():
+            st = self.sch.auction.tasks.get(tid)
+            if (info.spec.workload_id == wid and info.ordinal == ordinal and st is not None
+                    and st.deployed_by is not None and st.finished_at is not None
+                    and (newest is None or now - st.finished_at < newest[1])):
+                newest = (tid, now - st.finished_at)
+        return newest
 
     async def _remove(self, req: Request) -> Response:
         body = req.json() or {}

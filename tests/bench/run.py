@@ -148,6 +148,8 @@ def bench_scheduling_group(args: argparse.Namespace, results: dict[str, Any]) ->
              str(r["heal_or_replacement_tasks"])),
             (f"[{label} suppression] machines an agent knew: min / share of samples all {n}",
              f"{known['min']} / {known['share_of_samples_seeing_all']:.0%}"),
+            (f"[{label} suppression] machine records heard late: median / max",
+             f"{known['records_late_s_median']:.1f} / {known['records_late_s_max']:.1f} s"),
             (f"[{label} suppression] messages dropped as stale (> 30 s late), all agents",
              str(r["messages_dropped_as_stale"])),
             (f"[{label} suppression] CPU-s agents / work planes / Podman+containers",

@@ -81,28 +81,33 @@ def running(mesh: LocalMesh) -> list[str]:
 
 
 class KnownMachines(threading.Thread):
-    """Samples how many machines each agent knows (live records) every 2 s: a mesh that loses
-    sight of itself schedules and heals as if partitioned."""
+    """Samples how many machines each agent knows (live records) and how late it hears machine
+    records every 2 s: a mesh that loses sight of itself schedules and heals as if
+    partitioned, unless it can tell that its records come late (heals pause then)."""
 
     def __init__(self, mesh: LocalMesh) -> None:
         super().__init__(daemon=True)
         self.agents = list(mesh.agents.values())
         self.samples: list[int] = []
+        self.late: list[float] = []
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(2):
             for a in self.agents:
                 with contextlib.suppress(UserError):
-                    self.samples.append(call(a.api, "GET", "/v1/status", timeout=5)
-                                        ["known_machines"])
+                    status = call(a.api, "GET", "/v1/status", timeout=5)
+                    self.samples.append(status["known_machines"])
+                    self.late.append(status["hears_mesh_late_s"])
 
     def stop(self) -> dict[str, Any]:
         self.done.set()
         self.join(10)
         whole = sum(1 for k in self.samples if k == len(self.agents))
         return {"min": min(self.samples, default=None),
-                "share_of_samples_seeing_all": round(whole / max(1, len(self.samples)), 2)}
+                "share_of_samples_seeing_all": round(whole / max(1, len(self.samples)), 2),
+                "records_late_s_median": statistics.median(self.late) if self.late else None,
+                "records_late_s_max": max(self.late, default=None)}
 
 
 def run(machines: int, tasks: int, rate_per_s: float, suppression: bool) -> dict[str, Any]:

@@ -74,6 +74,7 @@ class Bus:
 
     params: Params = field(default_factory=Params)
     latency_s: float = 0.0
+    heard_late_s: float = 0.0  # what each machine's lag meter reports (lag.py)
     now: float = 0.0
     machines: dict[str, Machine] = field(default_factory=dict)
     log: list[Sent] = field(default_factory=list)
@@ -86,7 +87,8 @@ class Bus:
             rng: random.Random | None = None) -> Machine:
         if rng is None:
             rng = random.Random(seed if seed is not None else len(self.machines) + 1)
-        m = Machine(node_id, Auctioneer(node_id, rng, self.params), state)
+        m = Machine(node_id, Auctioneer(node_id, rng, self.params,
+                                        lambda _now: self.heard_late_s), state)
         self.machines[node_id] = m
         return m
 

@@ -276,6 +276,28 @@ def test_worse_bid_seen_does_not_suppress() -> None:
     assert of(Deploy, acts) == [Deploy("t", score(REQ, m))]
 
 
+@pytest.mark.parametrize("heard_late_s", [0.0, 2.0])
+def test_windows_stretch_while_messages_arrive_late(heard_late_s: float) -> None:
+    """A busy mesh delivers bids 2 s late. Machines that do not know it each close a 250 ms
+    window having heard no better bid and all deploy; machines that measure the lateness
+    stretch their windows by it and agree on one winner."""
+    bus = Bus(latency_s=2.0, heard_late_s=heard_late_s)
+    for node, cpu in [("n1", 1000), ("n2", 3000), ("n3", 2000)]:
+        bus.add(node, machine(cpu_free=cpu))
+    bus.publish_task("t1", REQ)
+    bus.run_until(3.0)
+    if heard_late_s:
+        assert deploys(bus, "t1") == ["n2"]
+    else:
+        assert sorted(deploys(bus, "t1")) == ["n1", "n2", "n3"]
+
+
+def test_window_stretch_is_capped() -> None:
+    a = Auctioneer("n", random.Random(1), P, lambda _now: 3600.0)
+    a.task("t", REQ, 5.0, fixed(machine()))
+    assert a.tasks["t"].window_end <= 5.0 + P.selection_s + P.max_stretch_s + P.jitter_s
+
+
 def twenty_machines(latency_s: float) -> Bus:
     bus = Bus(latency_s=latency_s)
     for i in range(20):

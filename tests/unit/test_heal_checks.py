@@ -35,8 +35,10 @@ spec:
 
 
 def check(**over: Any) -> str | None:
-    args: dict[str, Any] = {"uptime_s": 60.0, "settle_s": 20.0, "stored": stored(),
+    args: dict[str, Any] = {"uptime_s": 60.0, "settle_s": 20.0, "late_s": 0.4,
+                            "late_limit_s": 3.0, "stored": stored(),
                             "deleted": False, "ordinal": 1, "running_on": [], "placing": None,
+                            "deployed_ago": None,
                             "has_majority": True}
     args.update(over)
     return heal_refusal(**args)
@@ -48,6 +50,22 @@ def test_all_well() -> None:
     assert check(ordinal=0) is None
     assert check(ordinal=2) is None
     assert check(uptime_s=20.0) is None  # exactly settled
+    assert check(late_s=3.0) is None  # exactly at the limit
+
+
+def test_just_deployed_elsewhere() -> None:
+    """The replacement's record is on its way: a second heal would only make a duplicate."""
+    reason = check(deployed_ago=("t-new", 4.2))
+    assert reason is not None
+    assert "t-new" in reason and "deployed 4 s ago" in reason
+    assert check(deployed_ago=("t-old", 15.0)) is None  # a record TTL later: really gone
+
+
+def test_hearing_the_mesh_late() -> None:
+    """A backlog lets live machines' records lapse: no heals until records arrive on time."""
+    reason = check(late_s=12.3)
+    assert reason is not None
+    assert "12 s late" in reason and "under 3 s" in reason
 
 
 def test_agent_just_started() -> None:

@@ -2,11 +2,12 @@
 
 Flow (docs/architecture.md, "Scheduling"): a task is seen -> this machine decides whether it
 is eligible -> it bids after a delay that shrinks as its score grows, unless a better bid was
-already seen -> when its selection window (250 ms +- 100 ms) closes every machine picks the
-same winner, max (score, node id) -> the winner writes a lease hint, deploys and reports
-`Deployed`/`Failed` -> the others wait lease TTL + 1 s (+ jitter); if nothing was deployed and
-no live lease exists they re-enter with the next round. Duplicates are tolerated: a machine
-that deployed a task and learns of a better (score, node) deployment of it drains its copy.
+already seen -> when its selection window (250 ms +- 100 ms, stretched by how late messages
+arrive in a busy mesh) closes every machine picks the same winner, max (score, node id) ->
+the winner writes a lease hint, deploys and reports `Deployed`/`Failed` -> the others wait
+lease TTL + 1 s (+ jitter); if nothing was deployed and no live lease exists they re-enter
+with the next round. Duplicates are tolerated: a machine that deployed a task and learns of a
+better (score, node) deployment of it drains its copy.
 
 Callers feed events in with the current time and act on the returned actions; `tick(now)`
 fires timers and `next_deadline()` says when it next needs to be called.
@@ -32,6 +33,7 @@ class Params:
     lease_renew_s: float = 1.0
     backoff_jitter_s: float = 0.5
     keep_done_s: float = 600.0  # remember finished tasks this long (late messages, dedupe)
+    max_stretch_s: float = 10.0  # most a window stretches for messages arriving late
     suppression: bool = True  # withhold a bid when a better one was already seen
 
     @property
@@ -143,10 +145,14 @@ class TaskState:
 class Auctioneer:
     """All auctions this machine takes part in."""
 
-    def __init__(self, node_id: str, rng: random.Random, params: Params | None = None) -> None:
+    def __init__(self, node_id: str, rng: random.Random, params: Params | None = None,
+                 late: Callable[[float], float] = lambda _now: 0.0) -> None:
+        """`late(now)`: how much later than usual messages arrive (lag.py). A window stretches
+        by it, so bids queued in a busy mesh still count and one machine wins, not each."""
         self.node_id = node_id
         self.rng = rng
         self.params = params or Params()
+        self.late = late
         self.tasks: dict[str, TaskState] = {}
         self.bids_sent_total = 0
         self.bids_suppressed_total = 0
@@ -314,7 +320,8 @@ class Auctioneer:
         st.my_bid = None
         st.bid_at = None
         st.deadline = None
-        st.window_end = now + p.selection_s + self.rng.uniform(-p.jitter_s, p.jitter_s)
+        st.window_end = (now + p.selection_s + min(self.late(now), p.max_stretch_s)
+                         + self.rng.uniform(-p.jitter_s, p.jitter_s))
         if st.excluded:
             st.ineligible = "deploy failed here"
             return []

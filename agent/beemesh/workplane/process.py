@@ -246,8 +246,8 @@ class WorkPlane:
 
     async def _certify(self, mine: _Local) -> None:
         try:
-            got = await self._agent("/v1/work/certify",
-                                    {"pod": mine.pod, "public_key": mine.key.public_key.hex()})
+            got = await self._agent("/v1/work/certify", {
+                "pod": mine.pod, "task": mine.task, "public_key": mine.key.public_key.hex()})
             mine.cert = bytes.fromhex(got["cert"])
             self._publish_now.set()
         except (UserError, KeyError, ValueError) as e:
@@ -297,7 +297,12 @@ class WorkPlane:
                         data = self._record(mine, state, now)
                         if data is None:
                             continue
-                        self._accept(wire.decode(data), None, now)
+                        try:
+                            self._accept(wire.decode(data), None, now)
+                        except wire.Rejected as e:  # never expected: certify checks the task
+                            log.warning("not publishing %s: %s; certifying it again", mine.pod, e)
+                            mine.cert = None
+                            continue
                         await self.mesh.publish(TOPIC, data)
                         mine.published_at = now
                         nursery.start_soon(self._store, dht_key(mine.workload_id, mine.ordinal),
