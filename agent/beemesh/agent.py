@@ -23,7 +23,7 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.records.validator import Validator
 
-from beemesh import __version__, wire
+from beemesh import __version__, members_file, wire
 from beemesh.api.server import ApiError, ApiServer, Request, Response
 from beemesh.config import AgentConfig
 from beemesh.errors import UserError
@@ -169,6 +169,8 @@ class Agent:
         self.started = time.monotonic()
         self.joined_after_s: float | None = None
         self.view = MachineView()
+        self.view.remember(members_file.load(cfg.state_dir))
+        self._members_saved: tuple[frozenset[str], float] = (frozenset(), 0.0)
         self.metrics = Metrics()
         self.metrics.describe("messages_dropped", "inbound messages dropped, by reason")
         self.metrics.describe("messages_accepted", "inbound messages accepted, by kind", "kind")
@@ -360,10 +362,23 @@ class Agent:
                     continue
                 dialed += 1
                 await self.mesh.dial_any(entry.body["addrs"], entry.peer_id, DIAL_TIMEOUT_S)
+            self._save_members(now)
             if self.joined_after_s is None and len(self.view.entries(time.time())) > 1:
                 self.joined_after_s = time.monotonic() - self.started
                 log.info("joined the mesh after %.2f s", self.joined_after_s)
             await trio.sleep(1)
+
+    def _save_members(self, now: float) -> None:
+        """When a member joins or leaves, and every minute (expiry times move on)."""
+        members = self.view.members()
+        peers, saved_at = self._members_saved
+        if frozenset(members) == peers and now - saved_at < 60:
+            return
+        try:
+            members_file.save(self.cfg.state_dir, members)
+        except OSError as e:
+            log.warning("could not save the member list (quorum after a restart): %s", e)
+        self._members_saved = (frozenset(members), now)
 
     async def _fetch_record(self, pid: str) -> None:
         data = await self.mesh.get(machine_dht_key(pid))

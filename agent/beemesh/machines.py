@@ -157,6 +157,16 @@ class MachineView:
         known = len(set(self._last_seen) | set(self._entries))
         return visible, known
 
+    def members(self) -> dict[str, float]:
+        """Peer -> expiry of its newest record, for every member remembered (to persist)."""
+        return dict(self._last_seen)
+
+    def remember(self, members: dict[str, float]) -> None:
+        """Members a previous run of this agent knew: a restart must not shrink the fleet to
+        the machines in sight, or a cut-off machine would count itself a majority of one."""
+        for peer, expiry in members.items():
+            self._last_seen[peer] = max(expiry, self._last_seen.get(peer, expiry))
+
     def has_majority(self, now: float, memory_s: float) -> bool:
         """This side of a partition sees a strict majority of the members."""
         visible, known = self.membership(now, memory_s)

@@ -58,7 +58,8 @@ def _file_name(workload_id: str) -> str:
     return hashlib.sha256(workload_id.encode()).hexdigest()[:32] + ".cbor"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """All of `data` at `path` or the old file: never half a file after a crash."""
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
@@ -157,7 +158,7 @@ class WorkloadStore:
 
     def _save(self, directory: Path, workload_id: str, blob: bytes) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        _write_atomic(directory / _file_name(workload_id), blob)
+        write_atomic(directory / _file_name(workload_id), blob)
 
     def load(self, now: float) -> list[str]:
         """Read what an earlier run kept; returns one line per file set aside as unusable."""
