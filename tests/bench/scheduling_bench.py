@@ -7,15 +7,14 @@ learned it was Deployed (one host, so one clock). Also measured: CPU per kind of
 many machines each agent knew meanwhile, and what every Podman really runs at the end.
 
 Sized for one 2-core host: `make bench` applies 20 Pods at 1/s (the issue's 100 is
-`run.py --tasks 100`). Why: 5 idle machines already take ~0.4 of a core (agents), and each
-deploy adds Podman, agent and work-plane work; on this host the mesh loses sight of itself
-within ~10 s of any apply burst (agents' own and peers' machine records stop arriving while
-every connection stays up), after which every agent heals every workload as if partitioned
-and duplicates pile up (see the "machines an agent knew" and "heal/replacement tasks" rows).
-100 Pods only prolong that cascade (last session: timeout after 300 s; now ~5 min per
-variant, 100+ duplicates); 20 show it, finish in ~3 minutes per variant and keep `make
-bench` within its ~20-minute budget. Polling goes through the agent API, not CLI processes,
-which would eat a noticeable share of the host.
+`run.py --tasks 100`). Five machines with their agents, work planes and Podmans keep both
+cores busy during the burst, so gossip queues and machine records arrive seconds late (the
+"heard late" row). Before agents measured that lateness (lag.py), records lapsed, every
+agent took live machines for dead and healed everything, and 20 Pods ended as 60-80 running
+copies; now heals pause and auction windows stretch while records are late: no heals, a few
+duplicates drained, at the cost of seconds of latency per Pod (the window waits out the
+lateness). Polling goes through the agent API, not CLI processes, which would eat a
+noticeable share of the host.
 """
 
 from __future__ import annotations
