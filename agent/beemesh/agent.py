@@ -206,7 +206,7 @@ class Agent:
         if cfg.workplane:
             self.bridge = WorkBridge(key=key, cfg=cfg, sch=self.scheduling, sup=self.supervisor,
                                      addrs=lambda: dialable(self.mesh.addrs()),
-                                     behind_s=self.lag.behind_s, log_level=log_level)
+                                     log_level=log_level)
             self.scheduling.prepare_pod = self.bridge.pod_dir
         bridge = self.bridge
         self.scheduling.pod_extras = lambda pod: {
@@ -402,15 +402,14 @@ class Agent:
                 env = verifier.check(msg.data, time.time(), public_key_from_peer_id_bytes(
                     msg.from_id))
                 self.refuse_workload_signer(env)
-                if env.kind == MACHINE_RECORD.name:
-                    self.lag.observe(env.sender.hex(), env.ts_ms / 1000, time.time())
-                elif env.kind == TASK.name:
+                self._note_lateness(env)
+                if env.kind == TASK.name:
                     self.scheduling.check_task(env)
                 elif env.kind == TOMBSTONE.name:
                     self.scheduling.check_tombstone(env)
             except wire.Rejected as e:
-                if e.reason == "stale":
-                    self._observe_stale(msg.data)
+                if e.reason == "stale":  # too late to accept: the strongest sign of a backlog
+                    self._note_lateness(wire.decode(msg.data))  # it decoded before the check
                 self._count_drop(topic, ID(msg.from_id).to_base58(), e.reason, e.detail)
                 return False
             self.metrics.inc("messages_accepted", env.kind)
@@ -418,9 +417,8 @@ class Agent:
 
         return validate
 
-    def _observe_stale(self, data: bytes) -> None:
-        """A machine record too late to accept is the strongest sign of a backlog."""
-        env = wire.decode(data)  # it decoded once already, in the check that found it stale
+    def _note_lateness(self, env: wire.Envelope) -> None:
+        """Machine records come every few seconds from every machine: they time the mesh."""
         if env.kind == MACHINE_RECORD.name:
             self.lag.observe(env.sender.hex(), env.ts_ms / 1000, time.time())
 

@@ -113,6 +113,7 @@ class Scheduling:
         self.put = put
         self.get = get
         self.pods_changed = pods_changed  # re-announce our record now, not at the next refresh
+        self.late = late  # how late machine records arrive (lag.py): auctions and heals wait
         self.started = time.time()
         self.auction = a.Auctioneer(self.node, random.Random(),
                                     a.Params(suppression=cfg.bid_suppression), late)

@@ -24,7 +24,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,14 +107,12 @@ def resolve_user(name: str) -> tuple[int, int] | None:
 
 class WorkBridge:
     def __init__(self, *, key: KeyPair, cfg: AgentConfig, sch: Scheduling, sup: Supervisor,
-                 addrs: Callable[[], list[str]], behind_s: Callable[[float], float],
-                 log_level: str = "info") -> None:
+                 addrs: Callable[[], list[str]], log_level: str = "info") -> None:
         self.key = key
         self.cfg = cfg
         self.sch = sch
         self.sup = sup
         self.addrs = addrs
-        self.behind_s = behind_s
         self.log_level = log_level
         self.directory = cfg.workplane_dir
         self.user = resolve_user(cfg.workplane_user) if os.geteuid() == 0 else None
@@ -341,7 +339,7 @@ class WorkBridge:
         stored = self.sch.store.workload(wid)
         reason = heal_refusal(
             uptime_s=now - self.started, settle_s=self.cfg.heal_settle_s,
-            late_s=self.behind_s(now), late_limit_s=self.cfg.heal_pause_late_s, stored=stored,
+            late_s=self.sch.late(now), late_limit_s=self.cfg.heal_pause_late_s, stored=stored,
             deleted=self.sch.store.tombstone(wid) is not None, ordinal=ordinal,
             running_on=self.sch.running_on(wid, ordinal), placing=self._placing(wid, ordinal),
             deployed_ago=self._deployed_ago(wid, ordinal, now),
@@ -353,24 +351,22 @@ class WorkBridge:
                             f"replacing task {epoch}", task=tid, workload=wid, node=self.sch.node)
         return Response(200, {"state": "published", "task_id": tid})
 
-    def _placing(self, wid: str, ordinal: int) -> str | None:
+    def _auctions_of(self, wid: str, ordinal: int) -> Iterator[tuple[str, a.TaskState]]:
+        """Every auction this machine follows for replica `ordinal` of `wid`."""
         for tid, info in self.sch.tasks.items():
             st = self.sch.auction.tasks.get(tid)
-            if (info.spec.workload_id == wid and info.ordinal == ordinal and st is not None
-                    and st.phase not in (a.Phase.DONE, a.Phase.RUNNING)):
-                return tid
-        return None
+            if info.spec.workload_id == wid and info.ordinal == ordinal and st is not None:
+                yield tid, st
+
+    def _placing(self, wid: str, ordinal: int) -> str | None:
+        return next((tid for tid, st in self._auctions_of(wid, ordinal)
+                     if st.phase not in (a.Phase.DONE, a.Phase.RUNNING)), None)
 
     def _deployed_ago(self, wid: str, ordinal: int, now: float) -> tuple[str, float] | None:
         """The newest task of this replica that some machine reported Deployed, and when."""
-        newest: tuple[str, float] | None = None
-        for tid, info in self.sch.tasks.items():
-            st = self.sch.auction.tasks.get(tid)
-            if (info.spec.workload_id == wid and info.ordinal == ordinal and st is not None
-                    and st.deployed_by is not None and st.finished_at is not None
-                    and (newest is None or now - st.finished_at < newest[1])):
-                newest = (tid, now - st.finished_at)
-        return newest
+        deployed = [(tid, now - st.finished_at) for tid, st in self._auctions_of(wid, ordinal)
+                    if st.deployed_by is not None and st.finished_at is not None]
+        return min(deployed, key=lambda d: d[1], default=None)
 
     async def _remove(self, req: Request) -> Response:
         body = req.json() or {}
