@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
 import yaml
 
@@ -718,7 +719,6 @@ def test_round_trip() -> None:
 
 
 def test_round_trip_through_cbor() -> None:
-    cbor2 = pytest.importorskip("cbor2")
     spec = rich_spec()
     assert WorkloadSpec.from_dict(cbor2.loads(cbor2.dumps(spec.to_dict()))) == spec
 
