@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import platform
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
@@ -51,6 +50,7 @@ from beemesh.machines import (
 from beemesh.manifest_exchange import ManifestExchange
 from beemesh.mesh.host import HostSettings, MeshHost
 from beemesh.metrics import Metrics
+from beemesh.resources import machine_arch
 from beemesh.scheduler.messages import (
     BID,
     CORDON,
@@ -82,12 +82,6 @@ TOPIC_KINDS: dict[str, dict[str, wire.Kind]] = {
                                        LEASE)},
 }
 MACHINE_KINDS = {MACHINE_RECORD.name, MACHINE_WITHDRAW.name}
-
-
-def machine_arch() -> str:
-    """Normalised CPU architecture name (what manifests and records use)."""
-    arch = platform.machine().lower()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
 
 
 def dialable(addrs: list[str]) -> list[str]:

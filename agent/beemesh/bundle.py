@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import pwd
 import re
 import shutil
@@ -33,6 +32,7 @@ from typing import Any
 
 from beemesh import __version__, schema, wire
 from beemesh.errors import UserError
+from beemesh.files import atomic_file, write_atomic
 from beemesh.fleet import (
     SWARM_KEY,
     TRUST_LIST,
@@ -42,6 +42,7 @@ from beemesh.fleet import (
     parse_trust_list,
 )
 from beemesh.identity import fingerprint
+from beemesh.resources import machine_arch
 
 FORMAT = 1
 MANIFEST = "MANIFEST.cbor"
@@ -232,8 +233,8 @@ def create(
 
 def write_tar(src: Path, tar: Path) -> None:
     """A deterministic tar of the bundle: sorted names, mtime 0, root-owned, fixed modes."""
-    tmp = tar.with_name(tar.name + ".tmp")
-    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tf:
+    with atomic_file(tar) as f, tarfile.open(fileobj=f, mode="w",
+                                              format=tarfile.PAX_FORMAT) as tf:
         paths = sorted(p.relative_to(src).as_posix() for p in _walk(src))
         dirs = sorted({str(Path(p).parent) for p in paths} - {"."})
         for name in sorted({*dirs, *(str(q) for d in dirs for q in Path(d).parents)} - {"."}):
@@ -245,9 +246,8 @@ def write_tar(src: Path, tar: Path) -> None:
             info.size = (src / name).stat().st_size
             info.mode = 0o600 if name in PRIVATE_FILES else 0o644
             info.mtime = 0
-            with (src / name).open("rb") as f:
-                tf.addfile(info, f)
-    tmp.replace(tar)
+            with (src / name).open("rb") as member:
+                tf.addfile(info, member)
 
 
 def _podman(socket: str | None, *args: str, what: str) -> None:
@@ -447,11 +447,6 @@ class Layout:
         return self.root / "etc/systemd/system/beemesh.service"
 
 
-def machine_arch() -> str:
-    arch = platform.machine()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
-
-
 def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -520,25 +515,9 @@ WantedBy=multi-user.target
 """
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Atomic write with the final mode from the first byte (no window with a looser mode)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, mode)
-    tmp.replace(path)
-
-
 def _copy(src: Path, dst: Path, mode: int, owner: tuple[int, int] | None = None) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    shutil.copyfile(src, tmp)
-    os.chmod(tmp, mode)
-    if owner is not None:
-        os.chown(tmp, *owner)
-    tmp.replace(dst)
+    with src.open("rb") as f_in, atomic_file(dst, mode, owner) as f_out:
+        shutil.copyfileobj(f_in, f_out, 1 << 20)
 
 
 def install(
@@ -605,8 +584,8 @@ def install(
     _copy(bundle / FLEET_DIR / WORKPLANE_KEY, lay.fleet / WORKPLANE_KEY, 0o600, owner)
     _copy(bundle / FLEET_DIR / TRUST_LIST, lay.fleet / TRUST_LIST, 0o644)
 
-    _write(lay.config, config.encode(), 0o644)
-    _write(lay.unit, systemd_unit(lay).encode(), 0o644)
+    write_atomic(lay.config, config.encode(), 0o644)
+    write_atomic(lay.unit, systemd_unit(lay).encode(), 0o644)
     progress(f"wrote {lay.config} ({len(body['peers'])} bootstrap peer(s)) and {lay.unit}")
 
     from beemesh.identity import KeyPair, load_key, save_key

@@ -11,7 +11,7 @@ import json
 import logging
 from pathlib import Path
 
-from beemesh.store import write_atomic
+from beemesh.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -43,4 +43,4 @@ def load(state_dir: Path) -> dict[str, float]:
 
 
 def save(state_dir: Path, members: dict[str, float]) -> None:
-    write_atomic(state_dir / FILE_NAME, json.dumps(members, sort_keys=True).encode())
+    write_atomic(state_dir / FILE_NAME, json.dumps(members, sort_keys=True).encode(), mode=0o600)

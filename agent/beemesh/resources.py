@@ -10,6 +10,7 @@ here", and the host total is used for that value.
 from __future__ import annotations
 
 import math
+import platform
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -19,13 +20,21 @@ __all__ = [
     "Capacity",
     "HostTotals",
     "Reservations",
+    "machine_arch",
     "probe_capacity",
     "read_host_totals",
 ]
 
 _CONTROLLERS = ("cpu", "memory")
+_ARCH_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
 _FALLBACK_MOUNT = "/sys/fs/cgroup"
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def machine_arch() -> str:
+    """This machine's CPU architecture as manifests, records and .pyz names spell it."""
+    arch = platform.machine().lower()
+    return _ARCH_ALIASES.get(arch, arch)
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from beemesh import wire
+from beemesh.files import TMP_SUFFIX, write_atomic
 from beemesh.manifest import ManifestError, WorkloadSpec
 
 log = logging.getLogger(__name__)
@@ -56,16 +56,6 @@ class MisfiledError(ValueError):
 
 def _file_name(workload_id: str) -> str:
     return hashlib.sha256(workload_id.encode()).hexdigest()[:32] + ".cbor"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """All of `data` at `path` or the old file: never half a file after a crash."""
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 class WorkloadStore:
@@ -157,8 +147,7 @@ class WorkloadStore:
     # ---- disk ------------------------------------------------------------------------------
 
     def _save(self, directory: Path, workload_id: str, blob: bytes) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        write_atomic(directory / _file_name(workload_id), blob)
+        write_atomic(directory / _file_name(workload_id), blob, mode=0o600)
 
     def load(self, now: float) -> list[str]:
         """Read what an earlier run kept; returns one line per file set aside as unusable."""
@@ -168,7 +157,7 @@ class WorkloadStore:
                                        self._keep_workload)):
             if not directory.is_dir():
                 continue
-            for tmp in directory.glob("*.tmp"):  # a write cut short by a crash
+            for tmp in directory.glob(f"*{TMP_SUFFIX}"):  # a write cut short by a crash
                 tmp.unlink(missing_ok=True)
             for path in sorted(directory.glob("*.cbor")):
                 try:

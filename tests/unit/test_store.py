@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -457,13 +458,13 @@ def test_write_replaces_file_by_rename(tmp_path: Path, monkeypatch: pytest.Monke
     store = make_store(tmp_path)
     add_apply(store, spec(), T0)
     seen: list[tuple[str, str, bytes]] = []
-    real_replace = Path.replace
+    real_replace = os.replace
 
-    def spy(self: Path, target: Any) -> Any:
-        seen.append((self.name, Path(target).name, self.read_bytes()))
-        return real_replace(self, target)
+    def spy(src: Any, dst: Any) -> None:
+        seen.append((Path(src).name, Path(dst).name, Path(src).read_bytes()))
+        real_replace(src, dst)
 
-    monkeypatch.setattr(Path, "replace", spy)
+    monkeypatch.setattr(os, "replace", spy)
     newer = add_apply(store, spec(replicas=7), T0 + 1)
     assert len(seen) == 1
     src, dst, content = seen[0]

@@ -174,14 +174,14 @@ def test_discovery_change_in_one_file_reported(tmp_path: Path) -> None:
 def test_discovery_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each file reaches its name by one rename of a complete temporary file."""
     seen: list[tuple[str, str, Any]] = []
-    real_replace = Path.replace
+    real_replace = os.replace
 
-    def spy(self: Path, target: Any) -> Any:
-        seen.append((self.name, Path(target).name, json.loads(self.read_text())))
-        assert self.parent == Path(target).parent  # same directory: rename is atomic
-        return real_replace(self, target)
+    def spy(src: Any, dst: Any) -> None:
+        seen.append((Path(src).name, Path(dst).name, json.loads(Path(src).read_text())))
+        assert Path(src).parent == Path(dst).parent  # same directory: rename is atomic
+        real_replace(src, dst)
 
-    monkeypatch.setattr(Path, "replace", spy)
+    monkeypatch.setattr(os, "replace", spy)
     me = record(0, "p0")
     discovery.write(tmp_path, WID, me, [me])
     assert sorted(dst for _, dst, _ in seen) == [discovery.PEERS_FILE, discovery.SELF_FILE]

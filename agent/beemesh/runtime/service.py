@@ -47,6 +47,7 @@ from typing import Any
 from urllib.parse import quote
 
 from beemesh.errors import UserError
+from beemesh.files import write_atomic
 from beemesh.runtime.netns import Netns
 
 __all__ = [
@@ -488,10 +489,7 @@ def busybox_tarball(cache: Path | None = None) -> Path:
         add("etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\n", mode=0o644)
         add("etc/group", data=b"root:x:0:\n", mode=0o644)
         add("www/index.html", data=b"beemesh busybox\n", mode=0o644)
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(target)
+    write_atomic(target, buf.getvalue())
     return target
 
 

@@ -16,9 +16,10 @@ A pod sees only its own directory: no other workload's replicas are listed to it
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from beemesh.files import write_atomic
 
 SELF_FILE = "self.json"
 PEERS_FILE = "peers.json"
@@ -31,10 +32,7 @@ def _write_if_changed(path: Path, content: dict[str, Any]) -> bool:
             return False
     except OSError:
         pass
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, 0o644)
-    tmp.replace(path)
+    write_atomic(path, text.encode(), mode=0o644)
     return True
 
 
