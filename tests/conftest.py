@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from beemesh.localmesh import LocalMesh
+from beemesh.lab.localmesh import LocalMesh
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from typing import IO, Any
 import psutil
 import pytest
 
-from beemesh.localmesh import beemesh, free_port, wait_for
+from beemesh.lab.localmesh import beemesh, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -33,7 +33,7 @@ import yaml
 from beemesh.api.client import call
 from beemesh.config import AgentConfig
 from beemesh.errors import UserError
-from beemesh.localmesh import AgentProc, LocalMesh, wait_for
+from beemesh.lab.localmesh import AgentProc, LocalMesh, wait_for
 
 # The self-healing tests' own helpers: a machine dies and pods are counted the same way there.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "podman"))

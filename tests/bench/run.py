@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from beemesh.localmesh import LocalMesh, wait_for
+from beemesh.lab.localmesh import LocalMesh, wait_for
 
 IMPORT_STEPS = {
     "python": "pass",

@@ -34,7 +34,7 @@ from beemesh import wire
 from beemesh.api.client import call
 from beemesh.errors import UserError
 from beemesh.fleet import Fleet
-from beemesh.localmesh import AgentProc, LocalMesh, wait_for
+from beemesh.lab.localmesh import AgentProc, LocalMesh, wait_for
 from beemesh.manifest import parse_manifests
 from beemesh.scheduler.messages import WORKLOAD
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from beemesh.identity import load_key
-from beemesh.localmesh import LocalMesh as Cluster
-from beemesh.localmesh import wait_for
+from beemesh.lab.localmesh import LocalMesh as Cluster
+from beemesh.lab.localmesh import wait_for
 
 pytestmark = pytest.mark.mesh
 

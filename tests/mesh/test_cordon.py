@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from beemesh.localmesh import BEEMESH, LocalMesh, wait_for
+from beemesh.lab.localmesh import BEEMESH, LocalMesh, wait_for
 
 pytestmark = pytest.mark.mesh
 

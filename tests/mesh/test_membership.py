@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
-from beemesh.localmesh import LocalMesh as Cluster
-from beemesh.localmesh import wait_for
+from beemesh.lab.localmesh import LocalMesh as Cluster
+from beemesh.lab.localmesh import wait_for
 
 pytestmark = pytest.mark.mesh
 
@@ -59,7 +59,7 @@ def test_clean_stop_withdraws_removes_socket_and_keeps_identity(cluster: Cluster
 def test_agent_with_another_fleet_key_cannot_join(cluster: Cluster, tmp_path) -> None:
     a = cluster.start("a")
     b = cluster.start("b", bootstrap=[a.addr])
-    from beemesh.localmesh import beemesh
+    from beemesh.lab.localmesh import beemesh
 
     beemesh("fleet", "init", "--out", str(tmp_path / "other-fleet"))
     stranger = cluster.start("stranger", bootstrap=[a.addr], fleet=tmp_path / "other-fleet")

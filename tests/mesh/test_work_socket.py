@@ -15,7 +15,7 @@ import pytest
 
 from beemesh.api.client import call
 from beemesh.errors import UserError
-from beemesh.localmesh import LocalMesh, wait_for
+from beemesh.lab.localmesh import LocalMesh, wait_for
 
 pytestmark = pytest.mark.mesh
 

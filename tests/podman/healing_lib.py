@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from beemesh.localmesh import LocalMesh, wait_for
+from beemesh.lab.localmesh import LocalMesh, wait_for
 
 BUSYBOX = "localhost/beemesh/busybox:latest"
 PORT = 18080

@@ -15,13 +15,13 @@ import pytest
 import yaml
 
 from beemesh.errors import UserError
-from beemesh.manifest import WorkloadSpec, parse_manifests
-from beemesh.runtime.service import (
+from beemesh.lab.podman_service import (
     BUSYBOX_IMAGE,
     BUSYBOX_PATH,
     PodmanService,
     ensure_busybox_image,
 )
+from beemesh.manifest import WorkloadSpec, parse_manifests
 
 NETNS_PREFIX = "bmt"  # + "<pid>-<n>": netns.delete_stale removes those of dead test runs
 _counter = itertools.count(1)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from beemesh.localmesh import LocalMesh, wait_for
-from beemesh.runtime.service import PodmanService, ensure_busybox_image
+from beemesh.lab.localmesh import LocalMesh, wait_for
+from beemesh.lab.podman_service import PodmanService, ensure_busybox_image
 
 pytestmark = pytest.mark.slow
 

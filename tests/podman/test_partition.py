@@ -17,7 +17,7 @@ import pytest
 
 from beemesh.config import AgentConfig
 from beemesh.errors import UserError
-from beemesh.localmesh import LocalMesh, wait_for
+from beemesh.lab.localmesh import LocalMesh, wait_for
 
 pytestmark = pytest.mark.slow
 TTL_S = AgentConfig().record_ttl_s

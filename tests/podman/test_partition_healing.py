@@ -22,7 +22,7 @@ from healing_lib import (
     wait_settled,
 )
 
-from beemesh.localmesh import LocalMesh, wait_for
+from beemesh.lab.localmesh import LocalMesh, wait_for
 
 pytestmark = pytest.mark.slow
 MACHINES = ("p1", "p2", "p3", "p4")

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from podman_testlib import container, deployment, machine_http_get, web
 
+from beemesh.lab.podman_service import PodmanService
 from beemesh.manifest import parse_manifests
 from beemesh.runtime import (
     DISCOVERY_MOUNT_PATH,
@@ -24,7 +25,6 @@ from beemesh.runtime import (
     RuntimeFailure,
 )
 from beemesh.runtime.podman import PodmanRuntime, pod_manifest
-from beemesh.runtime.service import PodmanService
 
 IDLE = "trap 'exit 0' TERM; sleep 1000 & wait"
 

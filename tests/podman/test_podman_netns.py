@@ -17,8 +17,8 @@ import pytest
 from podman_testlib import NETNS_PREFIX, http_get, start_machine, web
 
 from beemesh.errors import UserError
+from beemesh.lab.netns import Netns, delete_stale_rules, drop_between, remove_rules
 from beemesh.runtime import RuntimeUnavailable
-from beemesh.runtime.netns import Netns, delete_stale_rules, drop_between, remove_rules
 from beemesh.runtime.podman import PodmanRuntime
 
 

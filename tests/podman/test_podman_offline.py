@@ -10,6 +10,7 @@ import pytest
 from podman_testlib import container, deployment, web
 
 from beemesh.errors import UserError
+from beemesh.lab.podman_service import containers_conf
 from beemesh.runtime import (
     LABEL_CPU,
     LABEL_MEMORY,
@@ -22,7 +23,6 @@ from beemesh.runtime import (
     RuntimeUnavailable,
 )
 from beemesh.runtime.podman import PodmanRuntime, _parse_time, default_socket_url, pod_manifest
-from beemesh.runtime.service import containers_conf
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from beemesh.localmesh import BEEMESH, LocalMesh, wait_for
+from beemesh.lab.localmesh import BEEMESH, LocalMesh, wait_for
 from beemesh.scheduling import RUNTIME_POLL_S
 
 pytestmark = pytest.mark.slow

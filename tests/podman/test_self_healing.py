@@ -27,7 +27,7 @@ from healing_lib import (
     wait_settled,
 )
 
-from beemesh.localmesh import LocalMesh, wait_for
+from beemesh.lab.localmesh import LocalMesh, wait_for
 
 pytestmark = pytest.mark.slow
 MACHINES = ("h1", "h2", "h3", "h4")

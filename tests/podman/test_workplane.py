@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from beemesh.identity import load_key
-from beemesh.localmesh import WORKPLANE_PORT, AgentProc, LocalMesh, wait_for
+from beemesh.lab.localmesh import WORKPLANE_PORT, AgentProc, LocalMesh, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from beemesh.cli import NODE_COLUMNS
+from beemesh.cli.columns import NODE_COLUMNS
 from beemesh.output import Column, emit, human_bytes, table
 
 COLUMNS: list[Column] = [

@@ -4,7 +4,7 @@ Used by `beemesh demo` (the quick start), by the multi-process tests and by the 
 so all three exercise the same real processes an operator would run.
 
 A machine started with `podman=True` is a separate network host: its agent (and whatever the
-agent spawns) and its Podman run in its own network namespace (see beemesh.runtime.netns),
+agent spawns) and its Podman run in its own network namespace (see beemesh.lab.netns),
 reached at 10.77.<i>.2; the host routes between machines, so tests can cut links between
 them (`LocalMesh.partition`) and restore them (`LocalMesh.rejoin`).
 """
@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from beemesh.config import DEFAULT_LISTEN, DEFAULT_WORKPLANE_LISTEN
 from beemesh.errors import UserError
-from beemesh.runtime.netns import (
+from beemesh.lab.netns import (
     Netns,
     delete_stale,
     delete_stale_rules,
@@ -146,7 +146,7 @@ class LocalMesh:
     def podman(self, name: str) -> Any:
         """This machine's PodmanService in its namespace (started on first use)."""
         if name not in self.podmans:
-            from beemesh.runtime.service import PodmanService, ensure_busybox_image
+            from beemesh.lab.podman_service import PodmanService, ensure_busybox_image
 
             service = PodmanService(self.root / f"{name}-podman", netns=self.netns(name).name)
             self.podmans[name] = service

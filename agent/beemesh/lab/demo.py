@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from beemesh.localmesh import AgentProc, LocalMesh, wait_for
+from beemesh.lab.localmesh import AgentProc, LocalMesh, wait_for
 from beemesh.output import emit
 
 WEB = """\
@@ -47,7 +47,7 @@ def step(text: str) -> None:
 
 
 def run_demo(machines: int, workdir: Path | None, workload: bool = True) -> int:
-    from beemesh.cli import ENDPOINT_COLUMNS, NODE_COLUMNS, POD_COLUMNS
+    from beemesh.cli.columns import ENDPOINT_COLUMNS, NODE_COLUMNS, POD_COLUMNS
 
     root = workdir or Path(tempfile.mkdtemp(prefix="beemesh-demo-"))
     mesh = LocalMesh.create(root)

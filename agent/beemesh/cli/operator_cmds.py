@@ -1,0 +1,141 @@
+"""Commands that talk to the local agent's API: what it knows (`nodes`, `status`, `get`,
+`events`, `metrics`) and what the operator asks of the fleet (`apply`, `delete`, `cordon`,
+`drain`, `logs`), signed by `operator_client` with the operator key."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from beemesh.cli.columns import (
+    ENDPOINT_COLUMNS,
+    EVENT_COLUMNS,
+    NODE_COLUMNS,
+    POD_COLUMNS,
+    TASK_COLUMNS,
+)
+from beemesh.output import emit, table
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path, call
+
+    emit(call(api_path(args.api), "GET", "/v1/nodes"), NODE_COLUMNS, args.output,
+         empty="no machines known yet")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path, call
+
+    status = call(api_path(args.api), "GET", "/v1/status")
+    rows = [{"key": k, "value": v} for k, v in status.items()]
+    emit(status if args.output == "json" else rows,
+         [("key", lambda r: r["key"]), ("value", lambda r: r["value"])], args.output)
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path, call
+
+    path = api_path(args.api)
+    if args.output == "json":
+        emit(call(path, "GET", "/v1/metrics"), [], "json")
+    else:
+        sys.stdout.write(call(path, "GET", "/metrics"))
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path
+    from beemesh.cli import operator_client as client
+
+    api = api_path(args.api)
+    tasks = client.apply(api, args.fleet, args.file)
+    emit(tasks, TASK_COLUMNS, args.output)
+    if not args.wait:
+        return 0
+    ok, message = client.wait_deployed(api, tasks, args.timeout)
+    print(message, file=sys.stderr)
+    return 0 if ok else 1
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path, call
+
+    api = api_path(args.api)
+    if args.what in ("pods", "pod", "po"):
+        emit(call(api, "GET", "/v1/pods"), POD_COLUMNS, args.output, empty="no pods")
+    elif args.what in ("endpoints", "endpoint", "ep"):
+        from urllib.parse import quote
+
+        from beemesh.cli.operator_client import workload_id
+
+        target = "/v1/endpoints"
+        if args.name:
+            target += "?workload=" + quote(workload_id(args.name, args.namespace))
+        emit(call(api, "GET", target), ENDPOINT_COLUMNS, args.output,
+             empty="no service records" + (f" for {args.name}" if args.name else ""))
+    else:
+        emit(call(api, "GET", "/v1/nodes"), NODE_COLUMNS, args.output,
+             empty="no machines known yet")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path
+    from beemesh.cli import operator_client as client
+
+    result = client.delete(api_path(args.api), args.fleet, args.kind, args.name,
+                             args.namespace)
+    print(f"{result['workload']} deleted ({result['replicas']} replica(s) being removed)")
+    return 0
+
+
+def cmd_cordon(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path
+    from beemesh.cli import operator_client as client
+
+    result = client.cordon(api_path(args.api), args.fleet, args.node, args.cordon)
+    print(f"{result['node']} {'cordoned' if result['cordoned'] else 'uncordoned'}")
+    return 0
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path
+    from beemesh.cli import operator_client as client
+
+    api = api_path(args.api)
+    result = client.drain(api, args.fleet, args.node, args.grace)
+    print(f"draining {result['node']}: {result['replicas']} replica(s) to move", file=sys.stderr)
+    if not args.wait:
+        return 0
+    ok, message = client.wait_drained(api, result["node"], args.timeout)
+    print(message, file=sys.stderr)
+    return 0 if ok else 1
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path
+    from beemesh.cli import operator_client as client
+
+    return client.logs(api_path(args.api), args.fleet, args.pod, args.follow)
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path, call
+
+    api = api_path(args.api)
+    got = call(api, "GET", "/v1/events?after=0")
+    emit(got["events"], EVENT_COLUMNS, args.output, empty="no events yet")
+    while args.watch:
+        got = call(api, "GET", f"/v1/events?after={got['last']}&wait=25", timeout=40)
+        for row in got["events"]:
+            if args.output == "json":
+                print(json.dumps(row), flush=True)
+            else:
+                print(table([row], EVENT_COLUMNS).splitlines()[1], flush=True)
+    return 0
+
+
