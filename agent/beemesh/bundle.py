@@ -42,7 +42,7 @@ from beemesh.fleet import (
     parse_trust_list,
 )
 from beemesh.identity import fingerprint
-from beemesh.resources import machine_arch
+from beemesh.node.capacity import machine_arch
 
 FORMAT = 1
 MANIFEST = "MANIFEST.cbor"

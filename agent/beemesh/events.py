@@ -11,11 +11,11 @@ from typing import Any
 class Event:
     seq: int
     ts: float
-    kind: str  # e.g. TaskSeen, Won, Deployed, Failed, Drained, Deleted, Note
+    kind: str  # e.g. TaskSeen, Deployed, Failed, DuplicateDropped, Deleted, Note
     text: str
     task: str = ""
     workload: str = ""
-    node: str = ""
+    machine: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

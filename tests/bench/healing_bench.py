@@ -118,7 +118,7 @@ def one_round(mesh: LocalMesh) -> dict[str, Any]:
         "death_to_ready_s": span(death, ready_at),
         "death_to_heal_asked_s": span(death, asked),
         "heal_asked_to_ready_s": span(asked, ready_at),
-        "machines_asking": len({e["node"] for e in asks}),
+        "machines_asking": len({e["machine"] for e in asks}),
         "heal_tasks": len({e["task"] for e in asks}),
     }
 

@@ -29,7 +29,7 @@ IMPORT_STEPS = {
     "python": "pass",
     "+ trio, cbor2, nacl, psutil": "import trio, cbor2, nacl.signing, psutil",
     "+ libp2p": "import trio, cbor2, nacl.signing, psutil, libp2p",
-    "+ beemesh.agent": "import beemesh.agent",
+    "+ beemesh.machine.agent": "import beemesh.machine.agent",
 }
 
 

@@ -36,7 +36,7 @@ from beemesh.errors import UserError
 from beemesh.fleet import Fleet
 from beemesh.lab.localmesh import AgentProc, LocalMesh, wait_for
 from beemesh.manifest import parse_manifests
-from beemesh.scheduler.messages import WORKLOAD
+from beemesh.workloads.messages import WORKLOAD
 
 POD = """\
 apiVersion: v1
@@ -97,7 +97,7 @@ class KnownMachines(threading.Thread):
                 with contextlib.suppress(UserError):
                     status = call(a.api, "GET", "/v1/status", timeout=5)
                     self.samples.append(status["known_machines"])
-                    self.late.append(status["hears_mesh_late_s"])
+                    self.late.append(status["lateness_s"])
 
     def stop(self) -> dict[str, Any]:
         self.done.set()
@@ -186,7 +186,7 @@ def collect(mesh: LocalMesh, before: dict[str, Any], tasks: int, machines: int) 
     received = seed.metrics()["messages_accepted"]
     msgs = sum(v for k, v in received.items() if k != "MachineRecord") - sum(
         v for k, v in before["s1"].get("messages_accepted", {}).items() if k != "MachineRecord")
-    drained = sum(1 for evs in events.values() for e in evs if e["kind"] == "Drained")
+    drained = sum(1 for evs in events.values() for e in evs if e["kind"] == "DuplicateDropped")
     per_machine = {n: pods_on(service) for n, service in mesh.podmans.items()}
     return {
         "machines": machines,

@@ -15,7 +15,7 @@ from beemesh.lab.localmesh import wait_for
 
 pytestmark = pytest.mark.mesh
 
-INJECTOR = Path(__file__).with_name("injector.py")
+INJECTOR = Path(__file__).parents[1] / "support" / "injector.py"
 
 
 def test_forged_unsigned_replayed_stale_oversized_garbage_are_dropped(cluster: Cluster) -> None:

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.mesh
 
 PSK = "ab" * 32
 PROTO = "/beemesh/test/echo/1"
-PARTITION_PROBE = Path(__file__).with_name("partition_probe.py")
+PARTITION_PROBE = Path(__file__).parents[1] / "support" / "partition_probe.py"
 
 
 def make_host(

@@ -16,6 +16,7 @@ import pytest
 from beemesh.api.client import call
 from beemesh.errors import UserError
 from beemesh.lab.localmesh import LocalMesh, wait_for
+from beemesh.workplane import sync
 
 pytestmark = pytest.mark.mesh
 
@@ -34,25 +35,33 @@ def refused(sock: Path, target: str, body: object) -> str:
     return str(e.value)
 
 
+REPORT = sync.Report(host=sync.WorkPlaneHost("12D3KooWtest", ("/ip4/127.0.0.1/tcp/1",)), records=(),
+                     peers={}, synced=False)
+
+
 def test_sync_reports_this_machine_and_no_replicas(agent_socket: Path,
                                                   cluster: LocalMesh) -> None:
-    state = wait_for(lambda: call(agent_socket, "POST", "/v1/work/sync", {}), 30, "a sync")
-    assert state["machine"] == cluster.agents["w1"].peer_id
-    assert state["replicas"] == [] and state["workloads"] == []
-    assert [m["peer_id"] for m in state["machines"]] == [cluster.agents["w1"].peer_id]
+    state = sync.AgentView.from_json(wait_for(
+        lambda: call(agent_socket, "POST", "/v1/work/sync", REPORT.to_json()), 30, "a sync"))
+    assert state.machine == cluster.agents["w1"].peer_id
+    assert state.replicas == () and state.workloads == ()
+    assert [m.peer_id for m in state.machines] == [cluster.agents["w1"].peer_id]
 
 
 def test_bad_requests_get_a_clear_answer_and_change_nothing(agent_socket: Path) -> None:
-    assert "heal needs workload_id" in refused(agent_socket, "/v1/work/heal",
-                                               {"workload_id": "w", "ordinal": "0", "epoch": ""})
-    assert "heal needs workload_id" in refused(agent_socket, "/v1/work/heal",
-                                               {"workload_id": "w", "ordinal": True, "epoch": ""})
+    for ordinal in ("0", True, 1.5):
+        assert "bad work-plane request: heal request.ordinal: expected an integer" in refused(
+            agent_socket, "/v1/work/heal", {"workload_id": "w", "ordinal": ordinal, "epoch": ""})
+    assert "report.host: missing" in refused(agent_socket, "/v1/work/sync", {})
+    assert "report.peers" in refused(agent_socket, "/v1/work/sync",
+                                     {**REPORT.to_json(), "peers": ["not", "a", "map"]})
     heal = call(agent_socket, "POST", "/v1/work/heal",
                 {"workload_id": "deployment/default/nope", "ordinal": 0, "epoch": "orphan"})
     assert heal["state"] == "refused"  # settling after start, and no manifest of it anyway
     assert "no pod nope-0 runs on this machine" in refused(
-        agent_socket, "/v1/work/certify", {"pod": "nope-0", "public_key": "00" * 32})
-    assert "no pod ghost runs" in refused(agent_socket, "/v1/work/remove", {"pod": "ghost"})
+        agent_socket, "/v1/work/certify", {"pod": "nope-0", "task": "t", "public_key": "00" * 32})
+    assert "no pod ghost runs" in refused(agent_socket, "/v1/work/remove",
+                                          {"pod": "ghost", "reason": "test"})
 
 
 def test_another_uid_is_refused_even_with_access_to_the_socket_file(

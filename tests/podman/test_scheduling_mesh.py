@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from beemesh.lab.localmesh import BEEMESH, LocalMesh, wait_for
-from beemesh.scheduling import RUNTIME_POLL_S
+from beemesh.node.local import RUNTIME_POLL_S
 
 pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -196,11 +196,11 @@ def test_delete_removes_every_replica(mesh3: LocalMesh) -> None:
                  f"{name} to remove its web pod")
     wait_for(lambda: pods(mesh3, "m1") == [], 10, "get pods to be empty")
 
-    # A later apply of the same workload lifts the delete's tombstone everywhere.
+    # A later apply of the same workload lifts the Delete everywhere.
     done = mesh3.operator(mesh3.agents["m2"].api, "apply", "-f", str(WEB), "--wait",
                           "--timeout", "60")
     assert done.returncode == 0, done.stderr
-    time.sleep(RUNTIME_POLL_S + 1)  # a machine still holding a tombstone would remove its pod
+    time.sleep(RUNTIME_POLL_S + 1)  # a machine still holding the Delete would remove its pod
     assert sum(len(podman_pods(mesh3, n)) for n in ("m1", "m2", "m3")) == 3
     assert mesh3.operator(mesh3.agents["m2"].api, "delete", "deployment", "web").returncode == 0
     for name in ("m1", "m2", "m3"):

@@ -34,7 +34,7 @@ from beemesh.lab.localmesh import WORKPLANE_PORT, AgentProc, LocalMesh, wait_for
 pytestmark = pytest.mark.slow
 
 BUSYBOX = "localhost/beemesh/busybox:latest"
-INTRUDER = Path(__file__).with_name("workplane_intruder.py")
+INTRUDER = Path(__file__).parents[1] / "support" / "workplane_intruder.py"
 NOBODY = 65534
 # busybox httpd serving /www on $PORT; sh as PID 1 exits on SIGTERM only when it traps it.
 HTTPD = ("mkdir -p /www && echo \"$BEEMESH_POD\" > /www/index.html && touch /tmp/alive && "

@@ -89,7 +89,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
         load_workplane_psk(cfg.workplane_key_path)  # a missing key is an error now, not later
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), format=LOG_FORMAT)
-    from beemesh.agent import run_agent  # imports libp2p, which resets its own loggers
+    from beemesh.machine.agent import run_agent  # imports libp2p, which resets its own loggers
 
     quiet_libp2p(args.log_level)
     run_agent(cfg, key, fleet, args.log_level)

@@ -19,7 +19,7 @@ from beemesh.api.client import call, stream_lines
 from beemesh.errors import UserError
 from beemesh.fleet import Fleet
 from beemesh.manifest import load_manifest_file
-from beemesh.scheduler.messages import CORDON, DELETE, DRAIN, LOGS_REQUEST, WORKLOAD
+from beemesh.workloads.messages import CORDON, DELETE, DRAIN, LOGS_REQUEST, WORKLOAD
 
 KIND_ALIASES = {"deployment": "deployment", "deploy": "deployment", "statefulset": "statefulset",
                 "sts": "statefulset", "pod": "pod", "po": "pod"}
@@ -95,46 +95,46 @@ def delete(api: Path, fleet_flag: Path | None, kind: str, name: str,
                 {"request": sign(fleet_flag, DELETE.name, {"workload_id": wid})})
 
 
-def resolve_node(api: Path, node: str) -> str:
+def resolve_machine(api: Path, name: str) -> str:
     """A full Peer ID, or a unique prefix/suffix of one this agent knows."""
     known = [n["peer_id"] for n in call(api, "GET", "/v1/nodes")]
-    if node in known:
-        return node
-    matches = [p for p in known if p.startswith(node) or p.endswith(node)]
+    if name in known:
+        return name
+    matches = [p for p in known if p.startswith(name) or p.endswith(name)]
     if len(matches) != 1:
-        raise UserError(f"{node!r} matches {len(matches)} known machines; give more of the "
+        raise UserError(f"{name!r} matches {len(matches)} known machines; give more of the "
                         "Peer ID (see `beemesh nodes`)")
     return matches[0]
 
 
-def cordon(api: Path, fleet_flag: Path | None, node: str, cordoned: bool) -> dict[str, Any]:
-    peer = resolve_node(api, node)
-    return call(api, "POST", "/v1/cordon",
-                {"request": sign(fleet_flag, CORDON.name, {"node": peer, "cordoned": cordoned})})
+def cordon(api: Path, fleet_flag: Path | None, machine: str, cordoned: bool) -> dict[str, Any]:
+    peer = resolve_machine(api, machine)
+    return call(api, "POST", "/v1/cordon", {"request": sign(
+        fleet_flag, CORDON.name, {"machine": peer, "cordoned": cordoned})})
 
 
-def drain(api: Path, fleet_flag: Path | None, node: str, grace_s: int) -> dict[str, Any]:
+def drain(api: Path, fleet_flag: Path | None, machine: str, grace_s: int) -> dict[str, Any]:
     if grace_s < 0:
         raise UserError("--grace must be 0 or more seconds")
-    peer = resolve_node(api, node)
+    peer = resolve_machine(api, machine)
     return call(api, "POST", "/v1/drain",
-                {"request": sign(fleet_flag, DRAIN.name, {"node": peer, "grace_s": grace_s})})
+                {"request": sign(fleet_flag, DRAIN.name, {"machine": peer, "grace_s": grace_s})})
 
 
-def wait_drained(api: Path, node: str, timeout: float) -> tuple[bool, str]:
-    """Poll `get pods` until no replica runs on `node`; print progress as it changes."""
+def wait_drained(api: Path, machine: str, timeout: float) -> tuple[bool, str]:
+    """Poll `get pods` until no replica runs on `machine`; print progress as it changes."""
     deadline = time.monotonic() + timeout
     last = None
     while True:
-        left = [p for p in call(api, "GET", "/v1/pods") if p["machine"] == node]
+        left = [p for p in call(api, "GET", "/v1/pods") if p["machine"] == machine]
         if len(left) != last:
-            print(f"{len(left)} replica(s) left on {node}" + "".join(
+            print(f"{len(left)} replica(s) left on {machine}" + "".join(
                 f"\n  {p['pod']} ({p['state']})" for p in left), file=sys.stderr, flush=True)
             last = len(left)
         if not left:
-            return True, f"{node} is drained"
+            return True, f"{machine} is drained"
         if time.monotonic() > deadline:
-            return False, (f"{len(left)} replica(s) still on {node} after {timeout:.0f} s: "
+            return False, (f"{len(left)} replica(s) still on {machine} after {timeout:.0f} s: "
                            "their replacements are not ready (see `beemesh events` and `beemesh "
                            "get pods`)")
         time.sleep(1)

@@ -8,14 +8,15 @@ import argparse
 import json
 import sys
 
-from beemesh.cli.columns import (
+from beemesh.output import (
     ENDPOINT_COLUMNS,
     EVENT_COLUMNS,
     NODE_COLUMNS,
     POD_COLUMNS,
     TASK_COLUMNS,
+    emit,
+    table,
 )
-from beemesh.output import emit, table
 
 
 def cmd_nodes(args: argparse.Namespace) -> int:
@@ -97,8 +98,8 @@ def cmd_cordon(args: argparse.Namespace) -> int:
     from beemesh.api.client import api_path
     from beemesh.cli import operator_client as client
 
-    result = client.cordon(api_path(args.api), args.fleet, args.node, args.cordon)
-    print(f"{result['node']} {'cordoned' if result['cordoned'] else 'uncordoned'}")
+    result = client.cordon(api_path(args.api), args.fleet, args.machine, args.cordon)
+    print(f"{result['machine']} {'cordoned' if result['cordoned'] else 'uncordoned'}")
     return 0
 
 
@@ -107,11 +108,11 @@ def cmd_drain(args: argparse.Namespace) -> int:
     from beemesh.cli import operator_client as client
 
     api = api_path(args.api)
-    result = client.drain(api, args.fleet, args.node, args.grace)
-    print(f"draining {result['node']}: {result['replicas']} replica(s) to move", file=sys.stderr)
+    result = client.drain(api, args.fleet, args.machine, args.grace)
+    print(f"draining {result['machine']}: {result['replicas']} replica(s) to move", file=sys.stderr)
     if not args.wait:
         return 0
-    ok, message = client.wait_drained(api, result["node"], args.timeout)
+    ok, message = client.wait_drained(api, result["machine"], args.timeout)
     print(message, file=sys.stderr)
     return 0 if ok else 1
 

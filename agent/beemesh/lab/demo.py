@@ -47,7 +47,7 @@ def step(text: str) -> None:
 
 
 def run_demo(machines: int, workdir: Path | None, workload: bool = True) -> int:
-    from beemesh.cli.columns import ENDPOINT_COLUMNS, NODE_COLUMNS, POD_COLUMNS
+    from beemesh.output import ENDPOINT_COLUMNS, NODE_COLUMNS, POD_COLUMNS
 
     root = workdir or Path(tempfile.mkdtemp(prefix="beemesh-demo-"))
     mesh = LocalMesh.create(root)

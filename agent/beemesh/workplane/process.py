@@ -6,7 +6,7 @@ the Workload DHT (`/beemesh/workload`) and the `workplane-events` topic. It admi
 work-plane hosts that machines of the fleet announce in their signed machine records, so a
 machine key (or anyone else) is refused on its streams.
 
-Every second it syncs with its agent over the local socket (`beemesh.workbridge`): it learns
+Every second it syncs with its agent over the local socket (`workplane.sync`): it learns
 the replicas this machine runs and their probe results, the workloads the fleet runs, and the
 live machines; it reports what it sees. For each local replica it keeps a workload key
 (`keys.py`), has the machine certify it, publishes a signed ServiceRecord every 5 s (and at
@@ -39,8 +39,7 @@ from beemesh.api.client import call
 from beemesh.errors import UserError
 from beemesh.identity import KeyPair
 from beemesh.mesh.host import HostSettings, MeshHost
-from beemesh.scheduler.messages import WORKLOAD_CERT
-from beemesh.workplane import discovery
+from beemesh.workplane import discovery, sync
 from beemesh.workplane.keys import WorkloadKeys, load_or_create
 from beemesh.workplane.reconcile import (
     ORPHAN_EPOCH,
@@ -50,7 +49,6 @@ from beemesh.workplane.reconcile import (
     Reconciler,
     RemoveReplica,
     Situation,
-    WorkloadInfo,
 )
 from beemesh.workplane.records import (
     DHT_NS,
@@ -60,6 +58,7 @@ from beemesh.workplane.records import (
     SERVICE_RECORD,
     SERVICE_WITHDRAW,
     TOPIC,
+    WORKLOAD_CERT,
     ServiceView,
     certificate,
     dht_key,
@@ -132,7 +131,7 @@ class WorkPlane:
         self.host_key = load_or_create(directory / "host.key", "work-plane host key")
         self.view = ServiceView()
         self.reconciler = Reconciler()
-        self.state: dict[str, Any] | None = None
+        self.state: sync.AgentView | None = None
         self.state_at = 0.0
         self.machines: set[str] = set()
         self.machine_of_host: dict[str, str] = {}
@@ -200,42 +199,40 @@ class WorkPlane:
     async def _sync_loop(self) -> None:
         while True:
             now = time.time()
-            report = {
-                "host": {"peer_id": self.peer_id, "addrs": self.mesh.addrs()},
-                "records": [r.to_dict(now) for r in self.view.records(now)],
-                "peers": {m.pod: m.key.peer_id for m in self.local.values() if m.cert},
-                "synced": self.synced(now),
-                "dropped": dict(self.dropped),
-                "gated": self.mesh.gated,
-            }
+            report = sync.Report(
+                host=sync.WorkPlaneHost(self.peer_id, tuple(self.mesh.addrs())),
+                records=tuple(r.to_dict(now) for r in self.view.records(now)),
+                peers={m.pod: m.key.peer_id for m in self.local.values() if m.cert},
+                synced=self.synced(now), dropped=dict(self.dropped), gated=self.mesh.gated)
             try:
-                self.state = await self._agent("/v1/work/sync", report)
+                self.state = sync.AgentView.from_json(
+                    await self._agent("/v1/work/sync", report.to_json()))
                 self.state_at = now
-            except UserError as e:
-                log.warning("agent unreachable: %s", e)
+            except (UserError, sync.SyncError) as e:
+                log.warning("no answer from the agent: %s", e)
             if self.state is not None:
                 await self._apply_state(self.state, now)
             await trio.sleep(SYNC_S)
 
-    async def _apply_state(self, state: dict[str, Any], now: float) -> None:
-        self.machines = {m["peer_id"] for m in state["machines"]}
-        self.machine_of_host = {m["workplane"]["peer_id"]: m["peer_id"]
-                                for m in state["machines"] if m.get("workplane")}
+    async def _apply_state(self, state: sync.AgentView, now: float) -> None:
+        self.machines = {m.peer_id for m in state.machines}
+        self.machine_of_host = {m.workplane.peer_id: m.peer_id
+                                for m in state.machines if m.workplane}
         await self._connect_hosts(state)
-        replicas = {r["pod"]: r for r in state["replicas"]}
+        replicas = {r.pod: r for r in state.replicas}
         gone = [m for pod, m in self.local.items()
-                if pod not in replicas or replicas[pod]["task"] != m.task]
+                if pod not in replicas or replicas[pod].task != m.task]
         if gone:
             await self._withdraw(gone)
             for m in gone:
                 del self.local[m.pod]
         for pod, r in replicas.items():
-            if r["removing"]:
+            if r.removing:
                 continue
             mine = self.local.get(pod)
             if mine is None:
-                mine = self.local[pod] = _Local(pod, r["workload"], r["ordinal"], r["task"],
-                                                self.keys.key_for(pod, r["task"]))
+                mine = self.local[pod] = _Local(pod, r.workload_id, r.ordinal, r.task,
+                                                self.keys.key_for(pod, r.task))
             if mine.cert is None:
                 await self._certify(mine)
         self.keys.keep_only({(m.pod, m.task) for m in self.local.values()})
@@ -245,31 +242,31 @@ class WorkPlane:
         self._write_discovery(state, now)
 
     async def _certify(self, mine: _Local) -> None:
+        ask = sync.CertifyRequest(mine.pod, mine.task, mine.key.public_key.hex())
         try:
-            got = await self._agent("/v1/work/certify", {
-                "pod": mine.pod, "task": mine.task, "public_key": mine.key.public_key.hex()})
-            mine.cert = bytes.fromhex(got["cert"])
+            got = sync.Certificate.from_json(await self._agent("/v1/work/certify",
+                                                               ask.to_json()))
+            mine.cert = got.cert
             self._publish_now.set()
-        except (UserError, KeyError, ValueError) as e:
+        except (UserError, sync.SyncError) as e:
             log.warning("no certificate for %s yet: %s", mine.pod, e)
 
-    async def _connect_hosts(self, state: dict[str, Any]) -> None:
+    async def _connect_hosts(self, state: sync.AgentView) -> None:
         connected = {p.to_base58() for p in self.mesh.connected()}
-        for m in state["machines"]:
-            wp = m.get("workplane")
-            if wp and wp["peer_id"] != self.peer_id and wp["peer_id"] not in connected:
-                await self.mesh.dial_any(wp["addrs"], wp["peer_id"], DIAL_TIMEOUT_S)
+        for m in state.machines:
+            wp = m.workplane
+            if wp and wp.peer_id != self.peer_id and wp.peer_id not in connected:
+                await self.mesh.dial_any(list(wp.addrs), wp.peer_id, DIAL_TIMEOUT_S)
 
     # ---- publishing ------------------------------------------------------------------------------
 
-    def _content(self, mine: _Local, state: dict[str, Any]) -> tuple[Any, ...]:
-        r = next((r for r in state["replicas"] if r["pod"] == mine.pod), None)
+    def _content(self, mine: _Local, state: sync.AgentView) -> tuple[Any, ...]:
+        r = next((r for r in state.replicas if r.pod == mine.pod), None)
         if r is None:
             return ()
-        return (r["ready"], r["retiring"], tuple(state["addrs"]),
-                tuple(tuple(sorted(p.items())) for p in r["ports"]))
+        return (r.ready, r.retiring, state.addrs, r.ports)
 
-    def _record(self, mine: _Local, state: dict[str, Any], now: float) -> bytes | None:
+    def _record(self, mine: _Local, state: sync.AgentView, now: float) -> bytes | None:
         content = self._content(mine, state)
         if mine.cert is None or not content:
             return None
@@ -281,7 +278,7 @@ class WorkPlane:
         ready, retiring, addrs, ports = content
         body = {"workload_id": mine.workload_id, "ordinal": mine.ordinal,
                 "peer_id": mine.key.peer_id, "pod": mine.pod, "task": mine.task,
-                "addrs": list(addrs), "ports": [dict(p) for p in ports], "ready": ready,
+                "addrs": list(addrs), "ports": [p.to_json() for p in ports], "ready": ready,
                 "retiring": retiring, "version": mine.version, "ttl_s": RECORD_TTL_S,
                 "cert": mine.cert}
         return wire.seal(mine.key, SERVICE_RECORD.name, body, now)
@@ -328,7 +325,7 @@ class WorkPlane:
             self.view.withdraw(mine.workload_id, mine.ordinal, mine.key.peer_id, now, now)
             await self.mesh.publish(TOPIC, wire.seal(mine.key, SERVICE_WITHDRAW.name, body, now))
 
-    def _write_discovery(self, state: dict[str, Any], now: float) -> None:
+    def _write_discovery(self, state: sync.AgentView, now: float) -> None:
         records = [r.to_dict(now) for r in self.view.records(now)]
         pods_dir = self.directory / "pods"
         for mine in self.local.values():
@@ -390,26 +387,24 @@ class WorkPlane:
 
     # ---- reconcile -------------------------------------------------------------------------------
 
-    def situation(self, state: dict[str, Any], now: float) -> Situation:
-        deleted = set(state["deleted"])
+    def situation(self, state: sync.AgentView, now: float) -> Situation:
         local = []
-        for r in state["replicas"]:
-            mine = self.local.get(r["pod"])
-            if r["removing"]:
+        for r in state.replicas:
+            mine = self.local.get(r.pod)
+            if r.removing:
                 continue
             if mine is None or not mine.content:  # no record published yet
-                local.append(LocalReplica(r["pod"], r["workload"], r["ordinal"], r["task"],
-                                          None, False, False))
+                local.append(LocalReplica(r.pod, r.workload_id, r.ordinal, r.task, None, False,
+                                          False))
                 continue
             ready, retiring = mine.content[0], mine.content[1]
-            local.append(LocalReplica(r["pod"], r["workload"], r["ordinal"], r["task"],
-                                      mine.key.peer_id, ready, retiring))
+            local.append(LocalReplica(r.pod, r.workload_id, r.ordinal, r.task, mine.key.peer_id,
+                                      ready, retiring))
         return Situation(
-            now=now, machine=state["machine"],
-            machines=tuple(m["peer_id"] for m in state["machines"] if m.get("workplane")),
-            workloads={w["workload_id"]: WorkloadInfo(w["workload_id"], w["replicas"],
-                                                      w["stateful"])
-                       for w in state["workloads"] if w["workload_id"] not in deleted},
+            now=now, machine=state.machine,
+            machines=tuple(m.peer_id for m in state.machines if m.workplane),
+            workloads={w.workload_id: w for w in state.workloads
+                       if w.workload_id not in state.deleted},
             local=tuple(local), synced=self.synced(now) and now - self.state_at < AGENT_SILENCE_S)
 
     async def _reconcile_loop(self) -> None:
@@ -418,7 +413,7 @@ class WorkPlane:
             state, now = self.state, time.time()
             if state is None:
                 continue
-            margin = float(state.get("statefulset_margin_s", 10.0))
+            margin = state.statefulset_margin_s
             if margin != self.reconciler.params.statefulset_margin_s:
                 self.reconciler.params = Params(statefulset_margin_s=margin)
             for act in self.reconciler.step(self.situation(state, now), self.view):
@@ -427,8 +422,8 @@ class WorkPlane:
                         await self._ask_heal(act)
                     elif isinstance(act, RemoveReplica):
                         log.info("removing surplus replica %s: %s", act.pod, act.reason)
-                        await self._agent("/v1/work/remove", {"pod": act.pod,
-                                                              "reason": act.reason})
+                        await self._agent("/v1/work/remove",
+                                          sync.RemoveRequest(act.pod, act.reason).to_json())
                 except UserError as e:
                     log.warning("agent refused %s: %s", act, e)
 
@@ -436,14 +431,19 @@ class WorkPlane:
         epoch = act.epoch
         if epoch == ORPHAN_EPOCH:
             epoch = await self._last_task_in_dht(act.workload_id, act.ordinal) or epoch
-        got = await self._agent("/v1/work/heal", {"workload_id": act.workload_id,
-                                                  "ordinal": act.ordinal, "epoch": epoch})
-        if got.get("state") == "published":
+        ask = sync.HealRequest(act.workload_id, act.ordinal, epoch)
+        try:
+            got = sync.HealAnswer.from_json(await self._agent("/v1/work/heal", ask.to_json()))
+        except sync.SyncError as e:
+            log.warning("unreadable answer to a heal of %s replica %d: %s", act.workload_id,
+                        act.ordinal, e)
+            return
+        if got.published:
             log.info("asked to heal %s replica %d (task %s)", act.workload_id, act.ordinal,
-                     got.get("task_id"))
+                     got.task_id)
         else:
             log.info("heal of %s replica %d not published: %s", act.workload_id, act.ordinal,
-                     got.get("reason"))
+                     got.reason)
 
     async def _last_task_in_dht(self, workload_id: str, ordinal: int) -> str | None:
         """The task of the last record the DHT holds for that ordinal, even an expired one."""

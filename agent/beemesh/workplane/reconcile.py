@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from beemesh.workplane.records import ServiceRecord, ServiceView
+from beemesh.workplane.sync import Workload
 
 ORPHAN_EPOCH = "orphan"  # an ordinal nobody saw run since this work plane started
 
@@ -38,13 +39,6 @@ class Params:
     settle_s: float = 5.0
     ask_every_s: float = 10.0
     watchers: int = 2
-
-
-@dataclass(frozen=True)
-class WorkloadInfo:
-    workload_id: str
-    replicas: int
-    stateful: bool
 
 
 @dataclass(frozen=True)
@@ -67,7 +61,7 @@ class Situation:
     now: float
     machine: str  # this machine's Peer ID
     machines: tuple[str, ...]  # live machines that run a work plane (watcher candidates)
-    workloads: dict[str, WorkloadInfo]  # known and not deleted
+    workloads: dict[str, Workload]  # known and not deleted
     local: tuple[LocalReplica, ...]
     synced: bool  # the view has had time to hear every live replica
 
@@ -130,7 +124,7 @@ class Reconciler:
             del self._asked[key]
         return actions
 
-    def _overdue(self, s: Situation, w: WorkloadInfo, view: ServiceView) -> list[int]:
+    def _overdue(self, s: Situation, w: Workload, view: ServiceView) -> list[int]:
         """Ordinals with no live record (and not running here) for longer than the delay."""
         p = self.params
         delay = p.heal_delay_s + (p.statefulset_margin_s if w.stateful else 0.0)

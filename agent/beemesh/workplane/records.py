@@ -30,6 +30,11 @@ DHT_NS = "svc"
 RECORD_TTL_S = 15
 MAX_RECORD_TTL_S = 60
 
+# A machine vouching that a workload key belongs to a replica it runs; embedded in every
+# ServiceRecord so work planes can tell a real replica's key from anyone else's.
+WORKLOAD_CERT = wire.Kind("WorkloadCert", wire.MACHINE, schema.Struct(
+    required={"machine": str, "peer_id": str, "workload_id": str, "ordinal": int, "pod": str,
+              "task": str}), names_signer="machine")
 PORT = schema.Struct(required={"name": str, "port": int, "host_port": int, "protocol": str})
 SERVICE_RECORD = wire.Kind("ServiceRecord", wire.WORKLOAD, schema.Struct(required={
     "workload_id": str, "ordinal": int, "peer_id": str, "pod": str, "task": str,

@@ -1,0 +1,221 @@
+"""The machine agent: one long-lived process per machine, composed of thin services.
+
+`Agent` builds every service with the narrow views it reads and runs them all in one nursery;
+this is the only place they are wired together. Lowest first: the mesh host and the fleet view
+(`membership`), this machine's node (`node`), the auction (`scheduling`), then the services
+that combine them (this package). Shutdown: the work plane withdraws its records first, then
+this machine withdraws its own record, then everything stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+
+import trio
+
+from beemesh import wire
+from beemesh.api.server import ApiServer
+from beemesh.config import AgentConfig
+from beemesh.errors import UserError
+from beemesh.events import EventLog
+from beemesh.fleet import Fleet
+from beemesh.identity import KeyPair
+from beemesh.machine.deleting import Deleter
+from beemesh.machine.exchange import ManifestExchange
+from beemesh.machine.inbound import TOPIC_KINDS, Drops, Inbound, PlaneGuard
+from beemesh.machine.logs import Logs
+from beemesh.machine.pods import Pods
+from beemesh.machine.requests import OperatorRequests
+from beemesh.machine.routes import AgentApi
+from beemesh.machine.workplane_link import (
+    CertifiedKeys,
+    PodDirs,
+    WorkPlaneLink,
+    resolve_user,
+)
+from beemesh.membership.dht import MACHINE_DHT_PREFIX, MACHINE_NS, MachineRecordValidator
+from beemesh.membership.lateness import Lateness
+from beemesh.membership.quorum import Quorum
+from beemesh.membership.records import MachineRecord, RecordCapacity
+from beemesh.membership.service import Membership, dialable
+from beemesh.membership.view import MachineView
+from beemesh.mesh.host import HostSettings, MeshHost
+from beemesh.metrics import Metrics
+from beemesh.node.capacity import machine_arch
+from beemesh.node.cordon import Cordon
+from beemesh.node.evictions import Evictions
+from beemesh.node.kubelet import Kubelet
+from beemesh.node.local import LocalNode
+from beemesh.runtime import Runtime
+from beemesh.scheduling.driver import AuctionDriver
+from beemesh.scheduling.leases import LEASE_NS, LeaseValidator
+from beemesh.scheduling.messages import LEASE
+from beemesh.topics import TOPIC_EVENTS
+from beemesh.workloads.messages import CORDON, DELETE, DRAIN, LOGS_REQUEST, WORKLOAD
+from beemesh.workloads.store import WorkloadStore
+
+log = logging.getLogger("beemesh.agent")
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig, key: KeyPair, fleet: Fleet, runtime: Runtime,
+                 log_level: str = "info") -> None:
+        self.cfg = cfg
+        self.key = key
+        self.fleet = fleet
+        self.machine = key.peer_id
+        self._replay = wire.ReplayGuard()
+        self.metrics = Metrics()
+        self.events = EventLog()
+        self.view = MachineView()
+        self.lateness = Lateness()
+        self.quorum = Quorum(self.view, cfg.quorum_memory_s)
+        workloads = self.verifier_for({WORKLOAD.name: WORKLOAD})
+        deletes = self.verifier_for({DELETE.name: DELETE})  # any age: stored and relayed
+        self.store = WorkloadStore(cfg.state_dir, workloads.authenticate, deletes.authenticate)
+
+        self.drops = Drops(self.metrics)
+        self.certified = CertifiedKeys()
+        guard = PlaneGuard(self.view, self.certified)
+        records = MachineRecordValidator(self.verifier_for(TOPIC_KINDS[TOPIC_EVENTS]),
+                                         guard.refuse_workload_signer)
+        self.mesh = MeshHost(HostSettings(
+            key=key, psk_hex=fleet.psk_hex, listen=cfg.listen, dht_prefix=MACHINE_DHT_PREFIX,
+            dht_validators={MACHINE_NS: records, LEASE_NS: LeaseValidator(
+                self.verifier_for({LEASE.name: LEASE}), guard.refuse_workload_signer)},
+            heartbeat_s=cfg.gossip_heartbeat_s))
+        self.membership = Membership(key=key, cfg=cfg, mesh=self.mesh, view=self.view,
+                                     metrics=self.metrics, authenticate=records.authenticate,
+                                     on_drop=self.drops.count)
+
+        user = resolve_user(cfg.workplane_user) if cfg.workplane and os.geteuid() == 0 else None
+        self.node = LocalNode(
+            machine=self.machine, cfg=cfg, runtime=runtime, events=self.events,
+            announcer=self.membership,
+            pod_dirs=PodDirs(cfg.workplane_dir, user) if cfg.workplane else None)
+        self.cordon = Cordon(cfg.state_dir, self.machine, self.events, self.membership)
+        self.driver = AuctionDriver(
+            key=key, cfg=cfg, mesh=self.mesh, node=self.node, cordon=self.cordon,
+            view=self.view, quorum=self.quorum, lateness=self.lateness, store=self.store,
+            events=self.events, metrics=self.metrics)
+        self.kubelet = Kubelet(node=self.node, specs=self.driver, deletions=self.store,
+                               events=self.events, announcer=self.membership)
+        self.evictions = Evictions(
+            node=self.node, specs=self.driver, store=self.store, quorum=self.quorum,
+            cordon=self.cordon, replacer=self.driver, events=self.events,
+            announcer=self.membership)
+        self.link: WorkPlaneLink | None = None
+        if cfg.workplane:
+            self.link = WorkPlaneLink(
+                key=key, cfg=cfg, user=user, certified=self.certified, node=self.node,
+                kubelet=self.kubelet,
+                evictions=self.evictions, driver=self.driver, store=self.store,
+                view=self.view, quorum=self.quorum, lateness=self.lateness,
+                addrs=self._addrs, events=self.events, metrics=self.metrics,
+                announcer=self.membership, log_level=log_level)
+        self.pods = Pods(machine=self.machine, node=self.node, kubelet=self.kubelet,
+                         evictions=self.evictions, view=self.view, certified=self.certified)
+        self.deleter = Deleter(key=key, store=self.store, node=self.node, tasks=self.driver,
+                               view=self.view, mesh=self.mesh, events=self.events,
+                               authenticate_delete=deletes.authenticate)
+        self.exchange = ManifestExchange(machine=self.machine, view=self.view, store=self.store,
+                                         authenticate=workloads.authenticate, mesh=self.mesh,
+                                         events=self.events)
+        self.inbound = Inbound(
+            machine=self.machine, verifier_for=self.verifier_for,
+            authenticate_workload=workloads.authenticate, guard=guard, drops=self.drops,
+            lateness=self.lateness, membership=self.membership, driver=self.driver,
+            deleter=self.deleter, cordon=self.cordon, metrics=self.metrics)
+        self.requests = OperatorRequests(
+            driver=self.driver, store=self.store, pods=self.pods, mesh=self.mesh,
+            workloads=workloads,
+            requests=self.verifier_for({k.name: k for k in (DELETE, CORDON, DRAIN)}))
+        self.logs = Logs(node=self.node, mesh=self.mesh,
+                         verifier=self.verifier_for({LOGS_REQUEST.name: LOGS_REQUEST}),
+                         machines_running=self.pods.machines_running)
+        self.api = ApiServer(cfg.api_socket)
+        AgentApi(self.api, machine=self.machine, mesh=self.mesh, view=self.view,
+                 membership=self.membership, lateness=self.lateness, node=self.node,
+                 driver=self.driver, requests=self.requests, pods=self.pods, link=self.link,
+                 logs=self.logs, events=self.events, metrics=self.metrics)
+
+    def verifier_for(self, kinds: dict[str, wire.Kind]) -> wire.Verifier:
+        """Verifiers share one replay cache and the fleet's operator trust list."""
+        return wire.Verifier(kinds, lambda: self.fleet.trusted_operators, replay=self._replay)
+
+    def _addrs(self) -> list[str]:
+        return dialable(self.mesh.addrs())
+
+    def record(self) -> MachineRecord:
+        """This machine's record, as it is now."""
+        cap = self.node.capacity()
+        return MachineRecord(
+            peer_id=self.machine, addrs=tuple(self._addrs()), arch=machine_arch(),
+            labels=dict(self.cfg.labels),
+            capacity=RecordCapacity(cap.cpu_milli, cap.memory_bytes, cap.memory_available_bytes,
+                                    cap.cgroup),
+            ttl_s=self.cfg.record_ttl_s, pods=self.pods.here(), cordoned=self.cordon.cordoned,
+            draining=self.cordon.draining,
+            workplane=self.link.host if self.link is not None else None)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.store.load(time.time())
+        async with self.mesh.running(), trio.open_nursery() as nursery:
+            for topic in TOPIC_KINDS:
+                sub = await self.mesh.subscribe(topic, self.inbound.validator(topic))
+                nursery.start_soon(self.inbound.consume, topic, sub)
+            await nursery.start(self.api.serve)
+            await self.node.poll()
+            nursery.start_soon(self.node.poll_loop)
+            await nursery.start(self.driver.run)
+            nursery.start_soon(self.deleter.run)
+            nursery.start_soon(self.kubelet.run)
+            nursery.start_soon(self.evictions.run)
+            nursery.start_soon(self.exchange.run)
+            if self.link is not None:
+                await nursery.start(self.link.run)
+            log.info("agent %s listening on %s", self.machine, ", ".join(self.mesh.addrs()))
+            print(f"beemesh agent {self.machine} ready; API at {self.cfg.api_socket}",
+                  flush=True)
+            for addr in self.cfg.bootstrap:
+                nursery.start_soon(self.membership.bootstrap, addr)
+            nursery.start_soon(self.membership.announce_loop, self.record)
+            nursery.start_soon(self.membership.maintain_loop)
+            await self._wait_for_signal()
+            if self.link is not None:
+                with trio.move_on_after(4):
+                    await self.link.stop()
+            await self.membership.withdraw()
+            nursery.cancel_scope.cancel()
+
+    async def _wait_for_signal(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("received %s, shutting down", signal.Signals(signum).name)
+                return
+
+
+def run_agent(cfg: AgentConfig, key: KeyPair, fleet: Fleet, log_level: str = "info") -> None:
+    """Blocking entry point for `beemesh agent`."""
+    from beemesh.runtime.podman import PodmanRuntime, default_socket_url
+
+    runtime = PodmanRuntime(cfg.podman_socket or default_socket_url())
+    try:
+        trio.run(Agent(cfg, key, fleet, runtime, log_level).run)
+    except BaseExceptionGroup as group:  # trio wraps errors raised inside nurseries
+        user_errors = group.subgroup(UserError)
+        if user_errors is None:
+            raise
+        raise first_leaf(user_errors) from None
+
+
+def first_leaf(group: BaseExceptionGroup) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc

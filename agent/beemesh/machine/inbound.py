@@ -1,0 +1,169 @@
+"""What arrives on the machine plane's topics: checked before it is relayed, then routed.
+
+Every message passes `wire.Verifier` inside the gossipsub topic validator (size, shape, schema,
+signature, signer, skew, replay), plus the checks of its kind (a Task's embedded operator
+signature and consistency; a relayed Delete's inner signature), so an invalid message is
+dropped before it is relayed to anyone else: counted under
+`beemesh_messages_dropped_total{reason}` and logged once per (peer, reason). Workload keys
+never speak on the machine plane. Accepted messages go to the service that owns their kind.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
+
+from beemesh import wire
+from beemesh.identity import peer_id, public_key_from_peer_id_bytes
+from beemesh.machine.deleting import Deleter
+from beemesh.machine.workplane_link import CertifiedKeys
+from beemesh.membership.lateness import Lateness
+from beemesh.membership.records import MACHINE_RECORD, MACHINE_WITHDRAW, RecordError
+from beemesh.membership.service import Membership
+from beemesh.membership.view import MachineView
+from beemesh.metrics import Metrics
+from beemesh.node.cordon import Cordon
+from beemesh.scheduling.driver import AuctionDriver
+from beemesh.scheduling.messages import BID, DEPLOYED, FAILED, LEASE, TASK
+from beemesh.scheduling.tasks import check_task
+from beemesh.topics import TOPIC_EVENTS, TOPIC_PROPOSALS, TOPIC_TASKS
+from beemesh.workloads.messages import CORDON, DELETE, DRAIN, RELAYED_DELETE
+
+log = logging.getLogger("beemesh.inbound")
+
+# Which kinds each topic carries; anything else on a topic is dropped as unknown_kind.
+TOPIC_KINDS: dict[str, dict[str, wire.Kind]] = {
+    TOPIC_TASKS: {k.name: k for k in (TASK, DELETE, CORDON, DRAIN, RELAYED_DELETE)},
+    TOPIC_PROPOSALS: {BID.name: BID},
+    TOPIC_EVENTS: {k.name: k for k in (MACHINE_RECORD, MACHINE_WITHDRAW, DEPLOYED, FAILED,
+                                       LEASE)},
+}
+MAX_LOGGED_DROPS = 10_000
+WORKLOAD_PEERS_REFRESH_S = 1.0
+
+
+class Drops:
+    """Counts every dropped message by reason, and logs it once per (peer, reason)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._logged: set[tuple[str, str]] = set()
+        metrics.describe("messages_dropped", "inbound messages dropped, by reason")
+
+    def count(self, topic: str, origin: str, reason: str, detail: str) -> None:
+        self.metrics.inc("messages_dropped", reason)
+        if (origin, reason) not in self._logged and len(self._logged) < MAX_LOGGED_DROPS:
+            self._logged.add((origin, reason))
+            log.warning("dropped message on %s from %s: %s (logged once per peer and reason)",
+                        topic, origin, detail)
+
+
+class PlaneGuard:
+    """Workload keys never speak on the machine plane: topics, DHT records, lease hints. The
+    keys it knows are the ones this machine certified and those other machines' records list."""
+
+    def __init__(self, view: MachineView, certified: CertifiedKeys) -> None:
+        self.view = view
+        self.certified = certified
+        self._peers: tuple[float, set[str]] = (-WORKLOAD_PEERS_REFRESH_S, set())
+
+    def refuse_workload_signer(self, env: wire.Envelope) -> None:
+        if peer_id(env.sender) in self.workload_peers():
+            raise wire.Rejected("wrong_plane", "signed by a workload key; only machine and "
+                                "operator keys speak on the machine plane")
+
+    def workload_peers(self) -> set[str]:
+        """Workload Peer IDs this machine knows (refreshed at most once a second)."""
+        at, peers = self._peers
+        if time.monotonic() - at > WORKLOAD_PEERS_REFRESH_S:
+            peers = self.certified.peers()
+            for entry in self.view.entries(time.time()):
+                peers.update(p.peer for p in entry.record.pods if p.peer)
+            self._peers = (time.monotonic(), peers)
+        return peers
+
+
+class Inbound:
+    def __init__(self, *, machine: str, verifier_for: Callable[[dict[str, wire.Kind]],
+                                                                wire.Verifier],
+                 authenticate_workload: Callable[[bytes], wire.Envelope], guard: PlaneGuard,
+                 drops: Drops, lateness: Lateness, membership: Membership,
+                 driver: AuctionDriver, deleter: Deleter, cordon: Cordon,
+                 metrics: Metrics) -> None:
+        self.machine = machine
+        self.verifiers = {topic: verifier_for(kinds) for topic, kinds in TOPIC_KINDS.items()}
+        self.authenticate_workload = authenticate_workload
+        self.guard = guard
+        self.drops = drops
+        self.lateness = lateness
+        self.membership = membership
+        self.driver = driver
+        self.deleter = deleter
+        self.cordon = cordon
+        self.metrics = metrics
+        metrics.describe("messages_accepted", "inbound messages accepted, by kind", "kind")
+
+    # ---- checks --------------------------------------------------------------------------
+
+    def validator(self, topic: str) -> Callable[[ID, rpc_pb2.Message], bool]:
+        verifier = self.verifiers[topic]
+
+        def validate(_forwarder: ID, msg: rpc_pb2.Message) -> bool:
+            try:
+                env = verifier.check(msg.data, time.time(), public_key_from_peer_id_bytes(
+                    msg.from_id))
+                self.guard.refuse_workload_signer(env)
+                self._note_lateness(env)
+                if env.kind == TASK.name:
+                    self.deleter.refuse_deleted(check_task(env, self.authenticate_workload))
+                elif env.kind == RELAYED_DELETE.name:
+                    self.deleter.check_relayed(env)
+            except wire.Rejected as e:
+                if e.reason == "stale":  # too late to accept: the strongest sign of a backlog
+                    self._note_lateness(wire.decode(msg.data))  # it decoded before the check
+                self.drops.count(topic, ID(msg.from_id).to_base58(), e.reason, e.detail)
+                return False
+            self.metrics.inc("messages_accepted", env.kind)
+            return True
+
+        return validate
+
+    def _note_lateness(self, env: wire.Envelope) -> None:
+        """Machine records come every few seconds from every machine: they time the mesh."""
+        if env.kind == MACHINE_RECORD.name:
+            self.lateness.observe(env.sender.hex(), env.ts_ms / 1000, time.time())
+
+    # ---- routing ---------------------------------------------------------------------------
+
+    async def consume(self, topic: str, sub: Any) -> None:
+        while True:
+            msg = await sub.get()
+            env = wire.decode(msg.data)  # already verified by the topic validator
+            try:
+                self.route(env)
+            except (RecordError, wire.Rejected) as e:  # e.g. a relayed Delete expired meanwhile
+                self.drops.count(topic, peer_id(env.sender), getattr(e, "reason", "schema"),
+                                 str(e))
+
+    def route(self, env: wire.Envelope) -> None:
+        """Hand a verified message to the service that owns its kind."""
+        kind, body = env.kind, env.body
+        if kind in (MACHINE_RECORD.name, MACHINE_WITHDRAW.name):
+            self.membership.on_message(env)
+        elif kind == TASK.name:
+            self.driver.on_task(check_task(env, wire.decode))  # signature checked already
+        elif kind in (BID.name, DEPLOYED.name, FAILED.name, LEASE.name):
+            self.driver.handle(env)
+        elif kind == DELETE.name:
+            self.deleter.on_delete(env)
+        elif kind == RELAYED_DELETE.name:
+            self.deleter.on_delete(self.deleter.check_relayed(env))
+        elif kind == CORDON.name and body["machine"] == self.machine:
+            self.cordon.set_cordoned(body["cordoned"])
+        elif kind == DRAIN.name and body["machine"] == self.machine:
+            self.cordon.set_draining(body["grace_s"])

@@ -1,0 +1,114 @@
+"""`beemesh logs POD`: log lines from whichever machine runs the pod.
+
+The operator signs a LogsRequest; the local agent serves it from its own Podman or forwards
+the same signed bytes over a libp2p stream (`/beemesh/logs/1.0.0`) to the machine that runs
+the pod, which checks the operator signature itself before reading anything. Lines travel
+back as JSON lines: {"line": ...} or a final {"error": ...}.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import trio
+from libp2p.abc import INetStream
+from libp2p.network.stream.exceptions import StreamError
+
+from beemesh import wire
+from beemesh.errors import UserError
+from beemesh.mesh.framing import read_request, send_request
+from beemesh.mesh.host import MeshHost
+from beemesh.node.local import LocalNode
+
+log = logging.getLogger("beemesh.logs")
+
+LOGS_PROTOCOL = "/beemesh/logs/1.0.0"
+
+
+class Logs:
+    """Serves logs of the pods here, and relays requests for pods elsewhere."""
+
+    def __init__(self, *, node: LocalNode, mesh: MeshHost, verifier: wire.Verifier,
+                 machines_running: Callable[[str], list[str]]) -> None:
+        """`machines_running(pod)`: the other machines whose records list that pod."""
+        self.node = node
+        self.mesh = mesh
+        self.verifier = verifier
+        self.machines_running = machines_running
+        mesh.handle(LOGS_PROTOCOL, self._serve_stream)
+
+    async def _serve_stream(self, stream: Any) -> None:
+        """Another agent forwards an operator's signed logs request for a pod we run."""
+        try:
+            blob = await read_request(stream)
+            async for chunk in self.lines(blob, forwarded=True):
+                await stream.write(chunk)
+        except Exception as e:  # the requesting side went away, or garbage on the stream
+            log.debug("logs stream ended: %s", e)
+        finally:
+            with trio.move_on_after(1):
+                await stream.close()
+
+    async def lines(self, blob: bytes, forwarded: bool) -> AsyncIterator[bytes]:
+        """JSON lines of a pod's logs, from here or from the machine that runs it."""
+        try:
+            env = self.verifier.check(blob, time.time())
+            pod, follow = env.body["pod"], env.body["follow"]
+            if pod in self.node.pods:
+                async for line in lines_from_thread(lambda: self.node.logs(pod, follow)):
+                    yield encode_line(line)
+                return
+            hosts = [] if forwarded else self.machines_running(pod)
+            if not hosts:
+                yield encode_error(f"pod {pod} is not on this machine" if forwarded else
+                                   f"no pod named {pod} runs in the mesh; see `beemesh get pods`")
+                return
+            stream = await self.mesh.open_stream(hosts[0], LOGS_PROTOCOL)
+            await send_request(stream, blob)
+            async for chunk in relay_remote(stream):
+                yield chunk
+        except wire.Rejected as e:
+            yield encode_error(f"logs request rejected ({e.reason}): {e.detail}")
+        except UserError as e:
+            yield encode_error(str(e))
+
+
+async def lines_from_thread(open_iter: Callable[[], Iterator[str]]) -> AsyncIterator[str]:
+    """Drive a blocking line iterator (podman-py logs) from a worker thread."""
+    it = await trio.to_thread.run_sync(open_iter)
+    done = object()
+    while True:
+        line = await trio.to_thread.run_sync(next, it, done, abandon_on_cancel=True)
+        if line is done:
+            return
+        yield str(line)
+
+
+def encode_line(line: str) -> bytes:
+    return json.dumps({"line": line}).encode() + b"\n"
+
+
+def encode_error(message: str) -> bytes:
+    return json.dumps({"error": message}).encode() + b"\n"
+
+
+async def relay_remote(stream: INetStream) -> AsyncIterator[bytes]:
+    """JSON lines from a remote agent, passed on unchanged (one per chunk)."""
+    buf = b""
+    while True:
+        try:
+            chunk = await stream.read(65536)
+        except StreamError:  # py-libp2p signals the end of a stream by raising StreamEOF
+            chunk = b""
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            yield line + b"\n"
+    if buf:
+        yield buf + b"\n"

@@ -1,0 +1,89 @@
+"""The operator's requests that reach this agent's API: apply, delete, cordon, drain.
+
+The CLI signs them with the operator key (`cli.operator_client`); this agent checks the
+signature against the fleet's trust list and hands them to the mesh. An apply publishes a
+Task for each replica that runs nowhere yet (`scheduling.apply`), replicas of one workload
+`REPLICA_STAGGER_S` apart (longer than a selection window, so each machine already knows who
+won the previous replica: that is what spreads replicas). Delete, Cordon and Drain are
+published as they are; every machine (this one too, when the message comes back) acts on them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import trio
+
+from beemesh import wire
+from beemesh.errors import UserError
+from beemesh.machine.pods import Pods
+from beemesh.manifest import WorkloadSpec
+from beemesh.mesh.host import MeshHost
+from beemesh.scheduling.apply import plan_apply
+from beemesh.scheduling.driver import AuctionDriver
+from beemesh.topics import TOPIC_TASKS
+from beemesh.workloads.messages import DELETE, MAX_WORKLOAD_BYTES
+from beemesh.workloads.store import WorkloadStore
+
+REPLICA_STAGGER_S = 0.4  # > the longest selection window: replica k+1 sees who won replica k
+
+
+class OperatorRequests:
+    def __init__(self, *, driver: AuctionDriver, store: WorkloadStore, pods: Pods,
+                 mesh: MeshHost, workloads: wire.Verifier, requests: wire.Verifier) -> None:
+        """`workloads` checks signed Workloads; `requests` Delete, Cordon and Drain."""
+        self.driver = driver
+        self.store = store
+        self.pods = pods
+        self.mesh = mesh
+        self.workloads = workloads
+        self.requests = requests
+
+    async def apply(self, blobs: list[bytes]) -> list[dict[str, Any]]:
+        """Verify operator-signed workloads and publish a Task for each missing replica."""
+        now = time.time()
+        accepted: list[tuple[WorkloadSpec, bytes, wire.Envelope]] = []
+        for blob in blobs:
+            if len(blob) > MAX_WORKLOAD_BYTES:
+                raise UserError(f"workload is {len(blob)} bytes; the limit is "
+                                f"{MAX_WORKLOAD_BYTES} (trim the manifest)")
+            try:
+                env = self.workloads.check(blob, now)
+            except wire.Rejected as e:
+                raise UserError(f"apply rejected ({e.reason}): {e.detail}") from None
+            accepted.append((WorkloadSpec.from_dict(env.body["spec"]), blob, env))
+        out: list[dict[str, Any]] = []
+        for spec, blob, env in accepted:
+            stored = self.store.add_workload(blob, env)
+            if stored is None:
+                raise UserError(f"{spec.workload_id}: a newer apply or delete is already known; "
+                                "check the clock of this machine and apply again")
+            running = {(r["workload"], r["replica"]) for r in self.pods.rows()}
+            running |= self.driver.deployed_replicas()  # records may still be on their way
+            published = False
+            for step in plan_apply(spec, stored.generation, running):
+                if not step.exists:
+                    if published:
+                        await trio.sleep(REPLICA_STAGGER_S)
+                    await self.driver.publish(self.driver.task_for(stored, step.ordinal))
+                    published = True
+                out.append(step.to_dict())
+        return out
+
+    async def forward(self, blob: bytes) -> wire.Envelope:
+        """Check an operator-signed Delete/Cordon/Drain and publish it."""
+        try:
+            env = self.requests.check(blob, time.time(), remember=False)
+        except wire.Rejected as e:
+            raise UserError(f"request rejected ({e.reason}): {e.detail}") from None
+        await self.mesh.publish(TOPIC_TASKS, blob)
+        return env
+
+    async def delete(self, blob: bytes) -> dict[str, Any]:
+        env = await self.forward(blob)
+        if env.kind != DELETE.name:
+            raise UserError("expected a signed Delete request")
+        wid = env.body["workload_id"]
+        known = [r for r in self.pods.rows() if r["workload"] == wid]
+        return {"workload": wid, "replicas": len(known)}

@@ -1,0 +1,149 @@
+"""The local control API's routes (HTTP/1.1 + JSON on a unix socket, mode 0600): what the
+CLI reads and asks. Each route parses the request, calls the service that owns the answer and
+shapes the JSON; nothing here decides anything."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from typing import Any
+
+import psutil
+import trio
+
+from beemesh import __version__
+from beemesh.api.server import ApiError, ApiServer, Request, Response
+from beemesh.events import EventLog
+from beemesh.machine.logs import Logs
+from beemesh.machine.pods import Pods
+from beemesh.machine.requests import OperatorRequests
+from beemesh.machine.workplane_link import WorkPlaneLink
+from beemesh.membership.lateness import Lateness
+from beemesh.membership.service import Membership
+from beemesh.membership.view import MachineView
+from beemesh.mesh.host import MeshHost
+from beemesh.metrics import Metrics
+from beemesh.node.capacity import machine_arch
+from beemesh.node.local import LocalNode
+from beemesh.scheduling.driver import AuctionDriver
+from beemesh.workloads.messages import CORDON, DRAIN
+
+MAX_EVENTS_WAIT_S = 30.0
+
+
+class AgentApi:
+    def __init__(self, server: ApiServer, *, machine: str, mesh: MeshHost, view: MachineView,
+                 membership: Membership, lateness: Lateness, node: LocalNode,
+                 driver: AuctionDriver, requests: OperatorRequests, pods: Pods,
+                 link: WorkPlaneLink | None, logs: Logs, events: EventLog,
+                 metrics: Metrics) -> None:
+        self.machine = machine
+        self.mesh = mesh
+        self.view = view
+        self.membership = membership
+        self.lateness = lateness
+        self.node = node
+        self.driver = driver
+        self.requests = requests
+        self.pods = pods
+        self.link = link
+        self.logs = logs
+        self.events = events
+        self.metrics = metrics
+        for method, path, handler in (
+                ("GET", "/v1/nodes", self._nodes), ("GET", "/v1/status", self._status),
+                ("GET", "/v1/metrics", self._metrics_json), ("GET", "/metrics", self._metrics),
+                ("POST", "/v1/apply", self._apply), ("POST", "/v1/delete", self._delete),
+                ("POST", "/v1/cordon", self._cordon), ("POST", "/v1/drain", self._drain),
+                ("GET", "/v1/endpoints", self._endpoints), ("GET", "/v1/tasks", self._tasks),
+                ("GET", "/v1/pods", self._pods), ("GET", "/v1/events", self._events),
+                ("POST", "/v1/logs", self._logs)):
+            server.route(method, path, handler)
+
+    async def _nodes(self, _req: Request) -> Response:
+        now = time.time()
+        return Response(200, [e.to_dict(now, self.machine) for e in self.view.entries(now)])
+
+    async def _status(self, _req: Request) -> Response:
+        proc = psutil.Process()
+        cpu = proc.cpu_times()
+        joined = self.membership.joined_after_s
+        return Response(200, {
+            "peer_id": self.machine,
+            "version": __version__,
+            "arch": machine_arch(),
+            "addrs": self.mesh.addrs(),
+            "connected_peers": [p.to_base58() for p in self.mesh.connected()],
+            "known_machines": len(self.view.entries(time.time())),
+            "lateness_s": round(self.lateness.worst(time.time()), 1),
+            "joined": joined is not None,
+            "joined_after_s": joined,
+            "runtime": "ok" if self.node.runtime_ok else self.node.runtime_error,
+            "uptime_s": round(time.monotonic() - self.membership.started, 1),
+            "rss_bytes": proc.memory_info().rss,
+            "cpu_seconds": cpu.user + cpu.system,
+        })
+
+    async def _apply(self, req: Request) -> Response:
+        blobs = [_b64(w) for w in (req.json() or {}).get("workloads", [])]
+        if not blobs:
+            raise ApiError(400, "no workloads in the request")
+        return Response(200, await self.requests.apply(blobs))
+
+    async def _delete(self, req: Request) -> Response:
+        return Response(200, await self.requests.delete(_b64((req.json() or {}).get(
+            "request", ""))))
+
+    async def _cordon(self, req: Request) -> Response:
+        env = await self.requests.forward(_b64((req.json() or {}).get("request", "")))
+        if env.kind != CORDON.name:
+            raise ApiError(400, "expected a signed Cordon request")
+        return Response(200, {"machine": env.body["machine"], "cordoned": env.body["cordoned"]})
+
+    async def _drain(self, req: Request) -> Response:
+        env = await self.requests.forward(_b64((req.json() or {}).get("request", "")))
+        if env.kind != DRAIN.name:
+            raise ApiError(400, "expected a signed Drain request")
+        machine = env.body["machine"]
+        replicas = [r for r in self.pods.rows() if r["machine"] == machine]
+        return Response(200, {"machine": machine, "replicas": len(replicas)})
+
+    async def _endpoints(self, req: Request) -> Response:
+        if self.link is None:
+            raise ApiError(409, "this agent runs without a work plane (workplane = false)")
+        return Response(200, self.link.endpoints(req.query.get("workload") or None))
+
+    async def _tasks(self, req: Request) -> Response:
+        ids = [i for i in req.query.get("ids", "").split(",") if i]
+        return Response(200, self.driver.task_statuses(ids))
+
+    async def _pods(self, _req: Request) -> Response:
+        return Response(200, self.pods.rows())
+
+    async def _events(self, req: Request) -> Response:
+        after = int(req.query.get("after", "0"))
+        wait = min(MAX_EVENTS_WAIT_S, float(req.query.get("wait", "0")))
+        with trio.move_on_after(wait):
+            while not self.events.since(after) and wait > 0:
+                await trio.sleep(0.2)
+        return Response(200, {"last": self.events.last_seq,
+                              "events": [e.to_dict() for e in self.events.since(after)]})
+
+    async def _logs(self, req: Request) -> Response:
+        blob = _b64((req.json() or {}).get("request", ""))
+        return Response(200, stream=self.logs.lines(blob, forwarded=False),
+                        content_type="application/x-ndjson")
+
+    async def _metrics_json(self, _req: Request) -> Response:
+        return Response(200, self.metrics.as_dict())
+
+    async def _metrics(self, _req: Request) -> Response:
+        return Response(200, self.metrics.prometheus(), "text/plain; version=0.0.4")
+
+
+def _b64(text: Any) -> bytes:
+    try:
+        return base64.b64decode(str(text), validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "expected base64-encoded signed bytes") from None

@@ -1,0 +1,371 @@
+"""The agent's side of its work plane: the child process, the socket it talks to, and the
+checks on what it asks for.
+
+The work plane (`beemesh workplane`, see `beemesh.workplane.process`) runs as a child of the
+agent, as `workplane_user` when the agent runs as root, in its own directory (0700, owned by
+that user): it holds the workload keys, which the agent never reads, and it never sees the
+machine key. The two talk over a unix socket in that directory, refused to any other uid, in
+the records of `beemesh.workplane.sync`: sync, certify, heal (checked by
+`scheduling.heal_gate`, then published by the auction driver) and remove.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pwd
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from beemesh import wire
+from beemesh.api.server import ApiError, ApiServer, Request, Response
+from beemesh.config import AgentConfig
+from beemesh.errors import UserError
+from beemesh.events import EventLog
+from beemesh.identity import KeyPair, peer_id
+from beemesh.manifest import WorkloadSpec
+from beemesh.membership.lateness import Lateness
+from beemesh.membership.quorum import Quorum
+from beemesh.membership.view import MachineView
+from beemesh.metrics import Metrics
+from beemesh.node.evictions import Evictions
+from beemesh.node.kubelet import Kubelet
+from beemesh.node.local import Announcer, LocalNode
+from beemesh.scheduling import heal_gate
+from beemesh.scheduling.driver import AuctionDriver
+from beemesh.workloads.store import WorkloadStore
+from beemesh.workplane import sync
+from beemesh.workplane.process import AGENT_PID_ENV
+from beemesh.workplane.records import WORKLOAD_CERT
+
+log = logging.getLogger("beemesh.workplane_link")
+
+SOCKET_NAME = "agent.sock"
+PODS_DIR = "pods"
+REMOVE_GRACE_S = 10
+RESPAWN_MAX_S = 30.0
+DIR_CLEANUP_S = 30.0
+
+
+def resolve_user(name: str) -> tuple[int, int] | None:
+    """(uid, gid) for `workplane_user` (a name or a number), None for "same as the agent"."""
+    if not name:
+        return None
+    try:
+        entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except (KeyError, ValueError):
+        if name.isdigit():
+            return int(name), int(name)
+        raise UserError(f"workplane_user {name!r} does not exist on this machine; create it "
+                        "(useradd --system beemesh-work) or fix workplane_user") from None
+    return entry.pw_uid, entry.pw_gid
+
+
+class CertifiedKeys:
+    """The workload Peer IDs this machine vouched for, by pod: the link writes them (certify,
+    and each sync prunes pods that are gone); this machine's record and the machine plane's
+    guard against workload keys read them."""
+
+    def __init__(self) -> None:
+        self._by_pod: dict[str, str] = {}
+
+    def peer_of(self, pod: str) -> str:
+        return self._by_pod.get(pod, "")
+
+    def peers(self) -> set[str]:
+        return set(self._by_pod.values())
+
+    def add(self, pod: str, peer: str) -> None:
+        self._by_pod[pod] = peer
+
+    def replace(self, by_pod: dict[str, str]) -> None:
+        self._by_pod = dict(by_pod)
+
+
+class PodDirs:
+    """Each pod's discovery directory (mounted read-only at /run/beemesh in it): made by the
+    agent before the deploy, written by the work plane."""
+
+    def __init__(self, directory: Path, user: tuple[int, int] | None) -> None:
+        self.root = directory / PODS_DIR
+        self.user = user
+
+    def make(self, pod: str) -> Path:
+        path = self.root / pod
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o755)
+        if self.user is not None:
+            os.chown(path, *self.user)
+        return path
+
+
+class WorkPlaneLink:
+    def __init__(self, *, key: KeyPair, cfg: AgentConfig, user: tuple[int, int] | None,
+                 certified: CertifiedKeys, node: LocalNode, kubelet: Kubelet,
+                 evictions: Evictions,
+                 driver: AuctionDriver, store: WorkloadStore, view: MachineView,
+                 quorum: Quorum, lateness: Lateness, addrs: Callable[[], list[str]],
+                 events: EventLog, metrics: Metrics, announcer: Announcer,
+                 log_level: str = "info") -> None:
+        self.key = key
+        self.machine = key.peer_id
+        self.cfg = cfg
+        self.user = user
+        self.certified = certified
+        self.node = node
+        self.kubelet = kubelet
+        self.evictions = evictions
+        self.driver = driver
+        self.store = store
+        self.view = view
+        self.quorum = quorum
+        self.lateness = lateness
+        self.addrs = addrs
+        self.events = events
+        self.metrics = metrics
+        self.announcer = announcer
+        self.log_level = log_level
+        self.directory = cfg.workplane_dir
+        uid = user[0] if user else os.getuid()
+        self.api = ApiServer(self.directory / SOCKET_NAME,
+                             owner=user, allowed_uids={uid, 0, os.getuid()})
+        self.api.route("POST", "/v1/work/sync", self._sync)
+        self.api.route("POST", "/v1/work/certify", self._certify)
+        self.api.route("POST", "/v1/work/heal", self._heal)
+        self.api.route("POST", "/v1/work/remove", self._remove)
+        self.host: sync.WorkPlaneHost | None = None  # where our work plane listens
+        self.records: tuple[dict[str, Any], ...] = ()  # the work plane's view: get endpoints
+        self.started = time.time()
+        self._removals_in, self._removals_out = trio.open_memory_channel[str](math.inf)
+        self.proc: trio.Process | None = None
+        self._stopping = False
+        metrics.describe("workplane_messages_dropped",
+                         "work-plane messages its validator dropped, by reason")
+        metrics.describe("workplane_connections_refused",
+                         "connections the work plane closed: not an announced work plane", "who")
+
+    # ---- what the agent reads --------------------------------------------------------------
+
+    def endpoints(self, workload: str | None) -> list[dict[str, Any]]:
+        return [r for r in self.records if workload is None or r.get("workload") == workload]
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """The work plane's directory: owned by its user, 0700, with the pods' directories."""
+        (self.directory / PODS_DIR).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o700)
+        os.chmod(self.directory / PODS_DIR, 0o755)
+        if self.user is not None:
+            # The state dir must be traversable (not readable) for the work plane's user.
+            os.chmod(self.cfg.state_dir, os.stat(self.cfg.state_dir).st_mode | 0o111)
+            for path in (self.directory, self.directory / PODS_DIR):
+                os.chown(path, *self.user)
+
+    async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        self.prepare()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.api.serve)
+            nursery.start_soon(self._cleanup_loop)
+            nursery.start_soon(self._removal_loop)
+            task_status.started()
+            await self._child_loop()
+
+    async def _removal_loop(self) -> None:
+        """Surplus replicas the work plane asked to remove (each stop may take its grace)."""
+        async with trio.open_nursery() as nursery:
+            async for pod in self._removals_out:
+                nursery.start_soon(self.node.remove, pod, REMOVE_GRACE_S)
+
+    async def _cleanup_loop(self) -> None:
+        """Discovery directories of pods that are gone (not running, not being deployed)."""
+        while True:
+            await trio.sleep(DIR_CLEANUP_S)
+            keep = set(self.node.pods) | self.node.deploying_pods()
+            for path in (self.directory / PODS_DIR).iterdir():
+                if path.name not in keep and time.time() - path.stat().st_mtime > DIR_CLEANUP_S:
+                    shutil.rmtree(path, ignore_errors=True)
+
+    def argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "beemesh", "workplane", "--dir", str(self.directory),
+                "--agent", str(self.directory / SOCKET_NAME),
+                "--network-key", str(self.cfg.workplane_key_path),
+                "--log-level", self.log_level]
+        for addr in self.cfg.workplane_listen:
+            argv += ["--listen", addr]
+        return argv
+
+    async def _child_loop(self) -> None:
+        """Keep the work plane running; on shutdown let it withdraw its records first."""
+        delay = 1.0
+        while True:
+            started = time.monotonic()
+            # No PR_SET_PDEATHSIG: trio starts processes from a worker thread, and that signal
+            # fires when the *thread* ends (idle 10 s), not the agent. The work plane watches
+            # for the agent named here itself (process.WorkPlane._watch_agent).
+            options: dict[str, Any] = {"env": {**os.environ, AGENT_PID_ENV: str(os.getpid())}}
+            if self.user is not None:
+                options.update(user=self.user[0], group=self.user[1], extra_groups=[])
+            try:
+                self.proc = await trio.lowlevel.open_process(self.argv(), **options)
+            except OSError as e:
+                raise UserError(f"cannot start the work plane ({e}); is `{sys.executable}` "
+                                "runnable by workplane_user?") from None
+            try:
+                code = await self.proc.wait()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self._stop_child()
+            if self._stopping:
+                return
+            log.error("work plane exited with status %s; starting it again in %.0f s",
+                      code, delay)
+            self.events.add(time.time(), "WorkPlaneExited", f"status {code}",
+                            machine=self.machine)
+            self.host = None
+            await trio.sleep(delay)
+            delay = 1.0 if time.monotonic() - started > 60 else min(delay * 2, RESPAWN_MAX_S)
+
+    async def stop(self) -> None:
+        """Clean shutdown: the work plane withdraws its records while peers still admit it
+        (before this machine withdraws its own record, which announces the work plane)."""
+        self._stopping = True
+        await self._stop_child()
+
+    async def _stop_child(self) -> None:
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        with trio.move_on_after(3):
+            await proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    # ---- routes ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _parse(parse: Callable[[Any], Any], req: Request) -> Any:
+        try:
+            return parse(req.json())
+        except (sync.SyncError, ValueError) as e:
+            raise ApiError(400, f"bad work-plane request: {e}") from None
+
+    async def _sync(self, req: Request) -> Response:
+        report: sync.Report = self._parse(sync.Report.from_json, req)
+        if self.host is None or self.host.peer_id != report.host.peer_id:
+            self.announcer.announce_soon()  # announce where our work plane listens at once
+        self.host = report.host
+        self.records = report.records
+        self.certified.replace({pod: peer for pod, peer in report.peers.items()
+                                if pod in self.node.pods})
+        for reason, count in report.dropped.items():  # its counts, in the agent's metrics
+            self.metrics.set("workplane_messages_dropped", reason[:32], count)
+        self.metrics.set("workplane_connections_refused", "peer", report.gated)
+        return Response(200, self.view_for_workplane().to_json())
+
+    def view_for_workplane(self) -> sync.AgentView:
+        now = time.time()
+        machines = tuple(
+            sync.Machine(e.peer_id, e.record.workplane) for e in self.view.entries(now))
+        replicas = []
+        for pod in self.node.pods.values():
+            spec = self.driver.spec_of(pod)
+            replicas.append(sync.Replica(
+                pod.name, pod.workload_id, pod.ordinal, pod.task_id, pod.state,
+                self.kubelet.ready(pod), self.evictions.retiring(pod.name),
+                pod.name in self.node.removing, () if spec is None else ports_of(spec)))
+        workloads = tuple(sync.Workload(w.workload_id, w.spec.replicas,
+                                        w.spec.kind == "StatefulSet")
+                          for w in self.store.workloads())
+        return sync.AgentView(
+            machine=self.machine, uptime_s=now - self.started,
+            addrs=tuple(machine_ips(self.addrs())), replicas=tuple(replicas),
+            workloads=workloads, deleted=frozenset(d.workload_id for d in self.store.deletes()),
+            machines=machines, statefulset_margin_s=self.cfg.statefulset_margin_s)
+
+    async def _certify(self, req: Request) -> Response:
+        ask: sync.CertifyRequest = self._parse(sync.CertifyRequest.from_json, req)
+        pod = self.node.pods.get(ask.pod)
+        if pod is None:
+            raise ApiError(404, f"no pod {ask.pod} runs on this machine")
+        if ask.task != pod.task_id:  # the pod was replaced meanwhile
+            raise ApiError(409, f"pod {ask.pod} now runs task {pod.task_id}, not {ask.task}; "
+                           "certify the new one after the next sync")
+        try:
+            peer = peer_id(bytes.fromhex(ask.public_key))
+        except ValueError:
+            raise ApiError(400, "public_key must be 64 hex digits (an Ed25519 key)") from None
+        if peer == self.machine or peer in self.view.machine_ids(time.time()):
+            raise ApiError(400, "a machine key cannot be a workload key")
+        body = {"machine": self.machine, "peer_id": peer, "workload_id": pod.workload_id,
+                "ordinal": pod.ordinal, "pod": pod.name, "task": pod.task_id}
+        cert = wire.seal(self.key, WORKLOAD_CERT.name, body, time.time())
+        self.certified.add(pod.name, peer)
+        self.announcer.announce_soon()
+        return Response(200, sync.Certificate(cert, peer).to_json())
+
+    async def _heal(self, req: Request) -> Response:
+        ask: sync.HealRequest = self._parse(sync.HealRequest.from_json, req)
+        now = time.time()
+        refusal = heal_gate.refusal(heal_gate.HealFacts(
+            uptime_s=now - self.started, settle_s=self.cfg.heal_settle_s,
+            lateness_s=self.lateness.worst(now), lateness_limit_s=self.cfg.heal_pause_late_s,
+            stored=self.store.workload(ask.workload_id),
+            deleted=self.store.deleted(ask.workload_id), ordinal=ask.ordinal,
+            running_on=self.running_on(ask.workload_id, ask.ordinal, now),
+            placing=self.driver.placing(ask.workload_id, ask.ordinal),
+            deployed_ago=self.driver.deployed_ago(ask.workload_id, ask.ordinal, now),
+            majority_for=self.quorum.sample(now).majority_for,
+            majority_needed_s=self.cfg.record_ttl_s))
+        tid = None if refusal is not None else await self.driver.replace(
+            ask.workload_id, ask.ordinal, ask.epoch)
+        if tid is None:
+            return Response(200, sync.HealAnswer(False, reason=refusal or "deleted").to_json())
+        self.events.add(now, "HealAsked", f"replica {ask.ordinal} has no live record; "
+                        f"replacing task {ask.epoch}", task=tid, workload=ask.workload_id,
+                        machine=self.machine)
+        return Response(200, sync.HealAnswer(True, task_id=tid).to_json())
+
+    def running_on(self, workload_id: str, ordinal: int, now: float) -> tuple[str, ...]:
+        """Machines whose live record (ours: Podman) lists a pod of that replica."""
+        here = any(p.workload_id == workload_id and p.ordinal == ordinal
+                   for p in self.node.pods.values())
+        elsewhere = {entry.peer_id for entry, pod in self.view.pods_elsewhere(self.machine, now)
+                     if pod.workload_id == workload_id and pod.ordinal == ordinal}
+        return tuple(sorted(elsewhere | ({self.machine} if here else set())))
+
+    async def _remove(self, req: Request) -> Response:
+        ask: sync.RemoveRequest = self._parse(sync.RemoveRequest.from_json, req)
+        pod = self.node.pods.get(ask.pod)
+        if pod is None:
+            raise ApiError(404, f"no pod {ask.pod} runs on this machine")
+        self.events.add(time.time(), "Removing", f"{ask.pod}: {ask.reason}",
+                        workload=pod.workload_id, machine=self.machine)
+        self._removals_in.send_nowait(ask.pod)
+        return Response(200, {"pod": ask.pod, "state": "removing"})
+
+
+def ports_of(spec: WorkloadSpec) -> tuple[sync.Port, ...]:
+    """The ports a replica offers, as its ServiceRecord lists them."""
+    return tuple(sync.Port(p.name or "", p.container_port, p.host_port or 0, p.protocol)
+                 for c in spec.containers for p in c.ports)
+
+
+def machine_ips(addrs: list[str]) -> list[str]:
+    """The IP addresses in a machine's dialable multiaddrs, where its replicas' hostPorts are."""
+    out: list[str] = []
+    for addr in addrs:
+        parts = addr.split("/")
+        if len(parts) > 2 and parts[1] in ("ip4", "ip6") and parts[2] not in out:
+            out.append(parts[2])
+    return out

@@ -1,0 +1,64 @@
+"""Signed values in the Machine DHT: machine records, and the validator shape they share.
+
+py-libp2p calls a namespace's validator for every value it stores or serves; a value is a
+signed envelope checked like a message (`wire.Verifier.authenticate`, workload keys refused),
+and among several values for a key the newest signature time wins.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from libp2p.records.validator import Validator
+
+from beemesh import wire
+from beemesh.membership.records import RecordError, entry_from_envelope
+
+MACHINE_DHT_PREFIX = "/beemesh/machine"
+MACHINE_NS = "machine"
+
+
+def machine_dht_key(pid: str) -> str:
+    """DHT key of a machine's record.
+
+    py-libp2p 0.8.1 servers refuse FIND_NODE keys longer than 50 bytes that are not
+    multihashes, so the key carries the last 40 characters of the Peer ID (~234 bits).
+    """
+    return f"/{MACHINE_NS}/{pid[-40:]}"
+
+
+class SignedValueValidator(Validator):
+    """A signed envelope from a signer this plane admits; the newest one wins."""
+
+    def __init__(self, verifier: wire.Verifier,
+                 refuse_signer: Callable[[wire.Envelope], None]) -> None:
+        self.verifier = verifier
+        self.refuse_signer = refuse_signer
+
+    def authenticate(self, value: bytes) -> wire.Envelope:
+        env = self.verifier.authenticate(value)
+        self.refuse_signer(env)
+        return env
+
+    def select(self, key: str, values: list[bytes]) -> int:
+        def ts(v: bytes) -> int:
+            try:
+                return wire.decode(v).ts_ms
+            except wire.Rejected:
+                return -1
+
+        return max(range(len(values)), key=lambda i: ts(values[i]))
+
+
+class MachineRecordValidator(SignedValueValidator):
+    """Machine DHT values: a signed, unexpired MachineRecord stored under its own peer id."""
+
+    def validate(self, key: str, value: bytes) -> None:
+        try:
+            env = self.authenticate(value)
+            entry = entry_from_envelope(env, time.time())
+        except (wire.Rejected, RecordError) as e:
+            raise ValueError(f"invalid machine record: {e}") from None
+        if key != machine_dht_key(entry.peer_id) or entry.expires_at <= time.time():
+            raise ValueError("machine record stored under another key, or expired")

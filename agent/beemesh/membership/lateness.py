@@ -1,0 +1,53 @@
+"""How late this agent hears the mesh (sans-IO).
+
+A machine whose records stop arriving looks dead. That is true when it is dead or cut off, and
+false when this agent (or the whole mesh) is so busy that messages queue for longer than a
+record's TTL: then every replica looks lost at once and healing them would only add load and
+duplicates. Late delivery tells the two apart: a dead machine sends nothing, a backlog delivers
+everything late.
+
+Per sender, lateness is the delay of its message above the smallest delay seen from it in the
+last `baseline_s`: the baseline absorbs the sender's clock offset, so machines whose clocks
+disagree by seconds do not look late, while a backlog (delay growing within minutes) does.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+BUCKET_S = 60.0
+
+
+@dataclass
+class Lateness:
+    baseline_s: float = 600.0
+    window_s: float = 15.0
+    # sender -> (bucket start, smallest delay in that bucket), oldest first
+    _minima: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
+    _recent: deque[tuple[float, float]] = field(default_factory=deque)  # (time, lateness)
+
+    def observe(self, sender: str, sent: float, now: float) -> float:
+        """Record one message sent at `sent` (its signed timestamp); returns its lateness."""
+        delay = now - sent
+        buckets = self._minima.setdefault(sender, deque())
+        start = now - now % BUCKET_S
+        if buckets and buckets[-1][0] == start:
+            buckets[-1] = (start, min(buckets[-1][1], delay))
+        else:
+            buckets.append((start, delay))
+        while buckets and buckets[0][0] < now - self.baseline_s:
+            buckets.popleft()
+        late = delay - min(d for _, d in buckets)
+        self._recent.append((now, late))
+        self._prune(now)
+        return late
+
+    def worst(self, now: float) -> float:
+        """The worst lateness in the last `window_s`: 0 when messages arrive as fast as ever."""
+        self._prune(now)
+        return max((late for _, late in self._recent), default=0.0)
+
+    def _prune(self, now: float) -> None:
+        while self._recent and self._recent[0][0] < now - self.window_s:
+            self._recent.popleft()

@@ -1,0 +1,194 @@
+"""Machine records: what each machine says about itself, as typed records (sans-IO).
+
+Each agent announces a signed MachineRecord (addresses, arch, labels, capacity, protocol
+version, TTL, the pods it runs, where its work plane listens) on pub/sub and in the Machine
+DHT and refreshes it well inside its TTL. The wire body is a CBOR map checked against the
+kind's schema before anything here sees it; `MachineRecord.from_body` turns it into the typed
+record every reader uses, and `to_body` is the only place that builds the map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from beemesh import schema, wire
+from beemesh.identity import peer_id
+from beemesh.workplane.sync import WORKPLANE_HOST, WorkPlaneHost
+
+PROTOCOL_VERSION = 1
+MAX_RECORD_TTL_S = 300
+MAX_PODS = 512
+MAX_ADDRS = 16
+
+# What a machine says about each pod it runs, so every agent can answer `beemesh get pods`.
+# `ready` is what its probes say, `peer` the replica's workload Peer ID once its work plane has
+# a certified key (the machine plane refuses that key), `retiring` marks a replica being drained.
+POD_SUMMARY = schema.Struct(
+    required={"workload": str, "replica": int, "task": str, "pod": str, "state": str,
+              "created": float},
+    optional={"ready": bool, "peer": str, "retiring": bool})
+
+MACHINE_RECORD = wire.Kind(
+    "MachineRecord",
+    wire.MACHINE,
+    schema.Struct(
+        required={
+            "peer_id": str,
+            "addrs": schema.ListOf(str, max_len=MAX_ADDRS),
+            "arch": str,
+            "labels": schema.MapOf(str, str, max_len=64),
+            "capacity": schema.Struct(
+                required={"cpu_milli": int, "memory_bytes": int, "memory_available_bytes": int},
+                optional={"cgroup": str},
+            ),
+            "protocol": int,
+            "ttl_s": int,
+        },
+        optional={"cordoned": bool, "draining": bool,
+                  "pods": schema.ListOf(POD_SUMMARY, max_len=MAX_PODS),
+                  # where its work plane listens: peers' work planes admit exactly these
+                  "workplane": WORKPLANE_HOST},
+    ),
+    names_signer="peer_id",
+)
+MACHINE_WITHDRAW = wire.Kind(
+    "MachineWithdraw", wire.MACHINE, schema.Struct(required={"peer_id": str}),
+    names_signer="peer_id",
+)
+
+
+class RecordError(ValueError):
+    """A record that verified as an envelope but makes no sense as a machine record."""
+
+
+@dataclass(frozen=True)
+class PodSummary:
+    """One pod as its machine reports it (`beemesh get pods`, heal checks, delete relays)."""
+
+    workload_id: str
+    ordinal: int
+    task: str
+    pod: str
+    state: str
+    created: float
+    ready: bool = False
+    retiring: bool = False
+    peer: str = ""  # the replica's workload Peer ID, once its work plane has one certified
+
+    def to_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"workload": self.workload_id, "replica": self.ordinal,
+                                "task": self.task, "pod": self.pod, "state": self.state,
+                                "created": float(self.created), "ready": self.ready,
+                                "retiring": self.retiring}
+        if self.peer:
+            body["peer"] = self.peer
+        return body
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> PodSummary:
+        return cls(body["workload"], body["replica"], body["task"], body["pod"], body["state"],
+                   body["created"], body.get("ready", False), body.get("retiring", False),
+                   body.get("peer", ""))
+
+
+@dataclass(frozen=True)
+class RecordCapacity:
+    cpu_milli: int
+    memory_bytes: int
+    memory_available_bytes: int
+    cgroup: str = ""
+
+
+@dataclass(frozen=True)
+class MachineRecord:
+    """The body of a MachineRecord, typed."""
+
+    peer_id: str
+    addrs: tuple[str, ...]
+    arch: str
+    labels: Mapping[str, str]
+    capacity: RecordCapacity
+    ttl_s: int
+    protocol: int = PROTOCOL_VERSION
+    pods: tuple[PodSummary, ...] = ()
+    cordoned: bool = False
+    draining: bool = False
+    workplane: WorkPlaneHost | None = None
+
+    def to_body(self) -> dict[str, Any]:
+        cap = self.capacity
+        body: dict[str, Any] = {
+            "peer_id": self.peer_id,
+            "addrs": list(self.addrs)[:MAX_ADDRS],
+            "arch": self.arch,
+            "labels": dict(self.labels),
+            "capacity": {"cpu_milli": cap.cpu_milli, "memory_bytes": cap.memory_bytes,
+                         "memory_available_bytes": cap.memory_available_bytes,
+                         "cgroup": cap.cgroup},
+            "protocol": self.protocol,
+            "ttl_s": self.ttl_s,
+            "pods": [p.to_body() for p in self.pods],
+            "cordoned": self.cordoned,
+            "draining": self.draining,
+        }
+        if self.workplane is not None:
+            body["workplane"] = self.workplane.to_json()
+        return body
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> MachineRecord:
+        """From a body the MACHINE_RECORD schema accepted."""
+        cap = body["capacity"]
+        workplane = body.get("workplane")
+        return cls(
+            peer_id=body["peer_id"], addrs=tuple(body["addrs"]), arch=body["arch"],
+            labels=dict(body["labels"]),
+            capacity=RecordCapacity(cap["cpu_milli"], cap["memory_bytes"],
+                                    cap["memory_available_bytes"], cap.get("cgroup", "")),
+            ttl_s=body["ttl_s"], protocol=body["protocol"],
+            pods=tuple(PodSummary.from_body(p) for p in body.get("pods", [])),
+            cordoned=body.get("cordoned", False), draining=body.get("draining", False),
+            workplane=WorkPlaneHost.from_json(workplane) if workplane is not None else None)
+
+
+@dataclass(frozen=True)
+class MachineEntry:
+    """What this agent believes about one machine: its newest record and until when."""
+
+    peer_id: str
+    record: MachineRecord
+    ts: float
+    expires_at: float
+
+    def to_dict(self, now: float, self_id: str) -> dict[str, Any]:
+        """A row of `beemesh nodes`."""
+        rec = self.record
+        return {
+            "peer_id": self.peer_id,
+            "arch": rec.arch,
+            "cpu": rec.capacity.cpu_milli / 1000,
+            "cpu_milli": rec.capacity.cpu_milli,
+            "memory": rec.capacity.memory_bytes,
+            "memory_available": rec.capacity.memory_available_bytes,
+            "labels": dict(rec.labels),
+            "addrs": list(rec.addrs),
+            "cordoned": rec.cordoned,
+            "age_s": round(max(0.0, now - self.ts), 1),
+            "expires_in_s": round(max(0.0, self.expires_at - now), 1),
+            "self": self.peer_id == self_id,
+        }
+
+
+def entry_from_envelope(env: wire.Envelope, now: float) -> MachineEntry:
+    """Turn a verified MachineRecord envelope into a view entry (RecordError if inconsistent)."""
+    body = env.body
+    if body["peer_id"] != peer_id(env.sender):
+        raise RecordError("record names a peer id other than its signer's")
+    if not 1 <= body["ttl_s"] <= MAX_RECORD_TTL_S:
+        raise RecordError(f"ttl_s must be between 1 and {MAX_RECORD_TTL_S}")
+    ts = env.ts_ms / 1000
+    # A record is good for ttl_s from when it was made, but never from a future timestamp.
+    return MachineEntry(body["peer_id"], MachineRecord.from_body(body), ts,
+                        min(ts, now) + body["ttl_s"])

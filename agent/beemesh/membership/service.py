@@ -1,0 +1,200 @@
+"""Joining the mesh and announcing this machine (trio shell around `MachineView`).
+
+- **Join**: one task per `--bootstrap` address keeps it connected, retrying with exponential
+  backoff while it is down; connected peers feed the DHT routing table, and machines learned
+  from records are dialed too (up to `MAX_DIALED_PEERS`), so the mesh outlives its bootstrap
+  peer.
+- **Announce**: every `record_refresh_s`, and at once when something in it changed
+  (`announce_soon`), this machine signs its `MachineRecord`, publishes it and stores it in the
+  Machine DHT.
+- **Learn**: records arrive on pub/sub (`apply_record`); for a connected peer with no record
+  yet, its record is read from the DHT. The member list is saved for quorum after a restart.
+- **Leave**: a signed `MachineWithdraw` on shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import psutil
+import trio
+from libp2p.peer.id import ID
+
+from beemesh import wire
+from beemesh.config import AgentConfig
+from beemesh.identity import KeyPair
+from beemesh.membership import members_file
+from beemesh.membership.dht import machine_dht_key
+from beemesh.membership.records import (
+    MACHINE_RECORD,
+    MACHINE_WITHDRAW,
+    MachineRecord,
+    RecordError,
+    entry_from_envelope,
+)
+from beemesh.membership.view import MachineView
+from beemesh.mesh.host import MeshHost
+from beemesh.metrics import Metrics
+from beemesh.topics import TOPIC_EVENTS
+
+log = logging.getLogger("beemesh.membership")
+
+MAX_DIALED_PEERS = 16
+DIAL_TIMEOUT_S = 5.0
+MEMBERS_SAVE_EVERY_S = 60.0
+
+
+def dialable(addrs: list[str]) -> list[str]:
+    """Replace wildcard listen addresses by this machine's interface addresses."""
+    out: list[str] = []
+    for addr in addrs:
+        if "/ip4/0.0.0.0/" not in addr:
+            out.append(addr)
+            continue
+        for nics in psutil.net_if_addrs().values():
+            for nic in nics:
+                if nic.family.name == "AF_INET":
+                    out.append(addr.replace("/ip4/0.0.0.0/", f"/ip4/{nic.address}/"))
+    return out[:16]
+
+
+class Membership:
+    def __init__(self, *, key: KeyPair, cfg: AgentConfig, mesh: MeshHost, view: MachineView,
+                 metrics: Metrics, authenticate: Callable[[bytes], wire.Envelope],
+                 on_drop: Callable[[str, str, str, str], None]) -> None:
+        """`authenticate`: checks a record read from the DHT (signature, signer, plane);
+        `on_drop(topic, origin, reason, detail)`: counts and logs a refused one."""
+        self.key = key
+        self.machine = key.peer_id
+        self.cfg = cfg
+        self.mesh = mesh
+        self.view = view
+        self.metrics = metrics
+        self.authenticate = authenticate
+        self.on_drop = on_drop
+        self.started = time.monotonic()
+        self.joined_after_s: float | None = None
+        self._announce_now = trio.Event()
+        self._members_saved: tuple[frozenset[str], float] = (frozenset(), 0.0)
+        view.remember(members_file.load(cfg.state_dir))
+        metrics.describe("bootstrap_attempts", "dials to bootstrap peers", "result")
+        metrics.describe("dht_records_fetched", "machine records read from the DHT")
+
+    def announce_soon(self) -> None:
+        """Something in this machine's record changed: announce it now, not at the refresh."""
+        self._announce_now.set()
+
+    # ---- joining -----------------------------------------------------------------------------
+
+    async def bootstrap(self, addr: str) -> None:
+        """Keep one bootstrap peer connected, retrying with exponential backoff while down."""
+        if addr.endswith(f"/p2p/{self.machine}"):
+            return
+        try:
+            target = ID.from_base58(addr.rsplit("/p2p/", 1)[1])
+        except (IndexError, ValueError):
+            log.error("bootstrap address %s has no /p2p/<peer id>; ignoring it", addr)
+            return
+        delay = 0.5
+        while True:
+            if target in self.mesh.connected():
+                delay = 0.5
+                await trio.sleep(2)
+                continue
+            try:
+                with trio.fail_after(DIAL_TIMEOUT_S):
+                    await self.mesh.connect(addr)
+                self.metrics.inc("bootstrap_attempts", "ok")
+                log.info("connected to bootstrap peer %s", addr)
+                delay = 0.5
+            except Exception as e:  # libp2p raises many types for an unreachable peer
+                self.metrics.inc("bootstrap_attempts", "failed")
+                log.info("bootstrap %s unreachable (%s); retry in %.1f s", addr,
+                         str(e) or type(e).__name__, delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, self.cfg.bootstrap_backoff_max_s)
+
+    # ---- announcing --------------------------------------------------------------------------
+
+    async def announce_loop(self, record: Callable[[], MachineRecord]) -> None:
+        while True:
+            self._announce_now = trio.Event()
+            now = time.time()
+            data = wire.seal(self.key, MACHINE_RECORD.name, record().to_body(), now)
+            self.view.apply(entry_from_envelope(wire.decode(data), now), now)
+            await self.mesh.publish(TOPIC_EVENTS, data)
+            try:
+                with trio.move_on_after(self.cfg.record_refresh_s):
+                    await self.mesh.put(machine_dht_key(self.machine), data)
+            except Exception as e:  # a DHT with no peers yet is normal at start-up
+                log.debug("machine record not stored in the DHT yet: %s", e)
+            with trio.move_on_after(max(0.0, self.cfg.record_refresh_s - (time.time() - now))):
+                await self._announce_now.wait()
+
+    async def withdraw(self) -> None:
+        """Tell peers we are leaving so they drop us now rather than at TTL."""
+        with trio.move_on_after(1.5):
+            body = {"peer_id": self.machine}
+            await self.mesh.publish(TOPIC_EVENTS, wire.seal(self.key, MACHINE_WITHDRAW.name,
+                                                            body, time.time()))
+            await trio.sleep(0.3)  # let the publish leave the socket
+
+    # ---- learning ----------------------------------------------------------------------------
+
+    def on_message(self, env: wire.Envelope) -> None:
+        """A verified MachineRecord or MachineWithdraw from pub/sub (RecordError if absurd)."""
+        now = time.time()
+        if env.kind == MACHINE_RECORD.name:
+            self.view.apply(entry_from_envelope(env, now), now)
+        elif env.kind == MACHINE_WITHDRAW.name:
+            self.view.withdraw(env.body["peer_id"], env.ts_ms / 1000, now)
+
+    async def maintain_loop(self) -> None:
+        """Keep the routing table fed, learn records of new peers, dial machines we know of."""
+        while True:
+            now = time.time()
+            known = self.view.entries(now)  # also drops expired records
+            connected = set(self.mesh.connected())
+            for pid in connected:
+                await self.mesh.dht.add_peer(pid)
+                if self.view.get(pid.to_base58()) is None:
+                    await self._fetch_record(pid.to_base58())
+            dialed = len(connected)
+            for entry in known:
+                if dialed >= MAX_DIALED_PEERS:
+                    break
+                if entry.peer_id == self.machine or ID.from_base58(entry.peer_id) in connected:
+                    continue
+                dialed += 1
+                await self.mesh.dial_any(list(entry.record.addrs), entry.peer_id,
+                                         DIAL_TIMEOUT_S)
+            self._save_members(now)
+            if self.joined_after_s is None and len(self.view.entries(time.time())) > 1:
+                self.joined_after_s = time.monotonic() - self.started
+                log.info("joined the mesh after %.2f s", self.joined_after_s)
+            await trio.sleep(1)
+
+    def _save_members(self, now: float) -> None:
+        """When a member joins or leaves, and every minute (expiry times move on)."""
+        members = self.view.members()
+        peers, saved_at = self._members_saved
+        if frozenset(members) == peers and now - saved_at < MEMBERS_SAVE_EVERY_S:
+            return
+        try:
+            members_file.save(self.cfg.state_dir, members)
+        except OSError as e:
+            log.warning("could not save the member list (quorum after a restart): %s", e)
+        self._members_saved = (frozenset(members), now)
+
+    async def _fetch_record(self, pid: str) -> None:
+        data = await self.mesh.get(machine_dht_key(pid))
+        if data is None:
+            return
+        self.metrics.inc("dht_records_fetched")
+        try:
+            env = self.authenticate(data)
+            self.view.apply(entry_from_envelope(env, time.time()), time.time())
+        except (wire.Rejected, RecordError) as e:
+            self.on_drop("dht", pid, getattr(e, "reason", "schema"), str(e))

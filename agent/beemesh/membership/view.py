@@ -1,0 +1,99 @@
+"""The fleet as this agent sees it: newest record per machine, and who counts as a member
+(sans-IO: callers pass `now`).
+
+Records are dropped when they expire or when their machine withdraws on a clean shutdown. A
+withdrawal is remembered so that older records (still in the DHT or in flight) cannot bring
+the machine back. Members are machines seen within a memory window that did not withdraw:
+quorum (StatefulSet healing and fencing) compares them with the machines in sight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from beemesh import wire
+from beemesh.membership.records import MAX_RECORD_TTL_S, MachineEntry, PodSummary
+
+# How long a withdrawal shadows older records: the longest a record can live, plus the clock
+# skew by which its timestamp may lie in the future.
+WITHDRAWAL_MEMORY_S = MAX_RECORD_TTL_S + wire.MAX_CLOCK_SKEW_S
+
+
+class MachineView:
+    """Newest unexpired record per machine, and who was a member recently (for quorum)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, MachineEntry] = {}
+        # peer -> expiry of its newest record: machines that vanished without withdrawing stay
+        # members for quorum_memory_s, so a partition cannot be mistaken for a smaller fleet.
+        self._last_seen: dict[str, float] = {}
+        # peer -> (withdrawal ts, forget-after): records older than a withdrawal (still in the
+        # DHT or in flight on pub/sub) must not bring a departed machine back.
+        self._withdrawn: dict[str, tuple[float, float]] = {}
+
+    def apply(self, entry: MachineEntry, now: float) -> bool:
+        """Store `entry` if it is newer than what we have and not expired; True if stored."""
+        if entry.expires_at <= now:
+            return False
+        withdrawal = self._withdrawn.get(entry.peer_id)
+        if withdrawal is not None and entry.ts <= withdrawal[0]:
+            return False
+        current = self._entries.get(entry.peer_id)
+        if current is not None and current.ts >= entry.ts:
+            return False
+        self._entries[entry.peer_id] = entry
+        self._last_seen[entry.peer_id] = entry.expires_at
+        return True
+
+    def withdraw(self, peer: str, ts: float, now: float) -> bool:
+        """Drop `peer` and ignore its records made up to `ts`."""
+        self._withdrawn[peer] = (ts, max(now, ts) + WITHDRAWAL_MEMORY_S)
+        self._last_seen.pop(peer, None)  # it left on purpose: no longer counts for quorum
+        return self._entries.pop(peer, None) is not None
+
+    def expire(self, now: float) -> list[str]:
+        gone = [p for p, e in self._entries.items() if e.expires_at <= now]
+        for p in gone:
+            del self._entries[p]
+        for p in [p for p, (_, until) in self._withdrawn.items() if until <= now]:
+            del self._withdrawn[p]
+        return gone
+
+    def get(self, peer: str) -> MachineEntry | None:
+        return self._entries.get(peer)
+
+    def entries(self, now: float) -> list[MachineEntry]:
+        self.expire(now)
+        return sorted(self._entries.values(), key=lambda e: e.peer_id)
+
+    def machine_ids(self, now: float) -> set[str]:
+        return {e.peer_id for e in self.entries(now)}
+
+    def pods_elsewhere(self, self_id: str, now: float) -> Iterator[tuple[MachineEntry,
+                                                                         PodSummary]]:
+        """Every pod another machine's live record lists, with that machine's entry."""
+        for entry in self.entries(now):
+            if entry.peer_id != self_id:
+                for pod in entry.record.pods:
+                    yield entry, pod
+
+    # ---- membership (quorum) ------------------------------------------------------------
+
+    def membership(self, now: float, memory_s: float) -> tuple[int, int]:
+        """(machines visible now, machines that count as members): a member is visible, or
+        was seen within `memory_s` and did not withdraw."""
+        visible = len(self.entries(now))
+        for peer in [p for p, t in self._last_seen.items() if t + memory_s <= now]:
+            del self._last_seen[peer]
+        known = len(set(self._last_seen) | set(self._entries))
+        return visible, known
+
+    def members(self) -> dict[str, float]:
+        """Peer -> expiry of its newest record, for every member remembered (to persist)."""
+        return dict(self._last_seen)
+
+    def remember(self, members: dict[str, float]) -> None:
+        """Members a previous run of this agent knew: a restart must not shrink the fleet to
+        the machines in sight, or a cut-off machine would count itself a majority of one."""
+        for peer, expiry in members.items():
+            self._last_seen[peer] = max(expiry, self._last_seen.get(peer, expiry))

@@ -1,0 +1,69 @@
+"""Cordon and drain of this machine, as the operator asked: kept in files across restarts.
+
+A cordoned machine does not bid (`STATE_DIR/cordoned`). A draining machine is cordoned and
+moves every replica away (`STATE_DIR/draining` holds the stop grace); `uncordon` ends both.
+The operator took the machine out on purpose, so a restart must not put it back.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from beemesh.events import EventLog
+from beemesh.files import write_atomic
+from beemesh.node.local import Announcer
+
+CORDON_FILE = "cordoned"
+DRAIN_FILE = "draining"
+DEFAULT_GRACE_S = 30
+
+
+class Cordon:
+    def __init__(self, state_dir: Path, machine: str, events: EventLog,
+                 announcer: Announcer) -> None:
+        self.machine = machine
+        self.events = events
+        self.announcer = announcer
+        self.cordon_file = state_dir / CORDON_FILE
+        self.drain_file = state_dir / DRAIN_FILE
+        self.cordoned = self.cordon_file.exists()
+        self.drain_grace_s: int | None = read_grace(self.drain_file)
+
+    @property
+    def draining(self) -> bool:
+        return self.drain_grace_s is not None
+
+    def set_cordoned(self, cordoned: bool) -> None:
+        if cordoned:
+            write_atomic(self.cordon_file,
+                         b"cordoned by an operator; `beemesh uncordon` undoes it\n", 0o600)
+        else:
+            self.cordon_file.unlink(missing_ok=True)
+            self.drain_file.unlink(missing_ok=True)  # uncordon also ends a drain
+            self.drain_grace_s = None
+        self.cordoned = cordoned
+        self.events.add(time.time(), "Cordoned" if cordoned else "Uncordoned",
+                        "no new replicas will be placed here" if cordoned else
+                        "this machine takes new replicas again", machine=self.machine)
+        self.announcer.announce_soon()  # re-announce now: others show the new state at once
+
+    def set_draining(self, grace_s: int) -> None:
+        """Drain: cordon, then (`node.evictions`) replace every replica here and stop it."""
+        write_atomic(self.drain_file, f"{grace_s}\n".encode(), 0o600)
+        self.drain_grace_s = grace_s
+        self.events.add(time.time(), "Draining", f"moving every replica off this machine (stop "
+                        f"grace {grace_s} s)", machine=self.machine)
+        if not self.cordoned:
+            self.set_cordoned(True)
+        self.announcer.announce_soon()
+
+
+def read_grace(path: Path) -> int | None:
+    """The stop grace of a drain in progress (kept across restarts), or None."""
+    try:
+        return int(path.read_text().strip() or str(DEFAULT_GRACE_S))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return DEFAULT_GRACE_S  # a damaged marker still means "draining"

@@ -1,1 +1,0 @@
-"""Sans-IO scheduling: pure state machines, time and randomness injected by the caller."""

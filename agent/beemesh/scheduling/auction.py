@@ -1,0 +1,426 @@
+"""The per-task auction as a pure state machine (sans-IO).
+
+Flow (docs/architecture.md, "Scheduling"): a task is seen -> this machine decides whether it
+is eligible -> it bids after a delay that shrinks as its score grows, unless a better bid was
+already seen -> when its selection window (250 ms +- 100 ms, stretched by how late messages
+arrive in a busy mesh) closes every machine picks the same winner, max (score, machine id) ->
+the winner writes a lease hint, deploys and reports `Deployed`/`Failed` -> the others wait
+lease TTL + 1 s (+ jitter); if nothing was deployed and no live lease exists they re-enter
+with the next round. Duplicates are tolerated: a machine that deployed a task and learns of a
+better (score, machine) deployment of it drops its copy.
+
+Callers feed events in with the current time and act on the returned actions; `tick(now)`
+fires timers and `next_deadline()` says when it next needs to be called.
+
+This is the one task lifecycle: `status()` derives what the API and the heal checks report
+(pending, deployed where, which machines failed it) from the auction's own state.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from beemesh.scheduling.scoring import SCORE_MAX, LocalState, TaskRequest, ineligible_reason, score
+
+BidKey = tuple[int, str]  # (score, machine id): the total order every machine agrees on
+
+
+@dataclass(frozen=True)
+class Params:
+    selection_s: float = 0.25
+    jitter_s: float = 0.1
+    lease_ttl_s: float = 3.0
+    lease_renew_s: float = 1.0
+    backoff_jitter_s: float = 0.5
+    keep_done_s: float = 600.0  # remember finished tasks this long (late messages, dedupe)
+    max_stretch_s: float = 10.0  # most a window stretches for messages arriving late
+    suppression: bool = True  # withhold a bid when a better one was already seen
+
+    @property
+    def max_bid_delay_s(self) -> float:
+        """Bids must leave before the shortest possible window closes."""
+        return max(0.0, self.selection_s - self.jitter_s) * 0.8
+
+
+class Phase(Enum):
+    BIDDING = "bidding"  # window open
+    WAITING = "waiting"  # someone else won (or nobody bid); timer to re-check
+    CHECKING = "checking"  # asked the shell for the lease hint
+    DEPLOYING = "deploying"  # we won and are deploying
+    RUNNING = "running"  # we deployed it
+    DONE = "done"  # another machine deployed it
+
+
+# ---- actions (what the shell must do) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublishBid:
+    task_id: str
+    round: int
+    score: int
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """Reserve resources, deploy, then call `deploy_result`."""
+
+    task_id: str
+    score: int
+
+
+@dataclass(frozen=True)
+class WriteLease:
+    task_id: str
+    ttl_s: float
+
+
+@dataclass(frozen=True)
+class CheckLease:
+    """Read `lease/<task_id>` from the DHT, then call `lease_result`."""
+
+    task_id: str
+
+
+@dataclass(frozen=True)
+class PublishDeployed:
+    task_id: str
+    score: int
+
+
+@dataclass(frozen=True)
+class PublishFailed:
+    task_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DropDuplicate:
+    """Remove our copy: a better-ranked machine runs this task too."""
+
+    task_id: str
+    winner: str
+
+
+@dataclass(frozen=True)
+class Forget:
+    """The auction no longer follows this task (finished long ago, or its workload deleted):
+    the caller can drop what it keeps about it."""
+
+    task_id: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something worth showing in `beemesh events`."""
+
+    task_id: str
+    text: str
+
+
+Action = (
+    PublishBid | Deploy | WriteLease | CheckLease | PublishDeployed | PublishFailed
+    | DropDuplicate | Forget | Note
+)
+
+
+@dataclass
+class TaskState:
+    task_id: str
+    request: TaskRequest
+    round: int = 0
+    phase: Phase = Phase.BIDDING
+    my_bid: BidKey | None = None
+    bid_at: float | None = None  # when to publish my bid (None: sent, suppressed or none)
+    best_other: BidKey | None = None
+    window_end: float = 0.0
+    deadline: float | None = None
+    renew_at: float | None = None
+    deployed_by: BidKey | None = None
+    excluded: bool = False  # this machine failed it; do not bid again
+    bids_seen: int = 0
+    bids_sent: int = 0
+    bids_suppressed: int = 0
+    finished_at: float | None = None
+    ineligible: str | None = None
+    failures: list[str] = field(default_factory=list)  # "machine: reason", oldest first
+
+    @property
+    def winner(self) -> BidKey | None:
+        bids = [b for b in (self.my_bid, self.best_other) if b is not None]
+        return max(bids) if bids else None
+
+    @property
+    def placing(self) -> bool:
+        """Still being placed: no machine runs it yet as far as this one knows."""
+        return self.phase not in (Phase.DONE, Phase.RUNNING)
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """What a task's auction says about it, for `beemesh apply --wait` and `get`."""
+
+    state: str  # "pending" or "deployed"
+    machine: str  # where it was deployed ("" while pending)
+    failures: tuple[str, ...]  # "machine: reason" of every machine that failed it
+
+    @property
+    def reason(self) -> str:
+        return self.failures[-1].split(": ", 1)[-1] if self.failures else ""
+
+
+class Auctioneer:
+    """All auctions this machine takes part in."""
+
+    def __init__(self, machine_id: str, rng: random.Random, params: Params | None = None,
+                 lateness: Callable[[float], float] = lambda _now: 0.0) -> None:
+        """`lateness(now)`: how much later than usual messages arrive (membership.lateness).
+        A window stretches by it, so bids queued in a busy mesh still count and one machine
+        wins, not each."""
+        self.machine_id = machine_id
+        self.rng = rng
+        self.params = params or Params()
+        self.lateness = lateness
+        self.tasks: dict[str, TaskState] = {}
+        self.bids_sent_total = 0
+        self.bids_suppressed_total = 0
+
+    # ---- inputs ----------------------------------------------------------------------------
+
+    def task(self, task_id: str, request: TaskRequest, now: float,
+             local: Callable[[], LocalState]) -> list[Action]:
+        """A Task was seen (first time or republished)."""
+        st = self.tasks.get(task_id)
+        if st is None:
+            st = self.tasks[task_id] = TaskState(task_id, request)
+            return self._enter_round(st, 1, now, local)
+        if st.phase is Phase.WAITING and st.deployed_by is None and st.winner is None:
+            return self._enter_round(st, st.round + 1, now, local)  # nobody bid: re-evaluate
+        return []
+
+    def bid(self, task_id: str, round_: int, bid_score: int, machine: str, now: float,
+            local: Callable[[], LocalState]) -> list[Action]:
+        st = self.tasks.get(task_id)
+        if st is None or machine == self.machine_id:
+            return []
+        actions: list[Action] = []
+        if round_ > st.round and st.phase in (Phase.WAITING, Phase.CHECKING):
+            # Others re-entered first: our windows close earlier than a fresh round's would,
+            # so bid at once (still subject to suppression below).
+            actions += self._enter_round(st, round_, now, local, bid_now=True)
+        if round_ != st.round:
+            return actions
+        st.bids_seen += 1
+        key = (bid_score, machine)
+        if st.best_other is None or key > st.best_other:
+            st.best_other = key
+        if st.phase is not Phase.BIDDING:
+            actions.append(Note(task_id, f"late bid from {machine} in round {round_}"))
+        return actions
+
+    def deployed(self, task_id: str, machine: str, bid_score: int, now: float) -> list[Action]:
+        st = self.tasks.get(task_id)
+        if st is None or machine == self.machine_id:
+            return []
+        key = (bid_score, machine)
+        if st.deployed_by is None or key > st.deployed_by:
+            st.deployed_by = key
+        if st.phase in (Phase.DEPLOYING, Phase.RUNNING):
+            assert st.my_bid is not None
+            if key > st.my_bid and st.phase is Phase.RUNNING:
+                return self._drop_duplicate(st, machine, now)
+            return []  # DEPLOYING: decided when our deploy finishes
+        self._finish(st, Phase.DONE, now)
+        return [Note(task_id, f"deployed by {machine}")]
+
+    def failed(self, task_id: str, machine: str, reason: str, now: float,
+               local: Callable[[], LocalState]) -> list[Action]:
+        st = self.tasks.get(task_id)
+        if st is None or machine == self.machine_id:
+            return []
+        st.failures.append(f"{machine}: {reason}")
+        if st.phase not in (Phase.WAITING, Phase.CHECKING) or st.deployed_by is not None:
+            return []
+        if st.winner is not None and st.winner[1] != machine:
+            return []  # a stale Failed from an earlier round's winner
+        return [Note(task_id, f"{machine} failed it; re-entering"),
+                *self._enter_round(st, st.round + 1, now, local)]
+
+    def lease_result(self, task_id: str, holder: str | None, expires_at: float, now: float,
+                     local: Callable[[], LocalState]) -> list[Action]:
+        st = self.tasks.get(task_id)
+        if st is None or st.phase is not Phase.CHECKING:
+            return []
+        if st.deployed_by is not None:
+            self._finish(st, Phase.DONE, now)
+            return []
+        if holder is not None and expires_at > now:
+            st.phase = Phase.WAITING
+            st.deadline = expires_at + 1.0 + self.rng.uniform(0, self.params.backoff_jitter_s)
+            return []
+        return [Note(task_id, "no deployment and no live lease; re-entering"),
+                *self._enter_round(st, st.round + 1, now, local)]
+
+    def lease_seen(self, task_id: str, holder: str, expires_at: float, now: float) -> None:
+        """A lease renewal announced on pub/sub: the holder is still deploying; keep waiting."""
+        st = self.tasks.get(task_id)
+        if (st is None or holder == self.machine_id or expires_at <= now
+                or st.phase not in (Phase.WAITING, Phase.CHECKING)):
+            return
+        st.phase = Phase.WAITING
+        later = expires_at + 1.0 + self.rng.uniform(0, self.params.backoff_jitter_s)
+        st.deadline = later if st.deadline is None else max(st.deadline, later)
+
+    def deploy_result(self, task_id: str, ok: bool, reason: str, now: float) -> list[Action]:
+        st = self.tasks.get(task_id)
+        if st is None or st.phase is not Phase.DEPLOYING or st.my_bid is None:
+            return []
+        st.renew_at = None
+        if not ok:
+            st.excluded = True
+            st.failures.append(f"{self.machine_id}: {reason}")
+            if st.deployed_by is not None:
+                self._finish(st, Phase.DONE, now)  # someone else runs it already
+            else:
+                self._wait(st, now)
+            return [PublishFailed(task_id, reason)]
+        self._finish(st, Phase.RUNNING, now)
+        actions: list[Action] = [PublishDeployed(task_id, st.my_bid[0])]
+        if st.deployed_by is not None and st.deployed_by > st.my_bid:
+            actions += self._drop_duplicate(st, st.deployed_by[1], now)
+        return actions
+
+    def forget_workload(self, workload_id: str) -> list[str]:
+        gone = [t for t, st in self.tasks.items() if st.request.workload_id == workload_id]
+        for t in gone:
+            del self.tasks[t]
+        return gone
+
+    # ---- queries -----------------------------------------------------------------------
+
+    def status(self, task_id: str) -> TaskStatus | None:
+        """Pending or deployed (and where), derived from the auction; None: not followed."""
+        st = self.tasks.get(task_id)
+        if st is None:
+            return None
+        if st.phase is Phase.RUNNING:
+            return TaskStatus("deployed", self.machine_id, tuple(st.failures))
+        if st.phase is Phase.DONE and st.deployed_by is not None:
+            return TaskStatus("deployed", st.deployed_by[1], tuple(st.failures))
+        return TaskStatus("pending", "", tuple(st.failures))
+
+    def _of_replica(self, workload_id: str, ordinal: int) -> list[TaskState]:
+        """Every auction this machine follows for replica `ordinal` of `workload_id`."""
+        return [st for st in self.tasks.values()
+                if st.request.workload_id == workload_id and st.request.ordinal == ordinal]
+
+    def placing(self, workload_id: str, ordinal: int) -> str | None:
+        """A task of that replica still being placed (no machine runs it yet), if any."""
+        return next((st.task_id for st in self._of_replica(workload_id, ordinal)
+                     if st.placing), None)
+
+    def deployed_ago(self, workload_id: str, ordinal: int,
+                     now: float) -> tuple[str, float] | None:
+        """The newest task of that replica another machine reported Deployed, and how long
+        ago (its service record may still be on the way)."""
+        deployed = [(st.task_id, now - st.finished_at)
+                    for st in self._of_replica(workload_id, ordinal)
+                    if st.deployed_by is not None and st.finished_at is not None]
+        return min(deployed, key=lambda d: d[1], default=None)
+
+    # ---- timers --------------------------------------------------------------------------
+
+    def tick(self, now: float, local: Callable[[], LocalState]) -> list[Action]:
+        actions: list[Action] = []
+        for st in list(self.tasks.values()):
+            if st.bid_at is not None and now >= st.bid_at:
+                st.bid_at = None
+                assert st.my_bid is not None
+                if (self.params.suppression and st.best_other is not None
+                        and st.best_other > st.my_bid):
+                    st.bids_suppressed += 1
+                    self.bids_suppressed_total += 1
+                else:
+                    st.bids_sent += 1
+                    self.bids_sent_total += 1
+                    actions.append(PublishBid(st.task_id, st.round, st.my_bid[0]))
+            if st.phase is Phase.BIDDING and now >= st.window_end:
+                actions += self._close_window(st, now)
+            elif st.phase is Phase.DEPLOYING and st.renew_at is not None and now >= st.renew_at:
+                st.renew_at = now + self.params.lease_renew_s
+                actions.append(WriteLease(st.task_id, self.params.lease_ttl_s))
+            elif st.phase is Phase.WAITING and st.deadline is not None and now >= st.deadline:
+                st.phase = Phase.CHECKING
+                st.deadline = None
+                actions.append(CheckLease(st.task_id))
+            elif (st.finished_at is not None and st.phase is Phase.DONE
+                  and now - st.finished_at > self.params.keep_done_s):
+                del self.tasks[st.task_id]  # RUNNING tasks stay until their workload goes
+                actions.append(Forget(st.task_id))
+        return actions
+
+    def next_deadline(self) -> float | None:
+        times: list[float] = []
+        for st in self.tasks.values():
+            times += [t for t in (st.bid_at, st.renew_at, st.deadline) if t is not None]
+            if st.phase is Phase.BIDDING:
+                times.append(st.window_end)
+            if st.phase is Phase.DONE and st.finished_at is not None:
+                times.append(st.finished_at + self.params.keep_done_s)
+        return min(times) if times else None
+
+    # ---- transitions -----------------------------------------------------------------------
+
+    def _enter_round(self, st: TaskState, round_: int, now: float,
+                     local: Callable[[], LocalState], bid_now: bool = False) -> list[Action]:
+        p = self.params
+        st.round = round_
+        st.phase = Phase.BIDDING
+        st.best_other = None
+        st.my_bid = None
+        st.bid_at = None
+        st.deadline = None
+        st.window_end = (now + p.selection_s + min(self.lateness(now), p.max_stretch_s)
+                         + self.rng.uniform(-p.jitter_s, p.jitter_s))
+        if st.excluded:
+            st.ineligible = "deploy failed here"
+            return []
+        state = local()
+        st.ineligible = ineligible_reason(st.request, state)
+        if st.ineligible is not None:
+            return [Note(st.task_id, f"round {round_}: not bidding ({st.ineligible})")]
+        s = score(st.request, state)
+        st.my_bid = (s, self.machine_id)
+        delay = (1 - s / SCORE_MAX) * p.max_bid_delay_s if p.suppression and not bid_now else 0.0
+        st.bid_at = now + delay
+        return []
+
+    def _close_window(self, st: TaskState, now: float) -> list[Action]:
+        winner = st.winner
+        if winner is not None and winner[1] == self.machine_id:
+            st.phase = Phase.DEPLOYING
+            st.renew_at = now + self.params.lease_renew_s
+            return [Note(st.task_id, f"round {st.round}: won with score {winner[0]}"),
+                    WriteLease(st.task_id, self.params.lease_ttl_s), Deploy(st.task_id, winner[0])]
+        self._wait(st, now)
+        if winner is None:
+            return [Note(st.task_id, f"round {st.round}: no bids")]
+        return []
+
+    def _wait(self, st: TaskState, now: float) -> None:
+        p = self.params
+        st.phase = Phase.WAITING
+        st.deadline = now + p.lease_ttl_s + 1.0 + self.rng.uniform(0, p.backoff_jitter_s)
+
+    def _finish(self, st: TaskState, phase: Phase, now: float) -> None:
+        st.phase = phase
+        st.finished_at = now
+        st.bid_at = st.deadline = st.renew_at = None
+
+    def _drop_duplicate(self, st: TaskState, winner: str, now: float) -> list[Action]:
+        self._finish(st, Phase.DONE, now)
+        return [Note(st.task_id, f"duplicate: {winner} ranks higher; dropping ours"),
+                DropDuplicate(st.task_id, winner)]

@@ -1,0 +1,29 @@
+"""Lease hints in the Machine DHT: where a machine that missed a renewal looks before it
+re-enters an auction."""
+
+from __future__ import annotations
+
+import time
+
+from beemesh import wire
+from beemesh.membership.dht import SignedValueValidator
+
+LEASE_NS = "lease"
+
+
+def lease_key(task_id: str) -> str:
+    return f"/{LEASE_NS}/{task_id}"
+
+
+class LeaseValidator(SignedValueValidator):
+    """Lease hints: signed by the machine they name, stored under their task, unexpired."""
+
+    def validate(self, key: str, value: bytes) -> None:
+        try:
+            env = self.authenticate(value)
+        except wire.Rejected as e:
+            raise ValueError(f"invalid lease hint: {e}") from None
+        if key != lease_key(env.body["task_id"]):
+            raise ValueError("lease hint stored under another task's key")
+        if env.body["expires_ms"] <= time.time() * 1000:
+            raise ValueError("lease hint expired")

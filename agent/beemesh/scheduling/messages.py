@@ -1,0 +1,37 @@
+"""Scheduling message kinds, their topics, and task ids.
+
+A `Task` carries the operator-signed `Workload` embedded (as signed bytes), so any machine can
+check that a trusted operator asked for it, however many machines relayed or republished the
+task. Everything else here is signed by the machine it names.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from beemesh import schema, wire
+
+# `epoch` is the task id of the replica a heal or drain replaces ("" for an apply).
+TASK = wire.Kind("Task", wire.MACHINE, schema.Struct(
+    required={"task_id": str, "workload_id": str, "ordinal": int, "origin": str,
+              "workload": bytes}, optional={"epoch": str}), names_signer="origin")
+BID = wire.Kind("Bid", wire.MACHINE, schema.Struct(
+    required={"task_id": str, "round": int, "score": int, "machine": str}),
+    names_signer="machine")
+DEPLOYED = wire.Kind("Deployed", wire.MACHINE, schema.Struct(
+    required={"task_id": str, "workload_id": str, "ordinal": int, "machine": str, "score": int,
+              "pod": str}), names_signer="machine")
+FAILED = wire.Kind("Failed", wire.MACHINE, schema.Struct(
+    required={"task_id": str, "workload_id": str, "ordinal": int, "machine": str,
+              "reason": str}), names_signer="machine")
+LEASE = wire.Kind("LeaseHint", wire.MACHINE, schema.Struct(
+    required={"task_id": str, "machine": str, "expires_ms": int}), names_signer="machine")
+
+
+def task_id(workload_id: str, ordinal: int, generation: int, epoch: str = "") -> str:
+    """Deterministic: the same apply of a replica is the same task, and so is every heal of
+    the same lost replica (`epoch` = the lost replica's task id), whoever asks for it."""
+    text = f"{workload_id}\0{ordinal}\0{generation}" + (f"\0{epoch}" if epoch else "")
+    digest = hashlib.sha256(text.encode()).digest()
+    return "t" + base64.b32encode(digest).decode().lower()[:25]

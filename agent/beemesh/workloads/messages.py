@@ -1,0 +1,25 @@
+"""The operator's message kinds, and the machine-signed relay of a Delete.
+
+Operator kinds are signed by a key from the fleet's trust list; every machine checks that
+signature itself, so a machine that relays them cannot invent or alter one.
+"""
+
+from __future__ import annotations
+
+from beemesh import schema, wire
+
+MAX_WORKLOAD_BYTES = 64 * 1024
+
+WORKLOAD = wire.Kind("Workload", wire.OPERATOR, schema.Struct(
+    required={"spec": schema.OPAQUE}))
+DELETE = wire.Kind("Delete", wire.OPERATOR, schema.Struct(required={"workload_id": str}))
+CORDON = wire.Kind("Cordon", wire.OPERATOR, schema.Struct(
+    required={"machine": str, "cordoned": bool}))
+DRAIN = wire.Kind("Drain", wire.OPERATOR, schema.Struct(
+    required={"machine": str, "grace_s": int}))
+# A machine passing on an operator's Delete to machines that missed it (the Delete itself is
+# too old for the live replay/skew window, so it travels embedded, like a Workload in a Task).
+RELAYED_DELETE = wire.Kind("RelayedDelete", wire.MACHINE, schema.Struct(
+    required={"origin": str, "delete": bytes}), names_signer="origin")
+LOGS_REQUEST = wire.Kind("LogsRequest", wire.OPERATOR, schema.Struct(
+    required={"pod": str, "follow": bool}))

@@ -1,0 +1,193 @@
+"""Operator-signed workloads and deletes, kept on disk: recovery must not need the operator.
+
+Every machine keeps the newest signed `Workload` of each workload it has seen (from an apply,
+from a Task, or asked of a peer) and every operator `Delete` for `DELETE_TTL_S`. A machine
+that restarts, or that is cut off from the operator, can still heal what it knows about and
+still refuse what was deleted. The files hold the operator's own signed bytes, so a file that
+was altered on disk fails verification on load and is set aside (renamed `*.bad`) rather than
+trusted; nothing else in the store depends on it.
+
+Which record wins is decided by the operator's signing time: a Delete shadows every apply
+signed up to it, and a later apply lifts the Delete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from beemesh import wire
+from beemesh.files import TMP_SUFFIX, write_atomic
+from beemesh.manifest import ManifestError, WorkloadSpec
+
+log = logging.getLogger(__name__)
+
+DELETE_TTL_S = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class StoredWorkload:
+    spec: WorkloadSpec
+    blob: bytes  # the operator-signed Workload envelope
+    ts: float  # the operator's signing time: the apply's generation
+
+    @property
+    def workload_id(self) -> str:
+        return self.spec.workload_id
+
+    @property
+    def generation(self) -> int:
+        return round(self.ts * 1000)  # ts came from ts_ms / 1000: undo it exactly
+
+
+@dataclass(frozen=True)
+class StoredDelete:
+    workload_id: str
+    blob: bytes  # the operator-signed Delete envelope
+    ts: float
+
+
+class MisfiledError(ValueError):
+    """A stored file holds another workload than its name says (copied or renamed by hand)."""
+
+
+def _file_name(workload_id: str) -> str:
+    return hashlib.sha256(workload_id.encode()).hexdigest()[:32] + ".cbor"
+
+
+class WorkloadStore:
+    """Newest signed Workload per workload id, and Deletes younger than DELETE_TTL_S.
+
+    `authenticate_workload` / `authenticate_delete` check an envelope's signature, signer and
+    schema (`wire.Verifier.authenticate`); the store never trusts bytes it did not check.
+    """
+
+    def __init__(self, directory: Path,
+                 authenticate_workload: Callable[[bytes], wire.Envelope],
+                 authenticate_delete: Callable[[bytes], wire.Envelope]) -> None:
+        self.workload_dir = directory / "workloads"
+        self.delete_dir = directory / "deleted"
+        self._auth_workload = authenticate_workload
+        self._auth_delete = authenticate_delete
+        self._workloads: dict[str, StoredWorkload] = {}
+        self._deletes: dict[str, StoredDelete] = {}
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def workload(self, workload_id: str) -> StoredWorkload | None:
+        return self._workloads.get(workload_id)
+
+    def workloads(self) -> list[StoredWorkload]:
+        return sorted(self._workloads.values(), key=lambda w: w.workload_id)
+
+    def delete_of(self, workload_id: str) -> StoredDelete | None:
+        """The operator's Delete in force for this workload, if any."""
+        return self._deletes.get(workload_id)
+
+    def deleted(self, workload_id: str) -> bool:
+        return workload_id in self._deletes
+
+    def deletes(self) -> list[StoredDelete]:
+        return sorted(self._deletes.values(), key=lambda d: d.workload_id)
+
+    def is_deleted(self, workload_id: str, applied_ts: float) -> bool:
+        """True when a Delete signed at or after `applied_ts` shadows that apply."""
+        tomb = self._deletes.get(workload_id)
+        return tomb is not None and applied_ts <= tomb.ts
+
+    # ---- writing ---------------------------------------------------------------------------
+
+    def add_workload(self, blob: bytes, env: wire.Envelope,
+                     save: bool = True) -> StoredWorkload | None:
+        """Keep a verified Workload if it is the newest apply and not deleted; returns it."""
+        spec = WorkloadSpec.from_dict(env.body["spec"])
+        ts = env.ts_ms / 1000
+        wid = spec.workload_id
+        if self.is_deleted(wid, ts):
+            return None
+        current = self._workloads.get(wid)
+        if current is not None and current.ts >= ts:
+            return current if current.ts == ts else None
+        stored = StoredWorkload(spec, blob, ts)
+        self._workloads[wid] = stored
+        if save:
+            self._save(self.workload_dir, wid, blob)
+        if wid in self._deletes:  # a newer apply lifts the Delete
+            del self._deletes[wid]
+            (self.delete_dir / _file_name(wid)).unlink(missing_ok=True)
+        return stored
+
+    def add_delete(self, blob: bytes, env: wire.Envelope, now: float, save: bool = True) -> bool:
+        """Keep a verified Delete if it is new and not expired; drops the applies it shadows."""
+        wid = env.body["workload_id"]
+        ts = env.ts_ms / 1000
+        if ts + DELETE_TTL_S <= now:
+            return False
+        current = self._deletes.get(wid)
+        if current is not None and current.ts >= ts:
+            return False
+        applied = self._workloads.get(wid)
+        if applied is not None and applied.ts > ts:
+            return False  # the operator applied it again after this Delete
+        self._deletes[wid] = StoredDelete(wid, blob, ts)
+        if save:
+            self._save(self.delete_dir, wid, blob)
+        if applied is not None:
+            del self._workloads[wid]
+            (self.workload_dir / _file_name(wid)).unlink(missing_ok=True)
+        return True
+
+    def expire(self, now: float) -> list[str]:
+        """Forget Deletes older than DELETE_TTL_S; returns their workload ids."""
+        gone = [d.workload_id for d in self._deletes.values() if d.ts + DELETE_TTL_S <= now]
+        for wid in gone:
+            del self._deletes[wid]
+            (self.delete_dir / _file_name(wid)).unlink(missing_ok=True)
+        return gone
+
+    # ---- disk ------------------------------------------------------------------------------
+
+    def _save(self, directory: Path, workload_id: str, blob: bytes) -> None:
+        write_atomic(directory / _file_name(workload_id), blob, mode=0o600)
+
+    def load(self, now: float) -> list[str]:
+        """Read what an earlier run kept; returns one line per file set aside as unusable."""
+        problems: list[str] = []
+        for directory, auth, keep in ((self.delete_dir, self._auth_delete, self._keep_delete),
+                                      (self.workload_dir, self._auth_workload,
+                                       self._keep_workload)):
+            if not directory.is_dir():
+                continue
+            for tmp in directory.glob(f"*{TMP_SUFFIX}"):  # a write cut short by a crash
+                tmp.unlink(missing_ok=True)
+            for path in sorted(directory.glob("*.cbor")):
+                try:
+                    blob = path.read_bytes()
+                    env = auth(blob)
+                    keep(path, blob, env, now)
+                except (OSError, wire.Rejected, ManifestError, MisfiledError) as e:
+                    bad = path.with_suffix(".bad")
+                    try:
+                        path.replace(bad)
+                        problems.append(f"{path}: {e}; set aside as {bad.name}")
+                    except OSError as e2:
+                        problems.append(f"{path}: {e}; could not set it aside ({e2})")
+        for line in problems:
+            log.error("stored workload file unusable: %s", line)
+        return problems
+
+    def _keep_delete(self, path: Path, blob: bytes, env: wire.Envelope, now: float) -> None:
+        if path.name != _file_name(env.body["workload_id"]):
+            raise MisfiledError("file name does not match the workload it holds")
+        if not self.add_delete(blob, env, now, save=False):
+            path.unlink(missing_ok=True)  # expired or superseded
+
+    def _keep_workload(self, path: Path, blob: bytes, env: wire.Envelope, _now: float) -> None:
+        wid = WorkloadSpec.from_dict(env.body["spec"]).workload_id
+        if path.name != _file_name(wid):
+            raise MisfiledError("file name does not match the workload it holds")
+        if self.add_workload(blob, env, save=False) is None:
+            path.unlink(missing_ok=True)  # deleted after this apply

@@ -1,0 +1,307 @@
+"""What the agent and its work plane say to each other: the one contract both processes import.
+
+They talk JSON over a unix socket in the work plane's directory (`workplane_link` serves it):
+- `POST /v1/work/sync` (every second): the work plane's `Report` (its host, what it sees);
+  the answer is the agent's `AgentView` (the replicas it runs and their probe results, the
+  workloads it knows, the live machines and their work-plane hosts);
+- `POST /v1/work/certify`: `CertifyRequest` -> `Certificate` (the machine vouches for a
+  replica's workload key);
+- `POST /v1/work/heal`: `HealRequest` -> `HealAnswer` (the agent checks it and publishes the
+  Task, which only machine keys may do);
+- `POST /v1/work/remove`: `RemoveRequest` (stop a surplus replica here).
+
+Each record checks what it is built from (`from_json`, `SyncError` naming the field), so a
+message from the other side is never trusted by shape alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from beemesh import schema
+
+MAX_ITEMS = 4096
+
+
+class SyncError(ValueError):
+    """A sync message that does not match its record; the text names the field."""
+
+
+def _checked(data: Any, shape: schema.Struct, what: str) -> dict[str, Any]:
+    try:
+        schema.check(data, shape, what)
+    except schema.SchemaError as e:
+        raise SyncError(str(e)) from None
+    return data
+
+
+WORKPLANE_HOST = schema.Struct(required={"peer_id": str,
+                                         "addrs": schema.ListOf(str, max_len=16)})
+PORT = schema.Struct(required={"name": str, "port": int, "host_port": int, "protocol": str})
+
+
+@dataclass(frozen=True)
+class WorkPlaneHost:
+    """Where a work plane listens: its libp2p host's Peer ID and addresses (announced in its
+    machine's record; peers' work planes admit exactly these hosts)."""
+
+    peer_id: str
+    addrs: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"peer_id": self.peer_id, "addrs": list(self.addrs)}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> WorkPlaneHost:
+        return cls(d["peer_id"], tuple(d["addrs"]))
+
+
+@dataclass(frozen=True)
+class Port:
+    """A port a replica offers, as its ServiceRecord lists it."""
+
+    name: str
+    port: int
+    host_port: int
+    protocol: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "port": self.port, "host_port": self.host_port,
+                "protocol": self.protocol}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Port:
+        return cls(d["name"], d["port"], d["host_port"], d["protocol"])
+
+
+@dataclass(frozen=True)
+class Replica:
+    """A replica this machine runs, as its agent reports it."""
+
+    pod: str
+    workload_id: str
+    ordinal: int
+    task: str
+    state: str
+    ready: bool
+    retiring: bool
+    removing: bool
+    ports: tuple[Port, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pod": self.pod, "workload": self.workload_id, "ordinal": self.ordinal,
+                "task": self.task, "state": self.state, "ready": self.ready,
+                "retiring": self.retiring, "removing": self.removing,
+                "ports": [p.to_json() for p in self.ports]}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Replica:
+        return cls(d["pod"], d["workload"], d["ordinal"], d["task"], d["state"], d["ready"],
+                   d["retiring"], d["removing"], tuple(Port.from_json(p) for p in d["ports"]))
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A workload the agent holds a signed manifest of (and no Delete)."""
+
+    workload_id: str
+    replicas: int
+    stateful: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"workload_id": self.workload_id, "replicas": self.replicas,
+                "stateful": self.stateful}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Workload:
+        return cls(d["workload_id"], d["replicas"], d["stateful"])
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A live machine, and where its work plane listens (None: it runs none)."""
+
+    peer_id: str
+    workplane: WorkPlaneHost | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"peer_id": self.peer_id,
+                "workplane": self.workplane.to_json() if self.workplane else None}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Machine:
+        wp = d.get("workplane")
+        return cls(d["peer_id"], WorkPlaneHost.from_json(wp) if wp is not None else None)
+
+
+REPLICA = schema.Struct(required={
+    "pod": str, "workload": str, "ordinal": int, "task": str, "state": str, "ready": bool,
+    "retiring": bool, "removing": bool, "ports": schema.ListOf(PORT, max_len=64)})
+WORKLOAD = schema.Struct(required={"workload_id": str, "replicas": int, "stateful": bool})
+MACHINE = schema.Struct(required={"peer_id": str}, optional={"workplane": WORKPLANE_HOST})
+AGENT_VIEW = schema.Struct(required={
+    "machine": str, "uptime_s": float, "addrs": schema.ListOf(str, max_len=64),
+    "replicas": schema.ListOf(REPLICA, max_len=MAX_ITEMS),
+    "workloads": schema.ListOf(WORKLOAD, max_len=MAX_ITEMS),
+    "deleted": schema.ListOf(str, max_len=MAX_ITEMS),
+    "machines": schema.ListOf(MACHINE, max_len=MAX_ITEMS),
+    "statefulset_margin_s": float})
+
+
+@dataclass(frozen=True)
+class AgentView:
+    """The agent's answer to a sync: what the work plane acts on until the next one."""
+
+    machine: str  # this machine's Peer ID
+    uptime_s: float
+    addrs: tuple[str, ...]  # this machine's IP addresses (where its hostPorts are)
+    replicas: tuple[Replica, ...]
+    workloads: tuple[Workload, ...]
+    deleted: frozenset[str]
+    machines: tuple[Machine, ...]
+    statefulset_margin_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"machine": self.machine, "uptime_s": self.uptime_s, "addrs": list(self.addrs),
+                "replicas": [r.to_json() for r in self.replicas],
+                "workloads": [w.to_json() for w in self.workloads],
+                "deleted": sorted(self.deleted),
+                "machines": [self._machine_json(m) for m in self.machines],
+                "statefulset_margin_s": self.statefulset_margin_s}
+
+    @staticmethod
+    def _machine_json(m: Machine) -> dict[str, Any]:
+        d = m.to_json()
+        if d["workplane"] is None:
+            del d["workplane"]
+        return d
+
+    @classmethod
+    def from_json(cls, data: Any) -> AgentView:
+        d = _checked(data, AGENT_VIEW, "agent view")
+        return cls(d["machine"], float(d["uptime_s"]), tuple(d["addrs"]),
+                   tuple(Replica.from_json(r) for r in d["replicas"]),
+                   tuple(Workload.from_json(w) for w in d["workloads"]),
+                   frozenset(d["deleted"]), tuple(Machine.from_json(m) for m in d["machines"]),
+                   float(d["statefulset_margin_s"]))
+
+
+REPORT = schema.Struct(required={
+    "host": WORKPLANE_HOST,
+    "records": schema.ListOf(schema.MapOf(str, schema.OPAQUE), max_len=MAX_ITEMS),
+    "peers": schema.MapOf(str, str, max_len=MAX_ITEMS), "synced": bool,
+    "dropped": schema.MapOf(str, int, max_len=64), "gated": int})
+
+
+@dataclass(frozen=True)
+class Report:
+    """What the work plane tells its agent at every sync."""
+
+    host: WorkPlaneHost  # the work plane's own libp2p host (announced in the machine record)
+    records: tuple[dict[str, Any], ...]  # its view of service records, for `get endpoints`
+    peers: Mapping[str, str]  # pod -> the workload Peer ID of its certified key
+    synced: bool  # up long enough to have heard every live replica
+    dropped: Mapping[str, int] = field(default_factory=dict)  # messages dropped, by reason
+    gated: int = 0  # connections refused (not an announced work plane)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"host": self.host.to_json(), "records": list(self.records),
+                "peers": dict(self.peers), "synced": self.synced,
+                "dropped": dict(self.dropped), "gated": self.gated}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Report:
+        d = _checked(data, REPORT, "report")
+        return cls(WorkPlaneHost.from_json(d["host"]), tuple(d["records"]), dict(d["peers"]),
+                   d["synced"], dict(d["dropped"]), d["gated"])
+
+
+CERTIFY = schema.Struct(required={"pod": str, "task": str, "public_key": str})
+
+
+@dataclass(frozen=True)
+class CertifyRequest:
+    pod: str
+    task: str  # the task the work plane knows the pod by (a replaced pod is refused)
+    public_key: str  # the replica's Ed25519 workload key, hex
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pod": self.pod, "task": self.task, "public_key": self.public_key}
+
+    @classmethod
+    def from_json(cls, data: Any) -> CertifyRequest:
+        d = _checked(data, CERTIFY, "certify request")
+        return cls(d["pod"], d["task"], d["public_key"])
+
+
+@dataclass(frozen=True)
+class Certificate:
+    cert: bytes  # the machine-signed WorkloadCert envelope
+    peer_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cert": self.cert.hex(), "peer_id": self.peer_id}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Certificate:
+        d = _checked(data, schema.Struct(required={"cert": str, "peer_id": str}), "certificate")
+        try:
+            return cls(bytes.fromhex(d["cert"]), d["peer_id"])
+        except ValueError:
+            raise SyncError("certificate.cert: expected hex") from None
+
+
+HEAL = schema.Struct(required={"workload_id": str, "ordinal": int, "epoch": str})
+
+
+@dataclass(frozen=True)
+class HealRequest:
+    workload_id: str
+    ordinal: int
+    epoch: str  # the task id of the lost replica (or `reconcile.ORPHAN_EPOCH`)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"workload_id": self.workload_id, "ordinal": self.ordinal, "epoch": self.epoch}
+
+    @classmethod
+    def from_json(cls, data: Any) -> HealRequest:
+        d = _checked(data, HEAL, "heal request")
+        return cls(d["workload_id"], d["ordinal"], d["epoch"])
+
+
+@dataclass(frozen=True)
+class HealAnswer:
+    published: bool
+    task_id: str = ""  # when published
+    reason: str = ""  # why not, when refused
+
+    def to_json(self) -> dict[str, Any]:
+        if self.published:
+            return {"state": "published", "task_id": self.task_id}
+        return {"state": "refused", "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, data: Any) -> HealAnswer:
+        d = _checked(data, schema.Struct(required={"state": str},
+                                         optional={"task_id": str, "reason": str}),
+                     "heal answer")
+        return cls(d["state"] == "published", d.get("task_id", ""), d.get("reason", ""))
+
+
+REMOVE = schema.Struct(required={"pod": str, "reason": str})
+
+
+@dataclass(frozen=True)
+class RemoveRequest:
+    pod: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pod": self.pod, "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, data: Any) -> RemoveRequest:
+        d = _checked(data, REMOVE, "remove request")
+        return cls(d["pod"], d["reason"][:300])

@@ -1,0 +1,111 @@
+"""A hostile fleet member: joins with the right network key, then publishes bad messages.
+
+Run as its own process: `python injector.py FLEET_DIR TARGET_MULTIADDR VICTIM_PUBKEY_HEX`.
+Prints one JSON line: the cases it published and how many times each.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import cbor2
+import trio
+
+from beemesh import wire
+from beemesh.fleet import Fleet
+from beemesh.identity import KeyPair
+from beemesh.manifest import parse_manifests
+from beemesh.mesh.host import HostSettings, MeshHost
+from beemesh.scheduling.messages import task_id
+from beemesh.topics import TOPIC_EVENTS, TOPIC_PROPOSALS, TOPIC_TASKS
+
+POD_YAML = """
+apiVersion: v1
+kind: Pod
+metadata: {name: rogue}
+spec:
+  containers: [{name: main, image: localhost/beemesh/busybox:latest, command: [sleep, "60"]}]
+"""
+
+
+def record_body(key: KeyPair, peer: str | None = None) -> dict:
+    return {
+        "peer_id": peer or key.peer_id,
+        "addrs": [],
+        "arch": "x86_64",
+        "labels": {"injected": "yes"},
+        "capacity": {"cpu_milli": 1000, "memory_bytes": 1 << 30,
+                     "memory_available_bytes": 1 << 30},
+        "protocol": 1,
+        "ttl_s": 10,
+    }
+
+
+def cases(me: KeyPair, victim: bytes) -> list[tuple[str, str, bytes]]:
+    """(expected drop reason, topic, payload) for each class of bad input."""
+    now = time.time()
+    good = wire.seal(me, "MachineRecord", record_body(me), now)
+    raw = cbor2.loads(good)
+    unsigned = cbor2.dumps({k: v for k, v in raw.items() if k != "sig"})
+    forged = cbor2.dumps({**raw, "sender": victim})  # claims the victim sent it
+    from beemesh.identity import peer_id
+
+    impersonation = wire.seal(me, "MachineRecord", record_body(me, peer_id(victim)), now)
+    stale = wire.seal(me, "MachineRecord", record_body(me), now - 120)
+    oversized = wire.seal(me, "MachineRecord", {**record_body(me), "pad": b"x" * 300_000}, now)
+    schema_bad = wire.seal(me, "MachineRecord", {"peer_id": me.peer_id}, now)
+    unknown = wire.seal(me, "Nonsense", {"x": 1}, now)
+    # A well-formed Task whose embedded workload was signed by a key no operator trusts.
+    spec = parse_manifests(POD_YAML)[0]
+    rogue = wire.seal(KeyPair.generate(), "Workload", {"spec": spec.to_dict()}, now)
+    rogue_ts = wire.decode(rogue).ts_ms
+    rogue_task = wire.seal(me, "Task", {
+        "task_id": task_id(spec.workload_id, 0, rogue_ts), "workload_id": spec.workload_id,
+        "ordinal": 0, "origin": me.peer_id, "workload": rogue}, now)
+    wrong_topic = wire.seal(me, "MachineRecord", record_body(me), now)
+    return [
+        ("malformed", TOPIC_EVENTS, b"\x00\xffgarbage that is not CBOR"),
+        ("malformed", TOPIC_TASKS, cbor2.dumps(["a", "list", "not", "a", "map"])),
+        ("unsigned", TOPIC_EVENTS, unsigned),
+        ("bad_signature", TOPIC_EVENTS, forged),
+        ("untrusted", TOPIC_EVENTS, impersonation),
+        ("stale", TOPIC_EVENTS, stale),
+        ("oversized", TOPIC_EVENTS, oversized),
+        ("schema", TOPIC_EVENTS, schema_bad),
+        ("unknown_kind", TOPIC_PROPOSALS, unknown),
+        ("unknown_kind", TOPIC_TASKS, wrong_topic),
+        ("untrusted", TOPIC_TASKS, rogue_task),
+        ("accepted", TOPIC_EVENTS, good),
+        ("replayed", TOPIC_EVENTS, good),  # same bytes again: a new pub/sub message, old nonce
+    ]
+
+
+async def main(fleet_dir: str, target: str, victim_hex: str) -> None:
+    fleet = Fleet.load(Path(fleet_dir))
+    me = KeyPair.generate()
+    host = MeshHost(HostSettings(me, fleet.psk_hex, ["/ip4/127.0.0.1/tcp/0"],
+                                 "/beemesh/machine", {}))
+    async with host.running():
+        peer = await host.connect(target)
+        with trio.fail_after(15):
+            while not all(peer in host.pubsub.peer_topics.get(t, set())
+                          for t in (TOPIC_EVENTS, TOPIC_TASKS, TOPIC_PROPOSALS)):
+                await trio.sleep(0.1)
+        sent: dict[str, int] = {}
+        for reason, topic, payload in cases(me, bytes.fromhex(victim_hex)):
+            await host.publish(topic, payload)
+            sent[reason] = sent.get(reason, 0) + 1
+            await trio.sleep(0.05)
+        # A burst of garbage: the agent must keep up and keep serving.
+        for i in range(200):
+            await host.publish(TOPIC_EVENTS, b"junk-%d" % i)
+        sent["malformed"] += 200
+        await trio.sleep(1.5)
+        print(json.dumps({"peer_id": me.peer_id, "sent": sent}), flush=True)
+
+
+if __name__ == "__main__":
+    trio.run(main, *sys.argv[1:4])

@@ -1,0 +1,58 @@
+"""Lateness: a backlog shows as lateness, clock offsets between machines do not."""
+
+from __future__ import annotations
+
+import pytest
+
+from beemesh.membership.lateness import Lateness
+
+T0 = 1_700_000_000.0
+
+
+def test_on_time_messages_are_not_late() -> None:
+    lateness = Lateness()
+    for i in range(100):
+        lateness.observe("a", T0 + i, T0 + i + 0.02)
+    assert lateness.worst(T0 + 100) == pytest.approx(0.0)
+
+
+def test_clock_offset_is_absorbed() -> None:
+    """A sender whose clock runs 8 s behind looks 8 s 'delayed' on every message, not late."""
+    lateness = Lateness()
+    for i in range(50):
+        assert lateness.observe("slow-clock", T0 + i - 8, T0 + i + 0.01) == pytest.approx(0.0)
+        lateness.observe("good-clock", T0 + i, T0 + i + 0.01)
+    assert lateness.worst(T0 + 50) == pytest.approx(0.0)
+
+
+def test_backlog_is_late_and_recovery_clears_it() -> None:
+    lateness = Lateness(window_s=15)
+    for i in range(10):
+        lateness.observe("a", T0 + i, T0 + i + 0.05)
+    # A backlog: every message waits longer than the one before.
+    for i in range(10, 20):
+        lateness.observe("a", T0 + i, T0 + i + 0.05 + (i - 9) * 1.5)
+    assert lateness.worst(T0 + 35) == pytest.approx(15.0)
+    # On time again: the late ones leave the window after window_s.
+    for i in range(36, 60):
+        lateness.observe("a", T0 + i, T0 + i + 0.05)
+    assert lateness.worst(T0 + 60) == pytest.approx(0.0)
+
+
+def test_one_late_sender_is_enough() -> None:
+    lateness = Lateness()
+    lateness.observe("a", T0, T0 + 0.1)
+    lateness.observe("b", T0, T0 + 0.1)
+    lateness.observe("b", T0 + 3, T0 + 9.1)
+    assert lateness.worst(T0 + 10) == pytest.approx(6.0)
+
+
+def test_baseline_forgets_old_minima() -> None:
+    """A sender's clock steps back 5 s (NTP): late for a while, then the new baseline holds."""
+    lateness = Lateness(baseline_s=600, window_s=15)
+    for i in range(0, 120, 3):
+        lateness.observe("a", T0 + i, T0 + i + 0.1)
+    assert lateness.observe("a", T0 + 120 - 5, T0 + 120.1) == pytest.approx(5.0)
+    for i in range(123, 800, 3):
+        lateness.observe("a", T0 + i - 5, T0 + i + 0.1)
+    assert lateness.worst(T0 + 800) == pytest.approx(0.0)

@@ -1,0 +1,163 @@
+"""Machine records: the kinds, typed records, entries and their DHT validator."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from machine_records_testlib import KEY_A, KEY_B, T0, entry, envelope, record_body
+
+from beemesh import wire
+from beemesh.identity import peer_id
+from beemesh.membership.dht import MachineRecordValidator, machine_dht_key
+from beemesh.membership.records import (
+    MACHINE_RECORD,
+    MACHINE_WITHDRAW,
+    MAX_RECORD_TTL_S,
+    MachineRecord,
+    PodSummary,
+    RecordError,
+    entry_from_envelope,
+)
+from beemesh.workplane.sync import WorkPlaneHost
+
+
+def test_record_body_matches_kind_schema() -> None:
+    """The helper builds what the real verifier accepts, so the tests use realistic records."""
+    verifier = wire.Verifier({MACHINE_RECORD.name: MACHINE_RECORD}, dict)
+    data = wire.seal(KEY_A, MACHINE_RECORD.name, record_body(KEY_A, cordoned=True), T0)
+    assert verifier.check(data, T0, origin=KEY_A.public_key).body["cordoned"] is True
+    assert MACHINE_RECORD.signer == wire.MACHINE
+    assert MACHINE_WITHDRAW.signer == wire.MACHINE
+
+
+def test_entry_from_envelope() -> None:
+    e = entry(KEY_A, T0, ttl_s=10)
+    assert e.peer_id == KEY_A.peer_id
+    assert e.ts == T0
+    assert e.expires_at == T0 + 10
+    assert e.record.arch == "aarch64"
+
+
+def test_entry_rejects_peer_id_not_matching_signer() -> None:
+    body = record_body(KEY_A)
+    body["peer_id"] = KEY_B.peer_id  # A claims to be B
+    with pytest.raises(RecordError):
+        entry_from_envelope(envelope(KEY_A, T0, body), T0)
+
+
+@pytest.mark.parametrize("ttl", [0, -1, MAX_RECORD_TTL_S + 1, 10**9])
+def test_entry_rejects_ttl_out_of_range(ttl: int) -> None:
+    with pytest.raises(RecordError):
+        entry_from_envelope(envelope(KEY_A, T0, record_body(KEY_A, ttl)), T0)
+
+
+@pytest.mark.parametrize("ttl", [1, MAX_RECORD_TTL_S])
+def test_entry_accepts_ttl_bounds(ttl: int) -> None:
+    e = entry_from_envelope(envelope(KEY_A, T0, record_body(KEY_A, ttl)), T0)
+    assert e.expires_at == T0 + ttl
+
+
+def test_future_timestamp_capped_at_now() -> None:
+    e = entry(KEY_A, T0 + 25, now=T0, ttl_s=10)
+    assert e.ts == T0 + 25
+    assert e.expires_at == T0 + 10  # not T0 + 35
+
+
+def test_past_timestamp_counts_from_ts() -> None:
+    e = entry(KEY_A, T0 - 4, now=T0, ttl_s=10)
+    assert e.expires_at == T0 + 6
+
+
+# --- MachineEntry.to_dict -----------------------------------------------------------------
+
+
+def test_to_dict() -> None:
+    e = entry(KEY_A, T0, ttl_s=10)
+    d = e.to_dict(T0 + 2, self_id=KEY_A.peer_id)
+    assert {"peer_id", "arch", "cpu", "memory", "labels", "self"} <= set(d)
+    assert d["peer_id"] == KEY_A.peer_id
+    assert d["arch"] == "aarch64"
+    assert d["cpu"] == 4.0
+    assert d["cpu_milli"] == 4000
+    assert d["memory"] == 8 << 30
+    assert d["memory_available"] == 6 << 30
+    assert d["labels"] == {"zone": "a"}
+    assert d["addrs"] == ["/ip4/10.0.0.1/tcp/4001"]
+    assert d["cordoned"] is False
+    assert d["age_s"] == 2.0
+    assert d["expires_in_s"] == 8.0
+    assert d["self"] is True
+
+
+def test_to_dict_self_only_for_own_id() -> None:
+    e = entry(KEY_A, T0)
+    assert e.to_dict(T0, self_id=KEY_B.peer_id)["self"] is False
+    assert e.to_dict(T0, self_id="")["self"] is False
+
+
+def test_to_dict_cordoned_and_clamped_ages() -> None:
+    body = record_body(KEY_A, cordoned=True)
+    e = entry_from_envelope(envelope(KEY_A, T0 + 5, body), T0)
+    d = e.to_dict(T0, self_id="")
+    assert d["cordoned"] is True
+    assert d["age_s"] == 0.0  # future timestamp: never a negative age
+    assert e.to_dict(T0 + 100, self_id="")["expires_in_s"] == 0.0
+
+
+def test_to_dict_copies_labels() -> None:
+    e = entry(KEY_A, T0)
+    d = e.to_dict(T0, self_id="")
+    d["labels"]["zone"] = "changed"
+    assert e.record.labels == {"zone": "a"}
+
+
+def test_machine_dht_validator_refuses_workload_signers_and_foreign_keys() -> None:
+    """What a machine stores for the machine DHT: its own record, never a workload key's."""
+    workload_peers: set[str] = set()
+
+    def refuse(env: wire.Envelope) -> None:
+        if peer_id(env.sender) in workload_peers:
+            raise wire.Rejected("wrong_plane", "signed by a workload key")
+
+    validator = MachineRecordValidator(
+        wire.Verifier({MACHINE_RECORD.name: MACHINE_RECORD}, dict), refuse)
+    now = time.time()
+    data = wire.seal(KEY_A, MACHINE_RECORD.name, record_body(KEY_A, ttl_s=60), now)
+    validator.validate(machine_dht_key(KEY_A.peer_id), data)
+    with pytest.raises(ValueError, match="another key"):
+        validator.validate(machine_dht_key(KEY_B.peer_id), data)
+    expired = wire.seal(KEY_A, MACHINE_RECORD.name, record_body(KEY_A, ttl_s=5), now - 10)
+    with pytest.raises(ValueError, match="expired"):
+        validator.validate(machine_dht_key(KEY_A.peer_id), expired)
+    workload_peers.add(KEY_A.peer_id)  # the same key, now known as a workload's
+    with pytest.raises(ValueError, match="workload key"):
+        validator.validate(machine_dht_key(KEY_A.peer_id), data)
+
+
+# --- typed records --------------------------------------------------------------------------
+
+
+def test_typed_record_round_trips_through_the_wire_schema() -> None:
+    """What an agent announces (`to_body`) passes the kind's schema and reads back the same."""
+    rec = MachineRecord.from_body(record_body(KEY_A))
+    rec = MachineRecord(
+        **{**rec.__dict__, "pods": (PodSummary("deployment/default/web", 1, "t1", "web-1",
+                                               "running", T0, ready=True, peer="12D3KooWx"),
+                                    PodSummary("statefulset/default/db", 0, "t2", "db-0",
+                                               "exited", T0 - 5, retiring=True)),
+           "cordoned": True, "draining": True,
+           "workplane": WorkPlaneHost("12D3KooWwp", ("/ip4/10.0.0.1/tcp/4002",))})
+    data = wire.seal(KEY_A, MACHINE_RECORD.name, rec.to_body(), T0)
+    env = wire.Verifier({MACHINE_RECORD.name: MACHINE_RECORD}, dict).check(data, T0)
+    back = entry_from_envelope(env, T0).record
+    assert back == rec
+    assert back.pods[0].peer == "12D3KooWx" and back.pods[1].peer == ""
+    assert "peer" not in rec.to_body()["pods"][1]  # no workload key yet: not announced
+
+
+def test_old_records_without_optional_fields_read_as_defaults() -> None:
+    rec = MachineRecord.from_body(record_body(KEY_B))
+    assert (rec.pods, rec.cordoned, rec.draining, rec.workplane) == ((), False, False, None)
+    assert PodSummary.from_body({"workload": "w", "replica": 0, "task": "t", "pod": "w-0",
+                                 "state": "running", "created": T0}).ready is False
