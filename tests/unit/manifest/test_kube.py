@@ -1,4 +1,9 @@
-"""The Kubernetes walker (beemesh.manifest.kube): documents, kinds, pod specs, YAML, files."""
+"""The Kubernetes walker (beemesh.manifest.kube): documents, kinds, pod specs, YAML, files.
+
+Over 400 lines for one table: ERROR_CASES holds the walker's field errors for documents and
+containers alike, each checked as parse_manifests reports it (probe errors are in
+test_containers).
+"""
 
 from __future__ import annotations
 
@@ -214,6 +219,10 @@ def test_unsupported_field_with_empty_value_is_accepted() -> None:
 # --- errors: each names its field path ---------------------------------------------------------
 
 
+def add_container(extra: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    return lambda d: template_spec(d)["containers"].append(extra)
+
+
 ERROR_CASES: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str, ...]]] = [
     # identity
     ("missing name", drop(("metadata", "name")), ("metadata.name: ", "must be a string")),
@@ -291,6 +300,79 @@ ERROR_CASES: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str, ...]]]
      ('metadata.labels["-bad"]: ', "not a valid label key")),
     ("label key int", set_in(("metadata", "labels", 5), "x"),
      ('metadata.labels["5"]: key must be a string',)),
+    # containers
+    ("missing image", drop((*CT, "image")), (f"{C0}.image: missing",)),
+    ("empty image", set_in((*CT, "image"), ""), (f"{C0}.image: must not be empty",)),
+    ("blank image", set_in((*CT, "image"), "   "), (f"{C0}.image: must not be empty",)),
+    ("image with space", set_in((*CT, "image"), "busy box"), (f"{C0}.image: ", "whitespace")),
+    ("image not string", set_in((*CT, "image"), 5), (f"{C0}.image: must be a string",)),
+    ("missing container name", drop((*CT, "name")), (f"{C0}.name: ",)),
+    ("bad container name", set_in((*CT, "name"), "Web_1"), (f"{C0}.name: 'Web_1'",)),
+    ("duplicate container names", add_container({"name": "web", "image": "busybox"}),
+     ("spec.template.spec.containers[1].name: duplicate container name 'web'",)),
+    ("container not a mapping", add_container("busybox"),
+     ("spec.template.spec.containers[1]: must be a mapping",)),
+    ("command not list", set_in((*CT, "command"), "httpd -f"),
+     (f"{C0}.command: must be a list of strings",)),
+    ("args item not string", set_in((*CT, "args"), ["-p", 8080]),
+     (f"{C0}.args[1]: must be a string, got number 8080",)),
+    ("volumeMounts", set_in((*CT, "volumeMounts"), [{"name": "d", "mountPath": "/d"}]),
+     (f"{C0}.volumeMounts: not supported",)),
+    ("container securityContext", set_in((*CT, "securityContext"), {"privileged": True}),
+     (f"{C0}.securityContext: not supported",)),
+    ("envFrom", set_in((*CT, "envFrom"), [{"configMapRef": {"name": "c"}}]),
+     (f"{C0}.envFrom: not supported", "literal value")),
+    ("valueFrom", set_in((*CT, "env"), [{"name": "A", "valueFrom": {"fieldRef": {}}}]),
+     (f"{C0}.env[0].valueFrom: not supported", "literal value")),
+    ("env value int", set_in((*CT, "env"), [{"name": "PORT", "value": 80}]),
+     (f"{C0}.env[0].value: must be a string, got number 80", 'quote it: value: "80"')),
+    ("env missing name", set_in((*CT, "env"), [{"value": "x"}]), (f"{C0}.env[0].name: ",)),
+    ("env not list", set_in((*CT, "env"), {"A": "b"}), (f"{C0}.env: must be a list",)),
+    # resources
+    ("cpu lots", set_in((*CT, "resources", "requests", "cpu"), "lots"),
+     (f"{C0}.resources.requests.cpu: cpu 'lots' is not a quantity", "millicores")),
+    ("memory 12XB", set_in((*CT, "resources", "limits", "memory"), "12XB"),
+     (f"{C0}.resources.limits.memory: memory '12XB' is not a quantity",)),
+    ("negative cpu", set_in((*CT, "resources", "requests", "cpu"), -1),
+     (f"{C0}.resources.requests.cpu: cpu must not be negative",)),
+    ("negative memory", set_in((*CT, "resources", "requests", "memory"), "-1Mi"),
+     (f"{C0}.resources.requests.memory: memory must not be negative",)),
+    ("cpu limit below request", set_in((*CT, "resources", "limits", "cpu"), "50m"),
+     (f"{C0}.resources.limits.cpu: cpu limit 50m is lower than the request 100m",)),
+    ("memory limit below request", set_in((*CT, "resources", "limits", "memory"), "16Mi"),
+     (f"{C0}.resources.limits.memory: memory limit 16Mi is lower than the request 32Mi",)),
+    ("gpu", set_in((*CT, "resources", "limits", "nvidia.com/gpu"), 1),
+     (f'{C0}.resources.limits["nvidia.com/gpu"]: not supported', "only cpu and memory")),
+    ("ephemeral storage", set_in((*CT, "resources", "requests", "ephemeral-storage"), "1Gi"),
+     (f"{C0}.resources.requests.ephemeral-storage: not supported",)),
+    ("resources claims", set_in((*CT, "resources", "claims"), [{"name": "x"}]),
+     (f"{C0}.resources.claims: not supported",)),
+    # ports
+    ("containerPort 0", set_in((*CT, "ports"), [{"containerPort": 0}]),
+     (f"{C0}.ports[0].containerPort: containerPort must be an integer from 1 to 65535",)),
+    ("containerPort high", set_in((*CT, "ports"), [{"containerPort": 70000}]),
+     (f"{C0}.ports[0].containerPort: ",)),
+    ("containerPort string", set_in((*CT, "ports"), [{"containerPort": "http"}]),
+     (f"{C0}.ports[0].containerPort: ",)),
+    ("containerPort missing", set_in((*CT, "ports"), [{"hostPort": 80}]),
+     (f"{C0}.ports[0].containerPort: missing",)),
+    ("hostPort high", set_in((*CT, "ports"), [{"containerPort": 80, "hostPort": 65536}]),
+     (f"{C0}.ports[0].hostPort: hostPort must be an integer from 1 to 65535",)),
+    ("hostPort negative", set_in((*CT, "ports"), [{"containerPort": 80, "hostPort": -1}]),
+     (f"{C0}.ports[0].hostPort: ",)),
+    ("protocol SCTP", set_in((*CT, "ports"), [{"containerPort": 80, "protocol": "SCTP"}]),
+     (f"{C0}.ports[0].protocol: protocol must be TCP or UDP",)),
+    ("protocol lowercase", set_in((*CT, "ports"), [{"containerPort": 80, "protocol": "tcp"}]),
+     (f"{C0}.ports[0].protocol: ",)),
+    ("hostIP", set_in((*CT, "ports"), [{"containerPort": 80, "hostIP": "127.0.0.1"}]),
+     (f"{C0}.ports[0].hostIP: not supported",)),
+    ("duplicate hostPort in one container",
+     set_in((*CT, "ports"), [{"containerPort": 80, "hostPort": 8080},
+                             {"containerPort": 81, "hostPort": 8080}]),
+     (f"{C0}.ports[1].hostPort: hostPort 8080/TCP is used twice in one pod",)),
+    ("duplicate hostPort across containers",
+     add_container({"name": "b", "image": "x", "ports": [{"containerPort": 1, "hostPort": 18080}]}),
+     ("spec.template.spec.containers[1].ports[0].hostPort: hostPort 18080/TCP",)),
 ]
 
 

@@ -112,6 +112,13 @@ def corrupt(change: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
     return data
 
 
+def from_dict_error(data: Any, fragment: str) -> str:
+    """The one-line error WorkloadSpec.from_dict raises for data."""
+    with pytest.raises(ManifestError) as exc:
+        WorkloadSpec.from_dict(data)
+    return assert_one_line(exc, fragment)
+
+
 GARBAGE: list[tuple[str, Any, str]] = [
     ("not a dict", [1, 2], "expected a mapping"),
     ("none", None, "expected a mapping"),
@@ -164,10 +171,7 @@ GARBAGE: list[tuple[str, Any, str]] = [
 @pytest.mark.parametrize(("data", "fragment"), [(g[1], g[2]) for g in GARBAGE],
                          ids=[g[0] for g in GARBAGE])
 def test_from_dict_rejects_garbage(data: Any, fragment: str) -> None:
-    with pytest.raises(ManifestError) as exc:
-        WorkloadSpec.from_dict(data)
-    message = assert_one_line(exc, fragment)
-    assert message.startswith("workload spec")
+    assert from_dict_error(data, fragment).startswith("workload spec")
 
 
 def test_probes_round_trip() -> None:
@@ -249,7 +253,4 @@ PROBE_GARBAGE: list[tuple[str, Any, str]] = [
 @pytest.mark.parametrize(("data", "fragment"), [(g[1], g[2]) for g in PROBE_GARBAGE],
                          ids=[g[0] for g in PROBE_GARBAGE])
 def test_from_dict_rejects_tampered_probes(data: Any, fragment: str) -> None:
-    with pytest.raises(ManifestError) as exc:
-        WorkloadSpec.from_dict(data)
-    message = assert_one_line(exc, fragment)
-    assert message.startswith("workload spec (Deployment web): ")
+    assert from_dict_error(data, fragment).startswith("workload spec (Deployment web): ")
