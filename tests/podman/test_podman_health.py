@@ -24,7 +24,8 @@ from beemesh.runtime import (
     PodInfo,
     RuntimeFailure,
 )
-from beemesh.runtime.podman import PodmanRuntime, pod_manifest
+from beemesh.runtime.podman import PodmanRuntime
+from beemesh.runtime.podman_pod import pod_manifest
 
 IDLE = "trap 'exit 0' TERM; sleep 1000 & wait"
 

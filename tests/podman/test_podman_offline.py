@@ -22,7 +22,8 @@ from beemesh.runtime import (
     RuntimeFailure,
     RuntimeUnavailable,
 )
-from beemesh.runtime.podman import PodmanRuntime, _parse_time, default_socket_url, pod_manifest
+from beemesh.runtime.podman import PodmanRuntime, default_socket_url
+from beemesh.runtime.podman_pod import _parse_time, pod_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 

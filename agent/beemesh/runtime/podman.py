@@ -1,5 +1,10 @@
 """Podman runtime: one replica = one pod, played from a generated Pod manifest over REST.
 
+Over 400 lines on purpose: this is one adapter class over one REST API, and its methods share
+the error translation (``_errors``, ``_translate``: every Podman, HTTP or socket error becomes
+one RuntimeFailure line) and the ownership checks on pods. Around it: ``podman_pod`` writes
+the Pod manifest and reads PodInfo back, ``podman_streams`` reads logs and exec output.
+
 Why ``kube play`` (POST /libpod/play/kube) rather than pods.create + containers.create:
 one call creates the pod, its infra container (which publishes the hostPorts) and every
 container, with Kubernetes semantics for command/args/env/ports/resources that Podman already
@@ -22,9 +27,7 @@ Name conflicts: a pod is named ``spec.pod_name(ordinal)``. If one of that name e
     manifest changed);
   * another workload, or not a beemesh pod -> RuntimeFailure, nothing is touched.
 
-What a container is told: the ENV_* variables of ``beemesh.runtime`` (replacing a workload's
-own variable of the same name) and, with a discovery directory, a read-only hostPath mount of
-it at DISCOVERY_MOUNT_PATH.
+What a container is told (environment, discovery mount) is in ``podman_pod``.
 
 Restarts: Podman 4.3's pod restart of a one-container kube-played pod leaves it stopped most
 of the time (measured: 12 of 15), and stop + start now and then (2 of 30 under load): the
@@ -42,18 +45,14 @@ period is a pod kill (SIGKILL) instead.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import queue
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
@@ -63,14 +62,7 @@ import requests  # sorted as first-party by ruff because of the tests/podman dir
 import urllib3
 
 from beemesh.runtime import (
-    DISCOVERY_MOUNT_PATH,
-    ENV_DISCOVERY_DIR,
-    ENV_ORDINAL,
-    ENV_POD,
-    ENV_WORKLOAD,
     EXEC_OUTPUT_LIMIT,
-    LABEL_CPU,
-    LABEL_MEMORY,
     LABEL_REPLICA,
     LABEL_TASK,
     LABEL_WORKLOAD,
@@ -79,32 +71,22 @@ from beemesh.runtime import (
     RuntimeFailure,
     RuntimeUnavailable,
 )
+from beemesh.runtime.podman_pod import pod_info, pod_manifest, pod_state, short_name
+from beemesh.runtime.podman_streams import lines, merged, read_output, response_socket, sequential
 
 if TYPE_CHECKING:
-    from beemesh.manifest import ContainerSpec, WorkloadSpec
+    from beemesh.manifest import WorkloadSpec
 
-__all__ = ["PodmanRuntime", "default_socket_url", "pod_manifest"]
+__all__ = ["PodmanRuntime", "default_socket_url"]
 
 # Any Podman >= 4 serves this API prefix; podman-py's default (its own version) is newer than
 # the Podman in Debian 12.
 API_VERSION = "4.0.0"
 
-DISCOVERY_VOLUME = "beemesh-discovery"
 STABLE_S = 2.0  # a (re)started pod counts as started once its containers ran this long
 START_ATTEMPTS = 3
 SETTLE_S = 1.0  # after a stop, conmon's cleanups have (almost always) run within this time
 _JSON = {"Content-Type": "application/json"}
-
-_STATES = {
-    "running": "running",
-    "created": "created",
-    "exited": "exited",
-    "stopped": "exited",
-    "dead": "exited",
-    "degraded": "degraded",
-    "paused": "paused",
-    "error": "error",
-}
 
 
 def default_socket_url() -> str:
@@ -126,90 +108,6 @@ def _socket_path(url: str) -> str | None:
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
-
-def pod_manifest(spec: WorkloadSpec, ordinal: int, task_id: str,
-                 discovery_dir: Path | None = None) -> dict[str, Any]:
-    """The single-replica Pod that ``kube play`` runs (JSON is YAML, so it is sent as JSON).
-
-    beemesh labels win over the workload's own labels of the same key, and the ENV_*
-    variables over its env vars of the same name. discovery_dir (absolute) is mounted
-    read-only at DISCOVERY_MOUNT_PATH in every container.
-    """
-    cpu_milli, memory_bytes = spec.requests()
-    name = spec.pod_name(ordinal)
-    labels = dict(spec.labels)
-    labels.update({
-        LABEL_WORKLOAD: spec.workload_id,
-        LABEL_REPLICA: str(ordinal),
-        LABEL_TASK: task_id,
-        LABEL_CPU: str(cpu_milli),
-        LABEL_MEMORY: str(memory_bytes),
-    })
-    env = {ENV_WORKLOAD: spec.workload_id, ENV_ORDINAL: str(ordinal), ENV_POD: name}
-    mounts: list[dict[str, Any]] = []
-    pod_spec: dict[str, Any] = {"restartPolicy": spec.restart_policy}
-    if discovery_dir is not None:
-        env[ENV_DISCOVERY_DIR] = DISCOVERY_MOUNT_PATH
-        mounts.append({"name": DISCOVERY_VOLUME, "mountPath": DISCOVERY_MOUNT_PATH,
-                       "readOnly": True})
-        pod_spec["volumes"] = [{"name": DISCOVERY_VOLUME,
-                                "hostPath": {"path": str(discovery_dir), "type": "Directory"}}]
-    pod_spec["containers"] = [_container_manifest(c, env, mounts) for c in spec.containers]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": labels},
-        "spec": pod_spec,
-    }
-
-
-def _container_manifest(c: ContainerSpec, env: dict[str, str],
-                        mounts: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": c.name, "image": c.image, "imagePullPolicy": "Never"}
-    if c.command:
-        out["command"] = list(c.command)
-    if c.args:
-        out["args"] = list(c.args)
-    out["env"] = [{"name": k, "value": v} for k, v in c.env if k not in env]
-    out["env"] += [{"name": k, "value": v} for k, v in env.items()]
-    if mounts:
-        out["volumeMounts"] = list(mounts)
-    # Only ports with a hostPort: Podman 4.3's kube play also binds a bare containerPort on
-    # the machine, so two replicas declaring one would clash where Kubernetes would not. A
-    # bare containerPort changes nothing else (the pod's IP serves it either way).
-    published = [{"containerPort": p.container_port, "protocol": p.protocol,
-                  "hostPort": p.host_port} for p in c.ports if p.host_port is not None]
-    if published:
-        out["ports"] = published
-    requests_: dict[str, str] = {}
-    limits: dict[str, str] = {}
-    if c.cpu_request_milli:
-        requests_["cpu"] = f"{c.cpu_request_milli}m"
-    if c.memory_request_bytes:
-        requests_["memory"] = str(c.memory_request_bytes)
-    if c.cpu_limit_milli is not None:
-        limits["cpu"] = f"{c.cpu_limit_milli}m"
-    if c.memory_limit_bytes is not None:
-        limits["memory"] = str(c.memory_limit_bytes)
-    resources = {k: v for k, v in (("requests", requests_), ("limits", limits)) if v}
-    if resources:
-        out["resources"] = resources
-    return out
-
-
-def _parse_time(value: Any) -> float:
-    """Podman's RFC 3339 timestamps (nanoseconds, "Z") as a unix time; 0.0 if unreadable."""
-    if isinstance(value, int | float):
-        return float(value)
-    if not isinstance(value, str) or not value:
-        return 0.0
-    text = value.strip().replace("Z", "+00:00")
-    # Python before 3.12 accepts at most 6 fractional digits.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return 0.0
 
 
 def _is_local_only(image: str) -> bool:
@@ -405,12 +303,12 @@ class PodmanRuntime:
         if not ctrs:
             raise RuntimeFailure(f"{action}: no beemesh pod named {pod_name} on this machine")
         targets = sorted(
-            (_short_name(pod_name, (c.get("Names") or [c["Id"]])[0]), c["Id"]) for c in ctrs
+            (short_name(pod_name, (c.get("Names") or [c["Id"]])[0]), c["Id"]) for c in ctrs
         )
         prefix = len(targets) > 1
         if not follow or len(targets) == 1:
-            return self._logs_sequential(targets, prefix, follow, action)
-        return self._logs_merged(targets, action)
+            return sequential(targets, lambda cid: self._log_lines(cid, follow, action), prefix)
+        return merged(targets, lambda cid, opened: self._log_lines(cid, True, action, opened))
 
     def remove(self, pod_name: str, grace_s: float = 10) -> bool:
         """Stop (SIGTERM, then SIGKILL after grace_s) and remove; False if already gone."""
@@ -572,7 +470,7 @@ class PodmanRuntime:
             ctrs = self._request("get", "/containers/json", action, params={
                 "all": "true", "filters": json.dumps({"pod": [name]})}) or []
             stopped = sorted(
-                _short_name(name, (c.get("Names") or [""])[0]) for c in ctrs
+                short_name(name, (c.get("Names") or [""])[0]) for c in ctrs
                 if not c.get("IsInfra") and str(c.get("State") or "").lower() != "running"
             )
             if stopped or time.monotonic() >= deadline:
@@ -582,20 +480,8 @@ class PodmanRuntime:
     def _read_exec(self, resp: requests.Response, deadline: float, action: str,
                    timeout_s: float) -> str:
         """The multiplexed output of an attached exec, read until EOF or the deadline."""
-        out = bytearray()
-        sock = _response_socket(resp)
         try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise self._exec_timeout(action, timeout_s)
-                if sock is not None:
-                    sock.settimeout(remaining)
-                header = resp.raw.read(8)
-                if len(header) < 8:
-                    return out.decode("utf-8", "replace")
-                payload = resp.raw.read(int.from_bytes(header[4:8], "big"))
-                out += payload[:max(0, EXEC_OUTPUT_LIMIT - len(out))]
+            return read_output(resp, deadline, EXEC_OUTPUT_LIMIT)
         except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
             raise self._exec_timeout(action, timeout_s) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -613,8 +499,7 @@ class PodmanRuntime:
         data = self._request("get", f"/pods/{name}/json", f"inspecting pod {name}", ok404=True)
         if data is None:
             return None
-        state = str(data.get("State") or "").lower()
-        return dict(data.get("Labels") or {}), _STATES.get(state, state or "unknown")
+        return dict(data.get("Labels") or {}), pod_state(data.get("State"))
 
     def _check_host_ports(self, spec: WorkloadSpec, action: str) -> None:
         """Name the beemesh pod holding a wanted hostPort; Podman's own error for that is not
@@ -705,13 +590,13 @@ class PodmanRuntime:
             if not c.get("IsInfra"):
                 by_pod.setdefault(str(c.get("PodName") or ""), []).append(c)
         return sorted(
-            (_pod_info(p, by_pod.get(str(p.get("Name")), [])) for p in pods),
+            (pod_info(p, by_pod.get(str(p.get("Name")), [])) for p in pods),
             key=lambda i: (i.workload_id, i.ordinal, i.name),
         )
 
-    def _frames(self, cid: str, follow: bool, action: str,
-                opened: list[socket.socket] | None = None) -> Iterator[str]:
-        """Decoded lines of one container's multiplexed log stream."""
+    def _log_lines(self, cid: str, follow: bool, action: str,
+                   opened: list[socket.socket] | None = None) -> Iterator[str]:
+        """Decoded lines of one container's log stream; its socket is added to opened."""
         client = self._client if not follow else podman.PodmanClient(
             base_url=self.socket_url, version=API_VERSION)  # no read timeout while following
         with self._errors(action):
@@ -723,69 +608,16 @@ class PodmanRuntime:
             )
             resp.raise_for_status()
         if opened is not None:
-            sock = _response_socket(resp)
+            sock = response_socket(resp)
             if sock is not None:
                 opened.append(sock)
-        buf = b""
         try:
             with self._errors(action):
-                raw = resp.raw
-                while True:
-                    header = raw.read(8)
-                    if len(header) < 8:
-                        break
-                    size = int.from_bytes(header[4:8], "big")
-                    payload = raw.read(size) if size else b""
-                    buf += payload
-                    *lines, buf = buf.split(b"\n")
-                    for line in lines:
-                        yield line.decode("utf-8", "replace")
-            if buf:
-                yield buf.decode("utf-8", "replace")
+                yield from lines(resp.raw)
         finally:
             resp.close()
             if client is not self._client:
                 client.close()
-
-    def _logs_sequential(self, targets: list[tuple[str, str]], prefix: bool, follow: bool,
-                         action: str) -> Iterator[str]:
-        for short, cid in targets:
-            for line in self._frames(cid, follow, action):
-                yield f"{short}: {line}" if prefix else line
-
-    def _logs_merged(self, targets: list[tuple[str, str]], action: str) -> Iterator[str]:
-        """Follow several containers at once: one reader thread each, lines as they come."""
-        out: queue.Queue[tuple[str, str | BaseException | None]] = queue.Queue()
-        opened: list[socket.socket] = []
-
-        def pump(short: str, cid: str) -> None:
-            try:
-                for line in self._frames(cid, True, action, opened):
-                    out.put((short, line))
-            except BaseException as exc:  # handed to the consumer, re-raised there
-                out.put((short, exc))
-            finally:
-                out.put((short, None))
-
-        for short, cid in targets:
-            threading.Thread(target=pump, args=(short, cid), daemon=True,
-                             name=f"beemesh-logs-{short}").start()
-        remaining = len(targets)
-        try:
-            while remaining:
-                short, item = out.get()
-                if item is None:
-                    remaining -= 1
-                elif isinstance(item, BaseException):
-                    raise item
-                else:
-                    yield f"{short}: {item}"
-        finally:
-            # A reader blocked in recv holds the response's lock, so closing the response from
-            # here would wait for it; shutting the socket down wakes it with EOF instead.
-            for sock in list(opened):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
 
 
 def _api_message(resp: requests.Response) -> str:
@@ -795,51 +627,3 @@ def _api_message(resp: requests.Response) -> str:
     except (ValueError, AttributeError):
         message = None
     return _one_line(message or resp.text or f"HTTP {resp.status_code}")[:300]
-
-
-def _response_socket(resp: requests.Response) -> socket.socket | None:
-    """The socket under a streamed response (urllib3 2.x keeps its connection on it)."""
-    conn = getattr(resp.raw, "connection", None) or getattr(resp.raw, "_connection", None)
-    sock = getattr(conn, "sock", None)
-    return sock if isinstance(sock, socket.socket) else None
-
-
-def _short_name(pod_name: str, container_name: str) -> str:
-    """kube play names containers "<pod>-<container>"; show the manifest's name."""
-    prefix = f"{pod_name}-"
-    return container_name[len(prefix):] if container_name.startswith(prefix) else container_name
-
-
-def _pod_info(pod: dict[str, Any], ctrs: list[dict[str, Any]]) -> PodInfo:
-    labels = pod.get("Labels") or {}
-    name = str(pod.get("Name") or "")
-    ordinal = _int_label(labels, LABEL_REPLICA, -1)
-    status = str(pod.get("Status") or "").lower()
-    ports: set[int] = set()
-    for c in ctrs:
-        for p in c.get("Ports") or []:
-            host_port = p.get("host_port") or p.get("hostPort") or 0
-            if host_port:
-                span = int(p.get("range") or 1)
-                ports.update(range(int(host_port), int(host_port) + max(span, 1)))
-    return PodInfo(
-        name=name,
-        workload_id=str(labels.get(LABEL_WORKLOAD, "")),
-        ordinal=ordinal,
-        task_id=str(labels.get(LABEL_TASK, "")),
-        state=_STATES.get(status, status or "unknown"),
-        created=_parse_time(pod.get("Created")),
-        containers=tuple(sorted(
-            _short_name(name, (c.get("Names") or [""])[0]) for c in ctrs
-        )),
-        host_ports=tuple(sorted(ports)),
-        cpu_milli=max(0, _int_label(labels, LABEL_CPU, 0)),
-        memory_bytes=max(0, _int_label(labels, LABEL_MEMORY, 0)),
-    )
-
-
-def _int_label(labels: dict[str, Any], key: str, default: int) -> int:
-    try:
-        return int(labels.get(key, ""))
-    except ValueError:
-        return default

@@ -1,0 +1,55 @@
+"""Kubernetes manifests -> WorkloadSpec: the subset beemesh can honour, checked up front.
+
+Operators hand us ordinary Deployment, StatefulSet and Pod YAML. Every field is either used,
+ignored with a warning (ignoring it cannot change what the workload sees), or rejected with an
+error naming its full path: silently dropping, say, a volume would run a workload that is
+quietly broken on some machine far away. WorkloadSpec is also what travels inside signed tasks,
+so ``from_dict`` re-checks everything instead of trusting the wire.
+
+An unsupported field set to its empty or "off" value (null, {}, [], "", false) changes nothing,
+so it is accepted silently; this keeps ``kubectl create --dry-run -o yaml`` output usable.
+
+Supported fields:
+
+- apps/v1 Deployment and StatefulSet: ``spec.replicas``, ``spec.selector.matchLabels`` (must
+  select the template's labels), ``spec.serviceName`` (StatefulSet), ``spec.template`` with
+  ``metadata.labels``/``annotations``; v1 Pod: the pod spec directly under ``spec``.
+- ``metadata``: ``name`` (at most 53 characters), ``namespace`` (default "default"), ``labels``,
+  ``annotations``.
+- Pod spec: ``containers``, ``nodeSelector``, ``restartPolicy`` (only Always for controllers).
+- Container: ``name``, ``image``, ``command``, ``args``, ``env[]`` (``name`` and a literal
+  ``value``), ``ports[]`` (``containerPort``, ``hostPort``, ``protocol`` TCP or UDP, ``name``),
+  ``resources.requests``/``limits`` for ``cpu`` and ``memory`` (requests default to limits),
+  and ``startupProbe``, ``readinessProbe``, ``livenessProbe``.
+- Probe: exactly one handler, ``httpGet`` (``port``, ``path`` default "/", ``httpHeaders``,
+  ``scheme`` HTTP only), ``tcpSocket`` (``port``) or ``exec`` (``command``); ``port`` is a
+  number or the ``name`` of one of the same container's ports, resolved to its number here.
+  Timing as in Kubernetes: ``initialDelaySeconds`` (0), ``periodSeconds`` (10),
+  ``timeoutSeconds`` (1), ``successThreshold`` (1, and only 1 for liveness and startup probes),
+  ``failureThreshold`` (3); absent or 0 means the default, as the Kubernetes API server
+  defaults it. ``grpc``, ``host`` and HTTPS are refused: beemesh probes speak plain HTTP,
+  TCP or exec against the pod's own IP.
+
+Modules: ``model`` (WorkloadSpec and its parts, ``to_dict``/``from_dict``), ``kube`` (YAML
+documents: Deployment, StatefulSet, Pod and their pod spec) with ``containers`` (a pod spec's
+containers and probes) and ``fields`` (used, warned and refused fields of one document),
+``checks`` (rules and one-line errors shared by the walker and ``from_dict``) and
+``quantities`` (cpu and memory amounts). Import from ``beemesh.manifest`` itself.
+"""
+
+from beemesh.manifest.checks import ManifestError
+from beemesh.manifest.kube import load_manifest_file, parse_manifests
+from beemesh.manifest.model import ContainerSpec, PortSpec, ProbeSpec, WorkloadSpec
+from beemesh.manifest.quantities import parse_quantity_cpu, parse_quantity_memory
+
+__all__ = [
+    "ContainerSpec",
+    "ManifestError",
+    "PortSpec",
+    "ProbeSpec",
+    "WorkloadSpec",
+    "load_manifest_file",
+    "parse_manifests",
+    "parse_quantity_cpu",
+    "parse_quantity_memory",
+]

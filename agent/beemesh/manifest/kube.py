@@ -1,0 +1,225 @@
+"""Kubernetes YAML -> WorkloadSpec: documents, Deployment/StatefulSet/Pod, their pod spec.
+
+``parse_manifests`` reads single- or multi-document YAML (duplicate keys refused) and walks
+each Deployment, StatefulSet or Pod field by field; the containers are walked in
+``beemesh.manifest.containers``. What is supported, warned about or refused is listed in the
+``beemesh.manifest`` package doc.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from beemesh.manifest.checks import (
+    MAX_LABEL,
+    MAX_WORKLOAD_NAME,
+    ManifestError,
+    Where,
+    check_pod,
+    describe,
+    dns_label,
+    join,
+    label_map,
+    pod_restart_policy,
+)
+from beemesh.manifest.containers import parse_container
+from beemesh.manifest.fields import NOT_YET, READ_ONLY, Doc
+from beemesh.manifest.model import ContainerSpec, WorkloadSpec
+
+_API_VERSIONS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Pod": "v1"}
+_SUPPORTED_TEXT = "apps/v1 Deployment, apps/v1 StatefulSet or v1 Pod"
+# Document fields ignored with a warning (a container's own are in manifest.containers).
+_META_READ_ONLY = dict.fromkeys(
+    ("creationTimestamp", "uid", "resourceVersion", "generation", "managedFields", "selfLink"),
+    READ_ONLY,
+)
+_CONTROLLER_WARN = {
+    "Deployment": dict.fromkeys(
+        ("strategy", "revisionHistoryLimit", "minReadySeconds", "progressDeadlineSeconds"),
+        NOT_YET,
+    ),
+    "StatefulSet": dict.fromkeys(
+        ("updateStrategy", "podManagementPolicy", "revisionHistoryLimit", "minReadySeconds",
+         "persistentVolumeClaimRetentionPolicy"),
+        NOT_YET,
+    ),
+}
+_Pairs = tuple[tuple[str, str], ...]
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys, which PyYAML would silently let the last win."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # unhashable key: the base class reports it properly
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"found duplicate key {key!r}", key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_documents(text: str, source: str) -> list[Any]:
+    try:
+        return list(yaml.load_all(text, Loader=_StrictLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
+        where = f"{source}: line {mark.line + 1}, column {mark.column + 1}" if mark else source
+        fix = ("keep only one of them" if "duplicate key" in problem
+               else "fix the syntax (indentation, quoting, colons)")
+        raise ManifestError(f"{where}: invalid YAML: {problem}; {fix}") from None
+
+
+def parse_manifests(text: str, source: str = "<manifest>") -> list[WorkloadSpec]:
+    """Parse single- or multi-document YAML; empty documents are skipped, so [] is possible."""
+    specs: list[WorkloadSpec] = []
+    first_seen: dict[tuple[str, str, str], int] = {}
+    for number, doc in enumerate(_load_documents(text, source), start=1):
+        if doc is None:
+            continue
+        where = Where(f"{source}: document {number}")
+        spec = _parse_document(doc, where)
+        key = (spec.kind, spec.namespace, spec.name)
+        if key in first_seen:
+            where.fail("metadata.name",
+                       f"duplicate {spec.kind} {spec.namespace}/{spec.name} "
+                       f"(also document {first_seen[key]})",
+                       "give each workload a unique name")
+        first_seen[key] = number
+        specs.append(spec)
+    return specs
+
+
+def load_manifest_file(path: Path) -> list[WorkloadSpec]:
+    """Read and parse a manifest file; any read problem becomes a ManifestError naming it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no such file; check the path") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not UTF-8 text; save the manifest as UTF-8") from None
+    except OSError as exc:
+        raise ManifestError(
+            f"{path}: cannot read manifest: {exc.strerror or exc}; check the path and permissions"
+        ) from None
+    return parse_manifests(text, str(path))
+
+
+def _parse_document(doc: Any, where: Where) -> WorkloadSpec:
+    if not isinstance(doc, dict):
+        fix = ("put each object in its own document, separated by '---'"
+               if isinstance(doc, list) else "check the indentation")
+        where.fail(None, "expected a Kubernetes object (a mapping with apiVersion, kind, metadata "
+                   f"and spec), got {describe(doc)}", fix)
+    d = Doc(where)
+    kind, api_version = doc.get("kind"), doc.get("apiVersion")
+    if kind is None:
+        d.fail("kind", "missing", f"set apiVersion and kind to one of {_SUPPORTED_TEXT}")
+    if not isinstance(kind, str) or kind not in _API_VERSIONS:
+        shown = f"{api_version} {kind}" if isinstance(api_version, str) else describe(kind)
+        d.fail("kind", f"{shown} is not supported", f"use {_SUPPORTED_TEXT}")
+    where.kind = kind
+    if api_version is None:
+        d.fail("apiVersion", "missing", f"add apiVersion: {_API_VERSIONS[kind]}")
+    if api_version != _API_VERSIONS[kind]:
+        shown = f"{api_version} {kind}" if isinstance(api_version, str) else describe(api_version)
+        d.fail("apiVersion", f"{shown} is not supported",
+               f"use apiVersion: {_API_VERSIONS[kind]} (supported: {_SUPPORTED_TEXT})")
+
+    meta = d.mapping(doc.get("metadata"), "metadata", required=True)
+    name = dns_label(meta.get("name"), "metadata.name", "name", MAX_WORKLOAD_NAME, d.fail)
+    where.name = name
+    d.check_fields(doc, "", ("apiVersion", "kind", "metadata", "spec"), {"status": READ_ONLY})
+    d.check_fields(meta, "metadata", ("name", "namespace", "labels", "annotations"),
+                   _META_READ_ONLY)
+    namespace = meta.get("namespace")
+    namespace = "default" if namespace is None else dns_label(
+        namespace, "metadata.namespace", "namespace", MAX_LABEL, d.fail)
+    labels = label_map(meta.get("labels"), "metadata.labels", d.fail)
+    spec = d.mapping(doc.get("spec"), "spec", required=True)
+
+    if kind == "Pod":
+        replicas, pod_base = 1, "spec"
+        pod = spec
+    else:
+        allowed = ["replicas", "selector", "template"]
+        if kind == "StatefulSet":
+            allowed.append("serviceName")
+            service = spec.get("serviceName", "")
+            if not isinstance(service, str):
+                d.fail("spec.serviceName", f"must be a string, got {describe(service)}",
+                       "quote it")
+        d.check_fields(spec, "spec", allowed, _CONTROLLER_WARN[kind])
+        replicas = spec.get("replicas", 1)
+        replicas = 1 if replicas is None else replicas
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+            d.fail("spec.replicas", f"must be a non-negative integer, got {describe(replicas)}",
+                   "use a whole number like 3")
+        template = d.mapping(spec.get("template"), "spec.template", required=True)
+        d.check_fields(template, "spec.template", ("metadata", "spec"))
+        tmeta = d.mapping(template.get("metadata"), "spec.template.metadata")
+        d.check_fields(tmeta, "spec.template.metadata", ("labels", "annotations"),
+                       {**_META_READ_ONLY, "name": "pods are named after the workload; ignored"})
+        labels = label_map(tmeta.get("labels"), "spec.template.metadata.labels", d.fail)
+        _check_selector(d, spec.get("selector"), dict(labels))
+        pod_base = "spec.template.spec"
+        pod = d.mapping(template.get("spec"), pod_base, required=True)
+
+    containers, node_selector, restart_policy = _parse_pod_spec(d, pod, pod_base, kind)
+    return WorkloadSpec(
+        kind=kind, name=name, namespace=namespace, replicas=replicas, labels=labels,
+        node_selector=node_selector, containers=containers, restart_policy=restart_policy,
+        warnings=tuple(d.warnings),
+    )
+
+
+def _check_selector(d: Doc, selector: Any, template_labels: dict[str, str]) -> None:
+    """The selector must pick the template's own pods, or Kubernetes would reject it too."""
+    if selector is None:
+        return
+    selector = d.mapping(selector, "spec.selector")
+    d.check_fields(selector, "spec.selector", ("matchLabels",))
+    match = label_map(selector.get("matchLabels"), "spec.selector.matchLabels", d.fail)
+    if not match:
+        d.fail("spec.selector.matchLabels", "must not be empty",
+               "select the pod template's labels, e.g. app: <name>")
+    for key, value in match:
+        if template_labels.get(key) != value:
+            d.fail(join("spec.selector.matchLabels", key),
+                   f"selects {key}={value} but spec.template.metadata.labels does not have it",
+                   f"add {key}: {value} to spec.template.metadata.labels or fix the selector")
+
+
+def _parse_pod_spec(d: Doc, pod: dict[Any, Any], base: str,
+                    kind: str) -> tuple[tuple[ContainerSpec, ...], _Pairs, str]:
+    d.check_fields(pod, base, ("containers", "nodeSelector", "restartPolicy"),
+                   {"terminationGracePeriodSeconds": NOT_YET})
+    node_selector = label_map(pod.get("nodeSelector"), f"{base}.nodeSelector", d.fail)
+    restart = pod.get("restartPolicy")
+    restart_policy = "Always" if restart is None else pod_restart_policy(
+        restart, kind, f"{base}.restartPolicy", d.fail)
+    raw = pod.get("containers")
+    if not isinstance(raw, list) or not raw:
+        shown = ("missing" if raw is None else "must not be empty" if raw == []
+                 else f"must be a list, got {describe(raw)}")
+        d.fail(f"{base}.containers", shown, "list at least one container with a name and image")
+    containers = tuple(
+        parse_container(d, item, f"{base}.containers[{i}]") for i, item in enumerate(raw)
+    )
+    check_pod(containers, f"{base}.", "hostPort", d.fail)
+    return containers, node_selector, restart_policy

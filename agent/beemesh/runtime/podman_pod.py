@@ -1,0 +1,182 @@
+"""A replica as a Podman pod: the Pod manifest ``kube play`` runs, and PodInfo read back.
+
+Both directions meet in the labels of ``beemesh.runtime``: ``pod_manifest`` puts the workload,
+replica, task and reserved resources on the pod (kube play copies them onto every application
+container), and ``pod_info`` rebuilds a PodInfo from them, which is how a restarted agent
+re-adopts its pods.
+
+What a container is told: the ENV_* variables of ``beemesh.runtime`` (replacing a workload's
+own variable of the same name) and, with a discovery directory, a read-only hostPath mount of
+it at DISCOVERY_MOUNT_PATH.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from beemesh.runtime import (
+    DISCOVERY_MOUNT_PATH,
+    ENV_DISCOVERY_DIR,
+    ENV_ORDINAL,
+    ENV_POD,
+    ENV_WORKLOAD,
+    LABEL_CPU,
+    LABEL_MEMORY,
+    LABEL_REPLICA,
+    LABEL_TASK,
+    LABEL_WORKLOAD,
+    PodInfo,
+)
+
+if TYPE_CHECKING:
+    from beemesh.manifest import ContainerSpec, WorkloadSpec
+
+__all__ = ["pod_info", "pod_manifest", "pod_state", "short_name"]
+
+DISCOVERY_VOLUME = "beemesh-discovery"
+
+_STATES = {
+    "running": "running",
+    "created": "created",
+    "exited": "exited",
+    "stopped": "exited",
+    "dead": "exited",
+    "degraded": "degraded",
+    "paused": "paused",
+    "error": "error",
+}
+
+
+def pod_manifest(spec: WorkloadSpec, ordinal: int, task_id: str,
+                 discovery_dir: Path | None = None) -> dict[str, Any]:
+    """The single-replica Pod that ``kube play`` runs (JSON is YAML, so it is sent as JSON).
+
+    beemesh labels win over the workload's own labels of the same key, and the ENV_*
+    variables over its env vars of the same name. discovery_dir (absolute) is mounted
+    read-only at DISCOVERY_MOUNT_PATH in every container.
+    """
+    cpu_milli, memory_bytes = spec.requests()
+    name = spec.pod_name(ordinal)
+    labels = dict(spec.labels)
+    labels.update({
+        LABEL_WORKLOAD: spec.workload_id,
+        LABEL_REPLICA: str(ordinal),
+        LABEL_TASK: task_id,
+        LABEL_CPU: str(cpu_milli),
+        LABEL_MEMORY: str(memory_bytes),
+    })
+    env = {ENV_WORKLOAD: spec.workload_id, ENV_ORDINAL: str(ordinal), ENV_POD: name}
+    mounts: list[dict[str, Any]] = []
+    pod_spec: dict[str, Any] = {"restartPolicy": spec.restart_policy}
+    if discovery_dir is not None:
+        env[ENV_DISCOVERY_DIR] = DISCOVERY_MOUNT_PATH
+        mounts.append({"name": DISCOVERY_VOLUME, "mountPath": DISCOVERY_MOUNT_PATH,
+                       "readOnly": True})
+        pod_spec["volumes"] = [{"name": DISCOVERY_VOLUME,
+                                "hostPath": {"path": str(discovery_dir), "type": "Directory"}}]
+    pod_spec["containers"] = [_container_manifest(c, env, mounts) for c in spec.containers]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": pod_spec,
+    }
+
+
+def _container_manifest(c: ContainerSpec, env: dict[str, str],
+                        mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": c.name, "image": c.image, "imagePullPolicy": "Never"}
+    if c.command:
+        out["command"] = list(c.command)
+    if c.args:
+        out["args"] = list(c.args)
+    out["env"] = [{"name": k, "value": v} for k, v in c.env if k not in env]
+    out["env"] += [{"name": k, "value": v} for k, v in env.items()]
+    if mounts:
+        out["volumeMounts"] = list(mounts)
+    # Only ports with a hostPort: Podman 4.3's kube play also binds a bare containerPort on
+    # the machine, so two replicas declaring one would clash where Kubernetes would not. A
+    # bare containerPort changes nothing else (the pod's IP serves it either way).
+    published = [{"containerPort": p.container_port, "protocol": p.protocol,
+                  "hostPort": p.host_port} for p in c.ports if p.host_port is not None]
+    if published:
+        out["ports"] = published
+    requests_: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if c.cpu_request_milli:
+        requests_["cpu"] = f"{c.cpu_request_milli}m"
+    if c.memory_request_bytes:
+        requests_["memory"] = str(c.memory_request_bytes)
+    if c.cpu_limit_milli is not None:
+        limits["cpu"] = f"{c.cpu_limit_milli}m"
+    if c.memory_limit_bytes is not None:
+        limits["memory"] = str(c.memory_limit_bytes)
+    resources = {k: v for k, v in (("requests", requests_), ("limits", limits)) if v}
+    if resources:
+        out["resources"] = resources
+    return out
+
+
+def _parse_time(value: Any) -> float:
+    """Podman's RFC 3339 timestamps (nanoseconds, "Z") as a unix time; 0.0 if unreadable."""
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str) or not value:
+        return 0.0
+    text = value.strip().replace("Z", "+00:00")
+    # Python before 3.12 accepts at most 6 fractional digits.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def pod_state(value: Any) -> str:
+    """Podman's pod or container state in PodInfo's words ("stopped" and "dead" are exited)."""
+    state = str(value or "").lower()
+    return _STATES.get(state, state or "unknown")
+
+
+def short_name(pod_name: str, container_name: str) -> str:
+    """kube play names containers "<pod>-<container>"; show the manifest's name."""
+    prefix = f"{pod_name}-"
+    return container_name[len(prefix):] if container_name.startswith(prefix) else container_name
+
+
+def pod_info(pod: dict[str, Any], ctrs: list[dict[str, Any]]) -> PodInfo:
+    """PodInfo from Podman's JSON for a pod (/pods/json) and its application containers."""
+    labels = pod.get("Labels") or {}
+    name = str(pod.get("Name") or "")
+    ordinal = _int_label(labels, LABEL_REPLICA, -1)
+    ports: set[int] = set()
+    for c in ctrs:
+        for p in c.get("Ports") or []:
+            host_port = p.get("host_port") or p.get("hostPort") or 0
+            if host_port:
+                span = int(p.get("range") or 1)
+                ports.update(range(int(host_port), int(host_port) + max(span, 1)))
+    return PodInfo(
+        name=name,
+        workload_id=str(labels.get(LABEL_WORKLOAD, "")),
+        ordinal=ordinal,
+        task_id=str(labels.get(LABEL_TASK, "")),
+        state=pod_state(pod.get("Status")),
+        created=_parse_time(pod.get("Created")),
+        containers=tuple(sorted(
+            short_name(name, (c.get("Names") or [""])[0]) for c in ctrs
+        )),
+        host_ports=tuple(sorted(ports)),
+        cpu_milli=max(0, _int_label(labels, LABEL_CPU, 0)),
+        memory_bytes=max(0, _int_label(labels, LABEL_MEMORY, 0)),
+    )
+
+
+def _int_label(labels: dict[str, Any], key: str, default: int) -> int:
+    try:
+        return int(labels.get(key, ""))
+    except ValueError:
+        return default
