@@ -378,6 +378,16 @@ def test_install_gives_the_work_plane_its_key(good_bundle: Path, fleets: dict[st
     key = (fleet / "workplane.key").stat()
     config = tomllib.loads((root / "etc/beemesh/agent.toml").read_text())
     assert config["workplane_listen"] == ["/ip4/0.0.0.0/tcp/4002"]  # next to listen's 4001
+    # The hardened unit (the Ansible role's): root agent, the work plane's capabilities only
+    # with a user of its own.
+    unit = (root / "etc/systemd/system/beemesh.service").read_text().splitlines()
+    for line in ("User=root", "NoNewPrivileges=yes", "ProtectSystem=strict", "UMask=0077",
+                 f"ReadWritePaths={state.resolve()}", "ReadWritePaths=-/run/podman",
+                 f"Environment=PEX_ROOT={state.resolve()}/pex", "AmbientCapabilities="):
+        assert line in unit, line
+    caps = "CAP_SETUID CAP_SETGID CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE CAP_KILL" if ids else ""
+    assert f"CapabilityBoundingSet={caps}" in unit
+    assert any(ln.startswith("ExecStartPre=") for ln in unit) == (ids is not None)
     if ids is None:
         assert (key.st_mode & 0o777, key.st_uid) == (0o600, 0)
         assert config["workplane_user"] == ""

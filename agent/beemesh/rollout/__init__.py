@@ -4,7 +4,9 @@
   bundle commands share (file hashes, the podman CLI);
 - `create`: `beemesh bundle create` (and its deterministic tar);
 - `verify`: `beemesh bundle verify`, the trust source, unpacking a bundle tar;
-- `install`: `beemesh bundle install` (and `--start`).
+- `install`: `beemesh bundle install` (and `--start`);
+- `units`: the systemd unit and agent.toml, rendered for both `bundle install` and the Ansible
+  role (`ansible/roles/beemesh_agent`, through `beemesh rollout render-unit|render-config`).
 
 Formats: bundles/README.md, ansible/README.md.
 """

@@ -1,8 +1,9 @@
 """`beemesh bundle install`: verify a bundle, then install the agent on this machine.
 
 Nothing under ROOT changes unless the whole bundle checks out. Installs the .pyz, the fleet
-material, agent.toml and the systemd unit, the machine key (kept if present) and the bundled
-images; `--start` starts the agent detached, for hosts without systemd.
+material, agent.toml and the hardened systemd unit (rendered by `units`, as the Ansible role's),
+the machine key (kept if present) and the bundled images; `--start` starts the agent detached,
+for hosts without systemd.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from beemesh.config import DEFAULT_LISTEN
 from beemesh.errors import UserError
 from beemesh.files import atomic_file, write_atomic
 from beemesh.fleet import (
@@ -35,6 +37,13 @@ from beemesh.rollout.bundle_format import (
     pyz_name,
     run_podman,
     stderr_progress,
+)
+from beemesh.rollout.units import (
+    ROOT_PODMAN_SOCKET,
+    ConfigParams,
+    UnitParams,
+    render_config,
+    render_unit,
 )
 from beemesh.rollout.verify import verify
 
@@ -82,10 +91,6 @@ class BundleRefused(UserError):
         self.problems = problems
 
 
-def _toml_str(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def workplane_listen(listen: list[str]) -> list[str]:
     """Where the work plane listens: next to the agent, on the next port (4001 -> 4002, the
     Ansible role's defaults too), so --listen alone keeps every agent on a machine apart.
@@ -114,40 +119,21 @@ def workplane_owner(user: str) -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
-def agent_config(lay: Layout, site: str, peers: list[str], listen: list[str],
-                 workplane_user: str) -> str:
-    """agent.toml per docs/formats.md: the site's peers as the bootstrap list."""
-    def arr(items: list[str]) -> str:
-        return "[" + ", ".join(_toml_str(i) for i in items) + "]"
-
-    return (
-        f"# written by `beemesh bundle install` for site {site}\n"
-        f"state_dir = {_toml_str(str(lay.state_dir))}\n"
-        f"fleet = {_toml_str(str(lay.fleet))}\n"
-        f"listen = {arr(listen)}\n"
-        f"workplane_listen = {arr(workplane_listen(listen))}\n"
-        f"workplane_user = {_toml_str(workplane_user)}\n"
-        f"bootstrap = {arr(peers)}\n"
-        f"[labels]\nsite = {_toml_str(site)}\n"
-    )
+def unit_params(lay: Layout, workplane_user: str, podman_socket: str | None) -> UnitParams:
+    """The unit install writes: the agent as root, its work plane as `workplane_user` ("" for
+    none); the Podman socket's directory writable (a root agent's default one if not given)."""
+    return UnitParams(pyz=lay.pyz, config=lay.config, state_dir=lay.state_dir,
+                      workplane_user=workplane_user,
+                      podman_socket=podman_socket or ROOT_PODMAN_SOCKET)
 
 
-def systemd_unit(lay: Layout) -> str:
-    return f"""\
-[Unit]
-Description=Beemesh agent
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-Environment=PEX_ROOT={lay.state_dir / "pex"}
-ExecStart=/usr/bin/python3 {lay.pyz} agent --config {lay.config}
-Restart=always
-RestartSec=2
-
-[Install]
-WantedBy=multi-user.target
-"""
+def config_params(lay: Layout, site: str, peers: list[str], listen: list[str],
+                  workplane_user: str, podman_socket: str | None) -> ConfigParams:
+    """agent.toml install writes: the site's peers as the bootstrap list, `site` as label."""
+    return ConfigParams(state_dir=lay.state_dir, fleet=lay.fleet, listen=tuple(listen),
+                        workplane_listen=tuple(workplane_listen(listen)),
+                        workplane_user=workplane_user, bootstrap=tuple(peers),
+                        podman_socket=podman_socket or "", labels={"site": site})
 
 
 def _copy(src: Path, dst: Path, mode: int, owner: tuple[int, int] | None = None) -> None:
@@ -193,8 +179,10 @@ def install(
     root = root.resolve()
     lay = Layout(root, (state_dir or root / "var/lib/beemesh").resolve())
     owner = workplane_owner(workplane_user)
-    config = agent_config(lay, body["site"], body["peers"], listen or ["/ip4/0.0.0.0/tcp/4001"],
-                          workplane_user if owner else "")
+    wp_user = workplane_user if owner else ""
+    config = render_config(config_params(lay, body["site"], body["peers"],
+                                         listen or [DEFAULT_LISTEN], wp_user, podman_socket))
+    unit = render_unit(unit_params(lay, wp_user, podman_socket))
     progress(f"bundle OK: site {body['site']}, beemesh {body['version']}, signed by "
              f"{report.signer}")
     if owner is None and os.geteuid() == 0:
@@ -220,7 +208,7 @@ def install(
     _copy(bundle / FLEET_DIR / TRUST_LIST, lay.fleet / TRUST_LIST, 0o644)
 
     write_atomic(lay.config, config.encode(), 0o644)
-    write_atomic(lay.unit, systemd_unit(lay).encode(), 0o644)
+    write_atomic(lay.unit, unit.encode(), 0o644)
     progress(f"wrote {lay.config} ({len(body['peers'])} bootstrap peer(s)) and {lay.unit}")
 
     from beemesh.identity import KeyPair, load_key, save_key
@@ -245,19 +233,17 @@ def install(
     result: dict[str, Any] = {"peer_id": key.peer_id, "config": str(lay.config),
                               "pyz": str(lay.pyz), "site": body["site"], "pid": None}
     if start:
-        result["pid"] = start_agent(lay, podman_socket, start_timeout, progress)
+        result["pid"] = start_agent(lay, start_timeout, progress)
     return result
 
 
-def start_agent(lay: Layout, podman_socket: str | None, timeout: float,
-                progress: Progress) -> int:
-    """Start the installed agent detached (for hosts without systemd); wait for its API."""
+def start_agent(lay: Layout, timeout: float, progress: Progress) -> int:
+    """Start the installed agent detached (for hosts without systemd); wait for its API.
+    agent.toml carries everything, --podman-socket included."""
     api = lay.state_dir / "api.sock"
     log = lay.state_dir / "agent.log"
     python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
     argv = [python, str(lay.pyz), "agent", "--config", str(lay.config)]
-    if podman_socket:
-        argv += ["--podman-socket", podman_socket]
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
     env.setdefault("PEX_ROOT", str(lay.state_dir / "pex"))
