@@ -41,6 +41,9 @@ DIST = REPO / "dist"
 BIN = Path(sys.executable).parent
 HOSTS = ["node1", "node2", "node3"]
 WORK_USER = "nobody"  # an account every Debian has; the role would create beemesh-work
+# A label TOML must escape (quotes, backslash, tab) and one it need not (non-ASCII).
+AWKWARD = 'say "hi" \\ to\tC:\\temp ✓ 🐝'
+EXTRA_CONFIG = {"record_ttl_s": 10, "heal_settle_s": 20.0, "bid_suppression": True}
 INSTALL_HINT = "install it with: .venv/bin/pip install -e '.[dev]' (ansible-core, ansible-lint)"
 RECAP = re.compile(
     r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M
@@ -101,7 +104,7 @@ def write_inventory(path: Path, tmp: Path, fleet: Path, hosts: list[str], **extr
             "beemesh_agent_root": str(tmp / "roots" / name),
             "beemesh_agent_listen_port": free_port(),
             "beemesh_agent_workplane_port": free_port(),
-            "beemesh_agent_labels": {"host": name, "zone": "test"},
+            "beemesh_agent_labels": {"host": name, "zone": "test", "note": AWKWARD},
         }
     inventory = {
         "beemesh": {
@@ -119,6 +122,7 @@ def write_inventory(path: Path, tmp: Path, fleet: Path, hosts: list[str], **extr
                 "beemesh_agent_pyz_src_dir": str(DIST),
                 "beemesh_agent_fleet_src_dir": str(fleet),
                 "beemesh_agent_podman_socket": f"unix://{tmp}/podman/podman.sock",
+                "beemesh_agent_extra_config": EXTRA_CONFIG,
                 **extra,
             },
             "hosts": host_vars,
@@ -233,11 +237,37 @@ def test_installed_files_and_modes(site: dict) -> None:
     for n in HOSTS[1:]:
         (addr,) = configs[n]["bootstrap"]
         assert addr.startswith("/ip4/127.0.0.1/tcp/") and addr.endswith(f"/p2p/{ids['node1']}")
-        assert configs[n]["labels"] == {"host": n, "zone": "test"}
     for n in HOSTS:
+        assert configs[n]["labels"] == {"host": n, "zone": "test", "note": AWKWARD}
+        assert {k: configs[n][k] for k in EXTRA_CONFIG} == EXTRA_CONFIG
         port = site["hosts"][n]["beemesh_agent_workplane_port"]
         assert configs[n]["workplane_listen"] == [f"/ip4/127.0.0.1/tcp/{port}"]
         assert configs[n]["workplane_user"] == WORK_USER
+
+
+def test_role_and_bundle_install_write_the_same_files(site: dict) -> None:
+    """One renderer: the unit the role wrote is the one `bundle install` writes for the same
+    machine (root agent, work-plane user, Podman socket), and agent.toml is render_config's
+    text for the role's values."""
+    from beemesh.rollout.install import Layout, unit_params
+    from beemesh.rollout.units import ConfigParams, render_config, render_unit
+
+    tmp = site["tmp"]
+    podman_socket = f"unix://{tmp}/podman/podman.sock"
+    for name, host in site["hosts"].items():
+        root = tmp / "roots" / name
+        lay = Layout(root, root / "var/lib/beemesh")
+        assert unit_path(tmp, name).read_text() == \
+            render_unit(unit_params(lay, WORK_USER, podman_socket))
+        written = lay.config.read_text()
+        params = ConfigParams(
+            state_dir=lay.state_dir, fleet=lay.fleet,
+            listen=(f"/ip4/127.0.0.1/tcp/{host['beemesh_agent_listen_port']}",),
+            workplane_listen=(f"/ip4/127.0.0.1/tcp/{host['beemesh_agent_workplane_port']}",),
+            workplane_user=WORK_USER, bootstrap=tuple(tomllib.loads(written)["bootstrap"]),
+            podman_socket=podman_socket, labels=host["beemesh_agent_labels"],
+            extra=EXTRA_CONFIG)
+        assert written == render_config(params)
 
 
 def test_second_run_changes_nothing(site: dict) -> None:

@@ -23,10 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from beemesh import bundle as bundle_mod
 from beemesh import wire
-from beemesh.bundle import MANIFEST, WORKPLANE_USER, pyz_name
 from beemesh.fleet import Fleet, format_swarm_key
+from beemesh.rollout.bundle_format import MANIFEST, pyz_name
+from beemesh.rollout.create import write_tar
+from beemesh.rollout.install import WORKPLANE_USER, install
+from beemesh.rollout.verify import load_trust
 
 pytestmark = [pytest.mark.slow, pytest.mark.mesh]
 
@@ -197,7 +199,6 @@ def test_round_trip_offline(tmp_path: Path, fleets: dict[str, Path], pyz_dir: Pa
         assert "bundle OK" in cli("bundle", "verify", tar, "--trust",
                                   fleet / "operators.trust").stdout
         tar2 = tmp_path / "again.tar"
-        from beemesh.bundle import write_tar
         write_tar(bundle, tar2)
         assert tar2.read_bytes() == tar.read_bytes(), "tar output is not deterministic"
 
@@ -369,14 +370,24 @@ def test_install_gives_the_work_plane_its_key(good_bundle: Path, fleets: dict[st
     assert os.geteuid() == 0, "this test installs as root (file owners); run it as root"
     ids = work_user_ids(user)
     root = open_tmp / "root"
-    trusted, trust_path = bundle_mod.load_trust(fleets["fleet"], None)
+    trusted, trust_path = load_trust(fleets["fleet"], None)
     lines: list[str] = []
-    bundle_mod.install(good_bundle, trusted=trusted, trust_path=trust_path, root=root,
-                       workplane_user=user, progress=lines.append)
+    install(good_bundle, trusted=trusted, trust_path=trust_path, root=root,
+            workplane_user=user, progress=lines.append)
     fleet, state = root / "etc/beemesh/fleet", root / "var/lib/beemesh"
     key = (fleet / "workplane.key").stat()
     config = tomllib.loads((root / "etc/beemesh/agent.toml").read_text())
     assert config["workplane_listen"] == ["/ip4/0.0.0.0/tcp/4002"]  # next to listen's 4001
+    # The hardened unit (the Ansible role's): root agent, the work plane's capabilities only
+    # with a user of its own.
+    unit = (root / "etc/systemd/system/beemesh.service").read_text().splitlines()
+    for line in ("User=root", "NoNewPrivileges=yes", "ProtectSystem=strict", "UMask=0077",
+                 f"ReadWritePaths={state.resolve()}", "ReadWritePaths=-/run/podman",
+                 f"Environment=PEX_ROOT={state.resolve()}/pex", "AmbientCapabilities="):
+        assert line in unit, line
+    caps = "CAP_SETUID CAP_SETGID CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE CAP_KILL" if ids else ""
+    assert f"CapabilityBoundingSet={caps}" in unit
+    assert any(ln.startswith("ExecStartPre=") for ln in unit) == (ids is not None)
     if ids is None:
         assert (key.st_mode & 0o777, key.st_uid) == (0o600, 0)
         assert config["workplane_user"] == ""

@@ -7,12 +7,12 @@ import sys
 
 
 def cmd_bundle_create(args: argparse.Namespace) -> int:
-    from beemesh import bundle
     from beemesh.cli.operator_client import fleet_dir
+    from beemesh.rollout.create import create, read_peers
 
-    bundle.create(
+    create(
         fleet_dir=fleet_dir(args.fleet), site=args.site, out=args.out,
-        peers=bundle.read_peers(args.peers, args.peer or []), images=args.image or [],
+        peers=read_peers(args.peers, args.peer or []), images=args.image or [],
         pyz_dir=args.pyz_dir, ansible_dir=args.ansible_dir, podman_socket=args.podman_socket,
         tar=args.tar,
     )
@@ -28,11 +28,11 @@ def _bundle_problems(problems: list[str]) -> int:
 
 
 def cmd_bundle_verify(args: argparse.Namespace) -> int:
-    from beemesh import bundle
+    from beemesh.rollout.verify import load_trust, open_bundle, verify
 
-    trusted, trust_path = bundle.load_trust(args.fleet, args.trust)
+    trusted, trust_path = load_trust(args.fleet, args.trust)
     keep: list[object] = []
-    report = bundle.verify(bundle.open_bundle(args.bundle, keep), trusted, trust_path)
+    report = verify(open_bundle(args.bundle, keep), trusted, trust_path)
     if not report.ok:
         for problem in report.problems:
             print(f"beemesh: bundle: {problem}", file=sys.stderr)
@@ -46,24 +46,23 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_bundle_install(args: argparse.Namespace) -> int:
-    from beemesh import bundle
+    from beemesh.rollout.install import BundleRefused, Layout, enable_hint, install
+    from beemesh.rollout.verify import load_trust, open_bundle
 
-    trusted, trust_path = bundle.load_trust(args.fleet, args.trust)
+    trusted, trust_path = load_trust(args.fleet, args.trust)
     keep: list[object] = []
     try:
-        result = bundle.install(
-            bundle.open_bundle(args.bundle, keep), trusted=trusted, trust_path=trust_path,
+        result = install(
+            open_bundle(args.bundle, keep), trusted=trusted, trust_path=trust_path,
             root=args.root, state_dir=args.state_dir, arch=args.arch, listen=args.listen,
             podman_socket=args.podman_socket, start=args.start,
             start_timeout=args.start_timeout,
         )
-    except bundle.BundleRefused as e:
+    except BundleRefused as e:
         return _bundle_problems(e.problems)
     print(result["peer_id"])
     if result["pid"] is None:
-        unit = bundle.Layout(args.root, args.root).unit
+        unit = Layout(args.root, args.root).unit
         print(f"installed; start it with `beemesh agent --config {result['config']}`, or "
-              + bundle.enable_hint(str(unit)), file=sys.stderr)
+              + enable_hint(str(unit)), file=sys.stderr)
     return 0
-
-

@@ -28,6 +28,7 @@ from beemesh.cli.operator_cmds import (
     cmd_nodes,
     cmd_status,
 )
+from beemesh.cli.rollout_cmds import cmd_rollout_render_config, cmd_rollout_render_unit
 
 DESCRIPTION = "beemesh: a decentralized orchestrator for edge and IoT fleets"
 
@@ -176,6 +177,36 @@ def build_parser() -> argparse.ArgumentParser:
                     "process after installing")
     sp.add_argument("--start-timeout", type=float, default=60.0)
     sp.set_defaults(func=cmd_bundle_install)
+
+    # Plumbing (no help=: not listed): the Ansible role prints the unit and agent.toml with the
+    # installed .pyz, the same text `bundle install` writes (beemesh.rollout.units).
+    rollout = sub.add_parser("rollout", description="print the files an installed agent needs")
+    rsub = rollout.add_subparsers(dest="rollout_command", required=True, metavar="COMMAND")
+    sp = rsub.add_parser("render-unit", help="print the hardened systemd unit")
+    sp.add_argument("--pyz", type=Path, required=True, help="the installed .pyz")
+    sp.add_argument("--config", type=Path, required=True, help="its agent.toml")
+    sp.add_argument("--state-dir", type=Path, required=True, help="the service's writable dir")
+    sp.add_argument("--python", type=Path, help="CPython 3.11 (default /usr/bin/python3)")
+    sp.add_argument("--user", help="the agent's user (default root)")
+    sp.add_argument("--group", help="the agent's group (default root)")
+    sp.add_argument("--supplementary-group", action="append", help="repeatable")
+    sp.add_argument("--workplane-user", help="the work plane's own user (default: none; it "
+                    "also sets the capability bounding set)")
+    sp.add_argument("--podman-socket", help="unix:///... socket whose dir is made writable")
+    sp.set_defaults(func=cmd_rollout_render_unit)
+    sp = rsub.add_parser("render-config", help="print agent.toml (docs/formats.md)")
+    sp.add_argument("--state-dir", type=Path, required=True)
+    sp.add_argument("--fleet", type=Path, required=True, help="fleet material dir")
+    sp.add_argument("--listen", action="append", required=True, help="multiaddr (repeatable)")
+    sp.add_argument("--workplane-listen", action="append", required=True,
+                    help="the work plane's multiaddr (repeatable)")
+    sp.add_argument("--workplane-user", help="the work plane's own user (default: none)")
+    sp.add_argument("--bootstrap", action="append", help="peer multiaddr (repeatable)")
+    sp.add_argument("--podman-socket", help="default: the agent's")
+    sp.add_argument("--label", action="append", help="KEY=VALUE (repeatable)")
+    sp.add_argument("--extra", action="append", help="KEY=JSON, a further config key "
+                    "(repeatable), e.g. record_ttl_s=10")
+    sp.set_defaults(func=cmd_rollout_render_config)
 
     sp = sub.add_parser("demo", help="run a local mesh of three machines (the quick start)")
     sp.add_argument("--machines", type=int, default=3)

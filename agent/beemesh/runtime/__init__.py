@@ -32,6 +32,7 @@ __all__ = [
     "LABEL_REPLICA",
     "LABEL_TASK",
     "LABEL_WORKLOAD",
+    "ROOT_PODMAN_SOCKET",
     "ExecTimeout",
     "PodInfo",
     "Runtime",
@@ -58,6 +59,9 @@ ENV_POD = "BEEMESH_POD"  # pod name, e.g. "web-0"
 # (the agent's work plane keeps discovery files there; workloads only read them).
 ENV_DISCOVERY_DIR = "BEEMESH_DISCOVERY_DIR"
 DISCOVERY_MOUNT_PATH = "/run/beemesh"
+
+# Rootful Podman's REST socket when systemd's podman.socket runs it (the agent's default as root).
+ROOT_PODMAN_SOCKET = "unix:///run/podman/podman.sock"
 
 # exec_in returns at most this much output (stdout and stderr as they came); the rest is read
 # and dropped so that a chatty command cannot block on a full pipe.

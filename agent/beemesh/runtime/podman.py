@@ -66,6 +66,7 @@ from beemesh.runtime import (
     LABEL_REPLICA,
     LABEL_TASK,
     LABEL_WORKLOAD,
+    ROOT_PODMAN_SOCKET,
     ExecTimeout,
     PodInfo,
     RuntimeFailure,
@@ -92,7 +93,7 @@ _JSON = {"Content-Type": "application/json"}
 def default_socket_url() -> str:
     """Where Podman's socket is when started by systemd (podman.socket), rootful or rootless."""
     if os.geteuid() == 0:
-        return "unix:///run/podman/podman.sock"
+        return ROOT_PODMAN_SOCKET
     runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
     return f"unix://{runtime_dir}/podman/podman.sock"
 
