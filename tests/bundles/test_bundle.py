@@ -435,7 +435,8 @@ def test_verify_needs_a_trust_source(good_bundle: Path) -> None:
 def test_images_travel_in_the_bundle(tmp_path: Path, fleets: dict[str, Path], pyz_dir: Path,
                                      netns: list[str]) -> None:
     """An image saved from the operator's Podman is loaded into the site's, with no network."""
-    from beemesh.lab.podman_service import BUSYBOX_IMAGE, PodmanService, ensure_busybox_image
+    from beemesh.lab.busybox import BUSYBOX_IMAGE, ensure_busybox_image
+    from beemesh.lab.podman_service import PodmanService
 
     with PodmanService(tmp_path / "src") as src, PodmanService(tmp_path / "dst") as dst:
         ensure_busybox_image(src)

@@ -13,8 +13,9 @@ import pytest
 from podman_testlib import NETNS_PREFIX, start_machine
 
 from beemesh.errors import UserError
+from beemesh.lab.host_tools import require_host_tools
 from beemesh.lab.netns import delete_stale
-from beemesh.lab.podman_service import PodmanService, require_host_tools
+from beemesh.lab.podman_service import PodmanService
 from beemesh.runtime.podman import PodmanRuntime
 
 

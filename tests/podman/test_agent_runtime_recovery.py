@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from beemesh.lab.busybox import ensure_busybox_image
 from beemesh.lab.localmesh import LocalMesh, wait_for
-from beemesh.lab.podman_service import PodmanService, ensure_busybox_image
+from beemesh.lab.podman_service import PodmanService
 
 pytestmark = pytest.mark.slow
 

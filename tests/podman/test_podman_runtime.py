@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from podman_testlib import SERVE, container, deployment, http_get, kernel_limits, web
 
-from beemesh.lab.podman_service import BUSYBOX_IMAGE, PodmanService
+from beemesh.lab.busybox import BUSYBOX_IMAGE
+from beemesh.lab.podman_service import PodmanService
 from beemesh.runtime import LABEL_REPLICA, LABEL_TASK, LABEL_WORKLOAD, PodInfo, RuntimeFailure
 from beemesh.runtime.podman import PodmanRuntime
 
@@ -171,7 +172,7 @@ def test_foreign_pods_are_left_alone(runtime: PodmanRuntime, machine: PodmanServ
 
 
 def test_busybox_image_is_imported_once(machine: PodmanService) -> None:
-    from beemesh.lab.podman_service import ensure_busybox_image
+    from beemesh.lab.busybox import ensure_busybox_image
 
     started = time.monotonic()
     assert ensure_busybox_image(machine) == BUSYBOX_IMAGE

@@ -12,16 +12,18 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from beemesh.scheduling.auction import (
+from beemesh.scheduling.actions import (
     Action,
-    Auctioneer,
     CheckLease,
     Deploy,
-    Params,
     PublishBid,
     PublishDeployed,
     PublishFailed,
     WriteLease,
+)
+from beemesh.scheduling.auction import (
+    Auctioneer,
+    Params,
 )
 from beemesh.scheduling.scoring import LocalState, TaskRequest
 

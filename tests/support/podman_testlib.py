@@ -15,12 +15,9 @@ import pytest
 import yaml
 
 from beemesh.errors import UserError
-from beemesh.lab.podman_service import (
-    BUSYBOX_IMAGE,
-    BUSYBOX_PATH,
-    PodmanService,
-    ensure_busybox_image,
-)
+from beemesh.lab.busybox import BUSYBOX_IMAGE, ensure_busybox_image
+from beemesh.lab.host_tools import BUSYBOX_PATH
+from beemesh.lab.podman_service import PodmanService
 from beemesh.manifest import WorkloadSpec, parse_manifests
 
 NETNS_PREFIX = "bmt"  # + "<pid>-<n>": netns.delete_stale removes those of dead test runs

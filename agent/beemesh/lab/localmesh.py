@@ -146,7 +146,8 @@ class LocalMesh:
     def podman(self, name: str) -> Any:
         """This machine's PodmanService in its namespace (started on first use)."""
         if name not in self.podmans:
-            from beemesh.lab.podman_service import PodmanService, ensure_busybox_image
+            from beemesh.lab.busybox import ensure_busybox_image
+            from beemesh.lab.podman_service import PodmanService
 
             service = PodmanService(self.root / f"{name}-podman", netns=self.netns(name).name)
             self.podmans[name] = service

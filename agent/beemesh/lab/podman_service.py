@@ -32,40 +32,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import tarfile
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
 from beemesh.errors import UserError
-from beemesh.files import write_atomic
+from beemesh.lab.host_tools import APT_PACKAGES, SYSTEM_PATH
 from beemesh.lab.netns import Netns
 
-__all__ = [
-    "BUSYBOX_IMAGE",
-    "PodmanService",
-    "busybox_tarball",
-    "containers_conf",
-    "ensure_busybox_image",
-    "require_host_tools",
-]
+__all__ = ["PodmanService", "containers_conf"]
 
-BUSYBOX_IMAGE = "localhost/beemesh/busybox:latest"
-BUSYBOX_PATH = Path("/bin/busybox")
-APT_PACKAGES = (
-    "podman runc catatonit conmon containernetworking-plugins iptables busybox-static "
-    "iproute2 util-linux"
-)
-_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _MAX_SOCKET_PATH = 107  # sun_path is 108 bytes including the NUL
 _MAX_RUNROOT = 50  # Podman's own limit
 
@@ -92,7 +74,7 @@ exit_command_delay = 30
 events_logger = "file"
 lock_type = "file"
 tmp_dir = "{root_dir / "tmp"}"
-conmon_env_vars = ["PATH={_PATH}", "CONTAINERS_CONF={conf}"]
+conmon_env_vars = ["PATH={SYSTEM_PATH}", "CONTAINERS_CONF={conf}"]
 """
 
 
@@ -121,70 +103,6 @@ def _cni_conflist(name: str, bridge: str, subnet: str, gateway: str, ipam_dir: P
             {"type": "tuning"},
         ],
     }, indent=2)
-
-
-# ---------------------------------------------------------------------------------------------
-# Host checks
-
-
-def _which(name: str, *extra: str) -> str | None:
-    found = shutil.which(name, path=os.environ.get("PATH", "") + ":" + _PATH)
-    if found:
-        return found
-    return next((p for p in extra if Path(p).is_file()), None)
-
-
-def _is_static_elf(path: Path) -> bool:
-    """True if path is an ELF binary without a program interpreter (runs in an empty rootfs)."""
-    try:
-        data = path.read_bytes()[:65536]
-    except OSError:
-        return False
-    if data[:4] != b"\x7fELF":
-        return False
-    is64 = data[4] == 2
-    order = "little" if data[5] == 1 else "big"
-
-    def u(off: int, size: int) -> int:
-        return int.from_bytes(data[off:off + size], order)
-
-    phoff, phentsize, phnum = (u(32, 8), u(54, 2), u(56, 2)) if is64 else \
-        (u(28, 4), u(42, 2), u(44, 2))
-    pt_interp = 3
-    return all(u(phoff + i * phentsize, 4) != pt_interp for i in range(phnum))
-
-
-def require_host_tools(netns: bool = False) -> None:
-    """Raise one UserError listing what is missing to run a machine's Podman here, and the fix."""
-    missing: list[str] = []
-    checks = [
-        ("podman", _which("podman"), "podman"),
-        ("runc", _which("runc"), "runc"),
-        ("conmon", _which("conmon", "/usr/libexec/podman/conmon"), "conmon"),
-        ("catatonit (Podman's pod infra process)",
-         _which("catatonit", "/usr/libexec/podman/catatonit"), "catatonit"),
-        ("CNI plugins", next((d for d in ("/usr/lib/cni", "/usr/libexec/cni", "/opt/cni/bin")
-                              if Path(d, "portmap").is_file()), None),
-         "containernetworking-plugins"),
-        ("iptables", _which("iptables"), "iptables"),
-        ("static busybox at /bin/busybox", str(BUSYBOX_PATH)
-         if _is_static_elf(BUSYBOX_PATH) else None, "busybox-static"),
-    ]
-    if netns:
-        checks += [("ip", _which("ip"), "iproute2"), ("nsenter", _which("nsenter"), "util-linux")]
-    packages = []
-    for what, found, package in checks:
-        if not found:
-            missing.append(what)
-            packages.append(package)
-    if os.geteuid() != 0:
-        missing.append("root (a machine's Podman runs rootful, with its own storage)")
-    if missing:
-        install = f"apt-get install -y {' '.join(packages)}" if packages else "run as root"
-        raise UserError(
-            f"cannot run a Podman machine here: missing {', '.join(missing)}; on Debian 12: "
-            f"{install} (all Podman tests need: {APT_PACKAGES})"
-        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,7 +177,7 @@ class PodmanService:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["CONTAINERS_CONF"] = str(self.conf_path)
-        env["PATH"] = env.get("PATH", "") + ":" + _PATH
+        env["PATH"] = env.get("PATH", "") + ":" + SYSTEM_PATH
         return env
 
     def podman_argv(self, *args: str) -> list[str]:
@@ -433,89 +351,3 @@ class PodmanService:
 
 # ---------------------------------------------------------------------------------------------
 # The busybox test image
-
-
-def cache_dir() -> Path:
-    """$BEEMESH_CACHE, else $XDG_CACHE_HOME/beemesh, else ~/.cache/beemesh."""
-    if os.environ.get("BEEMESH_CACHE"):
-        return Path(os.environ["BEEMESH_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "beemesh"
-
-
-def busybox_tarball(cache: Path | None = None) -> Path:
-    """A rootfs tar (busybox + one symlink per applet in /bin), built once and cached.
-
-    Keyed by the busybox binary's hash; written atomically so parallel tests can share it.
-    """
-    if not _is_static_elf(BUSYBOX_PATH):
-        raise UserError(
-            f"{BUSYBOX_PATH} is missing or not statically linked; the test image needs it: "
-            "apt-get install -y busybox-static"
-        )
-    binary = BUSYBOX_PATH.read_bytes()
-    digest = hashlib.sha256(binary).hexdigest()[:16]
-    cache = cache or cache_dir()
-    target = cache / f"busybox-rootfs-{digest}.tar"
-    if target.is_file():
-        return target
-    listed = subprocess.run([str(BUSYBOX_PATH), "--list"], capture_output=True, text=True,
-                            check=True).stdout.split()
-    applets = sorted({a for a in listed if a and "/" not in a and a != "busybox"})
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
-
-        def add(name: str, *, data: bytes | None = None, mode: int = 0o755,
-                link: str | None = None) -> None:
-            info = tarfile.TarInfo(name)
-            info.mtime = 0
-            info.mode = mode
-            if link is not None:
-                info.type, info.linkname = tarfile.SYMTYPE, link
-                tar.addfile(info)
-            elif data is None:
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-            else:
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-
-        for d in ("bin", "etc", "root", "var", "www"):
-            add(d)
-        add("tmp", mode=0o1777)
-        add("bin/busybox", data=binary)
-        for applet in applets:
-            add(f"bin/{applet}", link="busybox")
-        add("etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\n", mode=0o644)
-        add("etc/group", data=b"root:x:0:\n", mode=0o644)
-        add("www/index.html", data=b"beemesh busybox\n", mode=0o644)
-    write_atomic(target, buf.getvalue())
-    return target
-
-
-def ensure_busybox_image(service: PodmanService | str) -> str:
-    """Import the busybox rootfs as BUSYBOX_IMAGE into that machine's storage (once); the ref.
-
-    Uses the REST API (POST /libpod/images/import): no registry, ~0.2 s per machine.
-    """
-    import podman  # heavy; only when a test or the demo needs it
-
-    url = service.url if isinstance(service, PodmanService) else service
-    client = podman.PodmanClient(base_url=url, version="4.0.0", timeout=60)
-    try:
-        exists = client.api.get(f"/images/{quote(BUSYBOX_IMAGE, safe='')}/exists")
-        if exists.status_code == 204:
-            return BUSYBOX_IMAGE
-        # Podman adds no PATH to kube-played containers: the image must carry one.
-        params: dict[str, Any] = {
-            "reference": BUSYBOX_IMAGE, "changes": ['CMD ["/bin/sh"]', "ENV PATH=/bin"],
-        }
-        resp = client.api.post(
-            "/images/import", params=params, data=busybox_tarball().read_bytes(),
-            headers={"Content-Type": "application/x-tar"},
-        )
-        if resp.status_code >= 400:
-            raise UserError(f"importing {BUSYBOX_IMAGE} into {url} failed: {resp.text.strip()}")
-    finally:
-        client.close()
-    return BUSYBOX_IMAGE

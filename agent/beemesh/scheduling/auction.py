@@ -23,6 +23,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from beemesh.scheduling.actions import (
+    Action,
+    CheckLease,
+    Deploy,
+    DropDuplicate,
+    Forget,
+    Note,
+    PublishBid,
+    PublishDeployed,
+    PublishFailed,
+    WriteLease,
+)
 from beemesh.scheduling.scoring import SCORE_MAX, LocalState, TaskRequest, ineligible_reason, score
 
 BidKey = tuple[int, str]  # (score, machine id): the total order every machine agrees on
@@ -52,79 +64,6 @@ class Phase(Enum):
     DEPLOYING = "deploying"  # we won and are deploying
     RUNNING = "running"  # we deployed it
     DONE = "done"  # another machine deployed it
-
-
-# ---- actions (what the shell must do) ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PublishBid:
-    task_id: str
-    round: int
-    score: int
-
-
-@dataclass(frozen=True)
-class Deploy:
-    """Reserve resources, deploy, then call `deploy_result`."""
-
-    task_id: str
-    score: int
-
-
-@dataclass(frozen=True)
-class WriteLease:
-    task_id: str
-    ttl_s: float
-
-
-@dataclass(frozen=True)
-class CheckLease:
-    """Read `lease/<task_id>` from the DHT, then call `lease_result`."""
-
-    task_id: str
-
-
-@dataclass(frozen=True)
-class PublishDeployed:
-    task_id: str
-    score: int
-
-
-@dataclass(frozen=True)
-class PublishFailed:
-    task_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class DropDuplicate:
-    """Remove our copy: a better-ranked machine runs this task too."""
-
-    task_id: str
-    winner: str
-
-
-@dataclass(frozen=True)
-class Forget:
-    """The auction no longer follows this task (finished long ago, or its workload deleted):
-    the caller can drop what it keeps about it."""
-
-    task_id: str
-
-
-@dataclass(frozen=True)
-class Note:
-    """Something worth showing in `beemesh events`."""
-
-    task_id: str
-    text: str
-
-
-Action = (
-    PublishBid | Deploy | WriteLease | CheckLease | PublishDeployed | PublishFailed
-    | DropDuplicate | Forget | Note
-)
 
 
 @dataclass

@@ -32,7 +32,8 @@ from beemesh.node.capacity import machine_arch
 from beemesh.node.cordon import Cordon
 from beemesh.node.local import LocalNode
 from beemesh.runtime import PodInfo
-from beemesh.scheduling import auction as a
+from beemesh.scheduling import actions as a
+from beemesh.scheduling.auction import Auctioneer, Params
 from beemesh.scheduling.leases import lease_key
 from beemesh.scheduling.messages import (
     BID,
@@ -79,8 +80,8 @@ class AuctionDriver:
         self.metrics = metrics
         self.started = time.time()
         self.arch = machine_arch()
-        self.auction = a.Auctioneer(self.machine, random.Random(),
-                                    a.Params(suppression=cfg.bid_suppression), lateness.worst)
+        self.auction = Auctioneer(self.machine, random.Random(),
+                                    Params(suppression=cfg.bid_suppression), lateness.worst)
         self.tasks: dict[str, Task] = {}  # what each followed task is (the auction: its state)
         self._published_at: dict[str, float] = {}  # tasks we originated: last publication
         self._pending: list[a.Action] = []  # actions from messages, carried out by the loop

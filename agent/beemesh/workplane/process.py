@@ -4,7 +4,7 @@ Started by the machine agent as its child (as `workplane_user` when the agent is
 runs one libp2p host of its own: its own key (`host.key`), the fleet's work-plane network key,
 the Workload DHT (`/beemesh/workload`) and the `workplane-events` topic. It admits only the
 work-plane hosts that machines of the fleet announce in their signed machine records, so a
-machine key (or anyone else) is refused on its streams.
+machine key (or anyone else) is refused on its streams (`admission.py`).
 
 Every second it syncs with its agent over the local socket (`workplane.sync`): it learns
 the replicas this machine runs and their probe results, the workloads the fleet runs, and the
@@ -31,8 +31,6 @@ from typing import Any
 
 import trio
 from libp2p.peer.id import ID
-from libp2p.pubsub.pb import rpc_pb2
-from libp2p.records.validator import Validator
 
 from beemesh import wire
 from beemesh.api.client import call
@@ -40,6 +38,7 @@ from beemesh.errors import UserError
 from beemesh.identity import KeyPair
 from beemesh.mesh.host import HostSettings, MeshHost
 from beemesh.workplane import discovery, sync
+from beemesh.workplane.admission import Admission, RecordValidator
 from beemesh.workplane.keys import WorkloadKeys, load_or_create
 from beemesh.workplane.reconcile import (
     ORPHAN_EPOCH,
@@ -53,16 +52,12 @@ from beemesh.workplane.reconcile import (
 from beemesh.workplane.records import (
     DHT_NS,
     DHT_PREFIX,
-    KINDS,
     RECORD_TTL_S,
     SERVICE_RECORD,
     SERVICE_WITHDRAW,
     TOPIC,
-    WORKLOAD_CERT,
     ServiceView,
-    certificate,
     dht_key,
-    record_from_envelope,
 )
 
 log = logging.getLogger("beemesh.workplane")
@@ -89,39 +84,6 @@ class _Local:
     published_at: float = 0.0
 
 
-class RecordValidator(Validator):
-    """Workload DHT values: a signed ServiceRecord with a valid certificate, under its own key.
-
-    Expiry is enforced by readers, not here: the DHT keeps the last record of each ordinal,
-    which is how a work plane that never saw a replica learns its task id (the heal epoch)."""
-
-    def __init__(self, plane: WorkPlane) -> None:
-        self.plane = plane
-
-    def validate(self, key: str, value: bytes) -> None:
-        try:
-            env = self.plane.record_verifier.authenticate(value)
-            if env.kind != SERVICE_RECORD.name:
-                raise wire.Rejected("unknown_kind", "only ServiceRecords are stored")
-            cert = certificate(self.plane.cert_verifier, env.body)
-        except wire.Rejected as e:
-            raise ValueError(f"invalid service record: {e}") from None
-        if key != dht_key(env.body["workload_id"], env.body["ordinal"]):
-            raise ValueError("service record stored under another replica's key")
-        if cert.body["machine"] not in self.plane.machines:
-            raise ValueError("service record vouched for by an unknown machine")
-
-    def select(self, key: str, values: list[bytes]) -> int:
-        def newness(v: bytes) -> tuple[int, int, bytes]:
-            try:
-                env = wire.decode(v)
-                return (int(env.body.get("version", -1)), env.ts_ms, env.sender)
-            except (wire.Rejected, ValueError, TypeError):
-                return (-1, -1, b"")
-
-        return max(range(len(values)), key=lambda i: newness(values[i]))
-
-
 class WorkPlane:
     def __init__(self, directory: Path, agent_socket: Path, psk_hex: str,
                  listen: list[str]) -> None:
@@ -133,34 +95,24 @@ class WorkPlane:
         self.reconciler = Reconciler()
         self.state: sync.AgentView | None = None
         self.state_at = 0.0
-        self.machines: set[str] = set()
-        self.machine_of_host: dict[str, str] = {}
         self.local: dict[str, _Local] = {}
         self.started = time.time()
-        replay = wire.ReplayGuard()
-        self.cert_verifier = wire.Verifier({WORKLOAD_CERT.name: WORKLOAD_CERT}, dict,
-                                           replay=replay)
-        self.record_verifier = wire.Verifier(KINDS, dict, replay=replay)
-        self.dropped: dict[str, int] = {}
-        self._logged: set[tuple[str, str]] = set()
+        self.admission = Admission(self.host_key.peer_id, self.view)
         self._publish_now = trio.Event()
         self.mesh = MeshHost(HostSettings(
             key=self.host_key, psk_hex=psk_hex, listen=listen, dht_prefix=DHT_PREFIX,
-            dht_validators={DHT_NS: RecordValidator(self)}, allow_peer=self._allowed))
+            dht_validators={DHT_NS: RecordValidator(self.admission)},
+            allow_peer=self.admission.allowed))
 
     @property
     def peer_id(self) -> str:
         return self.host_key.peer_id
 
-    def _allowed(self, peer: str) -> bool:
-        """Only work-plane hosts announced in live machine records may connect."""
-        return peer in self.machine_of_host
-
     # ---- lifecycle ---------------------------------------------------------------------------
 
     async def run(self) -> None:
         async with self.mesh.running(), trio.open_nursery() as nursery:
-            sub = await self.mesh.subscribe(TOPIC, self._validate)
+            sub = await self.mesh.subscribe(TOPIC, self.admission.validate)
             nursery.start_soon(self._consume, sub)
             nursery.start_soon(self._sync_loop)
             nursery.start_soon(self._publish_loop)
@@ -203,7 +155,8 @@ class WorkPlane:
                 host=sync.WorkPlaneHost(self.peer_id, tuple(self.mesh.addrs())),
                 records=tuple(r.to_dict(now) for r in self.view.records(now)),
                 peers={m.pod: m.key.peer_id for m in self.local.values() if m.cert},
-                synced=self.synced(now), dropped=dict(self.dropped), gated=self.mesh.gated)
+                synced=self.synced(now), dropped=dict(self.admission.dropped),
+                gated=self.mesh.gated)
             try:
                 self.state = sync.AgentView.from_json(
                     await self._agent("/v1/work/sync", report.to_json()))
@@ -215,9 +168,7 @@ class WorkPlane:
             await trio.sleep(SYNC_S)
 
     async def _apply_state(self, state: sync.AgentView, now: float) -> None:
-        self.machines = {m.peer_id for m in state.machines}
-        self.machine_of_host = {m.workplane.peer_id: m.peer_id
-                                for m in state.machines if m.workplane}
+        self.admission.learn(state.machines)
         await self._connect_hosts(state)
         replicas = {r.pod: r for r in state.replicas}
         gone = [m for pod, m in self.local.items()
@@ -295,7 +246,7 @@ class WorkPlane:
                         if data is None:
                             continue
                         try:
-                            self._accept(wire.decode(data), None, now)
+                            self.admission.accept(wire.decode(data), None, now)
                         except wire.Rejected as e:  # never expected: certify checks the task
                             log.warning("not publishing %s: %s; certifying it again", mine.pod, e)
                             mine.cert = None
@@ -335,45 +286,6 @@ class WorkPlane:
 
     # ---- receiving -------------------------------------------------------------------------------
 
-    def _validate(self, _forwarder: ID, msg: rpc_pb2.Message) -> bool:
-        host = ID(msg.from_id).to_base58()
-        now = time.time()
-        try:
-            if host not in self.machine_of_host and host != self.peer_id:
-                raise wire.Rejected("untrusted", "published by a host no machine announced")
-            env = self.record_verifier.check(msg.data, now)
-            self._accept(env, host, now, dry_run=True)
-        except wire.Rejected as e:
-            self._drop(host, e)
-            return False
-        return True
-
-    def _accept(self, env: wire.Envelope, host: str | None, now: float,
-                dry_run: bool = False) -> None:
-        """Check a verified envelope's certificate against the host that published it (None:
-        our own), then apply it."""
-        if host == self.peer_id:
-            host = None
-        if env.kind == SERVICE_RECORD.name:
-            rec = record_from_envelope(env, self.cert_verifier, now, self.machine_of_host.get,
-                                       host)
-            if not dry_run:
-                self.view.apply(rec, now)
-        else:
-            cert = certificate(self.cert_verifier, env.body)
-            if host is not None and self.machine_of_host.get(host) != cert.body["machine"]:
-                raise wire.Rejected("untrusted", "withdrawal from another machine's work plane")
-            if not dry_run:
-                self.view.withdraw(env.body["workload_id"], env.body["ordinal"],
-                                   env.body["peer_id"], env.ts_ms / 1000, now)
-
-    def _drop(self, host: str, e: wire.Rejected) -> None:
-        self.dropped[e.reason] = self.dropped.get(e.reason, 0) + 1
-        if (host, e.reason) not in self._logged and len(self._logged) < 10_000:
-            self._logged.add((host, e.reason))
-            log.warning("dropped work-plane message from %s: %s (logged once per peer and "
-                        "reason)", host, e)
-
     async def _consume(self, sub: Any) -> None:
         while True:
             msg = await sub.get()
@@ -381,9 +293,9 @@ class WorkPlane:
             if host == self.peer_id:
                 continue  # our own records went into the view when we published them
             try:
-                self._accept(wire.decode(msg.data), host, time.time())
+                self.admission.accept(wire.decode(msg.data), host, time.time())
             except wire.Rejected as e:  # the host map changed since validation
-                self._drop(host, e)
+                self.admission.drop(host, e)
 
     # ---- reconcile -------------------------------------------------------------------------------
 
@@ -452,14 +364,7 @@ class WorkPlane:
         except Exception as e:  # no peers, timeouts: fall back to the orphan epoch
             log.debug("DHT read for %s/%d failed: %s", workload_id, ordinal, e)
             return None
-        if data is None:
-            return None
-        try:
-            env = self.record_verifier.authenticate(data)
-            certificate(self.cert_verifier, env.body)
-        except wire.Rejected:
-            return None
-        return str(env.body["task"])
+        return None if data is None else self.admission.last_task(data)
 
 
 def run_workplane(directory: Path, agent_socket: Path, psk_hex: str, listen: list[str]) -> None:

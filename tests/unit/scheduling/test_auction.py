@@ -13,20 +13,22 @@ from collections.abc import Callable
 import pytest
 from auction_sim import GIB, Bus, deploys, machine, request
 
-from beemesh.scheduling.auction import (
+from beemesh.scheduling.actions import (
     Action,
-    Auctioneer,
     CheckLease,
     Deploy,
     DropDuplicate,
     Forget,
     Note,
-    Params,
-    Phase,
     PublishBid,
     PublishDeployed,
     PublishFailed,
     WriteLease,
+)
+from beemesh.scheduling.auction import (
+    Auctioneer,
+    Params,
+    Phase,
 )
 from beemesh.scheduling.scoring import (
     SCORE_MAX,

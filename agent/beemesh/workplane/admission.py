@@ -1,0 +1,146 @@
+"""What a work plane accepts from other work planes: hosts, records, withdrawals.
+
+It admits only the work-plane hosts that live machine records announce (so a machine key, or
+anyone else, is refused on its streams), and a ServiceRecord or ServiceWithdraw only when it is
+signed by the replica's workload key, carries a certificate the named machine issued for that
+key, and (on pub/sub) was published by the work-plane host that machine announced. Whatever it
+drops is counted by reason and logged once per (host, reason); the agent shows the counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.records.validator import Validator
+
+from beemesh import wire
+from beemesh.workplane.records import (
+    KINDS,
+    SERVICE_RECORD,
+    WORKLOAD_CERT,
+    ServiceView,
+    certificate,
+    dht_key,
+    record_from_envelope,
+)
+from beemesh.workplane.sync import Machine
+
+log = logging.getLogger("beemesh.workplane")
+
+MAX_LOGGED_DROPS = 10_000
+
+
+class Admission:
+    def __init__(self, me: str, view: ServiceView) -> None:
+        """`me`: this work plane's host Peer ID; `view`: where accepted records go."""
+        self.me = me
+        self.view = view
+        self.machines: set[str] = set()
+        self.machine_of_host: dict[str, str] = {}  # work-plane host -> the machine announcing it
+        replay = wire.ReplayGuard()
+        self.cert_verifier = wire.Verifier({WORKLOAD_CERT.name: WORKLOAD_CERT}, dict,
+                                           replay=replay)
+        self.record_verifier = wire.Verifier(KINDS, dict, replay=replay)
+        self.dropped: dict[str, int] = {}
+        self._logged: set[tuple[str, str]] = set()
+
+    def learn(self, machines: Iterable[Machine]) -> None:
+        """The live machines, and where their work planes listen (from the agent's sync)."""
+        machines = list(machines)
+        self.machines = {m.peer_id for m in machines}
+        self.machine_of_host = {m.workplane.peer_id: m.peer_id for m in machines if m.workplane}
+
+    def allowed(self, host: str) -> bool:
+        """Only work-plane hosts announced in live machine records may connect."""
+        return host in self.machine_of_host
+
+    # ---- pub/sub --------------------------------------------------------------------------
+
+    def validate(self, _forwarder: ID, msg: rpc_pb2.Message) -> bool:
+        """The topic validator: checked before gossipsub relays it."""
+        host = ID(msg.from_id).to_base58()
+        now = time.time()
+        try:
+            if host not in self.machine_of_host and host != self.me:
+                raise wire.Rejected("untrusted", "published by a host no machine announced")
+            env = self.record_verifier.check(msg.data, now)
+            self.accept(env, host, now, dry_run=True)
+        except wire.Rejected as e:
+            self.drop(host, e)
+            return False
+        return True
+
+    def accept(self, env: wire.Envelope, host: str | None, now: float,
+               dry_run: bool = False) -> None:
+        """Check a verified envelope's certificate against the host that published it (None:
+        our own), then apply it to the view."""
+        if host == self.me:
+            host = None
+        if env.kind == SERVICE_RECORD.name:
+            rec = record_from_envelope(env, self.cert_verifier, now, self.machine_of_host.get,
+                                       host)
+            if not dry_run:
+                self.view.apply(rec, now)
+        else:
+            cert = certificate(self.cert_verifier, env.body)
+            if host is not None and self.machine_of_host.get(host) != cert.body["machine"]:
+                raise wire.Rejected("untrusted", "withdrawal from another machine's work plane")
+            if not dry_run:
+                self.view.withdraw(env.body["workload_id"], env.body["ordinal"],
+                                   env.body["peer_id"], env.ts_ms / 1000, now)
+
+    def drop(self, host: str, e: wire.Rejected) -> None:
+        self.dropped[e.reason] = self.dropped.get(e.reason, 0) + 1
+        if (host, e.reason) not in self._logged and len(self._logged) < MAX_LOGGED_DROPS:
+            self._logged.add((host, e.reason))
+            log.warning("dropped work-plane message from %s: %s (logged once per peer and "
+                        "reason)", host, e)
+
+    # ---- the Workload DHT -----------------------------------------------------------------
+
+    def last_task(self, data: bytes) -> str | None:
+        """The task of a certified record read from the DHT (expired ones too), or None."""
+        try:
+            env = self.record_verifier.authenticate(data)
+            certificate(self.cert_verifier, env.body)
+        except wire.Rejected:
+            return None
+        return str(env.body["task"])
+
+
+class RecordValidator(Validator):
+    """Workload DHT values: a signed ServiceRecord with a valid certificate, under its own key.
+
+    Expiry is enforced by readers, not here: the DHT keeps the last record of each ordinal,
+    which is how a work plane that never saw a replica learns its task id (the heal epoch)."""
+
+    def __init__(self, admission: Admission) -> None:
+        self.admission = admission
+
+    def validate(self, key: str, value: bytes) -> None:
+        a = self.admission
+        try:
+            env = a.record_verifier.authenticate(value)
+            if env.kind != SERVICE_RECORD.name:
+                raise wire.Rejected("unknown_kind", "only ServiceRecords are stored")
+            cert = certificate(a.cert_verifier, env.body)
+        except wire.Rejected as e:
+            raise ValueError(f"invalid service record: {e}") from None
+        if key != dht_key(env.body["workload_id"], env.body["ordinal"]):
+            raise ValueError("service record stored under another replica's key")
+        if cert.body["machine"] not in a.machines:
+            raise ValueError("service record vouched for by an unknown machine")
+
+    def select(self, key: str, values: list[bytes]) -> int:
+        def newness(v: bytes) -> tuple[int, int, bytes]:
+            try:
+                env = wire.decode(v)
+                return (int(env.body.get("version", -1)), env.ts_ms, env.sender)
+            except (wire.Rejected, ValueError, TypeError):
+                return (-1, -1, b"")
+
+        return max(range(len(values)), key=lambda i: newness(values[i]))
