@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -39,8 +39,8 @@ from beemesh.metrics import Metrics
 from beemesh.node.evictions import Evictions
 from beemesh.node.kubelet import Kubelet
 from beemesh.node.local import Announcer, LocalNode
+from beemesh.runtime import PodInfo
 from beemesh.scheduling import heal_gate
-from beemesh.scheduling.driver import AuctionDriver
 from beemesh.workloads.store import WorkloadStore
 from beemesh.workplane import sync
 from beemesh.workplane.process import AGENT_PID_ENV
@@ -53,6 +53,19 @@ PODS_DIR = "pods"
 REMOVE_GRACE_S = 10
 RESPAWN_MAX_S = 30.0
 DIR_CLEANUP_S = 30.0
+
+
+class Placements(Protocol):
+    """What the link reads of the auction (`scheduling.driver.AuctionDriver`)."""
+
+    def spec_of(self, pod: PodInfo) -> WorkloadSpec | None: ...
+
+    def placing(self, workload_id: str, ordinal: int) -> str | None: ...
+
+    def deployed_ago(self, workload_id: str, ordinal: int,
+                     now: float) -> tuple[str, float] | None: ...
+
+    async def replace(self, workload_id: str, ordinal: int, epoch: str) -> str | None: ...
 
 
 def resolve_user(name: str) -> tuple[int, int] | None:
@@ -111,7 +124,7 @@ class WorkPlaneLink:
     def __init__(self, *, key: KeyPair, cfg: AgentConfig, user: tuple[int, int] | None,
                  certified: CertifiedKeys, node: LocalNode, kubelet: Kubelet,
                  evictions: Evictions,
-                 driver: AuctionDriver, store: WorkloadStore, view: MachineView,
+                 driver: Placements, store: WorkloadStore, view: MachineView,
                  quorum: Quorum, lateness: Lateness, addrs: Callable[[], list[str]],
                  events: EventLog, metrics: Metrics, announcer: Announcer,
                  log_level: str = "info") -> None:

@@ -9,13 +9,28 @@ Every check takes the field's path and a ``fail`` callback, so the same rule rep
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NoReturn, Protocol
 
 from beemesh.errors import UserError
 
-if TYPE_CHECKING:
-    from beemesh.manifest.model import ContainerSpec, ProbeSpec
+
+class _Port(Protocol):
+    @property
+    def host_port(self) -> int | None: ...
+
+    @property
+    def protocol(self) -> str: ...
+
+
+class _Container(Protocol):
+    """What the pod-wide rules read of a container (`model.ContainerSpec`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def ports(self) -> Sequence[_Port]: ...
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 PROTOCOLS = ("TCP", "UDP")
@@ -199,10 +214,10 @@ def env_name(value: Any, path: str, fail: Fail) -> str:
     return value
 
 
-def check_success_threshold(probe: ProbeSpec, which: str, path: str, fail: Fail) -> None:
+def check_success_threshold(success_threshold: int, which: str, path: str, fail: Fail) -> None:
     """Kubernetes allows more than one success only where it can mean something: readiness."""
-    if which != "readiness" and probe.success_threshold != 1:
-        fail(path, f"must be 1 for a {which} probe, got {probe.success_threshold}",
+    if which != "readiness" and success_threshold != 1:
+        fail(path, f"must be 1 for a {which} probe, got {success_threshold}",
              "set it to 1 or remove it")
 
 
@@ -214,7 +229,7 @@ def check_limit(request: int, limit: int | None, path: str, what: str, show: Cal
              "raise the limit or lower the request")
 
 
-def check_pod(containers: Iterable[ContainerSpec], base: str, host_key: str,
+def check_pod(containers: Iterable[_Container], base: str, host_key: str,
               fail: Fail) -> None:
     """Pod-wide rules: unique container names, no hostPort claimed twice."""
     names: set[str] = set()

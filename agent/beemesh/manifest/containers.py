@@ -137,7 +137,7 @@ def _parse_probe(d: Doc, raw: Any, path: str, which: str,
             probe_int(value, f"{path}.{key}", 0, d.fail) or default)
     probe = ProbeSpec(action=_PROBE_HANDLERS[handler], port=port, path=http_path,
                       headers=headers, command=command, **timing)
-    check_success_threshold(probe, which, f"{path}.successThreshold", d.fail)
+    check_success_threshold(probe.success_threshold, which, f"{path}.successThreshold", d.fail)
     return probe
 
 

@@ -384,5 +384,5 @@ def _probe_from_dict(raw: Any, path: str, which: str, fail: Fail) -> ProbeSpec |
         fail(f.at("port"), f"missing for {action} probes", "send WorkloadSpec.to_dict() output")
     if action == "exec" and not probe.command:
         fail(f.at("command"), "must not be empty", "send WorkloadSpec.to_dict() output")
-    check_success_threshold(probe, which, f.at("success_threshold"), fail)
+    check_success_threshold(probe.success_threshold, which, f.at("success_threshold"), fail)
     return probe

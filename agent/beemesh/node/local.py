@@ -99,6 +99,12 @@ class LocalNode:
             self._capacity_at = time.monotonic()
         return self._capacity
 
+    def free(self) -> tuple[Capacity, int, int]:
+        """(capacity, cpu_milli free, memory bytes free) after reservations."""
+        cap = self.capacity()
+        cpu, mem = self.reservations.free(cap)
+        return cap, cpu, mem
+
     def deploying_pods(self) -> set[str]:
         """Pods being deployed right now (not to be restarted, judged or cleaned up yet)."""
         return {f.pod for f in self.in_flight.values()}

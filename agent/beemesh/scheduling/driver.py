@@ -114,8 +114,7 @@ class AuctionDriver:
 
     def local_state(self) -> LocalState:
         now = time.time()
-        cap = self.node.capacity()
-        cpu_free, mem_free = self.node.reservations.free(cap)
+        cap, cpu_free, mem_free = self.node.free()
         kept_elsewhere = frozenset(
             (pod.workload_id, pod.ordinal) for entry, pod in self.view.pods_elsewhere(
                 self.machine, now) if not entry.record.draining and not pod.retiring)
@@ -245,10 +244,7 @@ class AuctionDriver:
     # ---- actions -------------------------------------------------------------------------------
 
     async def _execute(self, nursery: trio.Nursery, actions: list[a.Action]) -> None:
-        refused: list[a.Action] = []
-        for act in actions:  # count deploys here before anything below awaits
-            if isinstance(act, a.Deploy):
-                refused += self._expect(self.tasks[act.task_id])
+        expected, refused = self._expect(actions)  # before anything below awaits
         for act in actions:
             if isinstance(act, a.PublishBid):
                 body = {"task_id": act.task_id, "round": act.round, "score": act.score,
@@ -257,7 +253,7 @@ class AuctionDriver:
                                                                    time.time()))
             elif isinstance(act, a.WriteLease):
                 nursery.start_soon(self._write_lease, act.task_id, act.ttl_s)
-            elif isinstance(act, a.Deploy) and act.task_id in self.node.in_flight:
+            elif isinstance(act, a.Deploy) and act.task_id in expected:
                 nursery.start_soon(self._deploy, self.tasks[act.task_id])
             elif isinstance(act, a.CheckLease):
                 nursery.start_soon(self._check_lease, act.task_id)
@@ -268,9 +264,9 @@ class AuctionDriver:
             elif isinstance(act, a.Forget):
                 self.tasks.pop(act.task_id, None)
             elif isinstance(act, a.Note):
-                task = self.tasks.get(act.task_id)
+                noted = self.tasks.get(act.task_id)
                 self.events.add(time.time(), "Note", act.text, task=act.task_id,
-                                workload=task.workload_id if task else "",
+                                workload=noted.workload_id if noted else "",
                                 machine=self.machine)
         self.metrics.set("bids", "sent", self.auction.bids_sent_total)
         self.metrics.set("bids", "withheld", self.auction.bids_suppressed_total)
@@ -317,17 +313,30 @@ class AuctionDriver:
         self._feed(self.auction.lease_result(tid, holder, expires, time.time(),
                                              self.local_state))
 
-    def _expect(self, task: Task) -> list[a.Action]:
-        """Won here: count the deploy on the node at once, or refuse it. A StatefulSet ordinal
-        is checked again now (it was when bidding), with whatever records arrived during the
-        selection window: it must never run twice."""
-        refusal = replica_refusal(task.request(), self.local_state()) \
-            if task.spec.kind == "StatefulSet" else None
-        if refusal is None:
-            self.node.expect(task.task_id, task.spec, task.ordinal)
-            return []
-        self._deployed(task, False, refusal)
-        return self.auction.deploy_result(task.task_id, False, refusal, time.time())
+    def _expect(self, actions: list[a.Action]) -> tuple[set[str], list[a.Action]]:
+        """The deploys won here: counted on the node at once (so the next score sees them),
+        or refused. Returns the task ids expected, and the auction's answer to the refusals."""
+        expected: set[str] = set()
+        refused: list[a.Action] = []
+        for act in actions:
+            if not isinstance(act, a.Deploy):
+                continue
+            task = self.tasks[act.task_id]
+            refusal = self._refusal(task)
+            if refusal is None:
+                self.node.expect(task.task_id, task.spec, task.ordinal)
+                expected.add(task.task_id)
+            else:
+                self._deployed(task, False, refusal)
+                refused += self.auction.deploy_result(task.task_id, False, refusal, time.time())
+        return expected, refused
+
+    def _refusal(self, task: Task) -> str | None:
+        """Won here: a StatefulSet ordinal is checked again now (it was when bidding), with
+        whatever records arrived during the selection window: it must never run twice."""
+        if task.spec.kind != "StatefulSet":
+            return None
+        return replica_refusal(task.request(), self.local_state())
 
     async def _deploy(self, task: Task) -> None:
         result = await self.node.deploy(task.task_id)
