@@ -1,15 +1,11 @@
-"""Machine records: the kinds, typed records, entries and their DHT validator."""
+"""Machine records: the kinds, typed records and entries (their DHT validator: test_dht)."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 from machine_records_testlib import KEY_A, KEY_B, T0, entry, envelope, record_body
 
 from beemesh import wire
-from beemesh.identity import peer_id
-from beemesh.membership.dht import MachineRecordValidator, machine_dht_key
 from beemesh.membership.records import (
     MACHINE_RECORD,
     MACHINE_WITHDRAW,
@@ -110,29 +106,6 @@ def test_to_dict_copies_labels() -> None:
     d = e.to_dict(T0, self_id="")
     d["labels"]["zone"] = "changed"
     assert e.record.labels == {"zone": "a"}
-
-
-def test_machine_dht_validator_refuses_workload_signers_and_foreign_keys() -> None:
-    """What a machine stores for the machine DHT: its own record, never a workload key's."""
-    workload_peers: set[str] = set()
-
-    def refuse(env: wire.Envelope) -> None:
-        if peer_id(env.sender) in workload_peers:
-            raise wire.Rejected("wrong_plane", "signed by a workload key")
-
-    validator = MachineRecordValidator(
-        wire.Verifier({MACHINE_RECORD.name: MACHINE_RECORD}, dict), refuse)
-    now = time.time()
-    data = wire.seal(KEY_A, MACHINE_RECORD.name, record_body(KEY_A, ttl_s=60), now)
-    validator.validate(machine_dht_key(KEY_A.peer_id), data)
-    with pytest.raises(ValueError, match="another key"):
-        validator.validate(machine_dht_key(KEY_B.peer_id), data)
-    expired = wire.seal(KEY_A, MACHINE_RECORD.name, record_body(KEY_A, ttl_s=5), now - 10)
-    with pytest.raises(ValueError, match="expired"):
-        validator.validate(machine_dht_key(KEY_A.peer_id), expired)
-    workload_peers.add(KEY_A.peer_id)  # the same key, now known as a workload's
-    with pytest.raises(ValueError, match="workload key"):
-        validator.validate(machine_dht_key(KEY_A.peer_id), data)
 
 
 # --- typed records --------------------------------------------------------------------------
