@@ -36,7 +36,7 @@ from beemesh.errors import UserError
 from beemesh.lab.localmesh import AgentProc, LocalMesh, wait_for
 
 # The self-healing tests' own helpers: a machine dies and pods are counted the same way there.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "podman"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
 from healing_lib import apply, kill_machine, manifest, real_pods, wait_settled
 from scheduling_bench import percentile, ready
 
