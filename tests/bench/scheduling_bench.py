@@ -9,10 +9,10 @@ many machines each agent knew meanwhile, and what every Podman really runs at th
 Sized for one 2-core host: `make bench` applies 20 Pods at 1/s (the issue's 100 is
 `run.py --tasks 100`). Five machines with their agents, work planes and Podmans keep both
 cores busy during the burst, so gossip queues and machine records arrive seconds late (the
-"heard late" row). Before agents measured that lateness (lag.py), records lapsed, every
-agent took live machines for dead and healed everything, and 20 Pods ended as 60-80 running
-copies; now heals pause and auction windows stretch while records are late: no heals, a few
-duplicates drained, at the cost of seconds of latency per Pod (the window waits out the
+"heard late" row). Before agents measured that lateness (membership.lateness), records
+lapsed, every agent took live machines for dead and healed everything, and 20 Pods ended as
+60-80 running copies; now heals pause and auction windows stretch while records are late: no
+heals, a few duplicates dropped, at the cost of seconds of latency per Pod (the window waits out the
 lateness). Polling goes through the agent API, not CLI processes, which would eat a
 noticeable share of the host.
 """

@@ -1,4 +1,4 @@
-"""Scheduling message kinds, their topics, and task ids.
+"""Scheduling message kinds and task ids (the topics they travel on: `beemesh.topics`).
 
 A `Task` carries the operator-signed `Workload` embedded (as signed bytes), so any machine can
 check that a trusted operator asked for it, however many machines relayed or republished the
