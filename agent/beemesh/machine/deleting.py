@@ -84,17 +84,24 @@ class Deleter:
     # ---- the loop ------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Remove doomed pods at once when a Delete arrives (and every second); relay Deletes
+        in a loop of its own, so a slow publish never holds a removal back."""
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._relay_loop)
             while True:
-                now = time.time()
-                self.store.expire(now)
+                self._wake = trio.Event()
                 for pod in doomed(self.node.pods.values(), self.store.deleted,
                                   self.node.removing):
                     nursery.start_soon(self.node.remove, pod)
-                await self._relay(now)
-                self._wake = trio.Event()
                 with trio.move_on_after(TICK_S):
                     await self._wake.wait()
+
+    async def _relay_loop(self) -> None:
+        while True:
+            now = time.time()
+            self.store.expire(now)
+            await self._relay(now)
+            await trio.sleep(TICK_S)
 
     async def _relay(self, now: float) -> None:
         listed = [(entry.peer_id, pod.workload_id)

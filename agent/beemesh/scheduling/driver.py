@@ -282,7 +282,9 @@ class AuctionDriver:
         nursery.start_soon(self.node.remove, task.pod)
 
     async def _publish_outcome(self, act: a.PublishDeployed | a.PublishFailed) -> None:
-        task = self.tasks[act.task_id]
+        task = self.tasks.get(act.task_id)
+        if task is None:
+            return  # its workload was deleted after the deploy ended: nothing to report
         base = {"task_id": act.task_id, "workload_id": task.workload_id,
                 "ordinal": task.ordinal, "machine": self.machine}
         if isinstance(act, a.PublishDeployed):
