@@ -1,8 +1,8 @@
 """Real Podman, no mocks: each test module gets its own Podman "machine" in its own netns.
 
 Every machine has its own storage, config and network namespace under a tmp dir, so modules
-run in parallel (pytest-xdist --dist loadfile) and never touch the host's Podman or /etc.
-Missing host tools fail the tests (never skip) with the apt-get line that fixes it.
+run in parallel (pytest-xdist) and never touch the host's Podman or /etc. Missing host tools
+fail the tests (never skip) with the apt-get line that fixes it (`podman_tools`, tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -10,23 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from podman_testlib import NETNS_PREFIX, start_machine
+from podman_testlib import start_machine
 
-from beemesh.errors import UserError
-from beemesh.lab.host_tools import require_host_tools
-from beemesh.lab.netns import delete_stale
 from beemesh.lab.podman_service import PodmanService
 from beemesh.runtime.podman import PodmanRuntime
-
-
-@pytest.fixture(scope="session")
-def podman_tools() -> None:
-    """Fail every Podman test with one clear line if this host cannot run them."""
-    try:
-        require_host_tools(netns=True)
-    except UserError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    delete_stale(NETNS_PREFIX)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """A hostile host with real keys, run as its own process against a real mesh's planes.
 
-Three attacks, one per mode (see tests/podman/test_workplane.py):
+Three attacks, one per mode (see tests/fleet/test_workplane.py):
 
 - `machine-key-on-workplane FLEET MACHINE_KEY TARGET WORKLOAD`: a copy of a machine's key and
   the fleet's work-plane network key dial a work plane (TARGET) for `--seconds`, re-dialling
