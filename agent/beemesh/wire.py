@@ -17,7 +17,7 @@ from typing import Any
 
 import cbor2
 
-from beemesh import schema
+from beemesh import cbor, schema
 from beemesh.identity import KeyPair, peer_id, verify
 
 VERSION = 1
@@ -45,6 +45,7 @@ REJECT_REASONS = (
     "stale",
     "replayed",
     "wrong_plane",
+    "unhandled",  # checking or handling it raised something unexpected: a bug, logged once
 )
 
 
@@ -117,9 +118,9 @@ def decode(data: bytes, max_bytes: int = MAX_ENVELOPE_BYTES) -> Envelope:
     if len(data) > max_bytes:
         raise Rejected("oversized", f"{len(data)} bytes > cap {max_bytes}")
     try:
-        raw = cbor2.loads(data)
-    except Exception as e:  # cbor2 raises several types for garbage input
-        raise Rejected("malformed", f"not CBOR ({type(e).__name__})") from None
+        raw = cbor.loads(data)
+    except cbor.CBORError as e:
+        raise Rejected("malformed", f"not plain CBOR: {e}") from None
     if not isinstance(raw, dict):
         raise Rejected("malformed", "envelope is not a map")
     extra = set(raw) - set(_FIELDS)

@@ -6,7 +6,17 @@ from typing import Any
 
 import pytest
 
-from beemesh.schema import MAX_STR, ListOf, MapOf, SchemaError, Struct, check
+from beemesh.schema import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_STR,
+    Int,
+    ListOf,
+    MapOf,
+    SchemaError,
+    Struct,
+    check,
+)
 
 CAPACITY = Struct(
     required={"cpu_milli": int, "memory_bytes": int},
@@ -48,9 +58,26 @@ def test_good_record() -> None:
 # --- scalars ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", [0, -1, 10**30])
+@pytest.mark.parametrize("value", [0, -1, INT64_MAX, INT64_MIN])
 def test_int_ok(value: int) -> None:
     check(value, int)
+
+
+@pytest.mark.parametrize("value", [INT64_MAX + 1, INT64_MIN - 1, 10**400])
+def test_int_beyond_int64_rejected(value: int) -> None:
+    with pytest.raises(SchemaError, match="outside"):
+        check(value, int)
+
+
+def test_bounded_int() -> None:
+    port = Int(0, 65535)
+    check(0, port)
+    check(65535, port)
+    for bad in (-1, 65536):
+        with pytest.raises(SchemaError, match=r"body: .* is outside \[0, 65535\]"):
+            check(bad, port)
+    with pytest.raises(SchemaError, match="expected an integer"):
+        check(True, port)
 
 
 @pytest.mark.parametrize("value", [True, False, 1.0, "1", None, b"1"])
@@ -58,9 +85,15 @@ def test_int_rejects(value: Any) -> None:
     assert error(value, int) == "body: expected an integer"
 
 
-@pytest.mark.parametrize("value", [0, 1.5, -2.25, 10**20])
+@pytest.mark.parametrize("value", [0, 1.5, -2.25, 10**18, 1.7e9])
 def test_float_ok(value: float) -> None:
     check(value, float)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 1e300, 10**20])
+def test_float_not_finite_or_huge_rejected(value: float) -> None:
+    with pytest.raises(SchemaError, match="finite"):
+        check(value, float)
 
 
 @pytest.mark.parametrize("value", [True, False, "1.5", None])

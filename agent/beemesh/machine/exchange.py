@@ -19,7 +19,7 @@ from typing import Any
 import cbor2
 import trio
 
-from beemesh import wire
+from beemesh import cbor, wire
 from beemesh.events import EventLog
 from beemesh.manifest import ManifestError, WorkloadSpec
 from beemesh.membership.view import MachineView
@@ -81,7 +81,7 @@ class ManifestExchange:
     async def _serve(self, stream: Any) -> None:
         try:
             with trio.fail_after(TIMEOUT_S):
-                request = cbor2.loads(await read_request(stream, 1024))
+                request = cbor.loads(await read_request(stream, 1024))
                 stored = self.store.workload(str(request["workload_id"]))
                 await send_request(stream, stored.blob if stored is not None else b"")
         except Exception as e:  # garbage or a peer that went away: nothing to answer

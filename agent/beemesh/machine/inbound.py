@@ -26,6 +26,7 @@ from beemesh.membership.lateness import Lateness
 from beemesh.membership.records import MACHINE_RECORD, MACHINE_WITHDRAW, RecordError
 from beemesh.membership.service import Membership
 from beemesh.membership.view import MachineView
+from beemesh.mesh.host import publisher
 from beemesh.metrics import Metrics
 from beemesh.node.cordon import Cordon
 from beemesh.scheduling.driver import AuctionDriver
@@ -57,10 +58,23 @@ class Drops:
 
     def count(self, topic: str, origin: str, reason: str, detail: str) -> None:
         self.metrics.inc("messages_dropped", reason)
-        if (origin, reason) not in self._logged and len(self._logged) < MAX_LOGGED_DROPS:
-            self._logged.add((origin, reason))
+        if self._first(origin, reason):
             log.warning("dropped message on %s from %s: %s (logged once per peer and reason)",
                         topic, origin, detail)
+
+    def unhandled(self, topic: str, origin: str, exc: Exception) -> None:
+        """Checking or handling a message raised something unexpected: drop it, count it, log
+        the traceback once per peer (it is a bug to fix), and carry on."""
+        self.metrics.inc("messages_dropped", "unhandled")
+        if self._first(origin, "unhandled"):
+            log.error("dropped message on %s from %s: %s: %s (logged once per peer)", topic,
+                      origin, type(exc).__name__, exc, exc_info=exc)
+
+    def _first(self, origin: str, reason: str) -> bool:
+        if (origin, reason) in self._logged or len(self._logged) >= MAX_LOGGED_DROPS:
+            return False
+        self._logged.add((origin, reason))
+        return True
 
 
 class PlaneGuard:
@@ -126,7 +140,10 @@ class Inbound:
             except wire.Rejected as e:
                 if e.reason == "stale":  # too late to accept: the strongest sign of a backlog
                     self._note_lateness(wire.decode(msg.data))  # it decoded before the check
-                self.drops.count(topic, ID(msg.from_id).to_base58(), e.reason, e.detail)
+                self.drops.count(topic, publisher(msg), e.reason, e.detail)
+                return False
+            except Exception as e:  # fail closed: never let a message take pub/sub down
+                self.drops.unhandled(topic, publisher(msg), e)
                 return False
             self.metrics.inc("messages_accepted", env.kind)
             return True
@@ -143,12 +160,13 @@ class Inbound:
     async def consume(self, topic: str, sub: Any) -> None:
         while True:
             msg = await sub.get()
-            env = wire.decode(msg.data)  # already verified by the topic validator
             try:
+                env = wire.decode(msg.data)  # already verified by the topic validator
                 self.route(env)
             except (RecordError, wire.Rejected) as e:  # e.g. a relayed Delete expired meanwhile
-                self.drops.count(topic, peer_id(env.sender), getattr(e, "reason", "schema"),
-                                 str(e))
+                self.drops.count(topic, publisher(msg), getattr(e, "reason", "schema"), str(e))
+            except Exception as e:  # fail closed: one message never stops the others
+                self.drops.unhandled(topic, publisher(msg), e)
 
     def route(self, env: wire.Envelope) -> None:
         """Hand a verified message to the service that owns its kind."""
@@ -167,3 +185,4 @@ class Inbound:
             self.cordon.set_cordoned(body["cordoned"])
         elif kind == DRAIN.name and body["machine"] == self.machine:
             self.cordon.set_draining(body["grace_s"])
+

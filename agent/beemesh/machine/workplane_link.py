@@ -311,6 +311,9 @@ class WorkPlaneLink:
         pod = self.node.pods.get(ask.pod)
         if pod is None:
             raise ApiError(404, f"no pod {ask.pod} runs on this machine")
+        if pod.ordinal < 0:
+            raise ApiError(409, f"pod {ask.pod} has no readable replica label; it is not "
+                           "certified (the agent removes such pods)")
         if ask.task != pod.task_id:  # the pod was replaced meanwhile
             raise ApiError(409, f"pod {ask.pod} now runs task {pod.task_id}, not {ask.task}; "
                            "certify the new one after the next sync")

@@ -15,6 +15,7 @@ import yaml
 
 from beemesh.manifest.checks import (
     MAX_LABEL,
+    MAX_REPLICAS,
     MAX_WORKLOAD_NAME,
     ManifestError,
     Where,
@@ -170,6 +171,9 @@ def _parse_document(doc: Any, where: Where) -> WorkloadSpec:
         if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
             d.fail("spec.replicas", f"must be a non-negative integer, got {describe(replicas)}",
                    "use a whole number like 3")
+        if replicas > MAX_REPLICAS:
+            d.fail("spec.replicas", f"{replicas} is more than Beemesh runs of one workload "
+                   f"({MAX_REPLICAS})", f"use at most {MAX_REPLICAS} or split the workload")
         template = d.mapping(spec.get("template"), "spec.template", required=True)
         d.check_fields(template, "spec.template", ("metadata", "spec"))
         tmeta = d.mapping(template.get("metadata"), "spec.template.metadata")

@@ -14,6 +14,7 @@ from typing import Any
 from beemesh.manifest.checks import (
     MAX_INT,
     MAX_LABEL,
+    MAX_REPLICAS,
     MAX_WORKLOAD_NAME,
     Fail,
     Where,
@@ -286,6 +287,8 @@ def _spec_from_dict(d: Any) -> WorkloadSpec:
     where.name = name
     namespace = dns_label(f.text("namespace"), "namespace", "namespace", MAX_LABEL, fail)
     replicas = f.integer("replicas")
+    if replicas > MAX_REPLICAS:
+        fail("replicas", f"{replicas} is more than {MAX_REPLICAS}", "send a smaller replicas")
     if kind == "Pod" and replicas != 1:
         fail("replicas", f"a Pod has exactly 1 replica, got {replicas}", "send replicas: 1")
     raw_containers = f.items("containers")

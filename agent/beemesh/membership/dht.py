@@ -29,12 +29,25 @@ def machine_dht_key(pid: str) -> str:
 
 
 class SignedValueValidator(Validator):
-    """A signed envelope from a signer this plane admits; the newest one wins."""
+    """A signed envelope from a signer this plane admits; the newest one wins. Subclasses say
+    what else a value must be (`check`); whatever goes wrong, py-libp2p only ever sees a
+    ValueError (the value is refused), never another exception."""
 
     def __init__(self, verifier: wire.Verifier,
                  refuse_signer: Callable[[wire.Envelope], None]) -> None:
         self.verifier = verifier
         self.refuse_signer = refuse_signer
+
+    def validate(self, key: str, value: bytes) -> None:
+        try:
+            self.check(key, value)
+        except ValueError:
+            raise
+        except Exception as e:  # fail closed: an odd value is a refused value
+            raise ValueError(f"unreadable value ({type(e).__name__}: {e})") from None
+
+    def check(self, key: str, value: bytes) -> None:
+        raise NotImplementedError
 
     def authenticate(self, value: bytes) -> wire.Envelope:
         env = self.verifier.authenticate(value)
@@ -54,7 +67,7 @@ class SignedValueValidator(Validator):
 class MachineRecordValidator(SignedValueValidator):
     """Machine DHT values: a signed, unexpired MachineRecord stored under its own peer id."""
 
-    def validate(self, key: str, value: bytes) -> None:
+    def check(self, key: str, value: bytes) -> None:
         try:
             env = self.authenticate(value)
             entry = entry_from_envelope(env, time.time())

@@ -15,6 +15,7 @@ from typing import Any
 
 from beemesh import schema, wire
 from beemesh.identity import peer_id
+from beemesh.manifest.checks import MAX_REPLICAS
 from beemesh.workplane.sync import WORKPLANE_HOST, WorkPlaneHost
 
 PROTOCOL_VERSION = 1
@@ -26,7 +27,9 @@ MAX_ADDRS = 16
 # `ready` is what its probes say, `peer` the replica's workload Peer ID once its work plane has
 # a certified key (the machine plane refuses that key), `retiring` marks a replica being drained.
 POD_SUMMARY = schema.Struct(
-    required={"workload": str, "replica": int, "task": str, "pod": str, "state": str,
+    # replica -1: a pod whose replica label is unreadable (one to remove, not to trust)
+    required={"workload": str, "replica": schema.Int(-1, MAX_REPLICAS - 1), "task": str,
+              "pod": str, "state": str,
               "created": float},
     optional={"ready": bool, "peer": str, "retiring": bool})
 
@@ -40,11 +43,12 @@ MACHINE_RECORD = wire.Kind(
             "arch": str,
             "labels": schema.MapOf(str, str, max_len=64),
             "capacity": schema.Struct(
-                required={"cpu_milli": int, "memory_bytes": int, "memory_available_bytes": int},
+                required={"cpu_milli": schema.NON_NEGATIVE, "memory_bytes": schema.NON_NEGATIVE,
+                          "memory_available_bytes": schema.NON_NEGATIVE},
                 optional={"cgroup": str},
             ),
-            "protocol": int,
-            "ttl_s": int,
+            "protocol": schema.Int(0, 2**31 - 1),
+            "ttl_s": schema.Int(1, MAX_RECORD_TTL_S),
         },
         optional={"cordoned": bool, "draining": bool,
                   "pods": schema.ListOf(POD_SUMMARY, max_len=MAX_PODS),

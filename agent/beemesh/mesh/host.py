@@ -235,3 +235,12 @@ class _ConnectionGuard(INotifee):
 
     async def listen_close(self, network: INetwork, maddr: multiaddr.Multiaddr) -> None:
         pass
+
+
+def publisher(msg: rpc_pb2.Message) -> str:
+    """The Peer ID that published a pub/sub message, for counting and logging (never raises:
+    a `from` that is no Peer ID is named by its length)."""
+    try:
+        return ID(msg.from_id).to_base58()
+    except Exception:
+        return f"<{len(msg.from_id)} bytes>"

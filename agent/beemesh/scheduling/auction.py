@@ -35,6 +35,7 @@ from beemesh.scheduling.actions import (
     PublishFailed,
     WriteLease,
 )
+from beemesh.scheduling.messages import MAX_LEASE_AHEAD_S
 from beemesh.scheduling.scoring import SCORE_MAX, LocalState, TaskRequest, ineligible_reason, score
 
 BidKey = tuple[int, str]  # (score, machine id): the total order every machine agrees on
@@ -49,6 +50,7 @@ class Params:
     backoff_jitter_s: float = 0.5
     keep_done_s: float = 600.0  # remember finished tasks this long (late messages, dedupe)
     max_stretch_s: float = 10.0  # most a window stretches for messages arriving late
+    max_lease_ahead_s: float = MAX_LEASE_AHEAD_S  # a later expiry is not believed
     suppression: bool = True  # withhold a bid when a better one was already seen
 
     @property
@@ -196,7 +198,7 @@ class Auctioneer:
         if st.deployed_by is not None:
             self._finish(st, Phase.DONE, now)
             return []
-        if holder is not None and expires_at > now:
+        if holder is not None and now < expires_at <= now + self.params.max_lease_ahead_s:
             st.phase = Phase.WAITING
             st.deadline = expires_at + 1.0 + self.rng.uniform(0, self.params.backoff_jitter_s)
             return []
@@ -207,6 +209,7 @@ class Auctioneer:
         """A lease renewal announced on pub/sub: the holder is still deploying; keep waiting."""
         st = self.tasks.get(task_id)
         if (st is None or holder == self.machine_id or expires_at <= now
+                or expires_at > now + self.params.max_lease_ahead_s
                 or st.phase not in (Phase.WAITING, Phase.CHECKING)):
             return
         st.phase = Phase.WAITING

@@ -11,22 +11,33 @@ import base64
 import hashlib
 
 from beemesh import schema, wire
+from beemesh.manifest.checks import MAX_REPLICAS
+from beemesh.scheduling.scoring import SCORE_MAX
+
+ORDINAL = schema.Int(0, MAX_REPLICAS - 1)
+SCORE = schema.Int(0, SCORE_MAX)
+ROUND = schema.Int(0, 2**31 - 1)
 
 # `epoch` is the task id of the replica a heal or drain replaces ("" for an apply).
 TASK = wire.Kind("Task", wire.MACHINE, schema.Struct(
-    required={"task_id": str, "workload_id": str, "ordinal": int, "origin": str,
+    required={"task_id": str, "workload_id": str, "ordinal": ORDINAL, "origin": str,
               "workload": bytes}, optional={"epoch": str}), names_signer="origin")
 BID = wire.Kind("Bid", wire.MACHINE, schema.Struct(
-    required={"task_id": str, "round": int, "score": int, "machine": str}),
+    required={"task_id": str, "round": ROUND, "score": SCORE, "machine": str}),
     names_signer="machine")
 DEPLOYED = wire.Kind("Deployed", wire.MACHINE, schema.Struct(
-    required={"task_id": str, "workload_id": str, "ordinal": int, "machine": str, "score": int,
+    required={"task_id": str, "workload_id": str, "ordinal": ORDINAL, "machine": str,
+              "score": SCORE,
               "pod": str}), names_signer="machine")
 FAILED = wire.Kind("Failed", wire.MACHINE, schema.Struct(
-    required={"task_id": str, "workload_id": str, "ordinal": int, "machine": str,
+    required={"task_id": str, "workload_id": str, "ordinal": ORDINAL, "machine": str,
               "reason": str}), names_signer="machine")
+# A lease hint expiring later than this is not believed: an honest winner renews a 3 s lease
+# every second; the margin covers machine clocks that disagree.
+MAX_LEASE_AHEAD_S = 60.0
 LEASE = wire.Kind("LeaseHint", wire.MACHINE, schema.Struct(
-    required={"task_id": str, "machine": str, "expires_ms": int}), names_signer="machine")
+    required={"task_id": str, "machine": str, "expires_ms": schema.NON_NEGATIVE}),
+    names_signer="machine")
 
 
 def task_id(workload_id: str, ordinal: int, generation: int, epoch: str = "") -> str:

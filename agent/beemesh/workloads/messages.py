@@ -9,6 +9,7 @@ from __future__ import annotations
 from beemesh import schema, wire
 
 MAX_WORKLOAD_BYTES = 64 * 1024
+MAX_GRACE_S = 24 * 3600  # the longest a drain lets a replica take to stop
 
 WORKLOAD = wire.Kind("Workload", wire.OPERATOR, schema.Struct(
     required={"spec": schema.OPAQUE}))
@@ -16,7 +17,7 @@ DELETE = wire.Kind("Delete", wire.OPERATOR, schema.Struct(required={"workload_id
 CORDON = wire.Kind("Cordon", wire.OPERATOR, schema.Struct(
     required={"machine": str, "cordoned": bool}))
 DRAIN = wire.Kind("Drain", wire.OPERATOR, schema.Struct(
-    required={"machine": str, "grace_s": int}))
+    required={"machine": str, "grace_s": schema.Int(0, MAX_GRACE_S)}))
 # A machine passing on an operator's Delete to machines that missed it (the Delete itself is
 # too old for the live replay/skew window, so it travels embedded, like a Workload in a Task).
 RELAYED_DELETE = wire.Kind("RelayedDelete", wire.MACHINE, schema.Struct(

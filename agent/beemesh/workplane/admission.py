@@ -18,6 +18,7 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.records.validator import Validator
 
 from beemesh import wire
+from beemesh.mesh.host import publisher
 from beemesh.workplane.records import (
     KINDS,
     SERVICE_RECORD,
@@ -61,8 +62,8 @@ class Admission:
     # ---- pub/sub --------------------------------------------------------------------------
 
     def validate(self, _forwarder: ID, msg: rpc_pb2.Message) -> bool:
-        """The topic validator: checked before gossipsub relays it."""
-        host = ID(msg.from_id).to_base58()
+        """The topic validator: checked before gossipsub relays it; fails closed."""
+        host = publisher(msg)
         now = time.time()
         try:
             if host not in self.machine_of_host and host != self.me:
@@ -71,6 +72,9 @@ class Admission:
             self.accept(env, host, now, dry_run=True)
         except wire.Rejected as e:
             self.drop(host, e)
+            return False
+        except Exception as e:  # never let a message take pub/sub down
+            self.unhandled(host, e)
             return False
         return True
 
@@ -95,10 +99,23 @@ class Admission:
 
     def drop(self, host: str, e: wire.Rejected) -> None:
         self.dropped[e.reason] = self.dropped.get(e.reason, 0) + 1
-        if (host, e.reason) not in self._logged and len(self._logged) < MAX_LOGGED_DROPS:
-            self._logged.add((host, e.reason))
+        if self._first(host, e.reason):
             log.warning("dropped work-plane message from %s: %s (logged once per peer and "
                         "reason)", host, e)
+
+    def unhandled(self, host: str, exc: Exception) -> None:
+        """Checking or applying a message raised something unexpected: drop it, count it, log
+        the traceback once per host (it is a bug to fix), and carry on."""
+        self.dropped["unhandled"] = self.dropped.get("unhandled", 0) + 1
+        if self._first(host, "unhandled"):
+            log.error("dropped work-plane message from %s: %s: %s (logged once per peer)",
+                      host, type(exc).__name__, exc, exc_info=exc)
+
+    def _first(self, host: str, reason: str) -> bool:
+        if (host, reason) in self._logged or len(self._logged) >= MAX_LOGGED_DROPS:
+            return False
+        self._logged.add((host, reason))
+        return True
 
     # ---- the Workload DHT -----------------------------------------------------------------
 
@@ -122,6 +139,14 @@ class RecordValidator(Validator):
         self.admission = admission
 
     def validate(self, key: str, value: bytes) -> None:
+        try:
+            self._check(key, value)
+        except ValueError:
+            raise
+        except Exception as e:  # fail closed: an odd value is a refused value
+            raise ValueError(f"unreadable service record ({type(e).__name__}: {e})") from None
+
+    def _check(self, key: str, value: bytes) -> None:
         a = self.admission
         try:
             env = a.record_verifier.authenticate(value)
@@ -144,3 +169,4 @@ class RecordValidator(Validator):
                 return (-1, -1, b"")
 
         return max(range(len(values)), key=lambda i: newness(values[i]))
+

@@ -30,13 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from libp2p.peer.id import ID
 
 from beemesh import wire
 from beemesh.api.client import call
 from beemesh.errors import UserError
 from beemesh.identity import KeyPair
-from beemesh.mesh.host import HostSettings, MeshHost
+from beemesh.mesh.host import HostSettings, MeshHost, publisher
 from beemesh.workplane import discovery, sync
 from beemesh.workplane.admission import Admission, RecordValidator
 from beemesh.workplane.keys import WorkloadKeys, load_or_create
@@ -289,13 +288,15 @@ class WorkPlane:
     async def _consume(self, sub: Any) -> None:
         while True:
             msg = await sub.get()
-            host = ID(msg.from_id).to_base58()
+            host = publisher(msg)
             if host == self.peer_id:
                 continue  # our own records went into the view when we published them
             try:
                 self.admission.accept(wire.decode(msg.data), host, time.time())
             except wire.Rejected as e:  # the host map changed since validation
                 self.admission.drop(host, e)
+            except Exception as e:  # fail closed: one message never stops the others
+                self.admission.unhandled(host, e)
 
     # ---- reconcile -------------------------------------------------------------------------------
 

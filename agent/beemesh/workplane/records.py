@@ -23,6 +23,7 @@ from typing import Any
 
 from beemesh import schema, wire
 from beemesh.identity import peer_id as peer_id_of
+from beemesh.workplane.sync import ORDINAL, PORT
 
 TOPIC = "workplane-events"
 DHT_PREFIX = "/beemesh/workload"
@@ -33,16 +34,16 @@ MAX_RECORD_TTL_S = 60
 # A machine vouching that a workload key belongs to a replica it runs; embedded in every
 # ServiceRecord so work planes can tell a real replica's key from anyone else's.
 WORKLOAD_CERT = wire.Kind("WorkloadCert", wire.MACHINE, schema.Struct(
-    required={"machine": str, "peer_id": str, "workload_id": str, "ordinal": int, "pod": str,
-              "task": str}), names_signer="machine")
-PORT = schema.Struct(required={"name": str, "port": int, "host_port": int, "protocol": str})
+    required={"machine": str, "peer_id": str, "workload_id": str, "ordinal": ORDINAL,
+              "pod": str, "task": str}), names_signer="machine")
 SERVICE_RECORD = wire.Kind("ServiceRecord", wire.WORKLOAD, schema.Struct(required={
-    "workload_id": str, "ordinal": int, "peer_id": str, "pod": str, "task": str,
+    "workload_id": str, "ordinal": ORDINAL, "peer_id": str, "pod": str, "task": str,
     "addrs": schema.ListOf(str, max_len=16), "ports": schema.ListOf(PORT, max_len=64),
-    "ready": bool, "retiring": bool, "version": int, "ttl_s": int, "cert": bytes,
+    "ready": bool, "retiring": bool, "version": schema.NON_NEGATIVE,
+    "ttl_s": schema.Int(1, MAX_RECORD_TTL_S), "cert": bytes,
 }), names_signer="peer_id")
 SERVICE_WITHDRAW = wire.Kind("ServiceWithdraw", wire.WORKLOAD, schema.Struct(required={
-    "workload_id": str, "ordinal": int, "peer_id": str, "cert": bytes,
+    "workload_id": str, "ordinal": ORDINAL, "peer_id": str, "cert": bytes,
 }), names_signer="peer_id")
 KINDS = {k.name: k for k in (SERVICE_RECORD, SERVICE_WITHDRAW)}
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from beemesh import schema
+from beemesh.manifest.checks import MAX_REPLICAS
 
 MAX_ITEMS = 4096
 
@@ -39,7 +40,9 @@ def _checked(data: Any, shape: schema.Struct, what: str) -> dict[str, Any]:
 
 WORKPLANE_HOST = schema.Struct(required={"peer_id": str,
                                          "addrs": schema.ListOf(str, max_len=16)})
-PORT = schema.Struct(required={"name": str, "port": int, "host_port": int, "protocol": str})
+ORDINAL = schema.Int(0, MAX_REPLICAS - 1)
+PORT = schema.Struct(required={"name": str, "port": schema.PORT_NUMBER,
+                               "host_port": schema.PORT_NUMBER, "protocol": str})
 
 
 @dataclass(frozen=True)
@@ -137,9 +140,10 @@ class Machine:
 
 
 REPLICA = schema.Struct(required={
-    "pod": str, "workload": str, "ordinal": int, "task": str, "state": str, "ready": bool,
+    "pod": str, "workload": str, "ordinal": ORDINAL, "task": str, "state": str, "ready": bool,
     "retiring": bool, "removing": bool, "ports": schema.ListOf(PORT, max_len=64)})
-WORKLOAD = schema.Struct(required={"workload_id": str, "replicas": int, "stateful": bool})
+WORKLOAD = schema.Struct(required={"workload_id": str,
+                                   "replicas": schema.Int(0, MAX_REPLICAS), "stateful": bool})
 MACHINE = schema.Struct(required={"peer_id": str}, optional={"workplane": WORKPLANE_HOST})
 AGENT_VIEW = schema.Struct(required={
     "machine": str, "uptime_s": float, "addrs": schema.ListOf(str, max_len=64),
@@ -192,7 +196,8 @@ REPORT = schema.Struct(required={
     "host": WORKPLANE_HOST,
     "records": schema.ListOf(schema.MapOf(str, schema.OPAQUE), max_len=MAX_ITEMS),
     "peers": schema.MapOf(str, str, max_len=MAX_ITEMS), "synced": bool,
-    "dropped": schema.MapOf(str, int, max_len=64), "gated": int})
+    "dropped": schema.MapOf(str, schema.NON_NEGATIVE, max_len=64),
+    "gated": schema.NON_NEGATIVE})
 
 
 @dataclass(frozen=True)
@@ -253,7 +258,7 @@ class Certificate:
             raise SyncError("certificate.cert: expected hex") from None
 
 
-HEAL = schema.Struct(required={"workload_id": str, "ordinal": int, "epoch": str})
+HEAL = schema.Struct(required={"workload_id": str, "ordinal": ORDINAL, "epoch": str})
 
 
 @dataclass(frozen=True)

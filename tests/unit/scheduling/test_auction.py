@@ -932,3 +932,19 @@ def test_own_failed_deploy_is_a_failure_of_this_machine() -> None:
     a.deploy_result("t", False, "no image", window_end + 1)
     st = a.status("t")
     assert st is not None and st.state == "pending" and st.failures == ("n: no image",)
+
+
+def test_a_lease_hint_far_in_the_future_is_not_believed() -> None:
+    """A hostile or broken machine cannot hold a task back for ever with one lease hint."""
+    local = fixed(machine())
+    a = Auctioneer("n", random.Random(6))
+    lose_round_one(a, local)
+    st = a.tasks["t"]
+    deadline = st.deadline
+    a.lease_seen("t", "w", 1.0 + 10**9, 1.0)
+    assert st.deadline == deadline  # ignored
+    a.lease_seen("t", "w", 1.0 + P.max_lease_ahead_s, 1.0)
+    assert st.deadline is not None and st.deadline > 1.0 + P.max_lease_ahead_s
+    a.tasks["t"].phase = Phase.CHECKING
+    acts = a.lease_result("t", "w", 2.0 + 10**9, 2.0, local)
+    assert any(isinstance(x, Note) and "re-entering" in x.text for x in acts)
