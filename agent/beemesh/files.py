@@ -5,11 +5,17 @@ one, never half of it: the data goes to a temporary file in the same directory, 
 exclusively and never through a link (a root process must not follow a link another user
 planted), with its final mode (and owner) before it gets a name anyone reads, is flushed to
 disk, renamed over the target, and the directory entry is flushed too.
+
+`WriteBehind` is how the agent keeps state on disk without letting the disk slow or stop it:
+services change their state in memory and queue the bytes; a flush in a worker thread writes
+them, and a write that fails (a full or read-only disk) stays queued and is tried again while
+the agent keeps running and says why in its status.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,9 +25,11 @@ TMP_SUFFIX = ".tmp"  # leftovers of a write cut short end like this: `.NAME.PID.
 
 
 @contextmanager
-def atomic_file(path: Path, mode: int = 0o644,
-                owner: tuple[int, int] | None = None) -> Iterator[BinaryIO]:
-    """A file object whose contents replace `path` when the block ends without an error."""
+def atomic_file(path: Path, mode: int = 0o644, owner: tuple[int, int] | None = None,
+                durable: bool = True) -> Iterator[BinaryIO]:
+    """A file object whose contents replace `path` when the block ends without an error.
+    `durable=False` skips the fsyncs: for files rewritten every few seconds anyway, where a
+    power cut may lose the newest version but never leaves half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -37,19 +45,64 @@ def atomic_file(path: Path, mode: int = 0o644,
                 os.fchown(f.fileno(), *owner)
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644,
-                 owner: tuple[int, int] | None = None) -> None:
+                 owner: tuple[int, int] | None = None, durable: bool = True) -> None:
     """All of `data` at `path`, or the old file: never half a file after a crash."""
-    with atomic_file(path, mode, owner) as f:
+    with atomic_file(path, mode, owner, durable) as f:
         f.write(data)
+
+
+class WriteBehind:
+    """Files to write (or remove) later, newest wins per path; `flush` does the IO (it blocks:
+    run it in a worker thread). Thread-safe: the event loop queues while a thread flushes."""
+
+    def __init__(self) -> None:
+        self._pending: dict[Path, tuple[bytes | None, int]] = {}  # path -> (data | None, mode)
+        self._lock = threading.Lock()
+        self.error: str | None = None  # why the last flush could not write everything
+
+    def write(self, path: Path, data: bytes, mode: int = 0o600) -> None:
+        with self._lock:
+            self._pending[path] = (data, mode)
+
+    def remove(self, path: Path) -> None:
+        with self._lock:
+            self._pending[path] = (None, 0)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def flush(self) -> None:
+        """Write what is queued; what fails stays queued (unless queued again meanwhile)."""
+        with self._lock:
+            work, self._pending = self._pending, {}
+        failed: dict[Path, tuple[bytes | None, int]] = {}
+        error: str | None = None
+        for path, (data, mode) in work.items():
+            try:
+                if data is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    write_atomic(path, data, mode)
+            except OSError as e:
+                failed[path] = (data, mode)
+                error = f"cannot write {path}: {e.strerror or e}"
+        with self._lock:
+            for path, item in failed.items():
+                self._pending.setdefault(path, item)
+            self.error = error
 
 
 def fsync_dir(directory: Path) -> None:

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.mesh
 @pytest.fixture
 def agent_socket(cluster: LocalMesh) -> Path:
     a = cluster.start("w1", workplane=True)
-    sock = a.state_dir / "workplane" / "agent.sock"
+    sock = a.state_dir / "link" / "agent.sock"
     wait_for(lambda: sock.exists(), 30, "the work-plane socket")
     return sock
 

@@ -69,10 +69,16 @@ def env_of(blob: bytes) -> wire.Envelope:
 
 
 def add_apply(store: WorkloadStore, s: WorkloadSpec, ts: float) -> Any:
+    """Apply, then write what the store queued (as the agent's persister would)."""
     blob = apply_blob(s, ts)
-    return store.add_workload(blob, env_of(blob))
+    stored = store.add_workload(blob, env_of(blob))
+    store.files.flush()
+    return stored
 
 
 def add_delete(store: WorkloadStore, wid: str, ts: float, now: float | None = None) -> bool:
+    """Delete, then write what the store queued (as the agent's persister would)."""
     blob = delete_blob(wid, ts)
-    return store.add_delete(blob, env_of(blob), ts if now is None else now)
+    kept = store.add_delete(blob, env_of(blob), ts if now is None else now)
+    store.files.flush()
+    return kept

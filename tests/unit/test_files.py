@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from beemesh.files import TMP_SUFFIX, atomic_file, write_atomic
+from beemesh.files import TMP_SUFFIX, WriteBehind, atomic_file, write_atomic
 
 
 def test_replaces_content_with_the_mode_asked_for(tmp_path: Path) -> None:
@@ -85,3 +85,39 @@ def test_owner_is_set_before_the_rename(tmp_path: Path) -> None:
     write_atomic(tmp_path / "f", b"x", owner=(4321, 4321))
     st = (tmp_path / "f").stat()
     assert (st.st_uid, st.st_gid) == (4321, 4321)
+
+
+def test_write_behind_writes_and_removes_on_flush(tmp_path: Path) -> None:
+    files = WriteBehind()
+    (tmp_path / "old").write_bytes(b"x")
+    files.write(tmp_path / "a", b"1")
+    files.write(tmp_path / "a", b"2")  # newest wins
+    files.remove(tmp_path / "old")
+    assert files.pending == 2 and (tmp_path / "old").exists() and not (tmp_path / "a").exists()
+    files.flush()
+    assert (tmp_path / "a").read_bytes() == b"2" and not (tmp_path / "old").exists()
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o600
+    assert files.pending == 0 and files.error is None
+
+
+def test_write_behind_keeps_what_the_disk_refuses(tmp_path: Path) -> None:
+    files = WriteBehind()
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where a directory is needed")
+    files.write(blocked / "state", b"1")
+    files.write(tmp_path / "fine", b"ok")
+    files.flush()
+    assert (tmp_path / "fine").read_bytes() == b"ok"
+    assert files.pending == 1 and files.error is not None and "blocked" in files.error
+    files.write(blocked / "state", b"2")  # queued again meanwhile: the newer bytes win
+    blocked.unlink()
+    files.flush()
+    assert (blocked / "state").read_bytes() == b"2"
+    assert files.pending == 0 and files.error is None
+
+
+def test_not_durable_writes_skip_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd))
+    write_atomic(tmp_path / "f", b"x", durable=False)
+    assert (tmp_path / "f").read_bytes() == b"x" and calls == []

@@ -120,7 +120,8 @@ def cmd_workplane(args: argparse.Namespace) -> int:
     from beemesh.workplane.process import run_workplane  # imports libp2p
 
     quiet_libp2p(args.log_level)
-    run_workplane(args.dir, args.agent, psk, args.listen or ["/ip4/0.0.0.0/tcp/4002"])
+    run_workplane(args.dir, args.pods, args.agent, psk,
+                  args.listen or ["/ip4/0.0.0.0/tcp/4002"])
     return 0
 
 

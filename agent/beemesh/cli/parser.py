@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_drain)
     sp = sub.add_parser("workplane", help="the work plane (started by the agent, not by hand)")
     sp.add_argument("--dir", type=Path, required=True, help="its state dir (workload keys)")
+    sp.add_argument("--pods", type=Path, required=True, help="the pods' discovery directories")
     sp.add_argument("--agent", type=Path, required=True, help="the agent's work-plane socket")
     sp.add_argument("--network-key", type=Path, required=True, help="workplane.key")
     sp.add_argument("--listen", action="append", help="multiaddr to listen on (repeatable)")

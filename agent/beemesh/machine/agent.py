@@ -21,21 +21,20 @@ from beemesh.api.server import ApiServer
 from beemesh.config import AgentConfig
 from beemesh.errors import UserError
 from beemesh.events import EventLog
+from beemesh.files import WriteBehind
 from beemesh.fleet import Fleet
 from beemesh.identity import KeyPair
 from beemesh.machine.deleting import Deleter
 from beemesh.machine.exchange import ManifestExchange
 from beemesh.machine.inbound import TOPIC_KINDS, Drops, Inbound, PlaneGuard
 from beemesh.machine.logs import Logs
+from beemesh.machine.persistence import Persister
 from beemesh.machine.pods import Pods
 from beemesh.machine.requests import OperatorRequests
 from beemesh.machine.routes import AgentApi
-from beemesh.machine.workplane_link import (
-    CertifiedKeys,
-    PodDirs,
-    WorkPlaneLink,
-    resolve_user,
-)
+from beemesh.machine.workplane_dirs import WorkPlaneDirs, resolve_user
+from beemesh.machine.workplane_link import CertifiedKeys, WorkPlaneLink
+from beemesh.membership import members_file
 from beemesh.membership.dht import MACHINE_DHT_PREFIX, MACHINE_NS, MachineRecordValidator
 from beemesh.membership.lateness import Lateness
 from beemesh.membership.quorum import Quorum
@@ -70,13 +69,19 @@ class Agent:
         self._replay = wire.ReplayGuard()
         self.metrics = Metrics()
         self.events = EventLog()
+        self.files = WriteBehind()
         self.view = MachineView()
+        remembered = members_file.load(cfg.state_dir)
+        self.view.remember(remembered.members)
         self.lateness = Lateness()
-        self.quorum = Quorum(self.view, cfg.quorum_memory_s)
+        self.quorum = Quorum(self.view, cfg.quorum_memory_s, unsure_until=0.0 if
+                             remembered.trusted else time.time() + cfg.quorum_memory_s)
         workloads = self.verifier_for({WORKLOAD.name: WORKLOAD})
         deletes = self.verifier_for({DELETE.name: DELETE})  # any age: stored and relayed
-        self.store = WorkloadStore(cfg.state_dir, workloads.authenticate, deletes.authenticate)
+        self.store = WorkloadStore(cfg.state_dir, workloads.authenticate, deletes.authenticate,
+                                   self.files)
 
+        self.persister = Persister(self.files, self.events, self.machine)
         self.drops = Drops(self.metrics)
         self.certified = CertifiedKeys()
         guard = PlaneGuard(self.view, self.certified)
@@ -89,14 +94,15 @@ class Agent:
             heartbeat_s=cfg.gossip_heartbeat_s))
         self.membership = Membership(key=key, cfg=cfg, mesh=self.mesh, view=self.view,
                                      metrics=self.metrics, authenticate=records.authenticate,
-                                     on_drop=self.drops.count)
+                                     on_drop=self.drops.count, files=self.files)
 
         user = resolve_user(cfg.workplane_user) if cfg.workplane and os.geteuid() == 0 else None
+        dirs = WorkPlaneDirs(cfg, user)
         self.node = LocalNode(
             machine=self.machine, cfg=cfg, runtime=runtime, events=self.events,
-            announcer=self.membership,
-            pod_dirs=PodDirs(cfg.workplane_dir, user) if cfg.workplane else None)
-        self.cordon = Cordon(cfg.state_dir, self.machine, self.events, self.membership)
+            announcer=self.membership, pod_dirs=dirs if cfg.workplane else None)
+        self.cordon = Cordon(cfg.state_dir, self.machine, self.events, self.membership,
+                             self.files)
         self.driver = AuctionDriver(
             key=key, cfg=cfg, mesh=self.mesh, node=self.node, cordon=self.cordon,
             view=self.view, quorum=self.quorum, lateness=self.lateness, store=self.store,
@@ -110,7 +116,7 @@ class Agent:
         self.link: WorkPlaneLink | None = None
         if cfg.workplane:
             self.link = WorkPlaneLink(
-                key=key, cfg=cfg, user=user, certified=self.certified, node=self.node,
+                key=key, cfg=cfg, dirs=dirs, certified=self.certified, node=self.node,
                 kubelet=self.kubelet,
                 evictions=self.evictions, driver=self.driver, store=self.store,
                 view=self.view, quorum=self.quorum, lateness=self.lateness,
@@ -139,6 +145,7 @@ class Agent:
         self.api = ApiServer(cfg.api_socket)
         AgentApi(self.api, machine=self.machine, mesh=self.mesh, view=self.view,
                  membership=self.membership, lateness=self.lateness, node=self.node,
+                 persister=self.persister,
                  driver=self.driver, requests=self.requests, pods=self.pods, link=self.link,
                  logs=self.logs, events=self.events, metrics=self.metrics)
 
@@ -166,6 +173,7 @@ class Agent:
     async def run(self) -> None:
         self.store.load(time.time())
         async with self.mesh.running(), trio.open_nursery() as nursery:
+            nursery.start_soon(self.persister.run)
             for topic in TOPIC_KINDS:
                 sub = await self.mesh.subscribe(topic, self.inbound.validator(topic))
                 nursery.start_soon(self.inbound.consume, topic, sub)
@@ -191,6 +199,8 @@ class Agent:
                 with trio.move_on_after(4):
                     await self.link.stop()
             await self.membership.withdraw()
+            with trio.move_on_after(2):
+                await self.persister.flush()
             nursery.cancel_scope.cancel()
 
     async def _wait_for_signal(self) -> None:

@@ -60,11 +60,16 @@ class Deleter:
             raise wire.Rejected("stale", "relayed Delete is older than the delete TTL")
         return inner
 
-    def refuse_deleted(self, task: Task) -> None:
-        """A Task of a workload deleted after its apply: the asker missed the Delete."""
-        if self.store.is_deleted(task.workload_id, task.generation / 1000):
+    def refuse_stale(self, task: Task) -> None:
+        """A Task of a workload deleted after its apply (the asker missed the Delete: it is
+        told again), or of an older apply than this machine holds (a replayed manifest would
+        roll the workload back)."""
+        applied = task.generation / 1000
+        if self.store.is_deleted(task.workload_id, applied):
             self.policy.asked(task.workload_id)
             raise wire.Rejected("stale", f"{task.workload_id} was deleted after this apply")
+        if self.store.is_superseded(task.workload_id, applied):
+            raise wire.Rejected("stale", f"{task.workload_id}: a newer apply is known here")
 
     # ---- messages ------------------------------------------------------------------------------
 

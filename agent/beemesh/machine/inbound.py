@@ -134,7 +134,9 @@ class Inbound:
                 self.guard.refuse_workload_signer(env)
                 self._note_lateness(env)
                 if env.kind == TASK.name:
-                    self.deleter.refuse_deleted(check_task(env, self.authenticate_workload))
+                    task = check_task(env, self.authenticate_workload)
+                    self.deleter.refuse_stale(task)
+                    self.driver.refuse_excess(task)
                 elif env.kind == RELAYED_DELETE.name:
                     self.deleter.check_relayed(env)
             except wire.Rejected as e:
@@ -159,14 +161,17 @@ class Inbound:
 
     async def consume(self, topic: str, sub: Any) -> None:
         while True:
-            msg = await sub.get()
-            try:
-                env = wire.decode(msg.data)  # already verified by the topic validator
-                self.route(env)
-            except (RecordError, wire.Rejected) as e:  # e.g. a relayed Delete expired meanwhile
-                self.drops.count(topic, publisher(msg), getattr(e, "reason", "schema"), str(e))
-            except Exception as e:  # fail closed: one message never stops the others
-                self.drops.unhandled(topic, publisher(msg), e)
+            self.handle(topic, await sub.get())
+
+    def handle(self, topic: str, msg: rpc_pb2.Message) -> None:
+        """One message the topic validator let through: routed, and never raises."""
+        try:
+            env = wire.decode(msg.data)  # already verified by the topic validator
+            self.route(env)
+        except (RecordError, wire.Rejected) as e:  # e.g. a relayed Delete expired meanwhile
+            self.drops.count(topic, publisher(msg), getattr(e, "reason", "schema"), str(e))
+        except Exception as e:  # fail closed: one message never stops the others
+            self.drops.unhandled(topic, publisher(msg), e)
 
     def route(self, env: wire.Envelope) -> None:
         """Hand a verified message to the service that owns its kind."""

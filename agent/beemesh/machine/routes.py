@@ -16,6 +16,7 @@ from beemesh import __version__
 from beemesh.api.server import ApiError, ApiServer, Request, Response
 from beemesh.events import EventLog
 from beemesh.machine.logs import Logs
+from beemesh.machine.persistence import Persister
 from beemesh.machine.pods import Pods
 from beemesh.machine.requests import OperatorRequests
 from beemesh.machine.workplane_link import WorkPlaneLink
@@ -35,6 +36,7 @@ MAX_EVENTS_WAIT_S = 30.0
 class AgentApi:
     def __init__(self, server: ApiServer, *, machine: str, mesh: MeshHost, view: MachineView,
                  membership: Membership, lateness: Lateness, node: LocalNode,
+                 persister: Persister,
                  driver: AuctionDriver, requests: OperatorRequests, pods: Pods,
                  link: WorkPlaneLink | None, logs: Logs, events: EventLog,
                  metrics: Metrics) -> None:
@@ -44,6 +46,7 @@ class AgentApi:
         self.membership = membership
         self.lateness = lateness
         self.node = node
+        self.persister = persister
         self.driver = driver
         self.requests = requests
         self.pods = pods
@@ -80,6 +83,7 @@ class AgentApi:
             "joined": joined is not None,
             "joined_after_s": joined,
             "runtime": "ok" if self.node.runtime_ok else self.node.runtime_error,
+            "disk": self.persister.status,
             "uptime_s": round(time.monotonic() - self.membership.started, 1),
             "rss_bytes": proc.memory_info().rss,
             "cpu_seconds": cpu.user + cpu.system,

@@ -14,13 +14,10 @@ from __future__ import annotations
 import logging
 import math
 import os
-import pwd
-import shutil
 import signal
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 import trio
@@ -31,6 +28,7 @@ from beemesh.config import AgentConfig
 from beemesh.errors import UserError
 from beemesh.events import EventLog
 from beemesh.identity import KeyPair, peer_id
+from beemesh.machine.workplane_dirs import WorkPlaneDirs
 from beemesh.manifest import WorkloadSpec
 from beemesh.membership.lateness import Lateness
 from beemesh.membership.quorum import Quorum
@@ -48,8 +46,6 @@ from beemesh.workplane.records import WORKLOAD_CERT
 
 log = logging.getLogger("beemesh.workplane_link")
 
-SOCKET_NAME = "agent.sock"
-PODS_DIR = "pods"
 REMOVE_GRACE_S = 10
 RESPAWN_MAX_S = 30.0
 DIR_CLEANUP_S = 30.0
@@ -66,20 +62,6 @@ class Placements(Protocol):
                      now: float) -> tuple[str, float] | None: ...
 
     async def replace(self, workload_id: str, ordinal: int, epoch: str) -> str | None: ...
-
-
-def resolve_user(name: str) -> tuple[int, int] | None:
-    """(uid, gid) for `workplane_user` (a name or a number), None for "same as the agent"."""
-    if not name:
-        return None
-    try:
-        entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
-    except (KeyError, ValueError):
-        if name.isdigit():
-            return int(name), int(name)
-        raise UserError(f"workplane_user {name!r} does not exist on this machine; create it "
-                        "(useradd --system beemesh-work) or fix workplane_user") from None
-    return entry.pw_uid, entry.pw_gid
 
 
 class CertifiedKeys:
@@ -103,25 +85,8 @@ class CertifiedKeys:
         self._by_pod = dict(by_pod)
 
 
-class PodDirs:
-    """Each pod's discovery directory (mounted read-only at /run/beemesh in it): made by the
-    agent before the deploy, written by the work plane."""
-
-    def __init__(self, directory: Path, user: tuple[int, int] | None) -> None:
-        self.root = directory / PODS_DIR
-        self.user = user
-
-    def make(self, pod: str) -> Path:
-        path = self.root / pod
-        path.mkdir(parents=True, exist_ok=True)
-        os.chmod(path, 0o755)
-        if self.user is not None:
-            os.chown(path, *self.user)
-        return path
-
-
 class WorkPlaneLink:
-    def __init__(self, *, key: KeyPair, cfg: AgentConfig, user: tuple[int, int] | None,
+    def __init__(self, *, key: KeyPair, cfg: AgentConfig, dirs: WorkPlaneDirs,
                  certified: CertifiedKeys, node: LocalNode, kubelet: Kubelet,
                  evictions: Evictions,
                  driver: Placements, store: WorkloadStore, view: MachineView,
@@ -131,7 +96,8 @@ class WorkPlaneLink:
         self.key = key
         self.machine = key.peer_id
         self.cfg = cfg
-        self.user = user
+        self.dirs = dirs
+        self.user = dirs.user
         self.certified = certified
         self.node = node
         self.kubelet = kubelet
@@ -146,10 +112,8 @@ class WorkPlaneLink:
         self.metrics = metrics
         self.announcer = announcer
         self.log_level = log_level
-        self.directory = cfg.workplane_dir
-        uid = user[0] if user else os.getuid()
-        self.api = ApiServer(self.directory / SOCKET_NAME,
-                             owner=user, allowed_uids={uid, 0, os.getuid()})
+        uid = self.user[0] if self.user else os.getuid()
+        self.api = ApiServer(dirs.socket, owner=self.user, allowed_uids={uid, 0, os.getuid()})
         self.api.route("POST", "/v1/work/sync", self._sync)
         self.api.route("POST", "/v1/work/certify", self._certify)
         self.api.route("POST", "/v1/work/heal", self._heal)
@@ -172,19 +136,8 @@ class WorkPlaneLink:
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
-    def prepare(self) -> None:
-        """The work plane's directory: owned by its user, 0700, with the pods' directories."""
-        (self.directory / PODS_DIR).mkdir(parents=True, exist_ok=True)
-        os.chmod(self.directory, 0o700)
-        os.chmod(self.directory / PODS_DIR, 0o755)
-        if self.user is not None:
-            # The state dir must be traversable (not readable) for the work plane's user.
-            os.chmod(self.cfg.state_dir, os.stat(self.cfg.state_dir).st_mode | 0o111)
-            for path in (self.directory, self.directory / PODS_DIR):
-                os.chown(path, *self.user)
-
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        self.prepare()
+        self.dirs.prepare()
         async with trio.open_nursery() as nursery:
             await nursery.start(self.api.serve)
             nursery.start_soon(self._cleanup_loop)
@@ -203,13 +156,11 @@ class WorkPlaneLink:
         while True:
             await trio.sleep(DIR_CLEANUP_S)
             keep = set(self.node.pods) | self.node.deploying_pods()
-            for path in (self.directory / PODS_DIR).iterdir():
-                if path.name not in keep and time.time() - path.stat().st_mtime > DIR_CLEANUP_S:
-                    shutil.rmtree(path, ignore_errors=True)
+            await trio.to_thread.run_sync(self.dirs.clean, keep, time.time(), DIR_CLEANUP_S)
 
     def argv(self) -> list[str]:
-        argv = [sys.executable, "-m", "beemesh", "workplane", "--dir", str(self.directory),
-                "--agent", str(self.directory / SOCKET_NAME),
+        argv = [sys.executable, "-m", "beemesh", "workplane", "--dir", str(self.dirs.own),
+                "--pods", str(self.dirs.pods), "--agent", str(self.dirs.socket),
                 "--network-key", str(self.cfg.workplane_key_path),
                 "--log-level", self.log_level]
         for addr in self.cfg.workplane_listen:

@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 BUCKET_S = 60.0
+MAX_SENDERS = 4096  # senders remembered; the one heard from least recently goes first
 
 
 @dataclass
@@ -30,6 +31,10 @@ class Lateness:
     def observe(self, sender: str, sent: float, now: float) -> float:
         """Record one message sent at `sent` (its signed timestamp); returns its lateness."""
         delay = now - sent
+        if sender not in self._minima and len(self._minima) >= MAX_SENDERS:
+            stalest = min(self._minima, key=lambda s: self._minima[s][-1][0]
+                          if self._minima[s] else float("-inf"))
+            del self._minima[stalest]
         buckets = self._minima.setdefault(sender, deque())
         start = now - now % BUCKET_S
         if buckets and buckets[-1][0] == start:

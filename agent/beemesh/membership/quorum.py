@@ -45,27 +45,26 @@ class Streak:
 class QuorumSample:
     visible: int  # machines in sight now
     known: int  # members
+    majority: bool  # a strict majority of the members is in sight (and the list is trusted)
+    outnumbered: bool  # the members out of sight are a strict majority
     majority_for: float  # seconds a majority has been in sight without a break
     outnumbered_for: float  # seconds this side has been outnumbered without a break
 
-    @property
-    def majority(self) -> bool:
-        return has_majority(self.visible, self.known)
-
-    @property
-    def outnumbered(self) -> bool:
-        return is_outnumbered(self.visible, self.known)
-
 
 class Quorum:
-    def __init__(self, view: MachineView, memory_s: float) -> None:
+    def __init__(self, view: MachineView, memory_s: float, unsure_until: float = 0.0) -> None:
+        """`unsure_until`: the member list this run started from could not be trusted (a
+        damaged file); until then no majority is claimed, whatever is in sight."""
         self.view = view
         self.memory_s = memory_s
+        self.unsure_until = unsure_until
         self._majority = Streak()
         self._outnumbered = Streak()
 
     def sample(self, now: float) -> QuorumSample:
         visible, known = self.view.membership(now, self.memory_s)
-        return QuorumSample(visible, known,
-                            self._majority.update(has_majority(visible, known), now),
-                            self._outnumbered.update(is_outnumbered(visible, known), now))
+        majority = has_majority(visible, known) and now >= self.unsure_until
+        outnumbered = is_outnumbered(visible, known)
+        return QuorumSample(visible, known, majority, outnumbered,
+                            self._majority.update(majority, now),
+                            self._outnumbered.update(outnumbered, now))

@@ -24,6 +24,7 @@ from libp2p.peer.id import ID
 
 from beemesh import wire
 from beemesh.config import AgentConfig
+from beemesh.files import WriteBehind
 from beemesh.identity import KeyPair
 from beemesh.membership import members_file
 from beemesh.membership.dht import machine_dht_key
@@ -63,7 +64,7 @@ def dialable(addrs: list[str]) -> list[str]:
 class Membership:
     def __init__(self, *, key: KeyPair, cfg: AgentConfig, mesh: MeshHost, view: MachineView,
                  metrics: Metrics, authenticate: Callable[[bytes], wire.Envelope],
-                 on_drop: Callable[[str, str, str, str], None]) -> None:
+                 on_drop: Callable[[str, str, str, str], None], files: WriteBehind) -> None:
         """`authenticate`: checks a record read from the DHT (signature, signer, plane);
         `on_drop(topic, origin, reason, detail)`: counts and logs a refused one."""
         self.key = key
@@ -74,11 +75,11 @@ class Membership:
         self.metrics = metrics
         self.authenticate = authenticate
         self.on_drop = on_drop
+        self.files = files
         self.started = time.monotonic()
         self.joined_after_s: float | None = None
         self._announce_now = trio.Event()
         self._members_saved: tuple[frozenset[str], float] = (frozenset(), 0.0)
-        view.remember(members_file.load(cfg.state_dir))
         metrics.describe("bootstrap_attempts", "dials to bootstrap peers", "result")
         metrics.describe("dht_records_fetched", "machine records read from the DHT")
 
@@ -182,10 +183,7 @@ class Membership:
         peers, saved_at = self._members_saved
         if frozenset(members) == peers and now - saved_at < MEMBERS_SAVE_EVERY_S:
             return
-        try:
-            members_file.save(self.cfg.state_dir, members)
-        except OSError as e:
-            log.warning("could not save the member list (quorum after a restart): %s", e)
+        members_file.save(self.files, self.cfg.state_dir, members)
         self._members_saved = (frozenset(members), now)
 
     async def _fetch_record(self, pid: str) -> None:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from beemesh.events import EventLog
-from beemesh.files import write_atomic
+from beemesh.files import WriteBehind
 from beemesh.node.local import Announcer
 
 CORDON_FILE = "cordoned"
@@ -21,8 +21,9 @@ DEFAULT_GRACE_S = 30
 
 class Cordon:
     def __init__(self, state_dir: Path, machine: str, events: EventLog,
-                 announcer: Announcer) -> None:
+                 announcer: Announcer, files: WriteBehind) -> None:
         self.machine = machine
+        self.files = files
         self.events = events
         self.announcer = announcer
         self.cordon_file = state_dir / CORDON_FILE
@@ -36,11 +37,11 @@ class Cordon:
 
     def set_cordoned(self, cordoned: bool) -> None:
         if cordoned:
-            write_atomic(self.cordon_file,
-                         b"cordoned by an operator; `beemesh uncordon` undoes it\n", 0o600)
+            self.files.write(self.cordon_file,
+                             b"cordoned by an operator; `beemesh uncordon` undoes it\n")
         else:
-            self.cordon_file.unlink(missing_ok=True)
-            self.drain_file.unlink(missing_ok=True)  # uncordon also ends a drain
+            self.files.remove(self.cordon_file)
+            self.files.remove(self.drain_file)  # uncordon also ends a drain
             self.drain_grace_s = None
         self.cordoned = cordoned
         self.events.add(time.time(), "Cordoned" if cordoned else "Uncordoned",
@@ -50,7 +51,7 @@ class Cordon:
 
     def set_draining(self, grace_s: int) -> None:
         """Drain: cordon, then (`node.evictions`) replace every replica here and stop it."""
-        write_atomic(self.drain_file, f"{grace_s}\n".encode(), 0o600)
+        self.files.write(self.drain_file, f"{grace_s}\n".encode())
         self.drain_grace_s = grace_s
         self.events.add(time.time(), "Draining", f"moving every replica off this machine (stop "
                         f"grace {grace_s} s)", machine=self.machine)

@@ -51,6 +51,8 @@ class Params:
     keep_done_s: float = 600.0  # remember finished tasks this long (late messages, dedupe)
     max_stretch_s: float = 10.0  # most a window stretches for messages arriving late
     max_lease_ahead_s: float = MAX_LEASE_AHEAD_S  # a later expiry is not believed
+    max_tasks: int = 10_000  # tasks followed at once (finished ones are forgotten after 10 min)
+    max_tasks_per_replica: int = 8  # an apply, heals and drains of one replica: a handful
     suppression: bool = True  # withhold a bid when a better one was already seen
 
     @property
@@ -258,6 +260,17 @@ class Auctioneer:
         """Every auction this machine follows for replica `ordinal` of `workload_id`."""
         return [st for st in self.tasks.values()
                 if st.request.workload_id == workload_id and st.request.ordinal == ordinal]
+
+    def room_for(self, task_id: str, workload_id: str, ordinal: int) -> str | None:
+        """Why a new task must not be followed (a flood of fresh task ids), or None."""
+        if task_id in self.tasks:
+            return None
+        if len(self.tasks) >= self.params.max_tasks:
+            return f"already following {len(self.tasks)} tasks"
+        same = len(self._of_replica(workload_id, ordinal))
+        if same >= self.params.max_tasks_per_replica:
+            return f"already following {same} tasks for replica {ordinal} of {workload_id}"
+        return None
 
     def placing(self, workload_id: str, ordinal: int) -> str | None:
         """A task of that replica still being placed (no machine runs it yet), if any."""

@@ -11,6 +11,7 @@ this machine's next record (`membership.service`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -202,13 +203,23 @@ class AuctionDriver:
 
     # ---- inbound messages ------------------------------------------------------------------
 
+    def refuse_excess(self, task: Task) -> None:
+        """Refuse (in the topic validator) a task beyond what this machine follows at once."""
+        reason = self.auction.room_for(task.task_id, task.workload_id, task.ordinal)
+        if reason is not None:
+            raise wire.Rejected("limit", reason)
+
     def on_task(self, task: Task) -> None:
         """A checked Task (`scheduling.tasks.check_task`) arrived."""
         now = time.time()
+        if self.auction.room_for(task.task_id, task.workload_id, task.ordinal) is not None:
+            return  # filled up since the validator looked
         if task.task_id not in self.tasks:
             # Kept on disk for healing; Tasks older than a Delete were dropped by the validator,
             # and a newer apply lifts the Delete, so its pods are not taken for leftovers.
-            self.store.add_workload(task.blob, wire.decode(task.blob))
+            stored = self.store.add_workload(task.blob, wire.decode(task.blob))
+            if stored is not None and stored.generation == task.generation:
+                task = dataclasses.replace(task, blob=stored.blob)  # one copy per workload
             self.tasks[task.task_id] = task
             self.events.add(now, "TaskSeen", f"replica {task.ordinal} of {task.workload_id}",
                             task=task.task_id, workload=task.workload_id, machine=task.origin)

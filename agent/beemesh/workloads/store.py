@@ -8,7 +8,9 @@ was altered on disk fails verification on load and is set aside (renamed `*.bad`
 trusted; nothing else in the store depends on it.
 
 Which record wins is decided by the operator's signing time: a Delete shadows every apply
-signed up to it, and a later apply lifts the Delete.
+signed up to it, and a later apply lifts the Delete. Changes take effect in memory at once and
+are written behind (`files.WriteBehind`): a slow or full disk never stops the agent, and never
+holds back the removal of what a Delete removes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from beemesh import wire
-from beemesh.files import TMP_SUFFIX, write_atomic
+from beemesh.files import TMP_SUFFIX, WriteBehind
 from beemesh.manifest import ManifestError, WorkloadSpec
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,11 @@ class WorkloadStore:
 
     def __init__(self, directory: Path,
                  authenticate_workload: Callable[[bytes], wire.Envelope],
-                 authenticate_delete: Callable[[bytes], wire.Envelope]) -> None:
+                 authenticate_delete: Callable[[bytes], wire.Envelope],
+                 files: WriteBehind | None = None) -> None:
+        """`files`: where changes go to disk (written behind, by the agent's persister);
+        the store itself is always current in memory."""
+        self.files = files if files is not None else WriteBehind()
         self.workload_dir = directory / "workloads"
         self.delete_dir = directory / "deleted"
         self._auth_workload = authenticate_workload
@@ -98,6 +104,12 @@ class WorkloadStore:
         tomb = self._deletes.get(workload_id)
         return tomb is not None and applied_ts <= tomb.ts
 
+    def is_superseded(self, workload_id: str, applied_ts: float) -> bool:
+        """True when this machine holds a newer apply of the workload: an older signed
+        manifest must never start again (a replayed one would roll a workload back)."""
+        current = self._workloads.get(workload_id)
+        return current is not None and applied_ts < current.ts
+
     # ---- writing ---------------------------------------------------------------------------
 
     def add_workload(self, blob: bytes, env: wire.Envelope,
@@ -117,7 +129,7 @@ class WorkloadStore:
             self._save(self.workload_dir, wid, blob)
         if wid in self._deletes:  # a newer apply lifts the Delete
             del self._deletes[wid]
-            (self.delete_dir / _file_name(wid)).unlink(missing_ok=True)
+            self.files.remove(self.delete_dir / _file_name(wid))
         return stored
 
     def add_delete(self, blob: bytes, env: wire.Envelope, now: float, save: bool = True) -> bool:
@@ -137,7 +149,7 @@ class WorkloadStore:
             self._save(self.delete_dir, wid, blob)
         if applied is not None:
             del self._workloads[wid]
-            (self.workload_dir / _file_name(wid)).unlink(missing_ok=True)
+            self.files.remove(self.workload_dir / _file_name(wid))
         return True
 
     def expire(self, now: float) -> list[str]:
@@ -145,13 +157,13 @@ class WorkloadStore:
         gone = [d.workload_id for d in self._deletes.values() if d.ts + DELETE_TTL_S <= now]
         for wid in gone:
             del self._deletes[wid]
-            (self.delete_dir / _file_name(wid)).unlink(missing_ok=True)
+            self.files.remove(self.delete_dir / _file_name(wid))
         return gone
 
     # ---- disk ------------------------------------------------------------------------------
 
     def _save(self, directory: Path, workload_id: str, blob: bytes) -> None:
-        write_atomic(directory / _file_name(workload_id), blob, mode=0o600)
+        self.files.write(directory / _file_name(workload_id), blob, mode=0o600)
 
     def load(self, now: float) -> list[str]:
         """Read what an earlier run kept; returns one line per file set aside as unusable."""

@@ -78,6 +78,18 @@ class Admission:
             return False
         return True
 
+    def handle(self, msg: rpc_pb2.Message) -> None:
+        """A message the topic validator let through: applied to the view; never raises."""
+        host = publisher(msg)
+        if host == self.me:
+            return  # our own records went into the view when we published them
+        try:
+            self.accept(wire.decode(msg.data), host, time.time())
+        except wire.Rejected as e:  # the host map changed since validation
+            self.drop(host, e)
+        except Exception as e:  # fail closed: one message never stops the others
+            self.unhandled(host, e)
+
     def accept(self, env: wire.Envelope, host: str | None, now: float,
                dry_run: bool = False) -> None:
         """Check a verified envelope's certificate against the host that published it (None:

@@ -32,7 +32,7 @@ def _write_if_changed(path: Path, content: dict[str, Any]) -> bool:
             return False
     except OSError:
         pass
-    write_atomic(path, text.encode(), mode=0o644)
+    write_atomic(path, text.encode(), mode=0o644, durable=False)  # rewritten every change
     return True
 
 

@@ -35,7 +35,7 @@ from beemesh import wire
 from beemesh.api.client import call
 from beemesh.errors import UserError
 from beemesh.identity import KeyPair
-from beemesh.mesh.host import HostSettings, MeshHost, publisher
+from beemesh.mesh.host import HostSettings, MeshHost
 from beemesh.workplane import discovery, sync
 from beemesh.workplane.admission import Admission, RecordValidator
 from beemesh.workplane.keys import WorkloadKeys, load_or_create
@@ -84,9 +84,12 @@ class _Local:
 
 
 class WorkPlane:
-    def __init__(self, directory: Path, agent_socket: Path, psk_hex: str,
+    def __init__(self, directory: Path, pods_dir: Path, agent_socket: Path, psk_hex: str,
                  listen: list[str]) -> None:
+        """`directory`: its own (keys); `pods_dir`: one directory per pod the agent made for
+        its discovery files (`machine.workplane_dirs`)."""
         self.directory = directory
+        self.pods_dir = pods_dir
         self.agent_socket = agent_socket
         self.keys = WorkloadKeys(directory / "keys")
         self.host_key = load_or_create(directory / "host.key", "work-plane host key")
@@ -277,26 +280,16 @@ class WorkPlane:
 
     def _write_discovery(self, state: sync.AgentView, now: float) -> None:
         records = [r.to_dict(now) for r in self.view.records(now)]
-        pods_dir = self.directory / "pods"
         for mine in self.local.values():
             me = next((r for r in records if r["peer_id"] == mine.key.peer_id), None)
             if me is not None:
-                discovery.write(pods_dir / mine.pod, mine.workload_id, me, records)
+                discovery.write(self.pods_dir / mine.pod, mine.workload_id, me, records)
 
     # ---- receiving -------------------------------------------------------------------------------
 
     async def _consume(self, sub: Any) -> None:
         while True:
-            msg = await sub.get()
-            host = publisher(msg)
-            if host == self.peer_id:
-                continue  # our own records went into the view when we published them
-            try:
-                self.admission.accept(wire.decode(msg.data), host, time.time())
-            except wire.Rejected as e:  # the host map changed since validation
-                self.admission.drop(host, e)
-            except Exception as e:  # fail closed: one message never stops the others
-                self.admission.unhandled(host, e)
+            self.admission.handle(await sub.get())
 
     # ---- reconcile -------------------------------------------------------------------------------
 
@@ -368,6 +361,7 @@ class WorkPlane:
         return None if data is None else self.admission.last_task(data)
 
 
-def run_workplane(directory: Path, agent_socket: Path, psk_hex: str, listen: list[str]) -> None:
+def run_workplane(directory: Path, pods_dir: Path, agent_socket: Path, psk_hex: str,
+                  listen: list[str]) -> None:
     """Blocking entry point for `beemesh workplane`."""
-    trio.run(WorkPlane(directory, agent_socket, psk_hex, listen).run)
+    trio.run(WorkPlane(directory, pods_dir, agent_socket, psk_hex, listen).run)

@@ -56,3 +56,15 @@ def test_baseline_forgets_old_minima() -> None:
     for i in range(123, 800, 3):
         lateness.observe("a", T0 + i - 5, T0 + i + 0.1)
     assert lateness.worst(T0 + 800) == pytest.approx(0.0)
+
+
+def test_senders_remembered_are_bounded() -> None:
+    """Records from ever new keys cannot grow the table without end; the sender heard from
+    least recently is forgotten first."""
+    from beemesh.membership.lateness import MAX_SENDERS
+
+    lateness = Lateness()
+    for i in range(MAX_SENDERS + 10):
+        lateness.observe(f"s{i}", T0 + i * 60, T0 + i * 60 + 0.01)
+    assert len(lateness._minima) == MAX_SENDERS
+    assert "s0" not in lateness._minima and f"s{MAX_SENDERS + 9}" in lateness._minima

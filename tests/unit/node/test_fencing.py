@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from beemesh.membership.quorum import QuorumSample
+from beemesh.membership.quorum import QuorumSample, has_majority, is_outnumbered
 from beemesh.node.fencing import FENCE_GRACE_S, fences
 
 
 def sample(visible: int, known: int, outnumbered_for: float) -> QuorumSample:
-    return QuorumSample(visible, known, 0.0, outnumbered_for)
+    return QuorumSample(visible, known, has_majority(visible, known),
+                        is_outnumbered(visible, known), 0.0, outnumbered_for)
 
 
 def test_outnumbered_past_the_grace_fences_every_stateful_replica() -> None:

@@ -948,3 +948,20 @@ def test_a_lease_hint_far_in_the_future_is_not_believed() -> None:
     a.tasks["t"].phase = Phase.CHECKING
     acts = a.lease_result("t", "w", 2.0 + 10**9, 2.0, local)
     assert any(isinstance(x, Note) and "re-entering" in x.text for x in acts)
+
+
+def test_room_for_new_tasks_is_bounded() -> None:
+    """A flood of fresh task ids (new epochs of one signed manifest) cannot fill memory."""
+    local = fixed(machine())
+    a = Auctioneer("n", random.Random(1), Params(max_tasks=5, max_tasks_per_replica=2))
+    a.task("t1", REQ, 0.0, local)
+    a.task("t2", REQ, 0.0, local)
+    assert a.room_for("t1", REQ.workload_id, REQ.ordinal) is None  # known: a republish
+    reason = a.room_for("t3", REQ.workload_id, REQ.ordinal)
+    assert reason is not None and "2 tasks for replica" in reason
+    other = request(workload_id="other")
+    for i in range(3):
+        assert a.room_for(f"o{i}", "other", 0) is None
+        a.task(f"o{i}", other if i == 0 else request(workload_id=f"w{i}"), 0.0, local)
+    reason = a.room_for("o9", "w9", 0)
+    assert reason is not None and "following 5 tasks" in reason

@@ -52,6 +52,8 @@ def test_first_apply_is_kept_and_written(tmp_path: Path) -> None:
     assert stored.blob == blob
     assert store.workload(WID) == stored
     assert store.workloads() == [stored]
+    assert not workload_file(tmp_path, WID).exists()  # in memory first, written behind
+    store.files.flush()
     assert workload_file(tmp_path, WID).read_bytes() == blob
 
 
@@ -173,6 +175,7 @@ def test_delete_expires_after_ttl(tmp_path: Path) -> None:
     assert store.delete_of(WID) is not None
     assert store.expire(T0 + DELETE_TTL_S) == [WID]
     assert store.delete_of(WID) is None
+    store.files.flush()
     assert not delete_file(tmp_path, WID).exists()
     assert [d.workload_id for d in store.deletes()] == ["deployment/default/later"]
     assert store.expire(T0 + DELETE_TTL_S) == []
@@ -240,6 +243,7 @@ def test_load_apply_newer_than_stored_delete_lifts_it(tmp_path: Path) -> None:
     assert again.load(T0 + 10) == []
     assert again.workload(WID) is not None
     assert again.delete_of(WID) is None
+    again.files.flush()
     assert not delete_file(tmp_path, WID).exists()
 
 
@@ -428,3 +432,30 @@ def test_generation_is_the_signed_ts_ms(tmp_path: Path, ts_ms: int) -> None:
     assert env.ts_ms == ts_ms
     stored = store.add_workload(blob, env)
     assert stored is not None and stored.generation == env.ts_ms
+
+
+def test_a_full_disk_loses_nothing_and_is_retried(tmp_path: Path) -> None:
+    """The store acts in memory; writes the disk refuses wait and are written later."""
+    store = make_store(tmp_path)
+    (tmp_path / "workloads").write_text("a file where the directory should be")
+    blob = apply_blob(spec(), T0)
+    assert store.add_workload(blob, env_of(blob)) is not None
+    assert add_delete(store, "deployment/default/other", T0)  # flushes: the write fails
+    assert store.workload(WID) is not None  # memory is right whatever the disk says
+    assert store.files.error is not None and "workloads" in store.files.error
+    assert store.files.pending == 1  # the workload waits; the delete was written
+    assert delete_file(tmp_path, "deployment/default/other").exists()
+    (tmp_path / "workloads").unlink()  # space again
+    store.files.flush()
+    assert store.files.error is None and store.files.pending == 0
+    assert workload_file(tmp_path, WID).read_bytes() == blob
+
+
+def test_an_older_apply_than_the_one_held_is_superseded(tmp_path: Path) -> None:
+    """A replayed old manifest (say, with an older image) must never start again."""
+    store = make_store(tmp_path)
+    add_apply(store, spec(), T0)
+    assert store.is_superseded(WID, T0 - 30 * 86400)
+    assert not store.is_superseded(WID, T0)  # the same apply again
+    assert not store.is_superseded(WID, T0 + 1)  # a newer one
+    assert not store.is_superseded("deployment/default/unknown", T0)
