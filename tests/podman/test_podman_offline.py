@@ -11,6 +11,7 @@ from podman_testlib import container, deployment, web
 
 from beemesh.errors import UserError
 from beemesh.lab.podman_service import containers_conf
+from beemesh.manifest.security import CAPABILITIES, DEFAULT_CAPABILITIES
 from beemesh.runtime import (
     LABEL_CPU,
     LABEL_MEMORY,
@@ -23,7 +24,12 @@ from beemesh.runtime import (
     RuntimeUnavailable,
 )
 from beemesh.runtime.podman import PodmanRuntime, default_socket_url
-from beemesh.runtime.podman_pod import _parse_time, pod_manifest
+from beemesh.runtime.podman_pod import (
+    _parse_time,
+    kernel_capabilities,
+    pod_manifest,
+    security_context,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -123,3 +129,38 @@ def test_machine_config_contains_the_packaged_one(tmp_path: Path) -> None:
     assert settings, "packaging/containers.conf has no settings"
     for line in settings:
         assert line in generated, f"{line!r} missing from the generated containers.conf"
+
+
+def test_every_container_is_confined() -> None:
+    """No-new-privileges, never privileged, and every capability it does not keep dropped by
+    name; only capabilities.add is sent as added (Podman makes those ambient for non-root)."""
+    spec = deployment("c", container("a", "true"))
+    (ctx,) = (c["securityContext"] for c in pod_manifest(spec, 0, "t")["spec"]["containers"])
+    assert ctx["privileged"] is False and ctx["allowPrivilegeEscalation"] is False
+    assert ctx["readOnlyRootFilesystem"] is False
+    assert ctx["capabilities"]["add"] == []
+    dropped = set(ctx["capabilities"]["drop"])
+    assert dropped == set(CAPABILITIES) - set(DEFAULT_CAPABILITIES)
+    assert {"NET_RAW", "SYS_ADMIN", "MKNOD", "SETFCAP"} <= dropped
+    assert "runAsUser" not in ctx and "runAsGroup" not in ctx
+
+
+def test_a_security_context_reaches_kube_play() -> None:
+    c = container("a", "true")
+    c["securityContext"] = {"runAsUser": 1000, "runAsGroup": 1000, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}
+    ctx = security_context(deployment("c", c).containers[0].security, CAPABILITIES[:38])
+    assert (ctx["runAsUser"], ctx["runAsGroup"], ctx["readOnlyRootFilesystem"]) == (1000, 1000,
+                                                                                   True)
+    assert ctx["capabilities"] == {"add": ["NET_BIND_SERVICE"],
+                                   "drop": [n for n in CAPABILITIES[:38]
+                                            if n != "NET_BIND_SERVICE"]}
+
+
+def test_only_capabilities_the_kernel_knows_are_named(tmp_path: Path) -> None:
+    last = tmp_path / "cap_last_cap"
+    last.write_text("37\n")  # an older kernel: no PERFMON, BPF, CHECKPOINT_RESTORE
+    assert kernel_capabilities(last) == CAPABILITIES[:38]
+    last.write_text("garbage")
+    assert kernel_capabilities(last) == CAPABILITIES
+    assert kernel_capabilities(tmp_path / "missing") == CAPABILITIES

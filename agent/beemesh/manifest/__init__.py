@@ -16,11 +16,17 @@ Supported fields:
   ``metadata.labels``/``annotations``; v1 Pod: the pod spec directly under ``spec``.
 - ``metadata``: ``name`` (at most 53 characters), ``namespace`` (default "default"), ``labels``,
   ``annotations``.
-- Pod spec: ``containers``, ``nodeSelector``, ``restartPolicy`` (only Always for controllers).
+- Pod spec: ``containers``, ``nodeSelector``, ``restartPolicy`` (only Always for controllers),
+  ``securityContext`` (``runAsUser``, ``runAsGroup``, ``runAsNonRoot``, ``seccompProfile``
+  RuntimeDefault). ``hostNetwork``, ``hostPID``, ``hostIPC`` and hostPath volumes are refused.
 - Container: ``name``, ``image``, ``command``, ``args``, ``env[]`` (``name`` and a literal
   ``value``), ``ports[]`` (``containerPort``, ``hostPort``, ``protocol`` TCP or UDP, ``name``),
   ``resources.requests``/``limits`` for ``cpu`` and ``memory`` (requests default to limits),
-  and ``startupProbe``, ``readinessProbe``, ``livenessProbe``.
+  ``startupProbe``, ``readinessProbe``, ``livenessProbe``, and ``securityContext``
+  (the pod's fields plus ``readOnlyRootFilesystem``, ``capabilities.add``/``drop``;
+  ``privileged`` and ``allowPrivilegeEscalation`` only as false). Every container runs
+  confined whatever it asks (no-new-privileges, default seccomp, a reduced capability set):
+  ``beemesh.manifest.security`` says how and why.
 - Probe: exactly one handler, ``httpGet`` (``port``, ``path`` default "/", ``httpHeaders``,
   ``scheme`` HTTP only), ``tcpSocket`` (``port``) or ``exec`` (``command``); ``port`` is a
   number or the ``name`` of one of the same container's ports, resolved to its number here.
@@ -34,19 +40,22 @@ Modules: ``model`` (WorkloadSpec and its parts, ``to_dict``/``from_dict``), ``ku
 documents: Deployment, StatefulSet, Pod and their pod spec) with ``containers`` (a pod spec's
 containers and probes) and ``fields`` (used, warned and refused fields of one document),
 ``checks`` (rules and one-line errors shared by the walker and ``from_dict``) and
-``quantities`` (cpu and memory amounts). Import from ``beemesh.manifest`` itself.
+``quantities`` (cpu and memory amounts) and ``security`` (securityContext and the
+confinement every container gets). Import from ``beemesh.manifest`` itself.
 """
 
 from beemesh.manifest.checks import ManifestError
 from beemesh.manifest.kube import load_manifest_file, parse_manifests
 from beemesh.manifest.model import ContainerSpec, PortSpec, ProbeSpec, WorkloadSpec
 from beemesh.manifest.quantities import parse_quantity_cpu, parse_quantity_memory
+from beemesh.manifest.security import SecuritySpec
 
 __all__ = [
     "ContainerSpec",
     "ManifestError",
     "PortSpec",
     "ProbeSpec",
+    "SecuritySpec",
     "WorkloadSpec",
     "load_manifest_file",
     "parse_manifests",

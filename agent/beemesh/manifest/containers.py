@@ -1,4 +1,5 @@
-"""A pod spec's containers from Kubernetes YAML: image, command, env, ports, resources, probes.
+"""A pod spec's containers from Kubernetes YAML: image, command, env, ports, resources, probes
+and securityContext (walked in ``beemesh.manifest.security``).
 
 Part of the walker in ``beemesh.manifest.kube``; every error names the field's full path.
 """
@@ -24,16 +25,21 @@ from beemesh.manifest.checks import (
 from beemesh.manifest.fields import NOT_YET, UNSUPPORTED_FIX, Doc
 from beemesh.manifest.model import PROBE_FIELDS, PROBE_TIMING, ContainerSpec, PortSpec, ProbeSpec
 from beemesh.manifest.quantities import cpu_milli, memory_bytes, show_cpu, show_memory
+from beemesh.manifest.security import Inherited, parse_container_security
 
 _CONTAINER_WARN = {"imagePullPolicy": NOT_YET}
 _PROBE_HANDLERS = {"httpGet": "http", "tcpSocket": "tcp", "exec": "exec"}
 
 
-def parse_container(d: Doc, raw: Any, path: str) -> ContainerSpec:
-    """One container of a pod spec; requests default to limits, as Kubernetes does."""
+def parse_container(d: Doc, raw: Any, path: str, pod_security: Inherited) -> ContainerSpec:
+    """One container of a pod spec; requests default to limits, as Kubernetes does.
+
+    pod_security: the pod's securityContext fields, which the container's own override.
+    """
     c = d.mapping(raw, path, required=True)
     d.check_fields(c, path, ("name", "image", "command", "args", "env", "ports", "resources",
-                             *(key for key, _ in PROBE_FIELDS)), _CONTAINER_WARN)
+                             "securityContext", *(key for key, _ in PROBE_FIELDS)),
+                   _CONTAINER_WARN)
     name = dns_label(c.get("name"), f"{path}.name", "container name", MAX_LABEL, d.fail)
     image = c.get("image")
     image_fix = "set it to an image reference like docker.io/library/nginx:1.27"
@@ -90,6 +96,8 @@ def parse_container(d: Doc, raw: Any, path: str) -> ContainerSpec:
         cpu_request_milli=cpu_request, memory_request_bytes=mem_request,
         cpu_limit_milli=cpu_limit, memory_limit_bytes=mem_limit,
         startup=probes["startup"], readiness=probes["readiness"], liveness=probes["liveness"],
+        security=parse_container_security(d, c.get("securityContext"), f"{path}.securityContext",
+                                          pod_security),
     )
 
 

@@ -24,6 +24,12 @@ UNSUPPORTED_FIX = {
     "matchExpressions": "select with matchLabels instead",
     "grpc": "use httpGet, tcpSocket or exec instead",
     "host": "remove it (probes always connect to the pod's own IP)",
+    "hostNetwork": "remove it (there is no agent-side policy yet to allow the machine's network "
+                   "namespace)",
+    "hostPID": "remove it (there is no agent-side policy yet to allow the machine's PID "
+               "namespace)",
+    "hostIPC": "remove it (there is no agent-side policy yet to allow the machine's IPC "
+               "namespace)",
 }
 
 

@@ -29,6 +29,7 @@ from beemesh.manifest.checks import (
 from beemesh.manifest.containers import parse_container
 from beemesh.manifest.fields import NOT_YET, READ_ONLY, Doc
 from beemesh.manifest.model import ContainerSpec, WorkloadSpec
+from beemesh.manifest.security import parse_pod_security, refuse_host_paths
 
 _API_VERSIONS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Pod": "v1"}
 _SUPPORTED_TEXT = "apps/v1 Deployment, apps/v1 StatefulSet or v1 Pod"
@@ -211,8 +212,10 @@ def _check_selector(d: Doc, selector: Any, template_labels: dict[str, str]) -> N
 
 def _parse_pod_spec(d: Doc, pod: dict[Any, Any], base: str,
                     kind: str) -> tuple[tuple[ContainerSpec, ...], _Pairs, str]:
-    d.check_fields(pod, base, ("containers", "nodeSelector", "restartPolicy"),
+    refuse_host_paths(d, pod.get("volumes"), f"{base}.volumes")
+    d.check_fields(pod, base, ("containers", "nodeSelector", "restartPolicy", "securityContext"),
                    {"terminationGracePeriodSeconds": NOT_YET})
+    pod_security = parse_pod_security(d, pod.get("securityContext"), f"{base}.securityContext")
     node_selector = label_map(pod.get("nodeSelector"), f"{base}.nodeSelector", d.fail)
     restart = pod.get("restartPolicy")
     restart_policy = "Always" if restart is None else pod_restart_policy(
@@ -223,7 +226,8 @@ def _parse_pod_spec(d: Doc, pod: dict[Any, Any], base: str,
                  else f"must be a list, got {describe(raw)}")
         d.fail(f"{base}.containers", shown, "list at least one container with a name and image")
     containers = tuple(
-        parse_container(d, item, f"{base}.containers[{i}]") for i, item in enumerate(raw)
+        parse_container(d, item, f"{base}.containers[{i}]", pod_security)
+        for i, item in enumerate(raw)
     )
     check_pod(containers, f"{base}.", "hostPort", d.fail)
     return containers, node_selector, restart_policy

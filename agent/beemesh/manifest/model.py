@@ -1,9 +1,13 @@
 """The workload model the rest of beemesh uses, and its wire form.
 
-``WorkloadSpec`` (with ``ContainerSpec``, ``PortSpec`` and ``ProbeSpec``) holds what the
+``WorkloadSpec`` (with ``ContainerSpec``, ``PortSpec``, ``ProbeSpec`` and, from
+``beemesh.manifest.security``, ``SecuritySpec``) holds what the
 scheduler and the runtime need from a manifest, already checked and defaulted. It also travels
 inside signed tasks, so ``to_dict`` gives plain JSON/CBOR data and ``from_dict`` re-checks
 everything with the same rules as the Kubernetes walker instead of trusting the wire.
+
+Over 400 lines on purpose: each dataclass here and its wire form (``to_dict`` and the
+``_*_from_dict`` checks below) change together, field for field; apart, one would drift.
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ from beemesh.manifest.checks import (
     probe_int,
 )
 from beemesh.manifest.quantities import show_cpu, show_memory
+from beemesh.manifest.security import (
+    DEFAULT_SECURITY,
+    SecuritySpec,
+    capability_lists,
+    check_users,
+    id_number,
+)
 
 KINDS = ("Deployment", "StatefulSet", "Pod")
 _ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
@@ -86,7 +97,11 @@ class ProbeSpec:
 
 @dataclass(frozen=True)
 class ContainerSpec:
-    """One container; requests default to limits, as Kubernetes does, then to zero."""
+    """One container; requests default to limits, as Kubernetes does, then to zero.
+
+    security is the container's securityContext with the pod's folded in; its defaults are the
+    hardening every container gets (see ``beemesh.manifest.security``).
+    """
 
     name: str
     image: str
@@ -101,6 +116,7 @@ class ContainerSpec:
     startup: ProbeSpec | None = None
     readiness: ProbeSpec | None = None
     liveness: ProbeSpec | None = None
+    security: SecuritySpec = DEFAULT_SECURITY
 
 
 @dataclass(frozen=True)
@@ -193,6 +209,16 @@ def _container_to_dict(c: ContainerSpec) -> dict[str, Any]:
         "cpu_limit_milli": c.cpu_limit_milli,
         "memory_limit_bytes": c.memory_limit_bytes,
         **{which: _probe_to_dict(getattr(c, which)) for _, which in PROBE_FIELDS},
+        # Only when set: a workload without a securityContext keeps the wire form (and the
+        # digest) it had before securityContext existed.
+        **({} if c.security == DEFAULT_SECURITY else {"security": {
+            "run_as_user": c.security.run_as_user,
+            "run_as_group": c.security.run_as_group,
+            "run_as_non_root": c.security.run_as_non_root,
+            "read_only_root_filesystem": c.security.read_only_root_filesystem,
+            "cap_add": list(c.security.cap_add),
+            "cap_drop": list(c.security.cap_drop),
+        }}),
     }
 
 
@@ -212,13 +238,15 @@ def _probe_to_dict(p: ProbeSpec | None) -> dict[str, Any] | None:
 class _Fields:
     """Typed access to one wire mapping: exact key set, each value's type checked by path."""
 
-    def __init__(self, value: Any, path: str, keys: tuple[str, ...], fail: Fail) -> None:
+    def __init__(self, value: Any, path: str, keys: tuple[str, ...], fail: Fail,
+                 optional: tuple[str, ...] = ()) -> None:
+        """optional: keys of `keys` that may be absent."""
         self.path, self.fail = path, fail
         if not isinstance(value, dict):
             fail(path or None, f"expected a mapping, got {describe(value)}",
                  "send WorkloadSpec.to_dict() output")
         extra = sorted(str(k) for k in value if k not in keys)
-        missing = [k for k in keys if k not in value]
+        missing = [k for k in keys if k not in value and k not in optional]
         if extra:
             fail(join(path, extra[0]), "unexpected field", "send WorkloadSpec.to_dict() output")
         if missing:
@@ -246,6 +274,13 @@ class _Fields:
                       "send WorkloadSpec.to_dict() output")
         return value
 
+    def boolean(self, key: str) -> bool:
+        value = self.value[key]
+        if not isinstance(value, bool):
+            self.fail(self.at(key), f"expected true or false, got {describe(value)}",
+                      "send WorkloadSpec.to_dict() output")
+        return value
+
     def items(self, key: str) -> list[Any]:
         value = self.value[key]
         if not isinstance(value, list):
@@ -266,7 +301,9 @@ _SPEC_KEYS = ("kind", "name", "namespace", "replicas", "labels", "node_selector"
               "restart_policy", "warnings")
 _CONTAINER_KEYS = ("name", "image", "command", "args", "env", "ports", "cpu_request_milli",
                    "memory_request_bytes", "cpu_limit_milli", "memory_limit_bytes",
-                   *(which for _, which in PROBE_FIELDS))
+                   *(which for _, which in PROBE_FIELDS), "security")
+_SECURITY_KEYS = ("run_as_user", "run_as_group", "run_as_non_root", "read_only_root_filesystem",
+                  "cap_add", "cap_drop")
 _PORT_KEYS = ("container_port", "host_port", "protocol", "name")
 _PROBE_KEYS = ("action", "port", "path", "headers", "command",
                *(attr for _, attr, _, _ in PROBE_TIMING))
@@ -310,7 +347,7 @@ def _spec_from_dict(d: Any) -> WorkloadSpec:
 
 
 def _container_from_dict(raw: Any, path: str, fail: Fail) -> ContainerSpec:
-    f = _Fields(raw, path, _CONTAINER_KEYS, fail)
+    f = _Fields(raw, path, _CONTAINER_KEYS, fail, optional=("security",))
     name = dns_label(f.text("name"), f.at("name"), "container name", MAX_LABEL, fail)
     image = f.text("image")
     if not image or any(ch.isspace() for ch in image):
@@ -344,12 +381,30 @@ def _container_from_dict(raw: Any, path: str, fail: Fail) -> ContainerSpec:
         cpu_limit_milli=f.integer("cpu_limit_milli", optional=True),
         memory_limit_bytes=f.integer("memory_limit_bytes", optional=True),
         startup=probes["startup"], readiness=probes["readiness"], liveness=probes["liveness"],
+        security=(_security_from_dict(f.value["security"], f.at("security"), fail)
+                  if "security" in f.value else DEFAULT_SECURITY),
     )
     check_limit(spec.cpu_request_milli, spec.cpu_limit_milli, f.at("cpu_limit_milli"), "cpu",
                 show_cpu, fail)
     check_limit(spec.memory_request_bytes, spec.memory_limit_bytes, f.at("memory_limit_bytes"),
                 "memory", show_memory, fail)
     return spec
+
+
+def _security_from_dict(raw: Any, path: str, fail: Fail) -> SecuritySpec:
+    """Re-checked like a manifest's securityContext: an added SYS_ADMIN is refused here too."""
+    f = _Fields(raw, path, _SECURITY_KEYS, fail)
+    user, group = (None if f.value[key] is None else id_number(f.value[key], f.at(key), fail)
+                   for key in ("run_as_user", "run_as_group"))
+    non_root = f.boolean("run_as_non_root")
+    check_users(user, group, non_root, {"user": f.at("run_as_user"),
+                                        "group": f.at("run_as_group"),
+                                        "non_root": f.at("run_as_non_root")}, fail)
+    cap_add, cap_drop = capability_lists(f.value["cap_add"], f.value["cap_drop"],
+                                         f.at("cap_add"), f.at("cap_drop"), fail)
+    return SecuritySpec(run_as_user=user, run_as_group=group, run_as_non_root=non_root,
+                        read_only_root_filesystem=f.boolean("read_only_root_filesystem"),
+                        cap_add=cap_add, cap_drop=cap_drop)
 
 
 def _probe_from_dict(raw: Any, path: str, which: str, fail: Fail) -> ProbeSpec | None:

@@ -72,7 +72,13 @@ from beemesh.runtime import (
     RuntimeFailure,
     RuntimeUnavailable,
 )
-from beemesh.runtime.podman_pod import pod_info, pod_manifest, pod_state, short_name
+from beemesh.runtime.podman_pod import (
+    kernel_capabilities,
+    pod_info,
+    pod_manifest,
+    pod_state,
+    short_name,
+)
 from beemesh.runtime.podman_streams import lines, merged, read_output, response_socket, sequential
 
 if TYPE_CHECKING:
@@ -127,6 +133,7 @@ class PodmanRuntime:
         self.timeout_s = timeout_s
         self.pull_missing = pull_missing
         self.replace_grace_s = replace_grace_s
+        self.capabilities = kernel_capabilities()
         self._client = podman.PodmanClient(
             base_url=socket_url, version=API_VERSION, timeout=timeout_s
         )
@@ -260,7 +267,7 @@ class PodmanRuntime:
         for c in spec.containers:
             self._ensure_image(c.image, action)
 
-        doc = pod_manifest(spec, ordinal, task_id, discovery_dir)
+        doc = pod_manifest(spec, ordinal, task_id, discovery_dir, self.capabilities)
         try:
             report = self._request(
                 "post", "/play/kube", action,

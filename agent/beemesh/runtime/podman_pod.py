@@ -8,6 +8,14 @@ re-adopts its pods.
 What a container is told: the ENV_* variables of ``beemesh.runtime`` (replacing a workload's
 own variable of the same name) and, with a discovery directory, a read-only hostPath mount of
 it at DISCOVERY_MOUNT_PATH.
+
+How it is confined (``security_context``): no-new-privileges and never privileged, always;
+Podman's default seccomp profile (no annotation asks for another); and capabilities as
+``beemesh.manifest.security`` resolves them. Every capability the kernel knows and the container
+does not keep is dropped by name, so a machine's containers.conf that grants more by default
+grants nothing here; only ``capabilities.add`` is sent as added, because Podman makes added
+capabilities ambient (effective) for a container that does not run as root, which is what
+Kubernetes does for none else.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from beemesh.manifest.security import CAPABILITIES
 from beemesh.runtime import (
     DISCOVERY_MOUNT_PATH,
     ENV_DISCOVERY_DIR,
@@ -32,9 +41,10 @@ from beemesh.runtime import (
 )
 
 if TYPE_CHECKING:
-    from beemesh.manifest import ContainerSpec, WorkloadSpec
+    from beemesh.manifest import ContainerSpec, SecuritySpec, WorkloadSpec
 
-__all__ = ["pod_info", "pod_manifest", "pod_state", "short_name"]
+__all__ = ["kernel_capabilities", "pod_info", "pod_manifest", "pod_state", "security_context",
+           "short_name"]
 
 DISCOVERY_VOLUME = "beemesh-discovery"
 
@@ -51,12 +61,14 @@ _STATES = {
 
 
 def pod_manifest(spec: WorkloadSpec, ordinal: int, task_id: str,
-                 discovery_dir: Path | None = None) -> dict[str, Any]:
+                 discovery_dir: Path | None = None,
+                 known_capabilities: tuple[str, ...] = CAPABILITIES) -> dict[str, Any]:
     """The single-replica Pod that ``kube play`` runs (JSON is YAML, so it is sent as JSON).
 
     beemesh labels win over the workload's own labels of the same key, and the ENV_*
     variables over its env vars of the same name. discovery_dir (absolute) is mounted
-    read-only at DISCOVERY_MOUNT_PATH in every container.
+    read-only at DISCOVERY_MOUNT_PATH in every container. known_capabilities: the ones this
+    machine's kernel has (Podman refuses to drop one it does not know).
     """
     cpu_milli, memory_bytes = spec.requests()
     name = spec.pod_name(ordinal)
@@ -77,7 +89,8 @@ def pod_manifest(spec: WorkloadSpec, ordinal: int, task_id: str,
                        "readOnly": True})
         pod_spec["volumes"] = [{"name": DISCOVERY_VOLUME,
                                 "hostPath": {"path": str(discovery_dir), "type": "Directory"}}]
-    pod_spec["containers"] = [_container_manifest(c, env, mounts) for c in spec.containers]
+    pod_spec["containers"] = [_container_manifest(c, env, mounts, known_capabilities)
+                              for c in spec.containers]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -86,9 +99,38 @@ def pod_manifest(spec: WorkloadSpec, ordinal: int, task_id: str,
     }
 
 
-def _container_manifest(c: ContainerSpec, env: dict[str, str],
-                        mounts: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": c.name, "image": c.image, "imagePullPolicy": "Never"}
+def kernel_capabilities(last_cap: Path = Path("/proc/sys/kernel/cap_last_cap")
+                        ) -> tuple[str, ...]:
+    """The capability names this machine's kernel knows (a Pi's older kernel may lack the
+    newest ones); all of CAPABILITIES if the kernel does not say."""
+    try:
+        last = int(last_cap.read_text().strip())
+    except (OSError, ValueError):
+        return CAPABILITIES
+    return CAPABILITIES[:max(0, last) + 1]
+
+
+def security_context(s: SecuritySpec, known: tuple[str, ...]) -> dict[str, Any]:
+    """The securityContext kube play gets for a container: see the module doc."""
+    kept = s.capabilities
+    ctx: dict[str, Any] = {
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": s.read_only_root_filesystem,
+        "capabilities": {"add": list(s.cap_add),
+                         "drop": [name for name in known if name not in kept]},
+    }
+    if s.run_as_user is not None:
+        ctx["runAsUser"] = s.run_as_user
+    if s.run_as_group is not None:
+        ctx["runAsGroup"] = s.run_as_group
+    return ctx
+
+
+def _container_manifest(c: ContainerSpec, env: dict[str, str], mounts: list[dict[str, Any]],
+                        known_capabilities: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": c.name, "image": c.image, "imagePullPolicy": "Never",
+                           "securityContext": security_context(c.security, known_capabilities)}
     if c.command:
         out["command"] = list(c.command)
     if c.args:

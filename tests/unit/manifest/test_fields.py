@@ -89,9 +89,9 @@ def test_check_fields_accepts_unsupported_fields_left_empty(value: Any) -> None:
 @pytest.mark.parametrize("value", [True, 0, 0.0, "false", [None], {"a": None}, " "])
 def test_check_fields_refuses_unsupported_values_that_look_empty(value: Any) -> None:
     """Only the empty or "off" values are ignored: 0 and the string "false" are settings."""
-    assert refusal(doc(), "check_fields", {"hostNetwork": value}, "spec.template.spec",
+    assert refusal(doc(), "check_fields", {"schedulerName": value}, "spec.template.spec",
                    ["containers"]) == (
-        f"{AT}: spec.template.spec.hostNetwork: not supported by beemesh; remove it")
+        f"{AT}: spec.template.spec.schedulerName: not supported by beemesh; remove it")
 
 
 @pytest.mark.parametrize(("key", "fix"), sorted(UNSUPPORTED_FIX.items()))
