@@ -44,6 +44,12 @@ def peer_id(public_key: bytes) -> str:
     return b58encode(bytes([0x00, len(encoded)]) + encoded)
 
 
+def is_peer_id(text: str) -> bool:
+    """Whether `text` looks like the Peer ID of an Ed25519 key (the only kind Beemesh uses)."""
+    return (len(text) == 52 and text.startswith("12D3KooW")
+            and all(c in _B58 for c in text))
+
+
 def fingerprint(public_key: bytes) -> str:
     """Short, stable label for logs and tables."""
     return hashlib.sha256(public_key).hexdigest()[:12]
