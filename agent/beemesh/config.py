@@ -44,6 +44,7 @@ class AgentConfig:
     workplane_listen: list[str] = field(default_factory=lambda: [DEFAULT_WORKPLANE_LISTEN])
     workplane_user: str = ""  # user name or uid to run it as when the agent runs as root
     workplane_key: Path | None = None  # default: <fleet>/workplane.key
+    cert: Path | None = None  # this machine's certificate; default: <state_dir>/machine.cert
     # Healing: a restarted agent asks for nothing until peers have had time to tell it about
     # Deletes and running replicas; StatefulSet heals need a majority and wait out fencing.
     heal_settle_s: float = 20.0
@@ -56,6 +57,10 @@ class AgentConfig:
     @property
     def fleet_dir(self) -> Path:
         return self.fleet or self.state_dir / "fleet"
+
+    @property
+    def cert_path(self) -> Path:
+        return self.cert or self.state_dir / "machine.cert"
 
     @property
     def api_socket(self) -> Path:
@@ -83,7 +88,7 @@ class AgentConfig:
                             "healing)")
 
 
-_PATHS = {"state_dir", "fleet", "api", "workplane_key"}
+_PATHS = {"state_dir", "fleet", "api", "workplane_key", "cert"}
 
 
 def parse_labels(text: str) -> dict[str, str]:

@@ -5,15 +5,20 @@ Layout of a fleet directory (see docs/formats.md):
   workplane.key      the work plane's own private-network key (same format), 0600
   operator.key       operator signing key (`ed25519:<hex seed>`), 0600; only on operator hosts
   operators.trust    trusted operator public keys, one `ed25519:<hex> [name]` per line
-Machine agents need `swarm.key` and `operators.trust`, work planes need `workplane.key`;
+  fleet.toml         the fleet's policy: `admission = "required"` (new fleets) or "off"
+Machine agents need `swarm.key`, `operators.trust` and `fleet.toml`, work planes need
+`workplane.key`;
 `operator.key` stays with the operator. The two network keys keep the planes' transports apart:
 a machine-plane peer cannot even complete a handshake with a work-plane host, and vice versa.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import secrets
-from dataclasses import dataclass
+import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from beemesh.errors import UserError
@@ -30,6 +35,16 @@ SWARM_KEY = "swarm.key"
 WORKPLANE_KEY = "workplane.key"
 OPERATOR_KEY = "operator.key"
 TRUST_LIST = "operators.trust"
+POLICY = "fleet.toml"
+ADMISSION_CHOICES = ("required", "off")
+POLICY_TEXT = """\
+# Beemesh fleet policy (read by every agent at start)
+# admission: "required" = a machine needs an operator-signed certificate (machine.cert) to
+# take part; "off" = any holder of swarm.key is a machine (fleets made before admission).
+admission = "{admission}"
+"""
+
+log = logging.getLogger(__name__)
 _SWARM_HEADER = ("/key/swarm/psk/1.0.0/", "/base16/")
 
 
@@ -82,13 +97,70 @@ def parse_trust_list(text: str, path: Path) -> dict[bytes, str]:
     return trusted
 
 
+class TrustList:
+    """The operator trust list, read again when the file changes (rotation without restarts).
+
+    A file that becomes unreadable or malformed keeps the list in force and is logged once
+    per change; an emptied list is honoured (no operator then passes)."""
+
+    def __init__(self, path: Path, keys: dict[bytes, str]) -> None:
+        self.path = path
+        self._keys = keys
+        self._stamp = self._stat()
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def __call__(self) -> dict[bytes, str]:
+        stamp = self._stat()
+        if stamp is not None and stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self._keys = parse_trust_list(self.path.read_text(), self.path)
+                log.info("operator trust list %s reloaded: %d key(s)", self.path,
+                         len(self._keys))
+            except (OSError, UnicodeDecodeError, UserError) as e:
+                log.warning("operator trust list %s changed but cannot be used (%s); keeping "
+                            "the %d key(s) in force", self.path, e, len(self._keys))
+        return self._keys
+
+
+def load_policy(directory: Path) -> bool:
+    """Whether the fleet requires admission: fleet.toml's `admission` ("off" if no file)."""
+    path = directory / POLICY
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        return False
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise UserError(f"fleet policy {path} is unreadable ({e}); write it again with "
+                        f"`beemesh fleet require-admission --fleet {directory}` (or copy it "
+                        "from the fleet material)") from None
+    choice = data.get("admission", "off")
+    if set(data) - {"admission"} or choice not in ADMISSION_CHOICES:
+        raise UserError(f"fleet policy {path} must hold only admission = \"required\" or "
+                        f"\"off\"; fix it or copy it from the fleet material")
+    return bool(choice == "required")
+
+
+def write_policy(directory: Path, admission: str) -> Path:
+    path = directory / POLICY
+    path.write_text(POLICY_TEXT.format(admission=admission))
+    return path
+
+
 @dataclass(frozen=True)
 class Fleet:
     """What an agent needs from the fleet material."""
 
     directory: Path
     psk_hex: str
-    trusted_operators: dict[bytes, str]
+    trusted_operators: TrustList
+    admission_required: bool = field(default=False)
 
     @classmethod
     def load(cls, directory: Path) -> Fleet:
@@ -107,7 +179,8 @@ class Fleet:
                 f"cannot read operator trust list {trust_path} ({type(e).__name__}); "
                 f"it must be a readable text file: {fix}"
             ) from None
-        return cls(directory, psk, parse_trust_list(trust_text, trust_path))
+        trust = TrustList(trust_path, parse_trust_list(trust_text, trust_path))
+        return cls(directory, psk, trust, load_policy(directory))
 
     def operator_key(self) -> KeyPair:
         """The operator signing key, for operator commands (apply, delete, bundle)."""
@@ -135,7 +208,7 @@ def init_workplane_key(out: Path) -> Path:
 
 def init_fleet(out: Path, operator_name: str = "operator") -> tuple[Path, KeyPair]:
     """Create new fleet material in `out`; refuses to overwrite existing files."""
-    for name in (SWARM_KEY, WORKPLANE_KEY, OPERATOR_KEY, TRUST_LIST):
+    for name in (SWARM_KEY, WORKPLANE_KEY, OPERATOR_KEY, TRUST_LIST, POLICY):
         if (out / name).exists():
             raise UserError(
                 f"{out / name} already exists; refusing to overwrite fleet material "
@@ -150,4 +223,5 @@ def init_fleet(out: Path, operator_name: str = "operator") -> tuple[Path, KeyPai
         "# Beemesh operator trust list: operator keys allowed to submit and delete workloads\n"
         + format_trust_entry(operator.public_key, operator_name)
     )
+    write_policy(out, "required")
     return out, operator

@@ -46,6 +46,9 @@ REJECT_REASONS = (
     "replayed",
     "wrong_plane",
     "limit",  # a bound on what one peer or one replica may make this machine keep was reached
+    "unadmitted",  # a machine key with no valid operator-signed certificate (admission)
+    "revoked",  # a machine the operator revoked
+    "labels",  # a machine record claims labels its certificate does not grant
     "unhandled",  # checking or handling it raised something unexpected: a bug, logged once
 )
 

@@ -112,6 +112,10 @@ def test_arm_agent_joins_x86_mesh(
     arm_init = run([*arm_cli, "init", "--state-dir", arm_state], env=arm_env_, timeout=ARM_TIMEOUT)
     assert arm_init.returncode == 0, arm_init.stderr
     arm_id = peer_id(arm_init.stdout)
+    for state, pid in ((x86_state, x86_id), (arm_state, arm_id)):  # the operator admits both
+        admitted = run([*x86_cli, "fleet", "admit", "--fleet", fleet, pid, "--out",
+                        state / "machine.cert"], env=x86_env)
+        assert admitted.returncode == 0, admitted.stderr
 
     x86_port, arm_port = free_port(), free_port()
     x86_api, arm_api = tmp_path / "x86.sock", tmp_path / "arm.sock"

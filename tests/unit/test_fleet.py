@@ -78,8 +78,8 @@ def test_load_matches_init(tmp_path: Path) -> None:
     assert fleet.directory == out
     assert fleet.psk_hex == (out / SWARM_KEY).read_text().split("\n")[2]
     assert len(fleet.psk_hex) == 64
-    assert operator.public_key in fleet.trusted_operators
-    assert fleet.trusted_operators[operator.public_key] == "operator"
+    assert operator.public_key in fleet.trusted_operators()
+    assert fleet.trusted_operators()[operator.public_key] == "operator"
     assert fleet.operator_key() == operator
 
 
@@ -193,7 +193,7 @@ def test_trust_list_not_utf8(fleet_dir: Path) -> None:
 
 def test_trust_list_need_not_be_private(fleet_dir: Path) -> None:
     (fleet_dir / TRUST_LIST).chmod(0o644)
-    assert len(Fleet.load(fleet_dir).trusted_operators) == 1
+    assert len(Fleet.load(fleet_dir).trusted_operators()) == 1
 
 
 @pytest.mark.parametrize(

@@ -79,6 +79,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
             "workplane": False if args.no_workplane else None,
             "workplane_listen": args.workplane_listen,
             "workplane_user": args.workplane_user,
+            "cert": args.cert,
         },
     )
     key = load_key(cfg.machine_key_path, "machine key",

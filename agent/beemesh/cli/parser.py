@@ -6,6 +6,12 @@ import argparse
 from pathlib import Path
 
 from beemesh import __version__
+from beemesh.cli.admission_cmds import (
+    cmd_fleet_admit,
+    cmd_fleet_enroll_site,
+    cmd_fleet_require_admission,
+    cmd_revoke,
+)
 from beemesh.cli.bundle_cmds import cmd_bundle_create, cmd_bundle_install, cmd_bundle_verify
 from beemesh.cli.machine_cmds import (
     cmd_agent,
@@ -60,6 +66,26 @@ def build_parser() -> argparse.ArgumentParser:
                          "material made before the work plane existed")
     sp.add_argument("--out", type=Path, required=True)
     sp.set_defaults(func=cmd_fleet_workplane_key)
+    sp = fsub.add_parser("admit", help="write an operator-signed certificate that admits one "
+                         "machine")
+    sp.add_argument("peer_id", metavar="PEER_ID", help="the machine's Peer ID (`beemesh id`)")
+    sp.add_argument("--fleet", type=Path, help="fleet material with operator.key")
+    sp.add_argument("--enrollment", type=Path, help="instead of --fleet: a site's enrollment "
+                    "dir (`fleet enroll-site`); admits machines of that site only")
+    sp.add_argument("--labels", help="k=v,k2=v2: the labels the machine may claim")
+    sp.add_argument("--expires", type=float, default=365.0, help="days (default 365)")
+    sp.add_argument("--out", type=Path, required=True, help="the certificate file to write")
+    sp.set_defaults(func=cmd_fleet_admit)
+    sp = fsub.add_parser("enroll-site", help="an enrollment key with which a site admits its "
+                         "own machines, offline")
+    sp.add_argument("--fleet", type=Path, required=True, help="fleet material with operator.key")
+    sp.add_argument("--site", required=True, help="the site label its machines get")
+    sp.add_argument("--expires", type=float, default=90.0, help="days (default 90)")
+    sp.add_argument("--out", type=Path, required=True, help="directory to write it to")
+    sp.set_defaults(func=cmd_fleet_enroll_site)
+    sp = fsub.add_parser("require-admission", help="make an older fleet require admission")
+    sp.add_argument("--fleet", type=Path, required=True)
+    sp.set_defaults(func=cmd_fleet_require_admission)
 
     sp = sub.add_parser("agent", help="run the machine agent (long-lived)")
     sp.add_argument("--state-dir", type=Path)
@@ -69,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--bootstrap", action="append", help="peer multiaddr (repeatable)")
     sp.add_argument("--api", type=Path, help="API socket (default: STATE_DIR/api.sock)")
     sp.add_argument("--labels", help="k=v,k2=v2")
+    sp.add_argument("--cert", type=Path, help="machine certificate (default: "
+                    "STATE_DIR/machine.cert)")
     sp.add_argument("--podman-socket", help="Podman REST socket, e.g. unix:///run/podman/"
                     "podman.sock (default: the rootful or rootless socket this machine has)")
     sp.add_argument("--workplane-listen", action="append", help="multiaddr of the work plane "
@@ -123,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--api", help="agent API socket (default: $BEEMESH_API)")
     sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")
     sp.set_defaults(func=cmd_drain)
+    sp = sub.add_parser("revoke", help="revoke a machine: every agent drops it for good")
+    sp.add_argument("peer_id", metavar="PEER_ID", help="the machine's full Peer ID")
+    sp.add_argument("--reason", help="recorded with the revocation (e.g. stolen)")
+    sp.add_argument("--api", help="agent API socket (default: $BEEMESH_API)")
+    sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")
+    sp.set_defaults(func=cmd_revoke)
     sp = sub.add_parser("workplane", help="the work plane (started by the agent, not by hand)")
     sp.add_argument("--dir", type=Path, required=True, help="its state dir (workload keys)")
     sp.add_argument("--pods", type=Path, required=True, help="the pods' discovery directories")

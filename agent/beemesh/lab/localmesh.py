@@ -58,6 +58,27 @@ def beemesh(*args: str, check: bool = True, timeout: float = 60) -> subprocess.C
     return proc
 
 
+def labels_in(args: list[str]) -> dict[str, str]:
+    """The labels an agent's arguments give it (the last --labels wins, as argparse does)."""
+    from beemesh.config import parse_labels
+
+    values = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--labels"]
+    return parse_labels(values[-1]) if values else {}
+
+
+def admit_machine(fleet: Path, peer: str, labels: dict[str, str], out: Path,
+                  days: float = 30) -> None:
+    """What `beemesh fleet admit` writes, without a process per machine."""
+    from beemesh.files import write_atomic
+    from beemesh.fleet import Fleet
+    from beemesh.membership.certs import DAY_S, issue_machine_cert
+
+    now = time.time()
+    data = issue_machine_cert(Fleet.load(fleet).operator_key(), peer, labels,
+                              now + days * DAY_S, now)
+    write_atomic(out, data, 0o644)
+
+
 def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.3) -> T:
     """Poll until `predicate()` is truthy; TimeoutError naming `what` and the last value."""
     deadline = time.monotonic() + timeout
@@ -164,11 +185,15 @@ class LocalMesh:
     def start(self, name: str, *, bootstrap: list[str] | None = None, fleet: Path | None = None,
               extra: list[str] | None = None, env: dict[str, str] | None = None,
               podman: bool = False, workplane: bool | None = None,
-              wait: bool = True) -> AgentProc:
+              wait: bool = True, admit: bool = True) -> AgentProc:
         """Start (or restart) machine `name`. Its work plane runs when `workplane` (default:
-        with Podman; machine-plane tests without Podman go without one)."""
+        with Podman; machine-plane tests without Podman go without one). `admit`: the fleet's
+        operator admits it first (with the --labels in `extra`), as `fleet admit` would."""
         state = self.root / name
         peer = beemesh("init", "--state-dir", str(state)).stdout.strip()
+        if admit:
+            admit_machine(fleet or self.fleet, peer, labels_in(extra or []),
+                          state / "machine.cert")
         previous = self.agents.get(name)
         api = self.root / f"{name}.sock"
         log = self.root / f"{name}.log"
@@ -200,6 +225,9 @@ class LocalMesh:
             if not agent.alive():
                 raise RuntimeError(f"agent {name} exited:\n{agent.log_text()}")
         return agent
+
+    def revoke(self, api: Path, peer: str, reason: str = "test") -> subprocess.CompletedProcess:
+        return self.operator(api, "revoke", peer, "--reason", reason)
 
     def operator(self, api: Path, *args: str, fleet: Path | None = None,
                  timeout: float = 120) -> subprocess.CompletedProcess:

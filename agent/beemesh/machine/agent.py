@@ -35,6 +35,8 @@ from beemesh.machine.routes import AgentApi
 from beemesh.machine.workplane_dirs import WorkPlaneDirs, resolve_user
 from beemesh.machine.workplane_link import CertifiedKeys, WorkPlaneLink
 from beemesh.membership import members_file
+from beemesh.membership.admission import REVOKE, Admission
+from beemesh.membership.admission_service import AdmissionService, load_own_cert
 from beemesh.membership.dht import MACHINE_DHT_PREFIX, MACHINE_NS, MachineRecordValidator
 from beemesh.membership.lateness import Lateness
 from beemesh.membership.quorum import Quorum
@@ -84,14 +86,18 @@ class Agent:
         self.persister = Persister(self.files, self.events, self.machine)
         self.drops = Drops(self.metrics)
         self.certified = CertifiedKeys()
-        guard = PlaneGuard(self.view, self.certified)
+        self.admission = Admission(fleet.trusted_operators, fleet.admission_required)
+        self.cert = load_own_cert(cfg.cert_path, self.machine, cfg.labels,
+                                  fleet.admission_required, self.admission, time.time())
+        guard = PlaneGuard(self.view, self.certified, self.admission)
         records = MachineRecordValidator(self.verifier_for(TOPIC_KINDS[TOPIC_EVENTS]),
-                                         guard.refuse_workload_signer)
+                                         guard.refuse)
         self.mesh = MeshHost(HostSettings(
             key=key, psk_hex=fleet.psk_hex, listen=cfg.listen, dht_prefix=MACHINE_DHT_PREFIX,
             dht_validators={MACHINE_NS: records, LEASE_NS: LeaseValidator(
-                self.verifier_for({LEASE.name: LEASE}), guard.refuse_workload_signer)},
-            heartbeat_s=cfg.gossip_heartbeat_s))
+                self.verifier_for({LEASE.name: LEASE}), guard.refuse)},
+            heartbeat_s=cfg.gossip_heartbeat_s, allow_peer=guard.allows_connection,
+            admitted=guard.admitted))
         self.membership = Membership(key=key, cfg=cfg, mesh=self.mesh, view=self.view,
                                      metrics=self.metrics, authenticate=records.authenticate,
                                      on_drop=self.drops.count, files=self.files)
@@ -127,6 +133,11 @@ class Agent:
         self.deleter = Deleter(key=key, store=self.store, node=self.node, tasks=self.driver,
                                view=self.view, mesh=self.mesh, events=self.events,
                                authenticate_delete=deletes.authenticate)
+        self.admitting = AdmissionService(
+            admission=self.admission, cert=self.cert, mesh=self.mesh, view=self.view,
+            state_dir=cfg.state_dir, files=self.files, events=self.events, metrics=self.metrics,
+            revokes=self.verifier_for({REVOKE.name: REVOKE}), on_drop=self.drops.count)
+        self.admitting.load()
         self.exchange = ManifestExchange(machine=self.machine, view=self.view, store=self.store,
                                          authenticate=workloads.authenticate, mesh=self.mesh,
                                          events=self.events)
@@ -134,24 +145,25 @@ class Agent:
             machine=self.machine, verifier_for=self.verifier_for,
             authenticate_workload=workloads.authenticate, guard=guard, drops=self.drops,
             lateness=self.lateness, membership=self.membership, driver=self.driver,
-            deleter=self.deleter, cordon=self.cordon, metrics=self.metrics)
+            deleter=self.deleter, cordon=self.cordon, admitting=self.admitting,
+            metrics=self.metrics)
         self.requests = OperatorRequests(
             driver=self.driver, store=self.store, pods=self.pods, mesh=self.mesh,
             workloads=workloads,
-            requests=self.verifier_for({k.name: k for k in (DELETE, CORDON, DRAIN)}))
+            requests=self.verifier_for({k.name: k for k in (DELETE, CORDON, DRAIN, REVOKE)}))
         self.logs = Logs(node=self.node, mesh=self.mesh,
                          verifier=self.verifier_for({LOGS_REQUEST.name: LOGS_REQUEST}),
                          machines_running=self.pods.machines_running)
         self.api = ApiServer(cfg.api_socket)
         AgentApi(self.api, machine=self.machine, mesh=self.mesh, view=self.view,
                  membership=self.membership, lateness=self.lateness, node=self.node,
-                 persister=self.persister,
+                 persister=self.persister, admission=self.admission,
                  driver=self.driver, requests=self.requests, pods=self.pods, link=self.link,
                  logs=self.logs, events=self.events, metrics=self.metrics)
 
     def verifier_for(self, kinds: dict[str, wire.Kind]) -> wire.Verifier:
         """Verifiers share one replay cache and the fleet's operator trust list."""
-        return wire.Verifier(kinds, lambda: self.fleet.trusted_operators, replay=self._replay)
+        return wire.Verifier(kinds, self.fleet.trusted_operators, replay=self._replay)
 
     def _addrs(self) -> list[str]:
         return dialable(self.mesh.addrs())
@@ -166,7 +178,7 @@ class Agent:
                                     cap.cgroup),
             ttl_s=self.cfg.record_ttl_s, pods=self.pods.here(), cordoned=self.cordon.cordoned,
             draining=self.cordon.draining,
-            workplane=self.link.host if self.link is not None else None)
+            workplane=self.link.host if self.link is not None else None, cert=self.cert)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -185,6 +197,7 @@ class Agent:
             nursery.start_soon(self.kubelet.run)
             nursery.start_soon(self.evictions.run)
             nursery.start_soon(self.exchange.run)
+            nursery.start_soon(self.admitting.run)
             if self.link is not None:
                 await nursery.start(self.link.run)
             log.info("agent %s listening on %s", self.machine, ", ".join(self.mesh.addrs()))

@@ -22,6 +22,8 @@ from beemesh import wire
 from beemesh.identity import peer_id, public_key_from_peer_id_bytes
 from beemesh.machine.deleting import Deleter
 from beemesh.machine.workplane_link import CertifiedKeys
+from beemesh.membership.admission import REVOKE, Admission
+from beemesh.membership.admission_service import AdmissionService
 from beemesh.membership.lateness import Lateness
 from beemesh.membership.records import MACHINE_RECORD, MACHINE_WITHDRAW, RecordError
 from beemesh.membership.service import Membership
@@ -39,7 +41,7 @@ log = logging.getLogger("beemesh.inbound")
 
 # Which kinds each topic carries; anything else on a topic is dropped as unknown_kind.
 TOPIC_KINDS: dict[str, dict[str, wire.Kind]] = {
-    TOPIC_TASKS: {k.name: k for k in (TASK, DELETE, CORDON, DRAIN, RELAYED_DELETE)},
+    TOPIC_TASKS: {k.name: k for k in (TASK, DELETE, CORDON, DRAIN, RELAYED_DELETE, REVOKE)},
     TOPIC_PROPOSALS: {BID.name: BID},
     TOPIC_EVENTS: {k.name: k for k in (MACHINE_RECORD, MACHINE_WITHDRAW, DEPLOYED, FAILED,
                                        LEASE)},
@@ -78,13 +80,28 @@ class Drops:
 
 
 class PlaneGuard:
-    """Workload keys never speak on the machine plane: topics, DHT records, lease hints. The
-    keys it knows are the ones this machine certified and those other machines' records list."""
+    """Who may speak on the machine plane (topics, DHT records, lease hints, connections,
+    streams): operators and admitted machines (`membership.admission`), and never a workload
+    key. The workload keys it knows are the ones this machine certified and those other
+    machines' records list."""
 
-    def __init__(self, view: MachineView, certified: CertifiedKeys) -> None:
+    def __init__(self, view: MachineView, certified: CertifiedKeys,
+                 admission: Admission) -> None:
         self.view = view
         self.certified = certified
+        self.admission = admission
         self._peers: tuple[float, set[str]] = (-WORKLOAD_PEERS_REFRESH_S, set())
+
+    def refuse(self, env: wire.Envelope) -> None:
+        """Raise wire.Rejected unless a verified envelope's signer may speak here."""
+        self.refuse_workload_signer(env)
+        self.admission.refuse(env, time.time())
+
+    def allows_connection(self, peer: str) -> bool:
+        return self.admission.allows_connection(peer, time.time())
+
+    def admitted(self, peer: str) -> bool:
+        return self.admission.admitted(peer, time.time())
 
     def refuse_workload_signer(self, env: wire.Envelope) -> None:
         if peer_id(env.sender) in self.workload_peers():
@@ -108,7 +125,7 @@ class Inbound:
                  authenticate_workload: Callable[[bytes], wire.Envelope], guard: PlaneGuard,
                  drops: Drops, lateness: Lateness, membership: Membership,
                  driver: AuctionDriver, deleter: Deleter, cordon: Cordon,
-                 metrics: Metrics) -> None:
+                 admitting: AdmissionService, metrics: Metrics) -> None:
         self.machine = machine
         self.verifiers = {topic: verifier_for(kinds) for topic, kinds in TOPIC_KINDS.items()}
         self.authenticate_workload = authenticate_workload
@@ -119,6 +136,7 @@ class Inbound:
         self.driver = driver
         self.deleter = deleter
         self.cordon = cordon
+        self.admitting = admitting
         self.metrics = metrics
         metrics.describe("messages_accepted", "inbound messages accepted, by kind", "kind")
 
@@ -131,7 +149,7 @@ class Inbound:
             try:
                 env = verifier.check(msg.data, time.time(), public_key_from_peer_id_bytes(
                     msg.from_id))
-                self.guard.refuse_workload_signer(env)
+                self.guard.refuse(env)
                 self._note_lateness(env)
                 if env.kind == TASK.name:
                     task = check_task(env, self.authenticate_workload)
@@ -186,6 +204,8 @@ class Inbound:
             self.deleter.on_delete(env)
         elif kind == RELAYED_DELETE.name:
             self.deleter.on_delete(self.deleter.check_relayed(env))
+        elif kind == REVOKE.name:
+            self.admitting.on_revoke(env)
         elif kind == CORDON.name and body["machine"] == self.machine:
             self.cordon.set_cordoned(body["cordoned"])
         elif kind == DRAIN.name and body["machine"] == self.machine:

@@ -20,6 +20,7 @@ from beemesh.machine.persistence import Persister
 from beemesh.machine.pods import Pods
 from beemesh.machine.requests import OperatorRequests
 from beemesh.machine.workplane_link import WorkPlaneLink
+from beemesh.membership.admission import REVOKE, Admission
 from beemesh.membership.lateness import Lateness
 from beemesh.membership.service import Membership
 from beemesh.membership.view import MachineView
@@ -36,7 +37,7 @@ MAX_EVENTS_WAIT_S = 30.0
 class AgentApi:
     def __init__(self, server: ApiServer, *, machine: str, mesh: MeshHost, view: MachineView,
                  membership: Membership, lateness: Lateness, node: LocalNode,
-                 persister: Persister,
+                 persister: Persister, admission: Admission,
                  driver: AuctionDriver, requests: OperatorRequests, pods: Pods,
                  link: WorkPlaneLink | None, logs: Logs, events: EventLog,
                  metrics: Metrics) -> None:
@@ -47,6 +48,7 @@ class AgentApi:
         self.lateness = lateness
         self.node = node
         self.persister = persister
+        self.admission = admission
         self.driver = driver
         self.requests = requests
         self.pods = pods
@@ -59,6 +61,7 @@ class AgentApi:
                 ("GET", "/v1/metrics", self._metrics_json), ("GET", "/metrics", self._metrics),
                 ("POST", "/v1/apply", self._apply), ("POST", "/v1/delete", self._delete),
                 ("POST", "/v1/cordon", self._cordon), ("POST", "/v1/drain", self._drain),
+                ("POST", "/v1/revoke", self._revoke),
                 ("GET", "/v1/endpoints", self._endpoints), ("GET", "/v1/tasks", self._tasks),
                 ("GET", "/v1/pods", self._pods), ("GET", "/v1/events", self._events),
                 ("POST", "/v1/logs", self._logs)):
@@ -84,10 +87,18 @@ class AgentApi:
             "joined_after_s": joined,
             "runtime": "ok" if self.node.runtime_ok else self.node.runtime_error,
             "disk": self.persister.status,
+            "admission": self._admission(),
             "uptime_s": round(time.monotonic() - self.membership.started, 1),
             "rss_bytes": proc.memory_info().rss,
             "cpu_seconds": cpu.user + cpu.system,
         })
+
+    def _admission(self) -> dict[str, Any]:
+        """Whether the fleet requires admission, this machine's certificate, revocations."""
+        cert = self.admission.cert(self.machine, time.time())
+        return {"required": self.admission.required, "revoked": len(self.admission.revoked),
+                "cert_expires": cert.expires if cert else None,
+                "cert_signer": cert.signer if cert else None}
 
     async def _apply(self, req: Request) -> Response:
         blobs = [_b64(w) for w in (req.json() or {}).get("workloads", [])]
@@ -104,6 +115,12 @@ class AgentApi:
         if env.kind != CORDON.name:
             raise ApiError(400, "expected a signed Cordon request")
         return Response(200, {"machine": env.body["machine"], "cordoned": env.body["cordoned"]})
+
+    async def _revoke(self, req: Request) -> Response:
+        env = await self.requests.forward(_b64((req.json() or {}).get("request", "")))
+        if env.kind != REVOKE.name:
+            raise ApiError(400, "expected a signed Revoke request")
+        return Response(200, {"machine": env.body["peer_id"]})
 
     async def _drain(self, req: Request) -> Response:
         env = await self.requests.forward(_b64((req.json() or {}).get("request", "")))

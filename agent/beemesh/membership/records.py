@@ -53,7 +53,9 @@ MACHINE_RECORD = wire.Kind(
         optional={"cordoned": bool, "draining": bool,
                   "pods": schema.ListOf(POD_SUMMARY, max_len=MAX_PODS),
                   # where its work plane listens: peers' work planes admit exactly these
-                  "workplane": WORKPLANE_HOST},
+                  "workplane": WORKPLANE_HOST,
+                  # its operator-signed certificate (`membership.certs`) when it has one
+                  "cert": bytes},
     ),
     names_signer="peer_id",
 )
@@ -120,6 +122,7 @@ class MachineRecord:
     cordoned: bool = False
     draining: bool = False
     workplane: WorkPlaneHost | None = None
+    cert: bytes | None = None
 
     def to_body(self) -> dict[str, Any]:
         cap = self.capacity
@@ -139,6 +142,8 @@ class MachineRecord:
         }
         if self.workplane is not None:
             body["workplane"] = self.workplane.to_json()
+        if self.cert is not None:
+            body["cert"] = self.cert
         return body
 
     @classmethod
@@ -154,7 +159,8 @@ class MachineRecord:
             ttl_s=body["ttl_s"], protocol=body["protocol"],
             pods=tuple(PodSummary.from_body(p) for p in body.get("pods", [])),
             cordoned=body.get("cordoned", False), draining=body.get("draining", False),
-            workplane=WorkPlaneHost.from_json(workplane) if workplane is not None else None)
+            workplane=WorkPlaneHost.from_json(workplane) if workplane is not None else None,
+            cert=body.get("cert"))
 
 
 @dataclass(frozen=True)

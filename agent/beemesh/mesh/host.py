@@ -14,12 +14,21 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee, ISubscriptionAPI
+from libp2p.abc import (
+    IHost,
+    INetConn,
+    INetStream,
+    INetwork,
+    INotifee,
+    IRawConnection,
+    ISecureConn,
+    ISubscriptionAPI,
+)
 from libp2p.crypto.ed25519 import create_new_key_pair as libp2p_ed25519_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
@@ -31,6 +40,7 @@ from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V1
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.records.validator import NamespacedValidator, Validator
+from libp2p.security.exceptions import HandshakeFailure
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.tools.anyio_service import background_trio_service
@@ -44,6 +54,7 @@ log = logging.getLogger(__name__)
 # announcements and relayed traffic of a whole site pass through one peer, so 10 is far too low.
 SPAM_LIMIT_PER_S = 500.0
 MAX_RPC_BYTES = 1024 * 1024
+MAX_NEW_CONNECTIONS = 256  # new connections waiting to be read from MeshHost.connections
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,9 @@ class HostSettings:
     # Called with the remote base58 Peer ID of every connection and inbound stream; False
     # closes the connection / resets the stream. None lets every fleet member in.
     allow_peer: Callable[[str], bool] | None = None
+    # Whether a peer may use the host's stream protocols (those not open to the unadmitted);
+    # None: every peer the gate lets in.
+    admitted: Callable[[str], bool] | None = None
 
 
 class MeshHost:
@@ -65,7 +79,7 @@ class MeshHost:
     def __init__(self, settings: HostSettings) -> None:
         self.settings = settings
         kp = libp2p_ed25519_key_pair(settings.key.seed)
-        noise = NoiseTransport(kp, noise_privkey=create_x25519_key_pair().private_key)
+        noise = _GatedNoise(self.allowed, kp, noise_privkey=create_x25519_key_pair().private_key)
         self.host: IHost = new_host(
             key_pair=kp,
             sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
@@ -94,17 +108,18 @@ class MeshHost:
         )
         self.swarm = cast(Swarm, self.host.get_network())
         self.gated = 0  # connections closed because allow_peer refused the peer
+        # The Peer ID of every new connection the gate let in, for whoever wants to know.
+        self.new_connections: trio.MemorySendChannel[str]
+        self.new_connections, self.connections = trio.open_memory_channel[str](
+            MAX_NEW_CONNECTIONS)
         self.swarm.register_notifee(_ConnectionGuard(self))
 
     def allowed(self, peer: ID) -> bool:
-        """Whether the peer gate lets this peer in; a gate that raises refuses (fail closed)."""
-        if self.settings.allow_peer is None:
-            return True
-        try:
-            return self.settings.allow_peer(peer.to_base58())
-        except Exception:
-            log.exception("allow_peer raised for %s; refusing it", peer)
-            return False
+        """Whether the peer gate lets this peer in."""
+        return _ask(self.settings.allow_peer, peer, "allow_peer")
+
+    def _admitted(self, peer: ID) -> bool:
+        return _ask(self.settings.admitted, peer, "admitted")
 
     @property
     def peer_id(self) -> ID:
@@ -121,6 +136,15 @@ class MeshHost:
         ):
             await self.pubsub.wait_until_ready()
             yield self
+
+    async def shun(self, peer: ID) -> None:
+        """Close every connection with `peer` and forget how to reach it (routing table,
+        addresses), so neither the DHT nor pub/sub dials it again on this host's own account."""
+        with contextlib.suppress(Exception):
+            self.dht.routing_table.remove_peer(peer)
+        with contextlib.suppress(Exception):
+            self.host.get_peerstore().clear_addrs(peer)
+        await self.swarm.close_peer(peer)
 
     def addrs(self) -> list[str]:
         """Our dialable addresses, each ending in /p2p/<peer id>."""
@@ -165,8 +189,10 @@ class MeshHost:
     async def publish(self, topic: str, data: bytes) -> None:
         await self.pubsub.publish(topic, data)
 
-    def handle(self, protocol: str, handler: Callable[[INetStream], Awaitable[None]]) -> None:
-        """Serve a request/response protocol on streams (Noise-authenticated peers only).
+    def handle(self, protocol: str, handler: Callable[[INetStream], Awaitable[None]], *,
+               unadmitted: bool = False) -> None:
+        """Serve a request/response protocol on streams (Noise-authenticated peers only; only
+        admitted ones unless `unadmitted`).
 
         Streams from peers the gate refuses are reset before the handler sees them: a stream can
         arrive on a connection in the moment before the gate closes it. An error escaping the
@@ -178,7 +204,7 @@ class MeshHost:
         async def guarded(stream: INetStream) -> None:
             peer = stream.muxed_conn.peer_id
             try:
-                if self.allowed(peer):
+                if self.allowed(peer) and (unadmitted or self._admitted(peer)):
                     await handler(stream)
                     return
                 log.debug("reset a %s stream from refused peer %s", protocol, peer)
@@ -201,6 +227,28 @@ class MeshHost:
         return None
 
 
+class _GatedNoise(NoiseTransport):
+    """Noise that ends a connection right after the handshake when the gate refuses the peer it
+    authenticated, so a refused peer never becomes a connection (py-libp2p gates by IP only).
+    The guard below still closes connections of peers refused later on."""
+
+    def __init__(self, allowed: Callable[[ID], bool], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._allowed = allowed
+
+    async def _gate(self, conn: ISecureConn) -> ISecureConn:
+        if not self._allowed(conn.get_remote_peer()):
+            await conn.close()
+            raise HandshakeFailure(f"peer {conn.get_remote_peer()} is refused by this host")
+        return conn
+
+    async def secure_inbound(self, conn: IRawConnection) -> ISecureConn:
+        return await self._gate(await super().secure_inbound(conn))
+
+    async def secure_outbound(self, conn: IRawConnection, peer_id: ID) -> ISecureConn:
+        return await self._gate(await super().secure_outbound(conn, peer_id))
+
+
 class _ConnectionGuard(INotifee):
     """On every new connection: close it if the gate refuses the peer, else set TCP timeouts."""
 
@@ -213,7 +261,10 @@ class _ConnectionGuard(INotifee):
             self.mesh.gated += 1
             log.debug("closed a connection with refused peer %s", peer)
             await conn.close()
+            await self.mesh.shun(peer)
             return
+        with contextlib.suppress(trio.WouldBlock):  # nobody reading, or a burst: dropped
+            self.mesh.new_connections.send_nowait(peer.to_base58())
         sock = tcp_timeouts.raw_socket(conn)
         if sock is None:
             log.debug("no TCP socket under the connection to %s; no timeouts set", peer)
@@ -235,6 +286,17 @@ class _ConnectionGuard(INotifee):
 
     async def listen_close(self, network: INetwork, maddr: multiaddr.Multiaddr) -> None:
         pass
+
+
+def _ask(gate: Callable[[str], bool] | None, peer: ID, name: str) -> bool:
+    """A gate's answer for `peer` (no gate: yes); a gate that raises refuses (fail closed)."""
+    if gate is None:
+        return True
+    try:
+        return gate(peer.to_base58())
+    except Exception:
+        log.exception("%s raised for %s; refusing it", name, peer)
+        return False
 
 
 def publisher(msg: rpc_pb2.Message) -> str:

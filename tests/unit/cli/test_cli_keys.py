@@ -7,13 +7,21 @@ import re
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from beemesh import __version__
-from beemesh.fleet import OPERATOR_KEY, SWARM_KEY, TRUST_LIST, WORKPLANE_KEY, init_fleet
+from beemesh.fleet import (
+    OPERATOR_KEY,
+    POLICY,
+    SWARM_KEY,
+    TRUST_LIST,
+    WORKPLANE_KEY,
+    init_fleet,
+)
 from beemesh.identity import KeyPair, save_key
 
 PEER_ID = re.compile(r"12D3KooW[1-9A-HJ-NP-Za-km-z]{44}")
@@ -165,6 +173,55 @@ def _malformed_trust_list(state: Path) -> Path:
     return state / "fleet" / TRUST_LIST
 
 
+def _admit(state: Path, peer: str | None = None, days: float = 1,
+           labels: dict[str, str] | None = None, fleet: str = "fleet") -> Path:
+    """A certificate from the operator of state/`fleet` at state/machine.cert (for `peer`,
+    default the machine's own)."""
+    from beemesh.fleet import Fleet
+    from beemesh.membership.certs import issue_machine_cert
+
+    pid = peer or beemesh("id", "--state-dir", state).stdout.strip()
+    now = time.time()
+    data = issue_machine_cert(Fleet.load(state / fleet).operator_key(), pid, labels or {},
+                              now + days * 86_400, now)
+    (state / "machine.cert").write_bytes(data)
+    return state / "machine.cert"
+
+
+def _missing_cert(state: Path) -> Path:
+    _good_state(state)
+    return state / "machine.cert"
+
+
+def _foreign_cert(state: Path) -> Path:
+    _good_state(state)
+    return _admit(state, peer=KeyPair.generate().peer_id)
+
+
+def _expired_cert(state: Path) -> Path:
+    _good_state(state)
+    return _admit(state, days=-1)
+
+
+def _corrupt_cert(state: Path) -> Path:
+    _good_state(state)
+    (state / "machine.cert").write_bytes(b"\xa1\x61x\xff")
+    return state / "machine.cert"
+
+
+def _cert_of_another_fleet(state: Path) -> Path:
+    _good_state(state)
+    init_fleet(state / "other")
+    return _admit(state, fleet="other")
+
+
+def _malformed_policy(state: Path) -> Path:
+    _good_state(state)
+    _admit(state)
+    (state / "fleet" / POLICY).write_text('admission = "maybe"\n')
+    return state / "fleet" / POLICY
+
+
 PROBLEMS: dict[str, Callable[[Path], Path]] = {
     "missing-key": _missing_key,
     "world-readable-key": _world_readable_key,
@@ -176,6 +233,12 @@ PROBLEMS: dict[str, Callable[[Path], Path]] = {
     "missing-swarm-key": _missing_swarm_key,
     "missing-trust-list": _missing_trust_list,
     "malformed-trust-list": _malformed_trust_list,
+    "missing-cert": _missing_cert,
+    "foreign-cert": _foreign_cert,
+    "expired-cert": _expired_cert,
+    "corrupt-cert": _corrupt_cert,
+    "cert-of-another-fleet": _cert_of_another_fleet,
+    "malformed-policy": _malformed_policy,
 }
 
 
@@ -212,6 +275,13 @@ def test_agent_missing_key_message_has_fix(tmp_path: Path) -> None:
     _missing_key(tmp_path)
     proc = beemesh("agent", "--state-dir", tmp_path)
     assert_one_line_error(proc, "not found", f"beemesh init --state-dir {tmp_path}")
+
+
+def test_agent_with_labels_its_certificate_does_not_grant(tmp_path: Path) -> None:
+    _good_state(tmp_path)
+    _admit(tmp_path, labels={"zone": "a"})
+    proc = beemesh("agent", "--state-dir", tmp_path, "--labels", "zone=b")
+    assert_one_line_error(proc, "label zone=b is not granted", "beemesh fleet admit")
 
 
 def test_agent_bad_config_file(tmp_path: Path) -> None:
@@ -253,7 +323,7 @@ def test_fleet_init(tmp_path: Path) -> None:
     proc = beemesh("fleet", "init", "--out", out, "--operator-name", "alice")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted([SWARM_KEY, WORKPLANE_KEY,
-                                                            OPERATOR_KEY, TRUST_LIST])
+                                                            OPERATOR_KEY, TRUST_LIST, POLICY])
     assert mode(out / SWARM_KEY) == 0o600
     assert mode(out / WORKPLANE_KEY) == 0o600
     assert (out / SWARM_KEY).read_text() != (out / WORKPLANE_KEY).read_text()

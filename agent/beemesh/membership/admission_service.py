@@ -1,0 +1,188 @@
+"""`AdmissionService`: carries out what `membership.admission` decides, on the mesh.
+
+- Serves `/beemesh/admission/1.0.0`: the answer is this machine's certificate and the
+  revocations it knows (so an agent that was away learns them from the first peer it meets).
+- Asks every new connection the same question; a peer that shows no valid certificate within
+  the grace is disconnected and refused for a while (py-libp2p gates connections by IP only, so
+  this is the connection gate by Peer ID). A revoked peer is refused before it can open a stream.
+- Takes a Revoke (from the tasks topic or a peer's answer): keeps it on disk, drops the
+  machine's record (its replicas are healed elsewhere, as for a machine that died) and closes
+  its connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cbor2
+import trio
+from libp2p.abc import INetStream
+from libp2p.peer.id import ID
+
+from beemesh import cbor, schema, wire
+from beemesh.errors import UserError
+from beemesh.events import EventLog
+from beemesh.files import WriteBehind
+from beemesh.membership import revocations_file
+from beemesh.membership.admission import Admission, Revocation, revocation
+from beemesh.membership.certs import MAX_CERT_BYTES, CertError, check_cert
+from beemesh.membership.view import MachineView
+from beemesh.mesh.framing import read_request, send_request
+from beemesh.mesh.host import MeshHost
+from beemesh.metrics import Metrics
+
+log = logging.getLogger("beemesh.admission")
+
+ADMISSION_PROTOCOL = "/beemesh/admission/1.0.0"
+ASK_TIMEOUT_S = 5.0
+MAX_ANSWER_REVOCATIONS = 10_000
+MAX_ANSWER_BYTES = MAX_CERT_BYTES + MAX_ANSWER_REVOCATIONS * 1024
+ANSWER = schema.Struct(required={"revoked": schema.ListOf(bytes, MAX_ANSWER_REVOCATIONS)},
+                       optional={"cert": bytes})
+
+
+class AdmissionService:
+    def __init__(self, *, admission: Admission, cert: bytes | None, mesh: MeshHost,
+                 view: MachineView, state_dir: Path, files: WriteBehind, events: EventLog,
+                 metrics: Metrics, revokes: wire.Verifier,
+                 on_drop: Callable[[str, str, str, str], None]) -> None:
+        """`cert`: this machine's own certificate (None when the fleet does not require one);
+        `revokes` checks Revoke envelopes (signature, trusted operator; any age)."""
+        self.admission = admission
+        self.cert = cert
+        self.mesh = mesh
+        self.view = view
+        self.state_dir = state_dir
+        self.files = files
+        self.events = events
+        self.metrics = metrics
+        self.revokes = revokes
+        self.on_drop = on_drop
+        metrics.describe("connections_refused", "connections closed by admission", "reason")
+        mesh.handle(ADMISSION_PROTOCOL, self._answer, unadmitted=True)
+
+    # ---- revocations -----------------------------------------------------------------------
+
+    def load(self) -> None:
+        for item in revocations_file.load(self.state_dir, self.check_revoke):
+            self.admission.revoke(item)
+
+    def check_revoke(self, data: bytes) -> Revocation:
+        return revocation(self.revokes.authenticate(data), self.revokes.trusted_operators())
+
+    def on_revoke(self, env: wire.Envelope) -> None:
+        """A verified Revoke from the tasks topic."""
+        self.take(revocation(env, self.revokes.trusted_operators()))
+
+    def take(self, item: Revocation) -> None:
+        if not self.admission.revoke(item):
+            return
+        now = time.time()
+        revocations_file.save(self.files, self.state_dir, self.admission.revoked.values())
+        self.view.withdraw(item.peer_id, now, now)
+        self.events.add(now, "Revoked", f"{item.peer_id} revoked by {item.signer}: "
+                        f"{item.reason or 'no reason given'}", machine=item.peer_id)
+        log.warning("machine %s revoked by %s (%s)", item.peer_id, item.signer,
+                    item.reason or "no reason given")
+
+    # ---- streams ---------------------------------------------------------------------------
+
+    async def _answer(self, stream: INetStream) -> None:
+        revoked = [r.data for r in list(self.admission.revoked.values())[:MAX_ANSWER_REVOCATIONS]]
+        answer: dict[str, object] = {"revoked": revoked}
+        if self.cert is not None:
+            answer["cert"] = self.cert
+        await send_request(stream, cbor2.dumps(answer))
+        await stream.close()
+
+    async def _ask(self, peer: str) -> None:
+        try:
+            with trio.fail_after(ASK_TIMEOUT_S):
+                stream = await self.mesh.open_stream(peer, ADMISSION_PROTOCOL)
+                try:
+                    data = await read_request(stream, MAX_ANSWER_BYTES)
+                finally:
+                    await stream.close()
+            answer = cbor.loads(data)
+            schema.check(answer, ANSWER, "answer")
+        except (trio.TooSlowError, schema.SchemaError, cbor.CBORError) as e:
+            self.on_drop("admission", peer, "malformed", f"admission answer: {e}")
+            return
+        except Exception as e:  # gone, refused, reset: the grace decides
+            log.debug("could not ask %s for its certificate: %s", peer, e)
+            return
+        for item in answer["revoked"]:
+            try:
+                self.take(self.check_revoke(item))
+            except wire.Rejected as e:
+                self.on_drop("admission", peer, e.reason, f"revocation from a peer: {e.detail}")
+        if "cert" in answer and self.admission.required:
+            try:
+                cert = self.admission.learn(answer["cert"], time.time())
+                if cert.peer_id != peer:
+                    raise CertError("unadmitted", f"{peer} showed the certificate of "
+                                    f"{cert.peer_id}")
+            except CertError as e:
+                self.on_drop("admission", peer, "unadmitted", str(e))
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._gate_loop)
+            async for peer in self.mesh.connections:
+                self.admission.connected(peer, time.time())
+                nursery.start_soon(self._ask, peer)
+
+    async def _gate_loop(self) -> None:
+        """Close connections of peers past the grace, and of revoked peers, every second."""
+        while True:
+            now = time.time()
+            late = self.admission.overdue(now)
+            revoked = [p for p in self.mesh.connected() if p.to_base58() in
+                       self.admission.revoked]
+            for peer in [*(ID.from_base58(p) for p in late), *revoked]:
+                reason = "revoked" if peer in revoked else "unadmitted"
+                self.metrics.inc("connections_refused", reason)
+                log.info("closing the connection with %s (%s)", peer, reason)
+                try:
+                    await self.mesh.shun(peer)
+                except Exception as e:
+                    log.debug("closing %s: %s", peer, e)
+            await trio.sleep(1)
+
+
+
+def load_own_cert(path: Path, key_peer: str, labels: dict[str, str], required: bool,
+                  admission: Admission, now: float) -> bytes | None:
+    """This machine's certificate, checked as its peers will check it. When the fleet requires
+    admission a missing, unreadable, foreign, expired or too narrow one is a UserError naming
+    the fix; otherwise a certificate is optional (carried if good, to ease opting in)."""
+    fix = (f"ask the operator for one: `beemesh fleet admit --fleet DIR {key_peer} --out FILE` "
+           f"(with --labels for this machine's labels), then put it at {path} or pass --cert")
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_CERT_BYTES + 1)
+    except FileNotFoundError:
+        if required:
+            raise UserError(f"this fleet requires admission and {path} does not exist; "
+                            f"{fix}") from None
+        return None
+    except OSError as e:
+        raise UserError(f"cannot read machine certificate {path} ({e.strerror}); {fix}") from None
+    try:
+        cert = check_cert(data, admission.operators(), now)
+        if cert.peer_id != key_peer:
+            raise CertError("unadmitted", f"it admits {cert.peer_id}, not this machine "
+                            f"({key_peer})")
+        excess = cert.allows(labels)
+        if excess:
+            raise CertError("labels", f"{excess} (labels given to this agent)")
+    except CertError as e:
+        if not required:
+            log.warning("machine certificate %s is not valid (%s); not carried", path, e)
+            return None
+        raise UserError(f"machine certificate {path} is not valid: {e}; {fix}") from None
+    admission.learn(data, now)
+    return data
