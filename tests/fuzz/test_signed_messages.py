@@ -146,8 +146,12 @@ def test_work_plane(fleet: tuple[Path, KeyPair], tmp_path: Path, no_gc: None) ->
     rng = random.Random(SEED + 1)
     machines = [KeyPair.generate() for _ in range(4)]
     hosts = [KeyPair.generate() for _ in machines]
-    plane.admission.learn([sync.Machine(m.peer_id, sync.WorkPlaneHost(h.peer_id, ()))
-                           for m, h in zip(machines[:3], hosts[:3], strict=True)])
+    # each announced machine holds the same few pods (records for others are `not_held`)
+    held = tuple(sync.HeldPod(f"web-{o}", "deployment/default/web", o, f"t{o}")
+                 for o in range(3))
+    learned = [sync.Machine(m.peer_id, sync.WorkPlaneHost(h.peer_id, ()), held)
+               for m, h in zip(machines[:3], hosts[:3], strict=True)]
+    plane.admission.learn(learned)
     replicas = [KeyPair.generate() for _ in range(8)]
     gen = Hostile(rng, operator, KeyPair.generate(), replicas, machines[0].peer_id)
     kinds = list(WORKPLANE_KINDS.values())
@@ -158,6 +162,10 @@ def test_work_plane(fleet: tuple[Path, KeyPair], tmp_path: Path, no_gc: None) ->
         kind = kinds[i % len(kinds)]
         replica = rng.choice(replicas)
         body = gen.body(kind, replica)
+        if "pod" in body and rng.random() < 0.5:  # a pod its machine holds
+            pod = rng.choice(held)
+            body.update(workload_id=pod.workload_id, ordinal=pod.ordinal, pod=pod.pod,
+                        task=pod.task)
         m = rng.randrange(len(machines))
         if rng.random() < 0.8:  # a certificate from a machine, for this key, mostly consistent
             cert = {"machine": machines[m].peer_id, "peer_id": replica.peer_id,
@@ -175,6 +183,8 @@ def test_work_plane(fleet: tuple[Path, KeyPair], tmp_path: Path, no_gc: None) ->
             return bool(ok)
 
         outcome["accepted" if timer.run(kind.name, deliver) else "dropped"] += 1
+        if i % 100 == 0:  # a sync: records waiting for their machine are tried again
+            timer.run("sync", lambda: plane.admission.learn(learned))
     print(f"\nwork plane: {WORKPLANE_MESSAGES} signed hostile messages, {dict(outcome)}, drops "
           f"by reason {plane.admission.dropped}, slowest {timer.slowest * 1000:.1f} ms CPU "
           f"({timer.slowest_kind})")
