@@ -24,6 +24,7 @@ from beemesh.events import EventLog
 from beemesh.files import WriteBehind
 from beemesh.fleet import Fleet
 from beemesh.identity import KeyPair
+from beemesh.machine.audit_log import AuditLog
 from beemesh.machine.deleting import Deleter
 from beemesh.machine.exchange import ManifestExchange
 from beemesh.machine.inbound import TOPIC_KINDS, Drops, Inbound, PlaneGuard
@@ -82,6 +83,8 @@ class Agent:
                                    self.files)
 
         self.persister = Persister(self.files, self.events, self.machine)
+        self.audit = AuditLog(cfg.state_dir, self.files, self.events,
+                              lambda: self.fleet.trusted_operators, self.machine)
         self.drops = Drops(self.metrics)
         self.certified = CertifiedKeys()
         guard = PlaneGuard(self.view, self.certified)
@@ -134,14 +137,17 @@ class Agent:
             machine=self.machine, verifier_for=self.verifier_for,
             authenticate_workload=workloads.authenticate, guard=guard, drops=self.drops,
             lateness=self.lateness, membership=self.membership, driver=self.driver,
-            deleter=self.deleter, cordon=self.cordon, metrics=self.metrics)
+            deleter=self.deleter, cordon=self.cordon, metrics=self.metrics,
+            audit=self.audit.accepted)
         self.requests = OperatorRequests(
             driver=self.driver, store=self.store, pods=self.pods, mesh=self.mesh,
             workloads=workloads,
-            requests=self.verifier_for({k.name: k for k in (DELETE, CORDON, DRAIN)}))
+            requests=self.verifier_for({k.name: k for k in (DELETE, CORDON, DRAIN)}),
+            audit=self.audit.accepted)
         self.logs = Logs(node=self.node, mesh=self.mesh,
                          verifier=self.verifier_for({LOGS_REQUEST.name: LOGS_REQUEST}),
-                         machines_running=self.pods.machines_running)
+                         machines_running=self.pods.machines_running,
+                         audit=self.audit.accepted)
         self.api = ApiServer(cfg.api_socket)
         AgentApi(self.api, machine=self.machine, mesh=self.mesh, view=self.view,
                  membership=self.membership, lateness=self.lateness, node=self.node,
@@ -172,6 +178,7 @@ class Agent:
 
     async def run(self) -> None:
         self.store.load(time.time())
+        self.audit.restore()
         async with self.mesh.running(), trio.open_nursery() as nursery:
             nursery.start_soon(self.persister.run)
             for topic in TOPIC_KINDS:
