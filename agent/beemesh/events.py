@@ -16,6 +16,7 @@ class Event:
     task: str = ""
     workload: str = ""
     machine: str = ""
+    signer: str = ""  # Audit events: the operator who signed the request
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

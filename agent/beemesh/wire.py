@@ -45,6 +45,7 @@ REJECT_REASONS = (
     "stale",
     "replayed",
     "wrong_plane",
+    "not_held",  # a WorkloadCert from a machine whose record does not list that pod and task
     "limit",  # a bound on what one peer or one replica may make this machine keep was reached
     "unadmitted",  # a machine key with no valid operator-signed certificate (admission)
     "revoked",  # a machine the operator revoked

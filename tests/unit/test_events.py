@@ -86,6 +86,7 @@ def test_to_dict_has_every_field() -> None:
         "task": "",
         "workload": "deployment/default/web",
         "machine": "12D3KooWabc",
+        "signer": "",
     }
     assert json.loads(json.dumps(event.to_dict())) == event.to_dict()
 

@@ -24,6 +24,7 @@ from beemesh.events import EventLog
 from beemesh.files import WriteBehind
 from beemesh.fleet import Fleet
 from beemesh.identity import KeyPair
+from beemesh.machine.audit_log import AuditLog
 from beemesh.machine.deleting import Deleter
 from beemesh.machine.exchange import ManifestExchange
 from beemesh.machine.inbound import TOPIC_KINDS, Drops, Inbound, PlaneGuard
@@ -84,6 +85,8 @@ class Agent:
                                    self.files)
 
         self.persister = Persister(self.files, self.events, self.machine)
+        self.audit = AuditLog(cfg.state_dir, self.files, self.events,
+                              self.fleet.trusted_operators, self.machine)
         self.drops = Drops(self.metrics)
         self.certified = CertifiedKeys()
         self.admission = Admission(fleet.trusted_operators, fleet.admission_required)
@@ -146,14 +149,16 @@ class Agent:
             authenticate_workload=workloads.authenticate, guard=guard, drops=self.drops,
             lateness=self.lateness, membership=self.membership, driver=self.driver,
             deleter=self.deleter, cordon=self.cordon, admitting=self.admitting,
-            metrics=self.metrics)
+            metrics=self.metrics, audit=self.audit.accepted)
         self.requests = OperatorRequests(
             driver=self.driver, store=self.store, pods=self.pods, mesh=self.mesh,
             workloads=workloads,
-            requests=self.verifier_for({k.name: k for k in (DELETE, CORDON, DRAIN, REVOKE)}))
+            requests=self.verifier_for({k.name: k for k in (DELETE, CORDON, DRAIN, REVOKE)}),
+            audit=self.audit.accepted)
         self.logs = Logs(node=self.node, mesh=self.mesh,
                          verifier=self.verifier_for({LOGS_REQUEST.name: LOGS_REQUEST}),
-                         machines_running=self.pods.machines_running)
+                         machines_running=self.pods.machines_running,
+                         audit=self.audit.accepted)
         self.api = ApiServer(cfg.api_socket)
         AgentApi(self.api, machine=self.machine, mesh=self.mesh, view=self.view,
                  membership=self.membership, lateness=self.lateness, node=self.node,
@@ -184,6 +189,7 @@ class Agent:
 
     async def run(self) -> None:
         self.store.load(time.time())
+        self.audit.restore()
         async with self.mesh.running(), trio.open_nursery() as nursery:
             nursery.start_soon(self.persister.run)
             for topic in TOPIC_KINDS:

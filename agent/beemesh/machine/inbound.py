@@ -20,6 +20,7 @@ from libp2p.pubsub.pb import rpc_pb2
 
 from beemesh import wire
 from beemesh.identity import peer_id, public_key_from_peer_id_bytes
+from beemesh.machine.audit_log import Audit
 from beemesh.machine.deleting import Deleter
 from beemesh.machine.workplane_link import CertifiedKeys
 from beemesh.membership.admission import REVOKE, Admission
@@ -125,7 +126,9 @@ class Inbound:
                  authenticate_workload: Callable[[bytes], wire.Envelope], guard: PlaneGuard,
                  drops: Drops, lateness: Lateness, membership: Membership,
                  driver: AuctionDriver, deleter: Deleter, cordon: Cordon,
-                 admitting: AdmissionService, metrics: Metrics) -> None:
+                 admitting: AdmissionService, metrics: Metrics, audit: Audit) -> None:
+        """`audit` keeps each operator request this machine acts on (a Delete; a Cordon or
+        Drain of this machine)."""
         self.machine = machine
         self.verifiers = {topic: verifier_for(kinds) for topic, kinds in TOPIC_KINDS.items()}
         self.authenticate_workload = authenticate_workload
@@ -138,6 +141,7 @@ class Inbound:
         self.cordon = cordon
         self.admitting = admitting
         self.metrics = metrics
+        self.audit = audit
         metrics.describe("messages_accepted", "inbound messages accepted, by kind", "kind")
 
     # ---- checks --------------------------------------------------------------------------
@@ -201,13 +205,19 @@ class Inbound:
         elif kind in (BID.name, DEPLOYED.name, FAILED.name, LEASE.name):
             self.driver.handle(env)
         elif kind == DELETE.name:
+            self.audit(env, time.time(), "")
             self.deleter.on_delete(env)
         elif kind == RELAYED_DELETE.name:
-            self.deleter.on_delete(self.deleter.check_relayed(env))
+            delete = self.deleter.check_relayed(env)
+            self.audit(delete, time.time(), "")
+            self.deleter.on_delete(delete)
         elif kind == REVOKE.name:
+            self.audit(env, time.time(), "")
             self.admitting.on_revoke(env)
         elif kind == CORDON.name and body["machine"] == self.machine:
+            self.audit(env, time.time(), "")
             self.cordon.set_cordoned(body["cordoned"])
         elif kind == DRAIN.name and body["machine"] == self.machine:
+            self.audit(env, time.time(), "")
             self.cordon.set_draining(body["grace_s"])
 

@@ -2,8 +2,9 @@
 
 The operator signs a LogsRequest; the local agent serves it from its own Podman or forwards
 the same signed bytes over a libp2p stream (`/beemesh/logs/1.0.0`) to the machine that runs
-the pod, which checks the operator signature itself before reading anything. Lines travel
-back as JSON lines: {"line": ...} or a final {"error": ...}.
+the pod, which checks the operator signature itself before reading anything (each agent that
+accepts the request puts it in its audit trail). Lines travel back as JSON lines: {"line": ...}
+or a final {"error": ...}.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from libp2p.network.stream.exceptions import StreamError
 
 from beemesh import wire
 from beemesh.errors import UserError
+from beemesh.machine.audit_log import Audit
 from beemesh.mesh.framing import read_request, send_request
 from beemesh.mesh.host import MeshHost
 from beemesh.node.local import LocalNode
@@ -33,12 +35,15 @@ class Logs:
     """Serves logs of the pods here, and relays requests for pods elsewhere."""
 
     def __init__(self, *, node: LocalNode, mesh: MeshHost, verifier: wire.Verifier,
-                 machines_running: Callable[[str], list[str]]) -> None:
-        """`machines_running(pod)`: the other machines whose records list that pod."""
+                 machines_running: Callable[[str], list[str]],
+                 audit: Audit) -> None:
+        """`machines_running(pod)`: the other machines whose records list that pod; `audit`
+        keeps each accepted request."""
         self.node = node
         self.mesh = mesh
         self.verifier = verifier
         self.machines_running = machines_running
+        self.audit = audit
         mesh.handle(LOGS_PROTOCOL, self._serve_stream)
 
     async def _serve_stream(self, stream: Any) -> None:
@@ -56,7 +61,8 @@ class Logs:
     async def lines(self, blob: bytes, forwarded: bool) -> AsyncIterator[bytes]:
         """JSON lines of a pod's logs, from here or from the machine that runs it."""
         try:
-            env = self.verifier.check(blob, time.time())
+            env = self.verifier.check(blob, now := time.time())
+            self.audit(env, now, "")
             pod, follow = env.body["pod"], env.body["follow"]
             if pod in self.node.pods:
                 async for line in lines_from_thread(lambda: self.node.logs(pod, follow)):

@@ -6,6 +6,7 @@ Task for each replica that runs nowhere yet (`scheduling.apply`), replicas of on
 `REPLICA_STAGGER_S` apart (longer than a selection window, so each machine already knows who
 won the previous replica: that is what spreads replicas). Delete, Cordon and Drain are
 published as they are; every machine (this one too, when the message comes back) acts on them.
+Each accepted request goes into the audit trail (`machine.audit_log`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import trio
 
 from beemesh import wire
 from beemesh.errors import UserError
+from beemesh.machine.audit_log import Audit
 from beemesh.machine.pods import Pods
 from beemesh.manifest import WorkloadSpec
 from beemesh.mesh.host import MeshHost
@@ -31,14 +33,17 @@ REPLICA_STAGGER_S = 0.4  # > the longest selection window: replica k+1 sees who 
 
 class OperatorRequests:
     def __init__(self, *, driver: AuctionDriver, store: WorkloadStore, pods: Pods,
-                 mesh: MeshHost, workloads: wire.Verifier, requests: wire.Verifier) -> None:
-        """`workloads` checks signed Workloads; `requests` Delete, Cordon and Drain."""
+                 mesh: MeshHost, workloads: wire.Verifier, requests: wire.Verifier,
+                 audit: Audit) -> None:
+        """`workloads` checks signed Workloads; `requests` Delete, Cordon and Drain; `audit`
+        keeps each accepted request."""
         self.driver = driver
         self.store = store
         self.pods = pods
         self.mesh = mesh
         self.workloads = workloads
         self.requests = requests
+        self.audit = audit
 
     async def apply(self, blobs: list[bytes]) -> list[dict[str, Any]]:
         """Verify operator-signed workloads and publish a Task for each missing replica."""
@@ -59,6 +64,7 @@ class OperatorRequests:
             if stored is None:
                 raise UserError(f"{spec.workload_id}: a newer apply or delete is already known; "
                                 "check the clock of this machine and apply again")
+            self.audit(env, now, spec.workload_id)
             running = {(r["workload"], r["replica"]) for r in self.pods.rows()}
             running |= self.driver.deployed_replicas()  # records may still be on their way
             published = False
@@ -74,9 +80,10 @@ class OperatorRequests:
     async def forward(self, blob: bytes) -> wire.Envelope:
         """Check an operator-signed Delete/Cordon/Drain and publish it."""
         try:
-            env = self.requests.check(blob, time.time(), remember=False)
+            env = self.requests.check(blob, now := time.time(), remember=False)
         except wire.Rejected as e:
             raise UserError(f"request rejected ({e.reason}): {e.detail}") from None
+        self.audit(env, now, "")
         await self.mesh.publish(TOPIC_TASKS, blob)
         return env
 

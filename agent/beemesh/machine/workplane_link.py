@@ -240,7 +240,10 @@ class WorkPlaneLink:
     def view_for_workplane(self) -> sync.AgentView:
         now = time.time()
         machines = tuple(
-            sync.Machine(e.peer_id, e.record.workplane) for e in self.view.entries(now))
+            sync.Machine(e.peer_id, e.record.workplane,
+                         tuple(sync.HeldPod(p.pod, p.workload_id, p.ordinal, p.task)
+                               for p in e.record.pods if p.ordinal >= 0))
+            for e in self.view.entries(now))
         replicas = []
         for pod in self.node.pods.values():
             spec = self.driver.spec_of(pod)

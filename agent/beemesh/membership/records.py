@@ -16,11 +16,10 @@ from typing import Any
 from beemesh import schema, wire
 from beemesh.identity import peer_id
 from beemesh.manifest.checks import MAX_REPLICAS
-from beemesh.workplane.sync import WORKPLANE_HOST, WorkPlaneHost
+from beemesh.workplane.sync import MAX_PODS, WORKPLANE_HOST, WorkPlaneHost
 
 PROTOCOL_VERSION = 1
 MAX_RECORD_TTL_S = 300
-MAX_PODS = 512
 MAX_ADDRS = 16
 
 # What a machine says about each pod it runs, so every agent can answer `beemesh get pods`.

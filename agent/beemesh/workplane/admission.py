@@ -3,8 +3,11 @@
 It admits only the work-plane hosts that live machine records announce (so a machine key, or
 anyone else, is refused on its streams), and a ServiceRecord or ServiceWithdraw only when it is
 signed by the replica's workload key, carries a certificate the named machine issued for that
-key, and (on pub/sub) was published by the work-plane host that machine announced. Whatever it
-drops is counted by reason and logged once per (host, reason); the agent shows the counts.
+key, and (on pub/sub) was published by the work-plane host that machine announced. A
+ServiceRecord counts only while that machine's record lists the pod and task it is for
+(`holding.py`; one that arrives before the machine record waits up to `HOLD_GRACE_S`).
+Whatever it drops is counted by reason and logged once per (host, reason); the agent shows the
+counts.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from libp2p.records.validator import Validator
 
 from beemesh import wire
 from beemesh.mesh.host import publisher
+from beemesh.workplane.holding import Holdings, Waiting
 from beemesh.workplane.records import (
     KINDS,
     SERVICE_RECORD,
     WORKLOAD_CERT,
+    ServiceRecord,
     ServiceView,
     certificate,
     dht_key,
@@ -35,6 +40,14 @@ log = logging.getLogger("beemesh.workplane")
 MAX_LOGGED_DROPS = 10_000
 
 
+class NotHeld(wire.Rejected):
+    """A record whose certifying machine does not (yet) list its pod: it may wait."""
+
+    def __init__(self, record: ServiceRecord, detail: str) -> None:
+        super().__init__("not_held", detail)
+        self.record = record
+
+
 class Admission:
     def __init__(self, me: str, view: ServiceView) -> None:
         """`me`: this work plane's host Peer ID; `view`: where accepted records go."""
@@ -42,6 +55,9 @@ class Admission:
         self.view = view
         self.machines: set[str] = set()
         self.machine_of_host: dict[str, str] = {}  # work-plane host -> the machine announcing it
+        self.holdings = Holdings()
+        # records refused only as not (yet) held, with the host that published them
+        self.waiting: Waiting[tuple[ServiceRecord, str]] = Waiting()
         replay = wire.ReplayGuard()
         self.cert_verifier = wire.Verifier({WORKLOAD_CERT.name: WORKLOAD_CERT}, dict,
                                            replay=replay)
@@ -49,11 +65,16 @@ class Admission:
         self.dropped: dict[str, int] = {}
         self._logged: set[tuple[str, str]] = set()
 
-    def learn(self, machines: Iterable[Machine]) -> None:
-        """The live machines, and where their work planes listen (from the agent's sync)."""
+    def learn(self, machines: Iterable[Machine], now: float | None = None) -> None:
+        """The live machines, where their work planes listen and the pods they hold (from the
+        agent's sync); records waiting for their machine's record are tried again."""
         machines = list(machines)
         self.machines = {m.peer_id for m in machines}
         self.machine_of_host = {m.workplane.peer_id: m.peer_id for m in machines if m.workplane}
+        self.holdings.learn(machines)
+        now = time.time() if now is None else now
+        for (_, host), e in self.waiting.retry(now, lambda item: self.admit(item[0], now)):
+            self.drop(host, e)
 
     def allowed(self, host: str) -> bool:
         """Only work-plane hosts announced in live machine records may connect."""
@@ -69,7 +90,14 @@ class Admission:
             if host not in self.machine_of_host and host != self.me:
                 raise wire.Rejected("untrusted", "published by a host no machine announced")
             env = self.record_verifier.check(msg.data, now)
-            self.accept(env, host, now, dry_run=True)
+            try:
+                self.accept(env, host, now, dry_run=True)
+            except NotHeld as e:
+                rec = e.record
+                if not self.waiting.add((rec.workload_id, rec.ordinal, rec.peer_id),
+                                        (rec, host), now):
+                    raise
+                return False  # tried again at the next syncs; counted if it stays refused
         except wire.Rejected as e:
             self.drop(host, e)
             return False
@@ -99,8 +127,10 @@ class Admission:
         if env.kind == SERVICE_RECORD.name:
             rec = record_from_envelope(env, self.cert_verifier, now, self.machine_of_host.get,
                                        host)
-            if not dry_run:
+            if host is None:  # ours: our agent checked the pod runs here when it certified
                 self.view.apply(rec, now)
+            else:
+                self.admit(rec, now, dry_run)
         else:
             cert = certificate(self.cert_verifier, env.body)
             if host is not None and self.machine_of_host.get(host) != cert.body["machine"]:
@@ -108,6 +138,18 @@ class Admission:
             if not dry_run:
                 self.view.withdraw(env.body["workload_id"], env.body["ordinal"],
                                    env.body["peer_id"], env.ts_ms / 1000, now)
+
+    def admit(self, rec: ServiceRecord, now: float, dry_run: bool = False) -> None:
+        """Apply a checked record to the view if its machine holds the pod (`NotHeld`)."""
+        self.check_held(rec)
+        if not dry_run:
+            self.view.apply(rec, now)
+
+    def check_held(self, rec: ServiceRecord) -> None:
+        try:
+            self.holdings.check(rec.machine, rec.pod, rec.workload_id, rec.ordinal, rec.task)
+        except wire.Rejected as e:
+            raise NotHeld(rec, e.detail) from None
 
     def drop(self, host: str, e: wire.Rejected) -> None:
         self.dropped[e.reason] = self.dropped.get(e.reason, 0) + 1
@@ -142,10 +184,12 @@ class Admission:
 
 
 class RecordValidator(Validator):
-    """Workload DHT values: a signed ServiceRecord with a valid certificate, under its own key.
+    """Workload DHT values: a signed ServiceRecord with a valid certificate, under its own key,
+    never stamped ahead of the clock; while live, held by the machine that certified it.
 
     Expiry is enforced by readers, not here: the DHT keeps the last record of each ordinal,
-    which is how a work plane that never saw a replica learns its task id (the heal epoch)."""
+    which is how a work plane that never saw a replica learns its task id (the heal epoch).
+    An expired record is history: its machine must be known, but need not hold the pod now."""
 
     def __init__(self, admission: Admission) -> None:
         self.admission = admission
@@ -164,19 +208,23 @@ class RecordValidator(Validator):
             env = a.record_verifier.authenticate(value)
             if env.kind != SERVICE_RECORD.name:
                 raise wire.Rejected("unknown_kind", "only ServiceRecords are stored")
-            cert = certificate(a.cert_verifier, env.body)
+            now = time.time()
+            rec = record_from_envelope(env, a.cert_verifier, now)
+            if key != dht_key(rec.workload_id, rec.ordinal):
+                raise wire.Rejected("untrusted", "stored under another replica's key")
+            if rec.expires_at > now:
+                a.check_held(rec)
+            elif rec.machine not in a.machines:
+                raise wire.Rejected("untrusted", "vouched for by an unknown machine")
         except wire.Rejected as e:
             raise ValueError(f"invalid service record: {e}") from None
-        if key != dht_key(env.body["workload_id"], env.body["ordinal"]):
-            raise ValueError("service record stored under another replica's key")
-        if cert.body["machine"] not in a.machines:
-            raise ValueError("service record vouched for by an unknown machine")
 
     def select(self, key: str, values: list[bytes]) -> int:
         def newness(v: bytes) -> tuple[int, int, bytes]:
+            """As `ServiceRecord.newness`: (ts, version, signer); values were validated."""
             try:
                 env = wire.decode(v)
-                return (int(env.body.get("version", -1)), env.ts_ms, env.sender)
+                return (env.ts_ms, int(env.body.get("version", -1)), env.sender)
             except (wire.Rejected, ValueError, TypeError):
                 return (-1, -1, b"")
 

@@ -170,7 +170,7 @@ class WorkPlane:
             await trio.sleep(SYNC_S)
 
     async def _apply_state(self, state: sync.AgentView, now: float) -> None:
-        self.admission.learn(state.machines)
+        self.admission.learn(state.machines, now)
         await self._connect_hosts(state)
         replicas = {r.pod: r for r in state.replicas}
         gone = [m for pod, m in self.local.items()
@@ -225,14 +225,15 @@ class WorkPlane:
             return None
         if content != mine.content:
             mine.content = content
-            # Milliseconds of the change: newer than anything an earlier run of this work
-            # plane published with the same key, which a counter would not be.
-            mine.version = max(mine.version + 1, int(now * 1000))
+            # Milliseconds of the change (shown, not ordered by: records order by their
+            # signed timestamp, and receivers refuse a version ahead of it).
+            mine.version = int(now * 1000)
         ready, retiring, addrs, ports = content
+        version = min(mine.version, int(now * 1000))  # receivers refuse one ahead of `now`
         body = {"workload_id": mine.workload_id, "ordinal": mine.ordinal,
                 "peer_id": mine.key.peer_id, "pod": mine.pod, "task": mine.task,
                 "addrs": list(addrs), "ports": [p.to_json() for p in ports], "ready": ready,
-                "retiring": retiring, "version": mine.version, "ttl_s": RECORD_TTL_S,
+                "retiring": retiring, "version": version, "ttl_s": RECORD_TTL_S,
                 "cert": mine.cert}
         return wire.seal(mine.key, SERVICE_RECORD.name, body, now)
 

@@ -8,9 +8,13 @@ the fleet really runs that replica under that key. Records live `ttl_s` (15 s) f
 timestamp and are refreshed every 5 s; a replica that stops withdraws its record.
 
 Records travel on the `workplane-events` topic and are stored in the Workload DHT under one
-key per (workload, ordinal), where the newest (version, ts, peer id) wins. The view keeps
-every live copy, so duplicates of an ordinal (after a partition) are visible to reconcile.
-No clock is read here: callers pass `now`.
+key per (workload, ordinal), where the newest (ts, version, peer id) wins. The signed
+timestamp orders records, not `version`: a timestamp is checked against the clock (never more
+than the skew window ahead), and `version` (the time of the record's last change) may not be
+ahead of its own record's timestamp, so no record, forged or not, outranks the next honest
+refresh for longer than the skew window. The view keeps every live copy, so duplicates of an
+ordinal (after a partition) are visible to reconcile. No clock is read here: callers pass
+`now`.
 """
 
 from __future__ import annotations
@@ -72,9 +76,9 @@ class ServiceRecord:
     machine: str  # the machine whose certificate vouches for this replica's key
 
     @property
-    def newness(self) -> tuple[int, float, str]:
-        """The order the DHT and the view agree on: newest (version, ts, peer id) wins."""
-        return (self.version, self.ts, self.peer_id)
+    def newness(self) -> tuple[float, int, str]:
+        """The order the DHT and the view agree on: newest (ts, version, peer id) wins."""
+        return (self.ts, self.version, self.peer_id)
 
     def to_dict(self, now: float) -> dict[str, Any]:
         return {"workload": self.workload_id, "ordinal": self.ordinal, "peer_id": self.peer_id,
@@ -117,6 +121,10 @@ def record_from_envelope(env: wire.Envelope, cert_verifier: wire.Verifier, now: 
         raise wire.Rejected("schema", f"ttl_s must be between 1 and {MAX_RECORD_TTL_S}")
     if body["ordinal"] < 0:
         raise wire.Rejected("schema", "ordinal must not be negative")
+    if env.ts_ms / 1000 > now + wire.MAX_CLOCK_SKEW_S:
+        raise wire.Rejected("stale", "record timestamp is ahead of the local clock")
+    if body["version"] > env.ts_ms:
+        raise wire.Rejected("schema", "version is ahead of the record's own timestamp")
     ts = env.ts_ms / 1000
     return ServiceRecord(
         workload_id=body["workload_id"], ordinal=body["ordinal"], peer_id=body["peer_id"],

@@ -3,7 +3,8 @@
 They talk JSON over a unix socket in the work plane's directory (`workplane_link` serves it):
 - `POST /v1/work/sync` (every second): the work plane's `Report` (its host, what it sees);
   the answer is the agent's `AgentView` (the replicas it runs and their probe results, the
-  workloads it knows, the live machines and their work-plane hosts);
+  workloads it knows, the live machines, their work-plane hosts and the pods their records
+  list);
 - `POST /v1/work/certify`: `CertifyRequest` -> `Certificate` (the machine vouches for a
   replica's workload key);
 - `POST /v1/work/heal`: `HealRequest` -> `HealAnswer` (the agent checks it and publishes the
@@ -24,6 +25,7 @@ from beemesh import schema
 from beemesh.manifest.checks import MAX_REPLICAS
 
 MAX_ITEMS = 4096
+MAX_PODS = 512  # pods one machine lists in its record (and hands to its work plane)
 
 
 class SyncError(ValueError):
@@ -123,20 +125,43 @@ class Workload:
 
 
 @dataclass(frozen=True)
+class HeldPod:
+    """A pod a machine's accepted record lists: only for these does that machine's
+    WorkloadCert count (`workplane.holding`)."""
+
+    pod: str
+    workload_id: str
+    ordinal: int
+    task: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pod": self.pod, "workload": self.workload_id, "ordinal": self.ordinal,
+                "task": self.task}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> HeldPod:
+        return cls(d["pod"], d["workload"], d["ordinal"], d["task"])
+
+
+@dataclass(frozen=True)
 class Machine:
-    """A live machine, and where its work plane listens (None: it runs none)."""
+    """A live machine, where its work plane listens (None: it runs none), and the pods its
+    record lists."""
 
     peer_id: str
     workplane: WorkPlaneHost | None
+    pods: tuple[HeldPod, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"peer_id": self.peer_id,
-                "workplane": self.workplane.to_json() if self.workplane else None}
+                "workplane": self.workplane.to_json() if self.workplane else None,
+                "pods": [p.to_json() for p in self.pods]}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Machine:
         wp = d.get("workplane")
-        return cls(d["peer_id"], WorkPlaneHost.from_json(wp) if wp is not None else None)
+        return cls(d["peer_id"], WorkPlaneHost.from_json(wp) if wp is not None else None,
+                   tuple(HeldPod.from_json(p) for p in d.get("pods", ())))
 
 
 REPLICA = schema.Struct(required={
@@ -144,7 +169,11 @@ REPLICA = schema.Struct(required={
     "retiring": bool, "removing": bool, "ports": schema.ListOf(PORT, max_len=64)})
 WORKLOAD = schema.Struct(required={"workload_id": str,
                                    "replicas": schema.Int(0, MAX_REPLICAS), "stateful": bool})
-MACHINE = schema.Struct(required={"peer_id": str}, optional={"workplane": WORKPLANE_HOST})
+HELD_POD = schema.Struct(required={"pod": str, "workload": str, "ordinal": ORDINAL,
+                                   "task": str})
+MACHINE = schema.Struct(required={"peer_id": str},
+                        optional={"workplane": WORKPLANE_HOST,
+                                  "pods": schema.ListOf(HELD_POD, max_len=MAX_PODS)})
 AGENT_VIEW = schema.Struct(required={
     "machine": str, "uptime_s": float, "addrs": schema.ListOf(str, max_len=64),
     "replicas": schema.ListOf(REPLICA, max_len=MAX_ITEMS),

@@ -262,16 +262,18 @@ def rec(ordinal: int = 0, peer: str = "peer-a", ts: float = T0, version: int = 1
                          machine="m")
 
 
-def test_view_newest_per_slot_by_version_then_ts() -> None:
+def test_view_newest_per_slot_by_ts_then_version() -> None:
     view = ServiceView()
     assert view.apply(rec(ts=T0, version=1), T0)
     assert view.apply(rec(ts=T0 + 1, version=1), T0 + 1)  # same version, later
     assert view.records(T0 + 1)[0].ts == T0 + 1
-    assert view.apply(rec(ts=T0 + 0.5, version=2), T0 + 1)  # higher version wins, older ts
+    # A higher version does not outrank a later timestamp (a version cannot be inflated).
+    assert not view.apply(rec(ts=T0 + 0.5, version=2**62), T0 + 1)
+    assert view.apply(rec(ts=T0 + 1, version=2), T0 + 1)  # same ts: the version decides
     assert view.records(T0 + 1)[0].version == 2
-    assert not view.apply(rec(ts=T0 + 5, version=1), T0 + 5)  # lower version loses
-    assert not view.apply(rec(ts=T0 + 0.5, version=2), T0 + 5)  # the same again
-    assert [r.version for r in view.records(T0 + 5)] == [2]
+    assert view.apply(rec(ts=T0 + 5, version=1), T0 + 5)  # the next refresh wins
+    assert not view.apply(rec(ts=T0 + 5, version=1), T0 + 5)  # the same again
+    assert [r.ts for r in view.records(T0 + 5)] == [T0 + 5]
 
 
 def test_view_expiry() -> None:
@@ -376,7 +378,7 @@ def test_view_last_task_survives_expiry_and_follows_newest() -> None:
     assert view.last_task(WID, 0) == "t-one"
     view.apply(rec(peer="peer-b", ts=T0 + 1, task="t-two"), T0 + 1)
     assert view.last_task(WID, 0) == "t-two"
-    # A refresh of the older instance (newer ts, same version) makes it the newest again.
+    # A refresh of the older instance (newer ts) makes it the newest again.
     view.apply(rec(peer="peer-a", ts=T0 + 2, task="t-one"), T0 + 2)
     assert view.last_task(WID, 0) == "t-one"
     view.expire(T0 + 100)
@@ -418,6 +420,26 @@ def test_view_forget_workload() -> None:
     assert view.ready_for(rec(peer="peer-a"), T0 + 1) == 0.0
     assert [r.peer_id for r in view.records(T0)] == ["peer-x"]
     assert view.last_task("deployment/default/db", 0) == "t-db"
+
+
+def test_version_ahead_of_its_own_timestamp_refused() -> None:
+    """A version may not be ahead of the record's signed timestamp (ms): an honest work
+    plane's version is the time of the last change."""
+    ts_ms = int(T0 * 1000)
+    assert convert(signed_record(version=ts_ms)).version == ts_ms
+    e = refused(signed_record(version=ts_ms + 1))
+    assert e.reason == "schema" and "version" in e.detail
+    e = refused(signed_record(version=2**62))
+    assert e.reason == "schema"
+
+
+def test_timestamp_ahead_of_the_clock_refused() -> None:
+    """Within the skew window a record is believed (expiry still counts from now); beyond it
+    it is refused: ordering by timestamp cannot be won by stamping records in the future."""
+    assert convert(signed_record(ts=T0 + wire.MAX_CLOCK_SKEW_S), now=T0)
+    data = wire.seal(REPLICA, SERVICE_RECORD.name, record_body(), T0 + 3600)
+    e = refused(record_verifier().authenticate(data), now=T0)
+    assert e.reason == "stale"
 
 
 def test_view_newness_tiebreak_on_peer() -> None:

@@ -17,7 +17,9 @@ VIEW = sync.AgentView(
                            False, (sync.Port("http", 8080, 18080, "TCP"),)),),
     workloads=(sync.Workload("deployment/default/web", 2, False),),
     deleted=frozenset({"deployment/default/old"}),
-    machines=(sync.Machine("12D3KooWme", HOST), sync.Machine("12D3KooWother", None)),
+    machines=(sync.Machine("12D3KooWme", HOST,
+                           (sync.HeldPod("web-0", "deployment/default/web", 0, "t1"),)),
+              sync.Machine("12D3KooWother", None)),
     statefulset_margin_s=10.0)
 REPORT = sync.Report(HOST, ({"workload": "deployment/default/web", "ordinal": 0},),
                      {"web-0": "12D3KooWpeer"}, True, {"untrusted": 3}, 2)
@@ -43,6 +45,9 @@ def test_round_trip(record: Any) -> None:
      "agent view.replicas[0].workload"),
     (sync.AgentView.from_json, {**VIEW.to_json(), "surprise": 1}, "agent view.surprise"),
     (sync.AgentView.from_json, "not a map", "agent view"),
+    (sync.AgentView.from_json, {**VIEW.to_json(), "machines": [
+        {"peer_id": "m", "pods": [{"pod": "p", "workload": "w", "ordinal": -1, "task": "t"}]}]},
+     "agent view.machines[0].pods[0].ordinal"),
     (sync.Report.from_json, {**REPORT.to_json(), "gated": True}, "report.gated"),
     (sync.Report.from_json, {**REPORT.to_json(), "records": ["x"]}, "report.records[0]"),
     (sync.HealRequest.from_json, {"workload_id": "w", "ordinal": False, "epoch": ""},
