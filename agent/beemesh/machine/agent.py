@@ -94,7 +94,8 @@ class Agent:
             heartbeat_s=cfg.gossip_heartbeat_s))
         self.membership = Membership(key=key, cfg=cfg, mesh=self.mesh, view=self.view,
                                      metrics=self.metrics, authenticate=records.authenticate,
-                                     on_drop=self.drops.count, files=self.files)
+                                     on_drop=self.drops.count, files=self.files,
+                                     lateness=self.lateness)
 
         user = resolve_user(cfg.workplane_user) if cfg.workplane and os.geteuid() == 0 else None
         dirs = WorkPlaneDirs(cfg, user)
@@ -133,7 +134,7 @@ class Agent:
         self.inbound = Inbound(
             machine=self.machine, verifier_for=self.verifier_for,
             authenticate_workload=workloads.authenticate, guard=guard, drops=self.drops,
-            lateness=self.lateness, membership=self.membership, driver=self.driver,
+            membership=self.membership, driver=self.driver,
             deleter=self.deleter, cordon=self.cordon, metrics=self.metrics)
         self.requests = OperatorRequests(
             driver=self.driver, store=self.store, pods=self.pods, mesh=self.mesh,

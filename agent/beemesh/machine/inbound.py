@@ -22,7 +22,6 @@ from beemesh import wire
 from beemesh.identity import peer_id, public_key_from_peer_id_bytes
 from beemesh.machine.deleting import Deleter
 from beemesh.machine.workplane_link import CertifiedKeys
-from beemesh.membership.lateness import Lateness
 from beemesh.membership.records import MACHINE_RECORD, MACHINE_WITHDRAW, RecordError
 from beemesh.membership.service import Membership
 from beemesh.membership.view import MachineView
@@ -106,7 +105,7 @@ class Inbound:
     def __init__(self, *, machine: str, verifier_for: Callable[[dict[str, wire.Kind]],
                                                                 wire.Verifier],
                  authenticate_workload: Callable[[bytes], wire.Envelope], guard: PlaneGuard,
-                 drops: Drops, lateness: Lateness, membership: Membership,
+                 drops: Drops, membership: Membership,
                  driver: AuctionDriver, deleter: Deleter, cordon: Cordon,
                  metrics: Metrics) -> None:
         self.machine = machine
@@ -114,7 +113,6 @@ class Inbound:
         self.authenticate_workload = authenticate_workload
         self.guard = guard
         self.drops = drops
-        self.lateness = lateness
         self.membership = membership
         self.driver = driver
         self.deleter = deleter
@@ -132,7 +130,6 @@ class Inbound:
                 env = verifier.check(msg.data, time.time(), public_key_from_peer_id_bytes(
                     msg.from_id))
                 self.guard.refuse_workload_signer(env)
-                self._note_lateness(env)
                 if env.kind == TASK.name:
                     task = check_task(env, self.authenticate_workload)
                     self.deleter.refuse_stale(task)
@@ -140,8 +137,6 @@ class Inbound:
                 elif env.kind == RELAYED_DELETE.name:
                     self.deleter.check_relayed(env)
             except wire.Rejected as e:
-                if e.reason == "stale":  # too late to accept: the strongest sign of a backlog
-                    self._note_lateness(wire.decode(msg.data))  # it decoded before the check
                 self.drops.count(topic, publisher(msg), e.reason, e.detail)
                 return False
             except Exception as e:  # fail closed: never let a message take pub/sub down
@@ -151,11 +146,6 @@ class Inbound:
             return True
 
         return validate
-
-    def _note_lateness(self, env: wire.Envelope) -> None:
-        """Machine records come every few seconds from every machine: they time the mesh."""
-        if env.kind == MACHINE_RECORD.name:
-            self.lateness.observe(env.sender.hex(), env.ts_ms / 1000, time.time())
 
     # ---- routing ---------------------------------------------------------------------------
 
@@ -177,7 +167,7 @@ class Inbound:
         """Hand a verified message to the service that owns its kind."""
         kind, body = env.kind, env.body
         if kind in (MACHINE_RECORD.name, MACHINE_WITHDRAW.name):
-            self.membership.on_message(env)
+            self.membership.on_message(env, time.time())
         elif kind == TASK.name:
             self.driver.on_task(check_task(env, wire.decode))  # signature checked already
         elif kind in (BID.name, DEPLOYED.name, FAILED.name, LEASE.name):
