@@ -45,6 +45,9 @@ REJECT_REASONS = (
     "stale",
     "replayed",
     "wrong_plane",
+    "score",  # a bid above what the bidder's machine record allows
+    "not_winner",  # a lease hint or Deployed from a machine the auction did not pick
+    "claim",  # a machine record listing a pod another machine holds by the auction
     "limit",  # a bound on what one peer or one replica may make this machine keep was reached
     "unhandled",  # checking or handling it raised something unexpected: a bug, logged once
 )

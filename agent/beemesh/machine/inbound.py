@@ -136,6 +136,8 @@ class Inbound:
                     self.driver.refuse_excess(task)
                 elif env.kind == RELAYED_DELETE.name:
                     self.deleter.check_relayed(env)
+                elif env.kind == BID.name:
+                    self.driver.refuse_bid(env)
             except wire.Rejected as e:
                 self.drops.count(topic, publisher(msg), e.reason, e.detail)
                 return False

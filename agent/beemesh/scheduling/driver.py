@@ -35,6 +35,7 @@ from beemesh.node.local import LocalNode
 from beemesh.runtime import PodInfo
 from beemesh.scheduling import actions as a
 from beemesh.scheduling.auction import Auctioneer, Params
+from beemesh.scheduling.bounds import bid_refusal
 from beemesh.scheduling.leases import lease_key
 from beemesh.scheduling.messages import (
     BID,
@@ -209,6 +210,19 @@ class AuctionDriver:
         if reason is not None:
             raise wire.Rejected("limit", reason)
 
+    def refuse_bid(self, env: wire.Envelope) -> None:
+        """Refuse (in the topic validator) a bid its bidder's machine record does not allow.
+        A bid for a task this machine does not follow is left to the machines that do."""
+        body = env.body
+        task = self.tasks.get(body["task_id"])
+        if task is None:
+            return
+        entry = self.view.get(body["machine"])
+        refusal = bid_refusal(task.request(), entry.record if entry is not None else None,
+                              body["score"])
+        if refusal is not None:
+            raise wire.Rejected("score", refusal)
+
     def on_task(self, task: Task) -> None:
         """A checked Task (`scheduling.tasks.check_task`) arrived."""
         now = time.time()
@@ -226,17 +240,18 @@ class AuctionDriver:
         self._feed(self.auction.task(task.task_id, task.request(), now, self.local_state))
 
     def handle(self, env: wire.Envelope) -> None:
-        """Bid, Deployed, Failed, LeaseHint (verified by the topic validator)."""
+        """Bid, Deployed, Failed, LeaseHint (verified by the topic validator). Raises
+        `wire.Rejected` for a Deployed or lease hint from a machine the auction did not pick."""
         now, body = time.time(), env.body
         if env.kind == BID.name:
             self._feed(self.auction.bid(body["task_id"], body["round"], body["score"],
                                         body["machine"], now, self.local_state))
-        elif env.kind == DEPLOYED.name:
+        elif env.kind == DEPLOYED.name:  # its score ranks nothing (scheduling.bounds)
+            actions = self.auction.deployed(body["task_id"], body["machine"], now)
             self.events.add(now, "Deployed", f"{body['pod']} running on {body['machine']}",
                             task=body["task_id"], workload=body["workload_id"],
                             machine=body["machine"])
-            self._feed(self.auction.deployed(body["task_id"], body["machine"], body["score"],
-                                             now))
+            self._feed(actions)
         elif env.kind == FAILED.name:
             self.events.add(now, "Failed", body["reason"], task=body["task_id"],
                             workload=body["workload_id"], machine=body["machine"])
