@@ -170,15 +170,14 @@ class Membership:
                 await self.mesh.dht.add_peer(pid)
                 if self.view.get(pid.to_base58()) is None:
                     await self._fetch_record(pid.to_base58())
-            dialed = len(connected)
-            for entry in known:
-                if dialed >= MAX_DIALED_PEERS:
-                    break
-                if entry.peer_id == self.machine or ID.from_base58(entry.peer_id) in connected:
-                    continue
-                dialed += 1
-                await self.mesh.dial_any(list(entry.record.addrs), entry.peer_id,
-                                         DIAL_TIMEOUT_S)
+            connected_ids = {pid.to_base58() for pid in connected}
+            todo = [e for e in known if e.peer_id != self.machine
+                    and e.peer_id not in connected_ids]
+            # At once, each within its budget: black-hole addresses cost one budget per pass.
+            async with trio.open_nursery() as nursery:
+                for entry in todo[:max(0, MAX_DIALED_PEERS - len(connected))]:
+                    nursery.start_soon(self.mesh.dial_any, list(entry.record.addrs),
+                                       entry.peer_id, DIAL_TIMEOUT_S)
             self._save_members(now)
             if self.joined_after_s is None and len(self.view.entries(time.time())) > 1:
                 self.joined_after_s = time.monotonic() - self.started
