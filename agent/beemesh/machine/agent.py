@@ -124,7 +124,8 @@ class Agent:
                 addrs=self._addrs, events=self.events, metrics=self.metrics,
                 announcer=self.membership, log_level=log_level)
         self.pods = Pods(machine=self.machine, node=self.node, kubelet=self.kubelet,
-                         evictions=self.evictions, view=self.view, certified=self.certified)
+                         evictions=self.evictions, view=self.view, certified=self.certified,
+                         believed=self.driver.claim_counts)
         self.deleter = Deleter(key=key, store=self.store, node=self.node, tasks=self.driver,
                                view=self.view, mesh=self.mesh, events=self.events,
                                authenticate_delete=deletes.authenticate)

@@ -273,6 +273,11 @@ class Auctioneer:
             return TaskStatus("deployed", st.deployed_by, tuple(st.failures))
         return TaskStatus("pending", "", tuple(st.failures))
 
+    def winners_of(self, task_id: str) -> set[str] | None:
+        """Machines a round of this task picked; None: the task is not followed here."""
+        st = self.tasks.get(task_id)
+        return None if st is None else set(st.winners)
+
     def _of_replica(self, workload_id: str, ordinal: int) -> list[TaskState]:
         """Every auction this machine follows for replica `ordinal` of `workload_id`."""
         return [st for st in self.tasks.values()

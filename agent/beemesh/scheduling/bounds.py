@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Collection
 from typing import Protocol
 
-from beemesh.membership.records import MachineRecord
+from beemesh.membership.records import MachineRecord, PodSummary
 from beemesh.scheduling.scoring import (
     RELIABILITY_HORIZON_S,
     LocalState,
@@ -70,6 +71,13 @@ def bid_refusal(req: TaskRequest, record: MachineRecord | None, bid_score: int) 
     if bid_score > top:
         return f"score {bid_score} above the {top} its record allows"
     return None
+
+
+def claim_counts(machine: str, pod: PodSummary, winners: Collection[str] | None) -> bool:
+    """A pod another machine's record lists counts (blocks heals, makes `apply` answer
+    "exists", draws `logs`) unless this agent follows the pod's task and no round of its
+    auction picked that machine (`winners`: None when the task is not followed here)."""
+    return winners is None or machine in winners
 
 
 def duplicate_rank(task_id: str, machine: str) -> bytes:

@@ -27,6 +27,7 @@ from beemesh.identity import KeyPair
 from beemesh.manifest import WorkloadSpec
 from beemesh.membership.lateness import Lateness
 from beemesh.membership.quorum import Quorum
+from beemesh.membership.records import MachineEntry, PodSummary
 from beemesh.membership.view import MachineView
 from beemesh.metrics import Metrics
 from beemesh.node.capacity import machine_arch
@@ -35,7 +36,7 @@ from beemesh.node.local import LocalNode
 from beemesh.runtime import PodInfo
 from beemesh.scheduling import actions as a
 from beemesh.scheduling.auction import Auctioneer, Params
-from beemesh.scheduling.bounds import bid_refusal
+from beemesh.scheduling.bounds import bid_refusal, claim_counts
 from beemesh.scheduling.leases import lease_key
 from beemesh.scheduling.messages import (
     BID,
@@ -118,8 +119,8 @@ class AuctionDriver:
         now = time.time()
         cap, cpu_free, mem_free = self.node.free()
         kept_elsewhere = frozenset(
-            (pod.workload_id, pod.ordinal) for entry, pod in self.view.pods_elsewhere(
-                self.machine, now) if not entry.record.draining and not pod.retiring)
+            (pod.workload_id, pod.ordinal) for entry, pod in self.claims_elsewhere(now)
+            if not entry.record.draining and not pod.retiring)
         return LocalState(
             arch=self.arch, labels=dict(self.cfg.labels), cordoned=self.cordon.cordoned,
             runtime_ok=self.node.runtime_ok, cpu_milli_total=cap.cpu_milli,
@@ -130,6 +131,15 @@ class AuctionDriver:
             stateful_quorum=self.quorum.sample(now).majority_for >= self.cfg.record_ttl_s)
 
     # ---- what others read ------------------------------------------------------------------
+
+    def claim_counts(self, machine: str, pod: PodSummary) -> bool:
+        """Whether a pod `machine`'s record lists is believed (`bounds.claim_counts`)."""
+        return claim_counts(machine, pod, self.auction.winners_of(pod.task))
+
+    def claims_elsewhere(self, now: float) -> list[tuple[MachineEntry, PodSummary]]:
+        """The pods other machines' live records list and this machine believes."""
+        return [(entry, pod) for entry, pod in self.view.pods_elsewhere(self.machine, now)
+                if self.claim_counts(entry.peer_id, pod)]
 
     def spec_of(self, pod: PodInfo) -> WorkloadSpec | None:
         """The spec a pod here was deployed from: its task's, else the stored manifest's."""

@@ -65,3 +65,20 @@ def test_stalling_a_task_with_a_lease_hint() -> None:
     assert lease_refusal("t", "w", 0.0, 1e12, 1.0, p)[0] == "stale"  # type: ignore[index]
     late = p.max_lease_hold_s + 1
     assert lease_refusal("t", "w", 0.0, late + 3, late, p)[0] == "stale"  # type: ignore
+
+
+def test_claiming_pods_it_does_not_run() -> None:
+    """A record listing a pod of a task this agent's auction placed elsewhere is not believed
+    (no heal blocked, no "exists", no logs routed there); a task not followed here (placed
+    before this agent started, or long ago) is taken at the record's word."""
+    from beemesh.scheduling.auction import Auctioneer
+    from beemesh.scheduling.bounds import claim_counts
+
+    a = Auctioneer("n", random.Random(1))
+    a.task("t0", REQ, 0.0, lambda: machine())
+    a.bid("t0", 1, SCORE_MAX, "honest", 0.0, lambda: machine())
+    a.tick(1.0, lambda: machine())
+    claimed = pod("web", 0)  # task "t0"
+    assert claim_counts("honest", claimed, a.winners_of("t0"))
+    assert not claim_counts("rogue", claimed, a.winners_of("t0"))
+    assert claim_counts("rogue", pod("web", 7), a.winners_of("t7"))  # not followed here
