@@ -221,3 +221,37 @@ def test_a_handler_that_raises_loses_its_stream_not_the_host() -> None:
             assert a.peer_id in b.connected()
 
     run(main)
+
+
+def test_stalling_reconnection_with_black_hole_addresses() -> None:
+    """A record listing 15 black holes (listening sockets that never accept: the TCP connect
+    succeeds, the Noise handshake never answers) before the one good address connects within
+    one dial budget: the addresses are dialed at once and the first to answer wins."""
+    holes = []
+    for _ in range(15):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        holes.append(sock)
+
+    async def main() -> None:
+        a, b = make_host(), make_host()
+        async with a.running(), b.running():
+            peer = b.peer_id.to_base58()
+            addrs = [f"/ip4/127.0.0.1/tcp/{h.getsockname()[1]}" for h in holes]
+            addrs.append(b.addrs()[0])
+            start = trio.current_time()
+            assert await a.dial_any(addrs, peer, budget_s=4.0)
+            took = trio.current_time() - start
+            assert took < 4.0, f"connected after {took:.1f} s"
+            assert b.peer_id in a.connected()
+            # Nothing but black holes: gives up within the budget, not 15 timeouts.
+            start = trio.current_time()
+            assert not await a.dial_any(addrs[:-1], make_host().peer_id.to_base58(), 1.0)
+            assert trio.current_time() - start < 2.0
+
+    try:
+        run(main)
+    finally:
+        for h in holes:
+            h.close()

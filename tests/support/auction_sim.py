@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from beemesh import wire
 from beemesh.scheduling.actions import (
     Action,
     CheckLease,
@@ -82,6 +83,7 @@ class Bus:
     log: list[Sent] = field(default_factory=list)
     leases: dict[str, tuple[str, float]] = field(default_factory=dict)  # task -> holder, expiry
     blocked: set[frozenset[str]] = field(default_factory=set)  # partitioned pairs
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (receiver, reason)
     _queue: list[tuple[float, int, Callable[[], None]]] = field(default_factory=list)
     _seq: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -170,7 +172,11 @@ class Bus:
             out = au.bid(action.task_id, action.round, action.score, src.machine_id, self.now,
                          dst.local)
         elif isinstance(action, PublishDeployed):
-            out = au.deployed(action.task_id, src.machine_id, action.score, self.now)
+            try:
+                out = au.deployed(action.task_id, src.machine_id, self.now)
+            except wire.Rejected as e:  # the driver's caller counts it (machine/inbound)
+                self.refused.append((dst.machine_id, e.reason))
+                return
         else:
             assert isinstance(action, PublishFailed)
             out = au.failed(action.task_id, src.machine_id, action.reason, self.now, dst.local)

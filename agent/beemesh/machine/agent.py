@@ -103,7 +103,8 @@ class Agent:
             admitted=guard.admitted))
         self.membership = Membership(key=key, cfg=cfg, mesh=self.mesh, view=self.view,
                                      metrics=self.metrics, authenticate=records.authenticate,
-                                     on_drop=self.drops.count, files=self.files)
+                                     on_drop=self.drops.count, files=self.files,
+                                     lateness=self.lateness)
 
         user = resolve_user(cfg.workplane_user) if cfg.workplane and os.geteuid() == 0 else None
         dirs = WorkPlaneDirs(cfg, user)
@@ -132,7 +133,8 @@ class Agent:
                 addrs=self._addrs, events=self.events, metrics=self.metrics,
                 announcer=self.membership, log_level=log_level)
         self.pods = Pods(machine=self.machine, node=self.node, kubelet=self.kubelet,
-                         evictions=self.evictions, view=self.view, certified=self.certified)
+                         evictions=self.evictions, view=self.view, certified=self.certified,
+                         believed=self.driver.claim_counts)
         self.deleter = Deleter(key=key, store=self.store, node=self.node, tasks=self.driver,
                                view=self.view, mesh=self.mesh, events=self.events,
                                authenticate_delete=deletes.authenticate)
@@ -147,7 +149,7 @@ class Agent:
         self.inbound = Inbound(
             machine=self.machine, verifier_for=self.verifier_for,
             authenticate_workload=workloads.authenticate, guard=guard, drops=self.drops,
-            lateness=self.lateness, membership=self.membership, driver=self.driver,
+            membership=self.membership, driver=self.driver,
             deleter=self.deleter, cordon=self.cordon, admitting=self.admitting,
             metrics=self.metrics, audit=self.audit.accepted)
         self.requests = OperatorRequests(

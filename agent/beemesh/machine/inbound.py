@@ -25,7 +25,6 @@ from beemesh.machine.deleting import Deleter
 from beemesh.machine.workplane_link import CertifiedKeys
 from beemesh.membership.admission import REVOKE, Admission
 from beemesh.membership.admission_service import AdmissionService
-from beemesh.membership.lateness import Lateness
 from beemesh.membership.records import MACHINE_RECORD, MACHINE_WITHDRAW, RecordError
 from beemesh.membership.service import Membership
 from beemesh.membership.view import MachineView
@@ -124,7 +123,7 @@ class Inbound:
     def __init__(self, *, machine: str, verifier_for: Callable[[dict[str, wire.Kind]],
                                                                 wire.Verifier],
                  authenticate_workload: Callable[[bytes], wire.Envelope], guard: PlaneGuard,
-                 drops: Drops, lateness: Lateness, membership: Membership,
+                 drops: Drops, membership: Membership,
                  driver: AuctionDriver, deleter: Deleter, cordon: Cordon,
                  admitting: AdmissionService, metrics: Metrics, audit: Audit) -> None:
         """`audit` keeps each operator request this machine acts on (a Delete; a Cordon or
@@ -134,7 +133,6 @@ class Inbound:
         self.authenticate_workload = authenticate_workload
         self.guard = guard
         self.drops = drops
-        self.lateness = lateness
         self.membership = membership
         self.driver = driver
         self.deleter = deleter
@@ -154,16 +152,15 @@ class Inbound:
                 env = verifier.check(msg.data, time.time(), public_key_from_peer_id_bytes(
                     msg.from_id))
                 self.guard.refuse(env)
-                self._note_lateness(env)
                 if env.kind == TASK.name:
                     task = check_task(env, self.authenticate_workload)
                     self.deleter.refuse_stale(task)
                     self.driver.refuse_excess(task)
                 elif env.kind == RELAYED_DELETE.name:
                     self.deleter.check_relayed(env)
+                elif env.kind == BID.name:
+                    self.driver.refuse_bid(env)
             except wire.Rejected as e:
-                if e.reason == "stale":  # too late to accept: the strongest sign of a backlog
-                    self._note_lateness(wire.decode(msg.data))  # it decoded before the check
                 self.drops.count(topic, publisher(msg), e.reason, e.detail)
                 return False
             except Exception as e:  # fail closed: never let a message take pub/sub down
@@ -173,11 +170,6 @@ class Inbound:
             return True
 
         return validate
-
-    def _note_lateness(self, env: wire.Envelope) -> None:
-        """Machine records come every few seconds from every machine: they time the mesh."""
-        if env.kind == MACHINE_RECORD.name:
-            self.lateness.observe(env.sender.hex(), env.ts_ms / 1000, time.time())
 
     # ---- routing ---------------------------------------------------------------------------
 
@@ -199,7 +191,7 @@ class Inbound:
         """Hand a verified message to the service that owns its kind."""
         kind, body = env.kind, env.body
         if kind in (MACHINE_RECORD.name, MACHINE_WITHDRAW.name):
-            self.membership.on_message(env)
+            self.membership.on_message(env, time.time())
         elif kind == TASK.name:
             self.driver.on_task(check_task(env, wire.decode))  # signature checked already
         elif kind in (BID.name, DEPLOYED.name, FAILED.name, LEASE.name):

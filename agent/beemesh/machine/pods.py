@@ -5,6 +5,7 @@ machine's own record)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from beemesh.machine.workplane_link import CertifiedKeys
@@ -18,13 +19,17 @@ from beemesh.runtime import PodInfo
 
 class Pods:
     def __init__(self, *, machine: str, node: LocalNode, kubelet: Kubelet,
-                 evictions: Evictions, view: MachineView, certified: CertifiedKeys) -> None:
+                 evictions: Evictions, view: MachineView, certified: CertifiedKeys,
+                 believed: Callable[[str, PodSummary], bool]) -> None:
+        """`believed(machine, pod)`: whether a pod another machine's record lists counts
+        (`scheduling.bounds.claim_counts`)."""
         self.machine = machine
         self.node = node
         self.kubelet = kubelet
         self.evictions = evictions
         self.view = view
         self.certified = certified
+        self.believed = believed
 
     def summary(self, pod: PodInfo) -> PodSummary:
         return PodSummary(pod.workload_id, pod.ordinal, pod.task_id, pod.name, pod.state,
@@ -41,7 +46,8 @@ class Pods:
         now = time.time()
         rows: list[dict[str, Any]] = []
         for entry in self.view.entries(now):
-            pods = self.here() if entry.peer_id == self.machine else entry.record.pods
+            pods = self.here() if entry.peer_id == self.machine else tuple(
+                p for p in entry.record.pods if self.believed(entry.peer_id, p))
             for p in pods:
                 rows.append({**p.to_body(), "machine": entry.peer_id,
                              "age_s": round(now - p.created)})

@@ -32,6 +32,7 @@ from beemesh.machine.workplane_dirs import WorkPlaneDirs
 from beemesh.manifest import WorkloadSpec
 from beemesh.membership.lateness import Lateness
 from beemesh.membership.quorum import Quorum
+from beemesh.membership.records import MachineEntry, PodSummary
 from beemesh.membership.view import MachineView
 from beemesh.metrics import Metrics
 from beemesh.node.evictions import Evictions
@@ -57,6 +58,8 @@ class Placements(Protocol):
     def spec_of(self, pod: PodInfo) -> WorkloadSpec | None: ...
 
     def placing(self, workload_id: str, ordinal: int) -> str | None: ...
+
+    def claims_elsewhere(self, now: float) -> list[tuple[MachineEntry, PodSummary]]: ...
 
     def deployed_ago(self, workload_id: str, ordinal: int,
                      now: float) -> tuple[str, float] | None: ...
@@ -310,7 +313,7 @@ class WorkPlaneLink:
         """Machines whose live record (ours: Podman) lists a pod of that replica."""
         here = any(p.workload_id == workload_id and p.ordinal == ordinal
                    for p in self.node.pods.values())
-        elsewhere = {entry.peer_id for entry, pod in self.view.pods_elsewhere(self.machine, now)
+        elsewhere = {entry.peer_id for entry, pod in self.driver.claims_elsewhere(now)
                      if pod.workload_id == workload_id and pod.ordinal == ordinal}
         return tuple(sorted(elsewhere | ({self.machine} if here else set())))
 

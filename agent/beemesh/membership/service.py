@@ -28,6 +28,7 @@ from beemesh.files import WriteBehind
 from beemesh.identity import KeyPair
 from beemesh.membership import members_file
 from beemesh.membership.dht import machine_dht_key
+from beemesh.membership.lateness import Lateness
 from beemesh.membership.records import (
     MACHINE_RECORD,
     MACHINE_WITHDRAW,
@@ -64,9 +65,11 @@ def dialable(addrs: list[str]) -> list[str]:
 class Membership:
     def __init__(self, *, key: KeyPair, cfg: AgentConfig, mesh: MeshHost, view: MachineView,
                  metrics: Metrics, authenticate: Callable[[bytes], wire.Envelope],
-                 on_drop: Callable[[str, str, str, str], None], files: WriteBehind) -> None:
+                 on_drop: Callable[[str, str, str, str], None], files: WriteBehind,
+                 lateness: Lateness) -> None:
         """`authenticate`: checks a record read from the DHT (signature, signer, plane);
-        `on_drop(topic, origin, reason, detail)`: counts and logs a refused one."""
+        `on_drop(topic, origin, reason, detail)`: counts and logs a refused one; `lateness`
+        is timed by the records this view accepts from pub/sub."""
         self.key = key
         self.machine = key.peer_id
         self.cfg = cfg
@@ -76,6 +79,7 @@ class Membership:
         self.authenticate = authenticate
         self.on_drop = on_drop
         self.files = files
+        self.lateness = lateness
         self.started = time.monotonic()
         self.joined_after_s: float | None = None
         self._announce_now = trio.Event()
@@ -144,11 +148,15 @@ class Membership:
 
     # ---- learning ----------------------------------------------------------------------------
 
-    def on_message(self, env: wire.Envelope) -> None:
-        """A verified MachineRecord or MachineWithdraw from pub/sub (RecordError if absurd)."""
-        now = time.time()
+    def on_message(self, env: wire.Envelope, now: float) -> None:
+        """A verified MachineRecord or MachineWithdraw from pub/sub (RecordError if absurd).
+
+        Only a record the view accepts times the mesh (`lateness`): a replayed, stale or
+        superseded one says nothing about how late this machine hears the others, and would
+        let anyone who relays old records stop every heal and stretch every auction."""
         if env.kind == MACHINE_RECORD.name:
-            self.view.apply(entry_from_envelope(env, now), now)
+            if self.view.apply(entry_from_envelope(env, now), now):
+                self.lateness.observe(env.sender.hex(), env.ts_ms / 1000, now)
         elif env.kind == MACHINE_WITHDRAW.name:
             self.view.withdraw(env.body["peer_id"], env.ts_ms / 1000, now)
 
@@ -162,15 +170,14 @@ class Membership:
                 await self.mesh.dht.add_peer(pid)
                 if self.view.get(pid.to_base58()) is None:
                     await self._fetch_record(pid.to_base58())
-            dialed = len(connected)
-            for entry in known:
-                if dialed >= MAX_DIALED_PEERS:
-                    break
-                if entry.peer_id == self.machine or ID.from_base58(entry.peer_id) in connected:
-                    continue
-                dialed += 1
-                await self.mesh.dial_any(list(entry.record.addrs), entry.peer_id,
-                                         DIAL_TIMEOUT_S)
+            connected_ids = {pid.to_base58() for pid in connected}
+            todo = [e for e in known if e.peer_id != self.machine
+                    and e.peer_id not in connected_ids]
+            # At once, each within its budget: black-hole addresses cost one budget per pass.
+            async with trio.open_nursery() as nursery:
+                for entry in todo[:max(0, MAX_DIALED_PEERS - len(connected))]:
+                    nursery.start_soon(self.mesh.dial_any, list(entry.record.addrs),
+                                       entry.peer_id, DIAL_TIMEOUT_S)
             self._save_members(now)
             if self.joined_after_s is None and len(self.view.entries(time.time())) > 1:
                 self.joined_after_s = time.monotonic() - self.started

@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 SPAM_LIMIT_PER_S = 500.0
 MAX_RPC_BYTES = 1024 * 1024
 MAX_NEW_CONNECTIONS = 256  # new connections waiting to be read from MeshHost.connections
+MAX_DIAL_ADDRS = 16  # addresses of one peer dialed at once (a record lists 16 at most)
 
 
 @dataclass(frozen=True)
@@ -168,17 +169,44 @@ class MeshHost:
         await self.dht.add_peer(info.peer_id)
         return info.peer_id
 
-    async def dial_any(self, addrs: list[str], peer: str, timeout_s: float = 5.0) -> bool:
-        """Connect to `peer` at the first of its announced addresses that answers."""
-        for addr in addrs:
-            full = addr if "/p2p/" in addr else f"{addr}/p2p/{peer}"
+    async def dial_any(self, addrs: list[str], peer: str, budget_s: float = 5.0) -> bool:
+        """Connect to `peer` at whichever of its first `MAX_DIAL_ADDRS` announced addresses
+        answers first: all are dialed at once, the others cancelled on the first success, the
+        whole within `budget_s`. A record full of black-hole addresses costs one budget, not
+        one timeout per address (py-libp2p's own `connect` dials one address per peer)."""
+        try:
+            target = ID.from_base58(peer)
+        except ValueError:
+            return False
+        if not self.allowed(target):
+            return False
+        won: list[multiaddr.Multiaddr] = []
+
+        async def dial(addr: str, done: trio.CancelScope) -> None:
             try:
-                with trio.move_on_after(timeout_s):
-                    await self.connect(full)
-                    return True
-            except Exception as e:  # unreachable address, refused peer: try the next one
-                log.debug("could not dial %s: %s", full, e)
-        return False
+                info = info_from_p2p_addr(multiaddr.Multiaddr(
+                    addr if "/p2p/" in addr else f"{addr}/p2p/{peer}"))
+                if info.peer_id != target:
+                    return  # an address of another peer: not this record's to offer
+                conn = await self.swarm.dial_addr(info.addrs[0], target)
+                if hasattr(conn, "event_started"):
+                    await conn.event_started.wait()
+            except Exception as e:  # unreachable address, refused peer: the others may answer
+                log.debug("could not dial %s: %s", addr, e)
+                return
+            won.append(info.addrs[0])
+            done.cancel()
+
+        with trio.move_on_after(budget_s):
+            async with trio.open_nursery() as nursery:
+                for addr in addrs[:MAX_DIAL_ADDRS]:
+                    nursery.start_soon(dial, addr, nursery.cancel_scope)
+        if not won:
+            return False
+        self.host.get_peerstore().add_addrs(target, won[:1], 120)
+        with suppress(Exception):  # the routing table is a hint; the connection stands
+            await self.dht.add_peer(target)
+        return True
 
     async def subscribe(
         self, topic: str, validator: Callable[[ID, rpc_pb2.Message], bool]

@@ -7,7 +7,8 @@ arrive in a busy mesh) closes every machine picks the same winner, max (score, m
 the winner writes a lease hint, deploys and reports `Deployed`/`Failed` -> the others wait
 lease TTL + 1 s (+ jitter); if nothing was deployed and no live lease exists they re-enter
 with the next round. Duplicates are tolerated: a machine that deployed a task and learns of a
-better (score, machine) deployment of it drops its copy.
+deployment by a machine ranked higher (`bounds.duplicate_rank`) drops its copy. Lease hints
+and `Deployed` count only from a machine a round here picked (`scheduling.bounds`).
 
 Callers feed events in with the current time and act on the returned actions; `tick(now)`
 fires timers and `next_deadline()` says when it next needs to be called.
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from beemesh import wire
 from beemesh.scheduling.actions import (
     Action,
     CheckLease,
@@ -35,6 +37,7 @@ from beemesh.scheduling.actions import (
     PublishFailed,
     WriteLease,
 )
+from beemesh.scheduling.bounds import duplicate_rank, lease_refusal
 from beemesh.scheduling.messages import MAX_LEASE_AHEAD_S
 from beemesh.scheduling.scoring import SCORE_MAX, LocalState, TaskRequest, ineligible_reason, score
 
@@ -51,6 +54,9 @@ class Params:
     keep_done_s: float = 600.0  # remember finished tasks this long (late messages, dedupe)
     max_stretch_s: float = 10.0  # most a window stretches for messages arriving late
     max_lease_ahead_s: float = MAX_LEASE_AHEAD_S  # a later expiry is not believed
+    # A winner's lease hints are believed this long after it won at most: a deploy that takes
+    # longer (or a winner that renews for ever and never deploys) no longer holds others back.
+    max_lease_hold_s: float = 600.0
     max_tasks: int = 10_000  # tasks followed at once (finished ones are forgotten after 10 min)
     max_tasks_per_replica: int = 8  # an apply, heals and drains of one replica: a handful
     suppression: bool = True  # withhold a bid when a better one was already seen
@@ -82,7 +88,8 @@ class TaskState:
     window_end: float = 0.0
     deadline: float | None = None
     renew_at: float | None = None
-    deployed_by: BidKey | None = None
+    deployed_by: str | None = None  # the highest-ranked winner that reported Deployed
+    winners: dict[str, float] = field(default_factory=dict)  # machine -> when it first won
     excluded: bool = False  # this machine failed it; do not bid again
     bids_seen: int = 0
     bids_sent: int = 0
@@ -164,16 +171,20 @@ class Auctioneer:
             actions.append(Note(task_id, f"late bid from {machine} in round {round_}"))
         return actions
 
-    def deployed(self, task_id: str, machine: str, bid_score: int, now: float) -> list[Action]:
+    def deployed(self, task_id: str, machine: str, now: float) -> list[Action]:
+        """`machine` reports it deployed the task. Raises `wire.Rejected("not_winner")` when
+        no round of this auction picked it: its word would stop the auction (or, ranked by a
+        score it chose, kill our copy) for a replica it may not run."""
         st = self.tasks.get(task_id)
         if st is None or machine == self.machine_id:
             return []
-        key = (bid_score, machine)
-        if st.deployed_by is None or key > st.deployed_by:
-            st.deployed_by = key
+        if machine not in st.winners:
+            raise wire.Rejected("not_winner", f"{machine} reports task {task_id} deployed, "
+                                "but no round here picked it")
+        if st.deployed_by is None or self._outranks(task_id, machine, st.deployed_by):
+            st.deployed_by = machine
         if st.phase in (Phase.DEPLOYING, Phase.RUNNING):
-            assert st.my_bid is not None
-            if key > st.my_bid and st.phase is Phase.RUNNING:
+            if st.phase is Phase.RUNNING and self._outranks(task_id, machine, self.machine_id):
                 return self._drop_duplicate(st, machine, now)
             return []  # DEPLOYING: decided when our deploy finishes
         self._finish(st, Phase.DONE, now)
@@ -200,7 +211,8 @@ class Auctioneer:
         if st.deployed_by is not None:
             self._finish(st, Phase.DONE, now)
             return []
-        if holder is not None and now < expires_at <= now + self.params.max_lease_ahead_s:
+        if (holder is not None and now < expires_at
+                and self._lease_refusal(st, holder, expires_at, now) is None):
             st.phase = Phase.WAITING
             st.deadline = expires_at + 1.0 + self.rng.uniform(0, self.params.backoff_jitter_s)
             return []
@@ -208,12 +220,16 @@ class Auctioneer:
                 *self._enter_round(st, st.round + 1, now, local)]
 
     def lease_seen(self, task_id: str, holder: str, expires_at: float, now: float) -> None:
-        """A lease renewal announced on pub/sub: the holder is still deploying; keep waiting."""
+        """A lease renewal announced on pub/sub: the holder is still deploying; keep waiting.
+        Raises `wire.Rejected` for a hint nobody may hold: from a machine no round picked
+        (`not_winner`), expiring too far ahead or held too long (`stale`)."""
         st = self.tasks.get(task_id)
         if (st is None or holder == self.machine_id or expires_at <= now
-                or expires_at > now + self.params.max_lease_ahead_s
                 or st.phase not in (Phase.WAITING, Phase.CHECKING)):
             return
+        refusal = self._lease_refusal(st, holder, expires_at, now)
+        if refusal is not None:
+            raise wire.Rejected(*refusal)
         st.phase = Phase.WAITING
         later = expires_at + 1.0 + self.rng.uniform(0, self.params.backoff_jitter_s)
         st.deadline = later if st.deadline is None else max(st.deadline, later)
@@ -233,8 +249,9 @@ class Auctioneer:
             return [PublishFailed(task_id, reason)]
         self._finish(st, Phase.RUNNING, now)
         actions: list[Action] = [PublishDeployed(task_id, st.my_bid[0])]
-        if st.deployed_by is not None and st.deployed_by > st.my_bid:
-            actions += self._drop_duplicate(st, st.deployed_by[1], now)
+        if st.deployed_by is not None and self._outranks(task_id, st.deployed_by,
+                                                         self.machine_id):
+            actions += self._drop_duplicate(st, st.deployed_by, now)
         return actions
 
     def forget_workload(self, workload_id: str) -> list[str]:
@@ -253,8 +270,13 @@ class Auctioneer:
         if st.phase is Phase.RUNNING:
             return TaskStatus("deployed", self.machine_id, tuple(st.failures))
         if st.phase is Phase.DONE and st.deployed_by is not None:
-            return TaskStatus("deployed", st.deployed_by[1], tuple(st.failures))
+            return TaskStatus("deployed", st.deployed_by, tuple(st.failures))
         return TaskStatus("pending", "", tuple(st.failures))
+
+    def winners_of(self, task_id: str) -> set[str] | None:
+        """Machines a round of this task picked; None: the task is not followed here."""
+        st = self.tasks.get(task_id)
+        return None if st is None else set(st.winners)
 
     def _of_replica(self, workload_id: str, ordinal: int) -> list[TaskState]:
         """Every auction this machine follows for replica `ordinal` of `workload_id`."""
@@ -355,6 +377,8 @@ class Auctioneer:
 
     def _close_window(self, st: TaskState, now: float) -> list[Action]:
         winner = st.winner
+        if winner is not None:
+            st.winners.setdefault(winner[1], now)
         if winner is not None and winner[1] == self.machine_id:
             st.phase = Phase.DEPLOYING
             st.renew_at = now + self.params.lease_renew_s
@@ -374,6 +398,16 @@ class Auctioneer:
         st.phase = phase
         st.finished_at = now
         st.bid_at = st.deadline = st.renew_at = None
+
+    def _lease_refusal(self, st: TaskState, holder: str, expires_at: float,
+                       now: float) -> tuple[str, str] | None:
+        return lease_refusal(st.task_id, holder, st.winners.get(holder), expires_at, now,
+                             self.params)
+
+    @staticmethod
+    def _outranks(task_id: str, machine: str, other: str) -> bool:
+        """Between two machines running one task, `machine` keeps it over `other`."""
+        return duplicate_rank(task_id, machine) > duplicate_rank(task_id, other)
 
     def _drop_duplicate(self, st: TaskState, winner: str, now: float) -> list[Action]:
         self._finish(st, Phase.DONE, now)

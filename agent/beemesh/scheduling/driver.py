@@ -27,6 +27,7 @@ from beemesh.identity import KeyPair
 from beemesh.manifest import WorkloadSpec
 from beemesh.membership.lateness import Lateness
 from beemesh.membership.quorum import Quorum
+from beemesh.membership.records import MachineEntry, PodSummary
 from beemesh.membership.view import MachineView
 from beemesh.metrics import Metrics
 from beemesh.node.capacity import machine_arch
@@ -35,6 +36,7 @@ from beemesh.node.local import LocalNode
 from beemesh.runtime import PodInfo
 from beemesh.scheduling import actions as a
 from beemesh.scheduling.auction import Auctioneer, Params
+from beemesh.scheduling.bounds import bid_refusal, claim_counts
 from beemesh.scheduling.leases import lease_key
 from beemesh.scheduling.messages import (
     BID,
@@ -117,8 +119,8 @@ class AuctionDriver:
         now = time.time()
         cap, cpu_free, mem_free = self.node.free()
         kept_elsewhere = frozenset(
-            (pod.workload_id, pod.ordinal) for entry, pod in self.view.pods_elsewhere(
-                self.machine, now) if not entry.record.draining and not pod.retiring)
+            (pod.workload_id, pod.ordinal) for entry, pod in self.claims_elsewhere(now)
+            if not entry.record.draining and not pod.retiring)
         return LocalState(
             arch=self.arch, labels=dict(self.cfg.labels), cordoned=self.cordon.cordoned,
             runtime_ok=self.node.runtime_ok, cpu_milli_total=cap.cpu_milli,
@@ -129,6 +131,15 @@ class AuctionDriver:
             stateful_quorum=self.quorum.sample(now).majority_for >= self.cfg.record_ttl_s)
 
     # ---- what others read ------------------------------------------------------------------
+
+    def claim_counts(self, machine: str, pod: PodSummary) -> bool:
+        """Whether a pod `machine`'s record lists is believed (`bounds.claim_counts`)."""
+        return claim_counts(machine, pod, self.auction.winners_of(pod.task))
+
+    def claims_elsewhere(self, now: float) -> list[tuple[MachineEntry, PodSummary]]:
+        """The pods other machines' live records list and this machine believes."""
+        return [(entry, pod) for entry, pod in self.view.pods_elsewhere(self.machine, now)
+                if self.claim_counts(entry.peer_id, pod)]
 
     def spec_of(self, pod: PodInfo) -> WorkloadSpec | None:
         """The spec a pod here was deployed from: its task's, else the stored manifest's."""
@@ -209,6 +220,19 @@ class AuctionDriver:
         if reason is not None:
             raise wire.Rejected("limit", reason)
 
+    def refuse_bid(self, env: wire.Envelope) -> None:
+        """Refuse (in the topic validator) a bid its bidder's machine record does not allow.
+        A bid for a task this machine does not follow is left to the machines that do."""
+        body = env.body
+        task = self.tasks.get(body["task_id"])
+        if task is None:
+            return
+        entry = self.view.get(body["machine"])
+        refusal = bid_refusal(task.request(), entry.record if entry is not None else None,
+                              body["score"])
+        if refusal is not None:
+            raise wire.Rejected("score", refusal)
+
     def on_task(self, task: Task) -> None:
         """A checked Task (`scheduling.tasks.check_task`) arrived."""
         now = time.time()
@@ -226,17 +250,18 @@ class AuctionDriver:
         self._feed(self.auction.task(task.task_id, task.request(), now, self.local_state))
 
     def handle(self, env: wire.Envelope) -> None:
-        """Bid, Deployed, Failed, LeaseHint (verified by the topic validator)."""
+        """Bid, Deployed, Failed, LeaseHint (verified by the topic validator). Raises
+        `wire.Rejected` for a Deployed or lease hint from a machine the auction did not pick."""
         now, body = time.time(), env.body
         if env.kind == BID.name:
             self._feed(self.auction.bid(body["task_id"], body["round"], body["score"],
                                         body["machine"], now, self.local_state))
-        elif env.kind == DEPLOYED.name:
+        elif env.kind == DEPLOYED.name:  # its score ranks nothing (scheduling.bounds)
+            actions = self.auction.deployed(body["task_id"], body["machine"], now)
             self.events.add(now, "Deployed", f"{body['pod']} running on {body['machine']}",
                             task=body["task_id"], workload=body["workload_id"],
                             machine=body["machine"])
-            self._feed(self.auction.deployed(body["task_id"], body["machine"], body["score"],
-                                             now))
+            self._feed(actions)
         elif env.kind == FAILED.name:
             self.events.add(now, "Failed", body["reason"], task=body["task_id"],
                             workload=body["workload_id"], machine=body["machine"])

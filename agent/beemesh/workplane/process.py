@@ -206,10 +206,12 @@ class WorkPlane:
 
     async def _connect_hosts(self, state: sync.AgentView) -> None:
         connected = {p.to_base58() for p in self.mesh.connected()}
-        for m in state.machines:
-            wp = m.workplane
-            if wp and wp.peer_id != self.peer_id and wp.peer_id not in connected:
-                await self.mesh.dial_any(list(wp.addrs), wp.peer_id, DIAL_TIMEOUT_S)
+        async with trio.open_nursery() as nursery:  # at once: one budget per pass
+            for m in state.machines:
+                wp = m.workplane
+                if wp and wp.peer_id != self.peer_id and wp.peer_id not in connected:
+                    nursery.start_soon(self.mesh.dial_any, list(wp.addrs), wp.peer_id,
+                                       DIAL_TIMEOUT_S)
 
     # ---- publishing ------------------------------------------------------------------------------
 

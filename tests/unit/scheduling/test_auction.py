@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 from auction_sim import GIB, Bus, deploys, machine, request
 
+from beemesh import wire
 from beemesh.scheduling.actions import (
     Action,
     CheckLease,
@@ -29,7 +30,9 @@ from beemesh.scheduling.auction import (
     Auctioneer,
     Params,
     Phase,
+    TaskStatus,
 )
+from beemesh.scheduling.bounds import duplicate_rank
 from beemesh.scheduling.scoring import (
     SCORE_MAX,
     LocalState,
@@ -638,67 +641,77 @@ def test_stale_own_and_unknown_bids_are_ignored() -> None:
 # ---- 8. duplicates --------------------------------------------------------------------------
 
 
-def partitioned_pair() -> tuple[Auctioneer, Auctioneer, int, int]:
-    """hi and lo both won the same task alone (partition); both are DEPLOYING."""
-    m_hi, m_lo = machine(cpu_free=4000), machine(cpu_free=1000)
-    hi, lo = Auctioneer("hi", random.Random(1)), Auctioneer("lo", random.Random(2))
-    win_alone(hi, fixed(m_hi))
-    win_alone(lo, fixed(m_lo))
-    s_hi, s_lo = score(REQ, m_hi), score(REQ, m_lo)
-    assert s_hi > s_lo
-    return hi, lo, s_hi, s_lo
+def partitioned_pair() -> tuple[Auctioneer, Auctioneer]:
+    """Two machines that both won the same task (each picked the other in an earlier round
+    too, e.g. a lease that lapsed); both are DEPLOYING. Returned (higher rank, lower rank)."""
+    top, bottom = sorted(("x", "y"), key=lambda m: duplicate_rank("t", m), reverse=True)
+    hi, lo = Auctioneer(top, random.Random(1)), Auctioneer(bottom, random.Random(2))
+    win_alone(hi, fixed(machine(cpu_free=1000)))  # scores rank nothing: hi scores lower
+    win_alone(lo, fixed(machine(cpu_free=4000)))
+    hi.tasks["t"].winners[lo.machine_id] = 0.0
+    lo.tasks["t"].winners[hi.machine_id] = 0.0
+    return hi, lo
 
 
-def test_duplicate_both_running_lower_drains() -> None:
-    hi, lo, s_hi, s_lo = partitioned_pair()
-    assert hi.deploy_result("t", True, "", 2.0) == [PublishDeployed("t", s_hi)]
-    assert lo.deploy_result("t", True, "", 2.0) == [PublishDeployed("t", s_lo)]
+def test_duplicate_both_running_lower_rank_drops() -> None:
+    hi, lo = partitioned_pair()
+    hi.deploy_result("t", True, "", 2.0)
+    lo.deploy_result("t", True, "", 2.0)
     # The partition heals and each learns of the other's deployment.
-    assert hi.deployed("t", "lo", s_lo, 3.0) == []
+    assert hi.deployed("t", lo.machine_id, 3.0) == []
     assert hi.tasks["t"].phase is Phase.RUNNING
-    assert lo.deployed("t", "hi", s_hi, 3.0) == [
-        Note("t", "duplicate: hi ranks higher; dropping ours"), DropDuplicate("t", "hi")]
+    assert lo.deployed("t", hi.machine_id, 3.0) == [
+        Note("t", f"duplicate: {hi.machine_id} ranks higher; dropping ours"),
+        DropDuplicate("t", hi.machine_id)]
     assert lo.tasks["t"].phase is Phase.DONE
-    # Learning it again does not drain twice.
-    assert of(DropDuplicate, lo.deployed("t", "hi", s_hi, 3.5)) == []
+    # Learning it again does not drop twice.
+    assert of(DropDuplicate, lo.deployed("t", hi.machine_id, 3.5)) == []
 
 
-def test_equal_score_duplicate_is_broken_by_machine_id() -> None:
-    m = machine()
-    x, y = Auctioneer("x", random.Random(1)), Auctioneer("y", random.Random(2))
-    win_alone(x, fixed(m))
-    win_alone(y, fixed(m))
-    s = score(REQ, m)
-    x.deploy_result("t", True, "", 2.0)
-    y.deploy_result("t", True, "", 2.0)
-    assert y.deployed("t", "x", s, 3.0) == []
-    assert of(DropDuplicate, x.deployed("t", "y", s, 3.0)) == [DropDuplicate("t", "y")]
+def test_killing_a_running_replica_with_a_forged_deployed() -> None:
+    """A rogue's `Deployed` (whatever score it carries) does not stop an auction it did not win
+    and never removes a running copy: only a winner's counts, ranked by `duplicate_rank`."""
+    local = fixed(machine())
+    n = Auctioneer("n", random.Random(1))
+    window_end = win_alone(n, local)
+    n.deploy_result("t", True, "", window_end + 1)
+    with pytest.raises(wire.Rejected) as e:
+        n.deployed("t", "rogue", window_end + 2)
+    assert e.value.reason == "not_winner"
+    assert n.tasks["t"].phase is Phase.RUNNING
+    assert n.status("t") == TaskStatus("deployed", "n", ())
+    # A waiting machine is not fooled into DONE either.
+    w = Auctioneer("n", random.Random(2))
+    lose_round_one(w, local, winner="honest")
+    with pytest.raises(wire.Rejected):
+        w.deployed("t", "rogue", 1.0)
+    assert w.tasks["t"].phase is Phase.WAITING
+    assert w.deployed("t", "honest", 1.1) == [Note("t", "deployed by honest")]
 
 
-def test_better_deployed_while_still_deploying_drains_after_deploy_result() -> None:
-    hi, lo, s_hi, s_lo = partitioned_pair()
-    assert hi.deploy_result("t", True, "", 2.0) == [PublishDeployed("t", s_hi)]
-    assert lo.deployed("t", "hi", s_hi, 2.1) == []  # lo still DEPLOYING: decided later
+def test_better_ranked_deployed_while_still_deploying_drops_after_deploy_result() -> None:
+    hi, lo = partitioned_pair()
+    hi.deploy_result("t", True, "", 2.0)
+    assert lo.deployed("t", hi.machine_id, 2.1) == []  # lo still DEPLOYING: decided later
     assert lo.tasks["t"].phase is Phase.DEPLOYING
-    assert lo.deploy_result("t", True, "", 2.5) == [
-        PublishDeployed("t", s_lo),
-        Note("t", "duplicate: hi ranks higher; dropping ours"),
-        DropDuplicate("t", "hi"),
-    ]
+    acts = lo.deploy_result("t", True, "", 2.5)
+    assert of(DropDuplicate, acts) == [DropDuplicate("t", hi.machine_id)]
     assert lo.tasks["t"].phase is Phase.DONE
-    # hi, hearing of lo's (worse) copy, keeps running.
-    assert hi.deployed("t", "lo", s_lo, 2.6) == []
+    # hi, hearing of lo's (lower-ranked) copy, keeps running.
+    assert hi.deployed("t", lo.machine_id, 2.6) == []
     assert hi.tasks["t"].phase is Phase.RUNNING
 
 
-def test_worse_deployed_while_deploying_keeps_ours() -> None:
-    hi, _lo, s_hi, s_lo = partitioned_pair()
-    assert hi.deployed("t", "lo", s_lo, 2.0) == []
-    assert hi.deploy_result("t", True, "", 2.5) == [PublishDeployed("t", s_hi)]
+def test_lower_ranked_deployed_while_deploying_keeps_ours() -> None:
+    hi, lo = partitioned_pair()
+    assert hi.deployed("t", lo.machine_id, 2.0) == []
+    assert of(DropDuplicate, hi.deploy_result("t", True, "", 2.5)) == []
     assert hi.tasks["t"].phase is Phase.RUNNING
 
 
-def test_partitioned_bus_deploys_twice_then_heals_to_one() -> None:
+def test_partitioned_bus_deploys_twice_and_leaves_the_surplus_to_the_work_plane() -> None:
+    """Across a partition neither side picked the other: each refuses the other's `Deployed`
+    (counted), and the work plane's surplus rule (`workplane/reconcile.py`) removes a copy."""
     bus = Bus()
     bus.add("hi", machine(cpu_free=4000))
     bus.add("lo", machine(cpu_free=1000))
@@ -707,13 +720,11 @@ def test_partitioned_bus_deploys_twice_then_heals_to_one() -> None:
     bus.run_until(1.0)
     assert sorted(deploys(bus, "t")) == ["hi", "lo"]
     bus.deploy_result("hi", "t", True)
-    bus.blocked.clear()  # heals before lo finishes: lo now hears hi's re-announcement
-    s_hi = score(REQ, bus.machines["hi"].state)
-    bus.auction("lo").deployed("t", "hi", s_hi, bus.now)
+    bus.blocked.clear()
     bus.deploy_result("lo", "t", True)
-    assert [(s.machine, s.action) for s in bus.sent(DropDuplicate)] == [
-        ("lo", DropDuplicate("t", "hi"))]
-    assert bus.auction("hi").tasks["t"].phase is Phase.RUNNING
+    assert bus.sent(DropDuplicate) == []
+    assert bus.refused == [("hi", "not_winner")]
+    assert {bus.auction(m).tasks["t"].phase for m in ("hi", "lo")} == {Phase.RUNNING}
 
 
 # ---- 9. done, garbage collection, next_deadline --------------------------------------------
@@ -723,9 +734,9 @@ def test_deployed_elsewhere_while_waiting_is_done_and_collected() -> None:
     local = fixed(machine())
     a = Auctioneer("n", random.Random(6))
     lose_round_one(a, local)
-    assert a.deployed("t", "w", SCORE_MAX, 2.0) == [Note("t", "deployed by w")]
+    assert a.deployed("t", "w", 2.0) == [Note("t", "deployed by w")]
     st = a.tasks["t"]
-    assert (st.phase, st.deployed_by, st.finished_at) == (Phase.DONE, (SCORE_MAX, "w"), 2.0)
+    assert (st.phase, st.deployed_by, st.finished_at) == (Phase.DONE, "w", 2.0)
     # The waiting timer is cancelled; the only timer left is the clean-up.
     assert a.next_deadline() == 2.0 + P.keep_done_s
     assert a.tick(2.0 + P.keep_done_s, local) == []
@@ -738,7 +749,8 @@ def test_deployed_elsewhere_while_bidding_or_checking_is_done() -> None:
     local = fixed(machine())
     a = Auctioneer("n", random.Random(6))
     a.task("t", REQ, 0.0, local)
-    assert a.deployed("t", "w", 1, 0.01) == [Note("t", "deployed by w")]
+    a.tasks["t"].winners["w"] = 0.0  # w won an earlier round
+    assert a.deployed("t", "w", 0.01) == [Note("t", "deployed by w")]
     assert a.tasks["t"].phase is Phase.DONE
     assert a.tick(1.0, local) == []  # no bid, no window close
 
@@ -747,7 +759,7 @@ def test_deployed_elsewhere_while_bidding_or_checking_is_done() -> None:
     deadline = b.next_deadline()
     assert deadline is not None
     b.tick(deadline, local)
-    assert b.deployed("t", "w", 1, deadline) == [Note("t", "deployed by w")]
+    assert b.deployed("t", "w", deadline) == [Note("t", "deployed by w")]
     assert b.tasks["t"].phase is Phase.DONE
     assert b.lease_result("t", None, 0.0, deadline, local) == []
 
@@ -838,7 +850,7 @@ def test_forget_workload_removes_all_its_tasks() -> None:
     assert a.forget_workload("web") == []
     # Messages for forgotten tasks are ignored.
     assert a.bid("web-0", 1, 1, "z", 0.01, local) == []
-    assert a.deployed("web-0", "z", 1, 0.01) == []
+    assert a.deployed("web-0", "z", 0.01) == []
     assert a.failed("web-0", "z", "boom", 0.01, local) == []
     acts = run(a, 1.0, local)
     assert {x.task_id for x in acts} == {"db-0"}
@@ -858,7 +870,8 @@ def test_deploy_failure_after_better_deployment_known_does_not_reenter() -> None
     local = fixed(machine())
     lo = Auctioneer("lo", random.Random(2))
     window_end = win_alone(lo, local)
-    assert lo.deployed("t", "hi", SCORE_MAX, window_end + 0.1) == []
+    lo.tasks["t"].winners["hi"] = 0.0
+    assert lo.deployed("t", "hi", window_end + 0.1) == []
     assert lo.deploy_result("t", False, "boom", window_end + 0.2) == [PublishFailed("t", "boom")]
     acts = run(lo, window_end + 30.0, local, lease=lambda _: (None, 0.0))
     st = lo.tasks["t"]
@@ -918,7 +931,8 @@ def test_status_of_a_task_deployed_elsewhere_and_its_failures() -> None:
     st = a.status("t")
     assert st is not None and st.state == "pending"
     assert (st.failures, st.reason) == (("w: image missing",), "image missing")
-    a.deployed("t", "x", SCORE_MAX, 2.0)
+    a.tasks["t"].winners["x"] = 1.6
+    a.deployed("t", "x", 2.0)
     st = a.status("t")
     assert st is not None and (st.state, st.machine) == ("deployed", "x")
     assert a.deployed_ago(REQ.workload_id, REQ.ordinal, 7.5) == ("t", 5.5)
@@ -941,7 +955,8 @@ def test_a_lease_hint_far_in_the_future_is_not_believed() -> None:
     lose_round_one(a, local)
     st = a.tasks["t"]
     deadline = st.deadline
-    a.lease_seen("t", "w", 1.0 + 10**9, 1.0)
+    with pytest.raises(wire.Rejected):
+        a.lease_seen("t", "w", 1.0 + 10**9, 1.0)
     assert st.deadline == deadline  # ignored
     a.lease_seen("t", "w", 1.0 + P.max_lease_ahead_s, 1.0)
     assert st.deadline is not None and st.deadline > 1.0 + P.max_lease_ahead_s
@@ -965,3 +980,29 @@ def test_room_for_new_tasks_is_bounded() -> None:
         a.task(f"o{i}", other if i == 0 else request(workload_id=f"w{i}"), 0.0, local)
     reason = a.room_for("o9", "w9", 0)
     assert reason is not None and "following 5 tasks" in reason
+
+
+def test_stalling_a_task_with_a_lease_hint_from_a_machine_that_did_not_win() -> None:
+    """A lease hint (pub/sub or DHT) counts only from the round's winner, and only until
+    `max_lease_hold_s` after it won: then the others re-enter."""
+    local = fixed(machine())
+    a = Auctioneer("n", random.Random(6))
+    lose_round_one(a, local, winner="w")
+    st = a.tasks["t"]
+    deadline = st.deadline
+    with pytest.raises(wire.Rejected) as e:
+        a.lease_seen("t", "rogue", 3.0, 1.0)
+    assert e.value.reason == "not_winner" and st.deadline == deadline
+    st.phase = Phase.CHECKING
+    acts = a.lease_result("t", "rogue", 3.0, 1.0, local)
+    assert any("re-entering" in n for n in notes(acts))
+    # The winner renewing for ever holds it back only so long.
+    b = Auctioneer("n", random.Random(6))
+    lose_round_one(b, local, winner="w")
+    won_at = b.tasks["t"].winners["w"]
+    later = won_at + P.max_lease_hold_s + 1
+    with pytest.raises(wire.Rejected):
+        b.lease_seen("t", "w", later + 3, later)
+    b.tasks["t"].phase = Phase.CHECKING
+    assert any("re-entering" in n for n in notes(b.lease_result("t", "w", later + 3, later,
+                                                                  local)))

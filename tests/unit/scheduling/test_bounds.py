@@ -1,0 +1,84 @@
+"""What another machine's word on scheduling is worth (beemesh.scheduling.bounds)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from auction_sim import GIB, machine, request
+
+from beemesh.membership.records import MachineRecord, PodSummary, RecordCapacity
+from beemesh.scheduling.auction import Params
+from beemesh.scheduling.bounds import bid_refusal, ceiling, lease_refusal
+from beemesh.scheduling.messages import SCORE
+from beemesh.scheduling.scoring import SCORE_MAX, score
+
+REQ = request(cpu_milli=500, memory_bytes=GIB)
+
+
+def record(cpu: int = 4000, mem: int = 8 * GIB, arch: str = "x86_64",
+           pods: tuple[PodSummary, ...] = (), labels: dict[str, str] | None = None
+           ) -> MachineRecord:
+    return MachineRecord("rogue", (), arch, dict(labels or {}),
+                         RecordCapacity(cpu, mem, mem // 2), ttl_s=10, pods=pods)
+
+
+def pod(workload: str, ordinal: int) -> PodSummary:
+    return PodSummary(workload, ordinal, f"t{ordinal}", f"{workload}-{ordinal}", "running", 0.0)
+
+
+def test_winning_every_auction_with_an_inflated_score() -> None:
+    """Scores are bounded by schema, and a bid above what the bidder's own record allows, or
+    from a machine with no record or one whose record cannot run the task, is refused."""
+    assert SCORE.hi == SCORE_MAX  # the schema bounds every score on the wire
+    top = ceiling(REQ, record())
+    assert top is not None and top < SCORE_MAX
+    assert bid_refusal(REQ, record(), top) is None
+    assert "above" in (bid_refusal(REQ, record(), top + 1) or "")
+    assert "above" in (bid_refusal(REQ, record(), SCORE_MAX) or "")
+    assert "no machine record" in (bid_refusal(REQ, None, 1) or "")
+    assert bid_refusal(request(arch="x86_64"), record(arch="aarch64"), 1) is not None
+    assert bid_refusal(REQ, record(cpu=100), 1) is not None  # less cpu than it needs
+    assert bid_refusal(request(node_selector={"gpu": "yes"}), record(), 1) is not None
+    # Advertising replicas of the workload lowers the ceiling (spread), as for an honest bid.
+    crowded = record(pods=(pod("web", 0), pod("web", 1)))
+    assert (ceiling(REQ, crowded) or 0) < top
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_an_honest_bid_never_exceeds_its_records_ceiling(seed: int) -> None:
+    rng = random.Random(seed)
+    cpu_total, mem_total = rng.randint(600, 64000), rng.randint(2, 64) * GIB
+    here = rng.randint(0, 3)
+    honest = machine(cpu_free=rng.randint(500, cpu_total), mem_free=rng.randint(GIB, mem_total),
+                     cpu_total=cpu_total, mem_total=mem_total, uptime_s=rng.uniform(0, 10**5),
+                     price=rng.random(), replicas_here={"web": here})
+    rec = record(cpu_total, mem_total, pods=tuple(pod("web", i) for i in range(here)))
+    assert bid_refusal(REQ, rec, score(REQ, honest)) is None
+
+
+def test_stalling_a_task_with_a_lease_hint() -> None:
+    """Only a machine a round picked may hold the lease, not too far ahead nor for ever."""
+    p = Params()
+    assert lease_refusal("t", "w", 0.0, 3.0, 1.0, p) is None
+    assert lease_refusal("t", "rogue", None, 3.0, 1.0, p)[0] == "not_winner"  # type: ignore
+    assert lease_refusal("t", "w", 0.0, 1e12, 1.0, p)[0] == "stale"  # type: ignore[index]
+    late = p.max_lease_hold_s + 1
+    assert lease_refusal("t", "w", 0.0, late + 3, late, p)[0] == "stale"  # type: ignore
+
+
+def test_claiming_pods_it_does_not_run() -> None:
+    """A record listing a pod of a task this agent's auction placed elsewhere is not believed
+    (no heal blocked, no "exists", no logs routed there); a task not followed here (placed
+    before this agent started, or long ago) is taken at the record's word."""
+    from beemesh.scheduling.auction import Auctioneer
+    from beemesh.scheduling.bounds import claim_counts
+
+    a = Auctioneer("n", random.Random(1))
+    a.task("t0", REQ, 0.0, lambda: machine())
+    a.bid("t0", 1, SCORE_MAX, "honest", 0.0, lambda: machine())
+    a.tick(1.0, lambda: machine())
+    claimed = pod("web", 0)  # task "t0"
+    assert claim_counts("honest", claimed, a.winners_of("t0"))
+    assert not claim_counts("rogue", claimed, a.winners_of("t0"))
+    assert claim_counts("rogue", pod("web", 7), a.winners_of("t7"))  # not followed here
