@@ -18,6 +18,7 @@ from beemesh import wire
 from beemesh.fleet import Fleet
 from beemesh.identity import KeyPair
 from beemesh.manifest import parse_manifests
+from beemesh.membership.certs import issue_machine_cert
 from beemesh.mesh.host import HostSettings, MeshHost
 from beemesh.scheduling.messages import task_id
 from beemesh.topics import TOPIC_EVENTS, TOPIC_PROPOSALS, TOPIC_TASKS
@@ -31,8 +32,8 @@ spec:
 """
 
 
-def record_body(key: KeyPair, peer: str | None = None) -> dict:
-    return {
+def record_body(key: KeyPair, peer: str | None = None, cert: bytes | None = None) -> dict:
+    return {**({"cert": cert} if cert else {}),
         "peer_id": peer or key.peer_id,
         "addrs": [],
         "arch": "x86_64",
@@ -44,10 +45,11 @@ def record_body(key: KeyPair, peer: str | None = None) -> dict:
     }
 
 
-def cases(me: KeyPair, victim: bytes) -> list[tuple[str, str, bytes]]:
-    """(expected drop reason, topic, payload) for each class of bad input."""
+def cases(me: KeyPair, victim: bytes, cert: bytes) -> list[tuple[str, str, bytes]]:
+    """(expected drop reason, topic, payload) for each class of bad input. The injector is an
+    admitted machine: its first, good record carries its certificate."""
     now = time.time()
-    good = wire.seal(me, "MachineRecord", record_body(me), now)
+    good = wire.seal(me, "MachineRecord", record_body(me, cert=cert), now)
     raw = cbor2.loads(good)
     unsigned = cbor2.dumps({k: v for k, v in raw.items() if k != "sig"})
     forged = cbor2.dumps({**raw, "sender": victim})  # claims the victim sent it
@@ -67,6 +69,7 @@ def cases(me: KeyPair, victim: bytes) -> list[tuple[str, str, bytes]]:
         "ordinal": 0, "origin": me.peer_id, "workload": rogue}, now)
     wrong_topic = wire.seal(me, "MachineRecord", record_body(me), now)
     return [
+        ("accepted", TOPIC_EVENTS, good),
         ("malformed", TOPIC_EVENTS, b"\x00\xffgarbage that is not CBOR"),
         ("malformed", TOPIC_TASKS, cbor2.dumps(["a", "list", "not", "a", "map"])),
         ("unsigned", TOPIC_EVENTS, unsigned),
@@ -78,7 +81,6 @@ def cases(me: KeyPair, victim: bytes) -> list[tuple[str, str, bytes]]:
         ("unknown_kind", TOPIC_PROPOSALS, unknown),
         ("unknown_kind", TOPIC_TASKS, wrong_topic),
         ("untrusted", TOPIC_TASKS, rogue_task),
-        ("accepted", TOPIC_EVENTS, good),
         ("replayed", TOPIC_EVENTS, good),  # same bytes again: a new pub/sub message, old nonce
     ]
 
@@ -86,6 +88,9 @@ def cases(me: KeyPair, victim: bytes) -> list[tuple[str, str, bytes]]:
 async def main(fleet_dir: str, target: str, victim_hex: str) -> None:
     fleet = Fleet.load(Path(fleet_dir))
     me = KeyPair.generate()
+    now = time.time()
+    cert = issue_machine_cert(fleet.operator_key(), me.peer_id, {"injected": "yes"}, now + 600,
+                              now)
     host = MeshHost(HostSettings(me, fleet.psk_hex, ["/ip4/127.0.0.1/tcp/0"],
                                  "/beemesh/machine", {}))
     async with host.running():
@@ -95,7 +100,7 @@ async def main(fleet_dir: str, target: str, victim_hex: str) -> None:
                           for t in (TOPIC_EVENTS, TOPIC_TASKS, TOPIC_PROPOSALS)):
                 await trio.sleep(0.1)
         sent: dict[str, int] = {}
-        for reason, topic, payload in cases(me, bytes.fromhex(victim_hex)):
+        for reason, topic, payload in cases(me, bytes.fromhex(victim_hex), cert):
             await host.publish(topic, payload)
             sent[reason] = sent.get(reason, 0) + 1
             await trio.sleep(0.05)

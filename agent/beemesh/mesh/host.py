@@ -80,7 +80,8 @@ class MeshHost:
     def __init__(self, settings: HostSettings) -> None:
         self.settings = settings
         kp = libp2p_ed25519_key_pair(settings.key.seed)
-        noise = _GatedNoise(self.allowed, kp, noise_privkey=create_x25519_key_pair().private_key)
+        self.gated = 0  # connections ended because allow_peer refused the peer
+        noise = _GatedNoise(self, kp, noise_privkey=create_x25519_key_pair().private_key)
         self.host: IHost = new_host(
             key_pair=kp,
             sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
@@ -108,7 +109,6 @@ class MeshHost:
             strict_validation=True,
         )
         self.swarm = cast(Swarm, self.host.get_network())
-        self.gated = 0  # connections closed because allow_peer refused the peer
         # The Peer ID of every new connection the gate let in, for whoever wants to know.
         self.new_connections: trio.MemorySendChannel[str]
         self.new_connections, self.connections = trio.open_memory_channel[str](
@@ -260,12 +260,13 @@ class _GatedNoise(NoiseTransport):
     authenticated, so a refused peer never becomes a connection (py-libp2p gates by IP only).
     The guard below still closes connections of peers refused later on."""
 
-    def __init__(self, allowed: Callable[[ID], bool], *args: Any, **kwargs: Any) -> None:
+    def __init__(self, mesh: MeshHost, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._allowed = allowed
+        self._mesh = mesh
 
     async def _gate(self, conn: ISecureConn) -> ISecureConn:
-        if not self._allowed(conn.get_remote_peer()):
+        if not self._mesh.allowed(conn.get_remote_peer()):
+            self._mesh.gated += 1
             await conn.close()
             raise HandshakeFailure(f"peer {conn.get_remote_peer()} is refused by this host")
         return conn
