@@ -87,15 +87,20 @@ class DirSource:
 
     def names(self) -> dict[str, Entry]:
         out: dict[str, Entry] = {}
+        self._seen = 0  # directories too: a tree of empty directories is bounded as well
         self._scan(self._fd, "", out)
         return out
 
     def _scan(self, dir_fd: int, prefix: str, out: dict[str, Entry]) -> None:
         with os.scandir(dir_fd) as it:
             for e in it:
-                if len(out) >= MAX_ENTRIES:
-                    raise _too_many(str(self.path))
+                self._seen += 1
                 rel = prefix + e.name
+                if self._seen > MAX_ENTRIES:
+                    raise _too_many(str(self.path))
+                if unsafe_path(rel):  # too long (deep) or not printable: nothing we wrote
+                    out[rel] = Entry(0, "a name no bundle holds (too long or not printable)")
+                    continue
                 st = e.stat(follow_symlinks=False)
                 if stat.S_ISDIR(st.st_mode):
                     sub = os.open(e.name, _NOFOLLOW_DIR, dir_fd=dir_fd)
@@ -187,7 +192,7 @@ class TarSource:
             if count > MAX_ENTRIES:
                 raise _too_many(str(self.path))
             self._tf.members = []  # tarfile keeps every header it read: keep none
-            if member.name == "." and member.isdir():
+            if member.name in ("", ".") and member.isdir():  # the bundle directory itself
                 continue
             name = member.name.removeprefix("./")  # as `tar -C bundle .` writes names
             why = unsafe_path(name)

@@ -21,6 +21,7 @@ from bundle_kit import install_into, make_bundle, make_fleet, resign, snapshot
 
 from beemesh.errors import UserError
 from beemesh.rollout import install as install_mod
+from beemesh.rollout import source
 from beemesh.rollout.bundle_format import MANIFEST, BundleRefused, copy_bounded, pyz_name
 from beemesh.rollout.verify import load_trust, verify
 
@@ -120,7 +121,26 @@ def test_bounded_extraction_copy_stops_at_the_listed_size() -> None:
         os.close(w)
 
 
-@pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "a//b", "./MANIFEST.cbor"])
+@pytest.mark.parametrize("as_tar", [False, True], ids=["directory", "tar"])
+def test_bounded_extraction_entry_count_bounded(tmp_path: Path, fleet: Path, as_tar: bool,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """More entries than any bundle holds (here the limit is lowered to 40): refused while
+    listing, directories counted too, before any file is read."""
+    monkeypatch.setattr(source, "MAX_ENTRIES", 40)
+    bundle = make_bundle(tmp_path, fleet)
+    deep = bundle / "site"
+    for i in range(50):
+        deep = deep / f"d{i}"
+    deep.mkdir(parents=True)
+    target = bundle
+    if as_tar:
+        target = tmp_path / "b.tar"
+        with tarfile.open(target, "w") as tf:
+            tf.add(bundle, arcname="")
+    assert "more than 40 entries" in refused(target, fleet, tmp_path / "root")
+
+
+@pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "a//b", "site/./x", "fleet/\x1b[2J"])
 def test_bounded_extraction_unsafe_tar_paths_refused(tmp_path: Path, fleet: Path,
                                                      name: str) -> None:
     bundle = make_bundle(tmp_path, fleet)
@@ -129,7 +149,8 @@ def test_bounded_extraction_unsafe_tar_paths_refused(tmp_path: Path, fleet: Path
         tf.add(bundle, arcname="")
         info = tarfile.TarInfo(name)
         tf.addfile(info, io.BytesIO(b""))
-    assert "unsafe path in bundle tar" in refused(tar, fleet, tmp_path / "root")
+    text = refused(tar, fleet, tmp_path / "root")
+    assert "unsafe path in bundle tar" in text and "\x1b" not in text
 
 
 # --- no links ---------------------------------------------------------------------------------
