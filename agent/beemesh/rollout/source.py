@@ -183,7 +183,7 @@ class TarSource:
         while True:
             try:
                 member = self._tf.next()
-            except tarfile.TarError as e:
+            except Exception as e:  # any header tarfile cannot parse: refused, one line
                 raise BundleRefused([f"bundle tar {self.path} is damaged ({e}); copy it "
                                      "again"]) from None
             if member is None:

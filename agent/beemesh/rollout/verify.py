@@ -14,6 +14,7 @@ was checked (the stick is read once).
 from __future__ import annotations
 
 import os
+import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,6 +224,10 @@ def _read_one(src: Source, rel: str, listed: dict[str, Any], stage: Path | None,
         got, digest = -1, f"not a regular file: {rel} is {e}; {REGULAR_ONLY}"
     except FileNotFoundError:
         got, digest = -1, f"missing: {rel} (listed in the manifest, not in the bundle)"
+    except (OSError, tarfile.TarError) as e:  # a bad stick, a tar cut short, a full /tmp
+        why = getattr(e, "strerror", None) or str(e)
+        got, digest = -1, f"cannot read {rel} ({why}); copy the bundle again (or free space in " \
+            "$TMPDIR for install's private copies)"
     finally:
         if fd is not None:
             os.close(fd)

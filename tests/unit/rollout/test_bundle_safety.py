@@ -140,6 +140,18 @@ def test_bounded_extraction_entry_count_bounded(tmp_path: Path, fleet: Path, as_
     assert "more than 40 entries" in refused(target, fleet, tmp_path / "root")
 
 
+def test_bounded_extraction_tar_cut_short_refused_in_one_line(tmp_path: Path,
+                                                              fleet: Path) -> None:
+    """A tar cut short inside a listed member's data (a partial copy)."""
+    tar = make_bundle(tmp_path, fleet, tar=True)
+    rel = f"pyz/{pyz_name('x86_64')}"
+    with tarfile.open(tar) as tf:
+        cut = tf.getmember(rel).offset_data + 5
+    os.truncate(tar, cut)
+    text = refused(tar, fleet, tmp_path / "root")
+    assert "is damaged (unexpected end of data); copy it again" in text
+
+
 @pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "a//b", "site/./x", "fleet/\x1b[2J"])
 def test_bounded_extraction_unsafe_tar_paths_refused(tmp_path: Path, fleet: Path,
                                                      name: str) -> None:
