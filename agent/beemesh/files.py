@@ -32,17 +32,9 @@ def atomic_file(path: Path, mode: int = 0o644, owner: tuple[int, int] | None = N
     power cut may lose the newest version but never leaves half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(tmp, flags, mode)
-    except FileExistsError:  # left by a crashed run with the same pid
-        tmp.unlink()
-        fd = os.open(tmp, flags, mode)
+    fd = create_new(tmp, mode, owner)
     try:
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)  # os.open's mode is cut by the umask
-            if owner is not None:
-                os.fchown(f.fileno(), *owner)
             yield f
             f.flush()
             if durable:
@@ -53,6 +45,27 @@ def atomic_file(path: Path, mode: int = 0o644, owner: tuple[int, int] | None = N
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def create_new(path: Path, mode: int, owner: tuple[int, int] | None = None) -> int:
+    """A write descriptor for a new file at `path` that has `mode` (and `owner`) before it
+    holds a byte; created exclusively and never through a link. A leftover file there (a
+    crashed earlier run's) is replaced."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, mode)
+    except FileExistsError:
+        path.unlink()
+        fd = os.open(path, flags, mode)
+    try:
+        os.fchmod(fd, mode)  # os.open's mode is cut by the umask
+        if owner is not None:
+            os.fchown(fd, *owner)
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    return fd
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644,

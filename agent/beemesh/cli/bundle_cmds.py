@@ -28,11 +28,14 @@ def _bundle_problems(problems: list[str]) -> int:
 
 
 def cmd_bundle_verify(args: argparse.Namespace) -> int:
-    from beemesh.rollout.verify import load_trust, open_bundle, verify
+    from beemesh.rollout.bundle_format import BundleRefused
+    from beemesh.rollout.verify import Report, load_trust, verify
 
     trusted, trust_path = load_trust(args.fleet, args.trust)
-    keep: list[object] = []
-    report = verify(open_bundle(args.bundle, keep), trusted, trust_path)
+    try:
+        report = verify(args.bundle, trusted, trust_path)
+    except BundleRefused as e:
+        report = Report(e.problems, None)
     if not report.ok:
         for problem in report.problems:
             print(f"beemesh: bundle: {problem}", file=sys.stderr)
@@ -46,17 +49,17 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_bundle_install(args: argparse.Namespace) -> int:
-    from beemesh.rollout.install import BundleRefused, Layout, enable_hint, install
-    from beemesh.rollout.verify import load_trust, open_bundle
+    from beemesh.rollout.bundle_format import BundleRefused
+    from beemesh.rollout.install import Layout, enable_hint, install
+    from beemesh.rollout.verify import load_trust
 
     trusted, trust_path = load_trust(args.fleet, args.trust)
-    keep: list[object] = []
     try:
         result = install(
-            open_bundle(args.bundle, keep), trusted=trusted, trust_path=trust_path,
+            args.bundle, trusted=trusted, trust_path=trust_path,
             root=args.root, state_dir=args.state_dir, arch=args.arch, listen=args.listen,
             podman_socket=args.podman_socket, start=args.start,
-            start_timeout=args.start_timeout,
+            start_timeout=args.start_timeout, allow_downgrade=args.allow_downgrade,
         )
     except BundleRefused as e:
         return _bundle_problems(e.problems)

@@ -211,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--start", action="store_true", help="start the agent as a detached "
                     "process after installing")
     sp.add_argument("--start-timeout", type=float, default=60.0)
+    sp.add_argument("--allow-downgrade", action="store_true", help="install even if this "
+                    "bundle is older than the one installed before")
     sp.set_defaults(func=cmd_bundle_install)
 
     # Plumbing (no help=: not listed): the Ansible role prints the unit and agent.toml with the

@@ -16,10 +16,12 @@ Format: bundles/README.md.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from beemesh import __version__, schema, wire
 from beemesh.errors import UserError
@@ -30,6 +32,11 @@ MANIFEST = "MANIFEST.cbor"
 ARCHES = ("x86_64", "aarch64")
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_FILES = 20_000
+MAX_IMAGES = 1_000
+MAX_TOTAL_BYTES = 64 * 2**30  # all listed files together: nothing reads or writes more
+MAX_FLEET_FILE_BYTES = 64 * 1024  # keys and trust list, read into memory
+MAX_ENTRIES = 2 * MAX_FILES + 1_000  # directory entries or tar members looked at, at most
+MAX_PATH = 1_024
 CHUNK = 1024 * 1024
 
 PYZ_DIR = "pyz"
@@ -62,6 +69,37 @@ KINDS = {BUNDLE_MANIFEST.name: BUNDLE_MANIFEST}
 Progress = Callable[[str], None]
 
 
+class BundleRefused(UserError):
+    """The bundle does not check out; one line per problem, each naming the fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+REGULAR_ONLY = ("a bundle holds regular files only; copy the bundle again from the one "
+                "`beemesh bundle create` wrote")
+
+
+def show(name: str) -> str:
+    """A name read off the stick, safe to print on one line (escaped, at most 200 chars)."""
+    text = name if name.isprintable() else repr(name)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def unsafe_path(rel: str) -> str | None:
+    """Why `rel` cannot name a file inside a bundle, or None: a bundle path is relative,
+    normalised ('a/b', not '/a', 'a/../b', './a', 'a//b' or 'a/'), printable, not too long."""
+    if not rel or len(rel) > MAX_PATH or not rel.isprintable():
+        return "empty, too long or not printable"
+    if rel.startswith("/"):
+        return "absolute"
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") for p in parts) or PurePosixPath(rel).as_posix() != rel:
+        return "not normalised: '.', '..' or empty parts"
+    return None
+
+
 def stderr_progress(line: str) -> None:
     """The default progress report: one line on stderr."""
     print(line, file=sys.stderr, flush=True)
@@ -74,6 +112,25 @@ def sha256_file(path: Path) -> str:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def copy_bounded(src: BinaryIO, size: int, out_fd: int | None = None) -> tuple[int, str]:
+    """Read `src` (a bundle file said to hold `size` bytes), hashing it and writing it to
+    `out_fd` if given, but never more than `size` bytes: one more is read only to tell that
+    the file is bigger than listed. Returns (bytes read, up to size + 1; SHA-256 hex of the
+    first `size` of them)."""
+    h = hashlib.sha256()
+    done = 0
+    while done <= size:
+        chunk = src.read(min(CHUNK, size + 1 - done))
+        if not chunk:
+            break
+        keep = memoryview(chunk)[: size - done]  # all but the byte past `size`, if read
+        done += len(chunk)
+        h.update(keep)
+        while out_fd is not None and keep:
+            keep = keep[os.write(out_fd, keep):]
+    return done, h.hexdigest()
 
 
 def pyz_name(arch: str, version: str = __version__) -> str:

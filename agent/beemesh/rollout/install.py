@@ -1,6 +1,8 @@
 """`beemesh bundle install`: verify a bundle, then install the agent on this machine.
 
-Nothing under ROOT changes unless the whole bundle checks out. Installs the .pyz, the fleet
+Nothing under ROOT changes unless the whole bundle checks out and is not older than the one
+installed before (`--allow-downgrade` to go back on purpose); a failure partway puts back
+every file it had changed (`changes`). Installs the .pyz, the fleet
 material, agent.toml and the hardened systemd unit (rendered by `units`, as the Ansible role's),
 the machine key (kept if present) and the bundled images; `--start` starts the agent detached,
 for hosts without systemd.
@@ -10,10 +12,10 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,6 @@ from typing import Any
 
 from beemesh.config import DEFAULT_LISTEN
 from beemesh.errors import UserError
-from beemesh.files import atomic_file, write_atomic
 from beemesh.fleet import (
     SWARM_KEY,
     TRUST_LIST,
@@ -29,22 +30,26 @@ from beemesh.fleet import (
     parse_swarm_key,
     parse_trust_list,
 )
+from beemesh.identity import KeyPair, load_key, save_key
 from beemesh.node.capacity import machine_arch
 from beemesh.rollout.bundle_format import (
     FLEET_DIR,
+    FLEET_FILES,
     PYZ_DIR,
+    BundleRefused,
     Progress,
     pyz_name,
     run_podman,
     stderr_progress,
 )
+from beemesh.rollout.changes import INSTALLED, Changes, Installed, check_not_older
 from beemesh.rollout.units import (
     ConfigParams,
     UnitParams,
     render_config,
     render_unit,
 )
-from beemesh.rollout.verify import verify
+from beemesh.rollout.verify import Report, verify
 from beemesh.runtime import ROOT_PODMAN_SOCKET
 
 # install runs the work plane as this user when it runs as root and the user exists.
@@ -81,14 +86,6 @@ class Layout:
     @property
     def unit(self) -> Path:
         return self.root / "etc/systemd/system/beemesh.service"
-
-
-class BundleRefused(UserError):
-    """Verification failed; carries one message per problem."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
 
 
 def workplane_listen(listen: list[str]) -> list[str]:
@@ -136,9 +133,12 @@ def config_params(lay: Layout, site: str, peers: list[str], listen: list[str],
                         podman_socket=podman_socket or "", labels={"site": site})
 
 
-def _copy(src: Path, dst: Path, mode: int, owner: tuple[int, int] | None = None) -> None:
-    with src.open("rb") as f_in, atomic_file(dst, mode, owner) as f_out:
-        shutil.copyfileobj(f_in, f_out, 1 << 20)
+def needed_files(body: dict[str, Any], arch: str) -> set[str]:
+    """The listed files install reads (staged while verified): this machine's agent, the
+    fleet material and the images."""
+    return {f"{PYZ_DIR}/{pyz_name(arch, body['version'])}",
+            *(f"{FLEET_DIR}/{name}" for name in FLEET_FILES),
+            *(image["path"] for image in body["images"])}
 
 
 def install(
@@ -154,30 +154,51 @@ def install(
     start: bool = False,
     start_timeout: float = 60.0,
     workplane_user: str = WORKPLANE_USER,
+    allow_downgrade: bool = False,
     progress: Progress = stderr_progress,
 ) -> dict[str, Any]:
-    """Verify, then install; nothing under ROOT changes unless the whole bundle checks out.
+    """Verify, then install; nothing under ROOT changes unless the whole bundle checks out,
+    and an install that fails partway puts back what it changed.
 
-    The work plane gets a user of its own (`workplane_user`, which then owns workplane.key and
-    cannot read the machine's keys) when install runs as root and that user exists."""
+    The bundle is read once: verify copies what install needs into a private directory while
+    checking it, and install reads only those copies. Images are loaded before any file under
+    ROOT changes. The work plane gets a user of its own (`workplane_user`, which then owns
+    workplane.key and cannot read the machine's keys) when install runs as root and that user
+    exists."""
+    arch = arch or machine_arch()
     progress(f"verifying {bundle}")
-    report = verify(bundle, trusted, trust_path, progress)
-    if not report.ok:
-        raise BundleRefused(report.problems)
+    with tempfile.TemporaryDirectory(prefix="beemesh-bundle-") as tmp:
+        report = verify(bundle, trusted, trust_path, progress, stage=Path(tmp),
+                        wanted=lambda body: needed_files(body, arch))
+        if not report.ok:
+            raise BundleRefused(report.problems)
+        return _install_staged(report, arch, root=root, state_dir=state_dir, listen=listen,
+                               podman_socket=podman_socket, start=start,
+                               start_timeout=start_timeout, workplane_user=workplane_user,
+                               allow_downgrade=allow_downgrade, progress=progress)
+
+
+def _install_staged(report: Report, arch: str, *, root: Path, state_dir: Path | None,
+                    listen: list[str] | None, podman_socket: str | None, start: bool,
+                    start_timeout: float, workplane_user: str, allow_downgrade: bool,
+                    progress: Progress) -> dict[str, Any]:
     body = report.body
     assert body is not None
-    arch = arch or machine_arch()
+    staged = report.staged
     pyz_rel = f"{PYZ_DIR}/{pyz_name(arch, body['version'])}"
-    if pyz_rel not in {f["path"] for f in body["files"]}:
+    if pyz_rel not in staged:
         raise UserError(f"this bundle has no agent for {arch} ({pyz_rel}); build one with "
                         "`make pyz` and create the bundle again")
     # Fail before writing anything if the fleet material or --listen is unusable.
+    fleet_files = {name: staged[f"{FLEET_DIR}/{name}"].read_bytes() for name in FLEET_FILES}
     for name in (SWARM_KEY, WORKPLANE_KEY):
-        parse_swarm_key((bundle / FLEET_DIR / name).read_text(), bundle / FLEET_DIR / name)
-    parse_trust_list((bundle / FLEET_DIR / TRUST_LIST).read_text(),
-                     bundle / FLEET_DIR / TRUST_LIST)
+        parse_swarm_key(fleet_files[name].decode(errors="replace"), Path(FLEET_DIR) / name)
+    parse_trust_list(fleet_files[TRUST_LIST].decode(errors="replace"),
+                     Path(FLEET_DIR) / TRUST_LIST)
     root = root.resolve()
     lay = Layout(root, (state_dir or root / "var/lib/beemesh").resolve())
+    this = Installed(body["site"], body["version"], report.created_ms)
+    check_not_older(this, lay.etc / INSTALLED, allow_downgrade)
     owner = workplane_owner(workplane_user)
     wp_user = workplane_user if owner else ""
     config = render_config(config_params(lay, body["site"], body["peers"],
@@ -189,52 +210,67 @@ def install(
         progress(f"note: no user {workplane_user} here, so the work plane will run as root like "
                  f"the agent; to separate them: useradd --system --no-create-home --shell "
                  f"/usr/sbin/nologin {workplane_user}, then install again")
+    # Images first: a failing `podman load` leaves every file under ROOT as it was.
+    for i, image in enumerate(body["images"], 1):
+        progress(f"loading image {i}/{len(body['images'])}: {image['name']}")
+        run_podman(podman_socket, "load", "-i", str(staged[image["path"]]),
+                   what=f"loading image {image['name']}")
+    changes = Changes()
+    try:
+        key = _write_files(lay, changes, staged[pyz_rel], fleet_files, owner, config, unit,
+                           arch, progress)
+        changes.write(lay.etc / INSTALLED, this.encode(), 0o644)
+    except BaseException:
+        changes.rollback()
+        progress("install failed; the files it had changed are back as they were")
+        raise
+    changes.commit()
+    result: dict[str, Any] = {"peer_id": key.peer_id, "config": str(lay.config),
+                              "pyz": str(lay.pyz), "site": body["site"], "pid": None}
+    if start:
+        result["pid"] = start_agent(lay, start_timeout, progress)
+    return result
 
+
+def _write_files(lay: Layout, changes: Changes, pyz: Path, fleet_files: dict[str, bytes],
+                 owner: tuple[int, int] | None, config: str, unit: str, arch: str,
+                 progress: Progress) -> KeyPair:
+    """Every file install writes, each through `changes` (undone if a later one fails)."""
     progress(f"installing the {arch} agent to {lay.pyz}")
-    _copy(bundle / pyz_rel, lay.pyz, 0o755)
-    lay.bin.parent.mkdir(parents=True, exist_ok=True)
-    if lay.bin.is_symlink() or lay.bin.exists():
-        lay.bin.unlink()
-    lay.bin.symlink_to(os.path.relpath(lay.pyz, lay.bin.parent))
+    changes.mkdir(lay.pyz.parent)
+    changes.copy(lay.pyz, pyz, 0o755)
+    changes.mkdir(lay.bin.parent)
+    changes.symlink(lay.bin, os.path.relpath(lay.pyz, lay.bin.parent))
 
     progress(f"installing fleet material to {lay.fleet}")
-    lay.fleet.mkdir(parents=True, exist_ok=True)
+    changes.mkdir(lay.etc)
+    changes.mkdir(lay.fleet, 0o700)
     # The work plane's own user must pass through (not list) to its key.
     pass_through = 0o011 if owner else 0
-    os.chmod(lay.etc, os.stat(lay.etc).st_mode | pass_through)
-    os.chmod(lay.fleet, 0o700 | pass_through)
-    _copy(bundle / FLEET_DIR / SWARM_KEY, lay.fleet / SWARM_KEY, 0o600)
-    _copy(bundle / FLEET_DIR / WORKPLANE_KEY, lay.fleet / WORKPLANE_KEY, 0o600, owner)
-    _copy(bundle / FLEET_DIR / TRUST_LIST, lay.fleet / TRUST_LIST, 0o644)
+    changes.chmod(lay.etc, 0o755 | pass_through)
+    changes.chmod(lay.fleet, 0o700 | pass_through)
+    changes.write(lay.fleet / SWARM_KEY, fleet_files[SWARM_KEY], 0o600)
+    changes.write(lay.fleet / WORKPLANE_KEY, fleet_files[WORKPLANE_KEY], 0o600, owner)
+    changes.write(lay.fleet / TRUST_LIST, fleet_files[TRUST_LIST], 0o644)
 
-    write_atomic(lay.config, config.encode(), 0o644)
-    write_atomic(lay.unit, unit.encode(), 0o644)
-    progress(f"wrote {lay.config} ({len(body['peers'])} bootstrap peer(s)) and {lay.unit}")
-
-    from beemesh.identity import KeyPair, load_key, save_key
+    changes.write(lay.config, config.encode(), 0o644)
+    changes.mkdir(lay.unit.parent)
+    changes.write(lay.unit, unit.encode(), 0o644)
+    progress(f"wrote {lay.config} and {lay.unit}")
 
     key_path = lay.state_dir / "machine.key"
-    lay.state_dir.mkdir(parents=True, exist_ok=True)
+    changes.mkdir(lay.state_dir, 0o700)
     # The work plane's user passes through to its directory and PEX_ROOT, as the agent allows.
-    os.chmod(lay.state_dir, 0o700 | pass_through)
+    changes.chmod(lay.state_dir, 0o700 | pass_through)
     if key_path.exists():
         key = load_key(key_path, "machine key", "remove it to let install create a new one")
         progress(f"keeping existing machine key {key_path}")
     else:
         key = KeyPair.generate()
         save_key(key_path, key)
+        changes.created(key_path)
         progress(f"created machine key {key_path}")
-
-    for i, image in enumerate(body["images"], 1):
-        progress(f"loading image {i}/{len(body['images'])}: {image['name']}")
-        run_podman(podman_socket, "load", "-i", str(bundle / image["path"]),
-                   what=f"loading image {image['name']}")
-
-    result: dict[str, Any] = {"peer_id": key.peer_id, "config": str(lay.config),
-                              "pyz": str(lay.pyz), "site": body["site"], "pid": None}
-    if start:
-        result["pid"] = start_agent(lay, start_timeout, progress)
-    return result
+    return key
 
 
 def start_agent(lay: Layout, timeout: float, progress: Progress) -> int:
