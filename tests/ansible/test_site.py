@@ -30,7 +30,9 @@ from typing import IO, Any
 import psutil
 import pytest
 
+from beemesh.fleet import Fleet
 from beemesh.lab.localmesh import beemesh, free_port, wait_for
+from beemesh.membership.certs import check_cert
 
 pytestmark = pytest.mark.slow
 
@@ -208,6 +210,8 @@ def test_installed_files_and_modes(site: dict) -> None:
             fleet / "swarm.key": (0o600, 0),
             fleet / "workplane.key": (0o600, work_uid),
             fleet / "operators.trust": (0o640, 0),
+            fleet / "fleet.toml": (0o644, 0),
+            state / "machine.cert": (0o644, 0),
             root / "etc/beemesh/agent.toml": (0o640, 0),
             root / "usr/local/lib/beemesh/beemesh.pyz": (0o755, 0),
         }
@@ -222,7 +226,12 @@ def test_installed_files_and_modes(site: dict) -> None:
         assert work_user_can_read(fleet / "workplane.key")
         for secret in (state / "machine.key", fleet / "swarm.key"):
             assert not work_user_can_read(secret), f"{WORK_USER} can read {secret}"
-        assert not (root / "etc/beemesh/fleet/operator.key").exists(), "operator key leaked"
+        assert not list(root.rglob("operator.key")), "operator key leaked"
+        # Admitted by the controller, with exactly the host's labels.
+        cert = check_cert((state / "machine.cert").read_bytes(),
+                          Fleet.load(site["fleet"]).trusted_operators(), time.time())
+        assert dict(cert.labels) == site["hosts"][name]["beemesh_agent_labels"]
+        assert cert.peer_id == beemesh("id", "--state-dir", str(state)).stdout.strip()
         for parent in ("etc", "etc/systemd", "var/lib", "usr/local/lib"):
             assert (root / parent).stat().st_mode & 0o777 == 0o755, f"{root / parent}"
         link = root / "usr/local/bin/beemesh"

@@ -25,6 +25,7 @@ import pytest
 
 from beemesh import wire
 from beemesh.fleet import Fleet, format_swarm_key
+from beemesh.membership.certs import check_cert
 from beemesh.rollout.bundle_format import MANIFEST, pyz_name
 from beemesh.rollout.create import write_tar
 from beemesh.rollout.install import WORKPLANE_USER, install
@@ -167,6 +168,8 @@ def test_round_trip_offline(tmp_path: Path, fleets: dict[str, Path], pyz_dir: Pa
     # takes any free port: the installed agent below listens on PORT+1 (its work plane on +2).
     first_state = tmp_path / "first"
     first_peer = cli("init", "--state-dir", first_state).stdout.strip()
+    cli("fleet", "admit", "--fleet", fleet, first_peer, "--labels", "site=plant-a", "--out",
+        first_state / "machine.cert")
     first_api = tmp_path / "first.sock"
     pids: list[int] = []
     log = (tmp_path / "first.log").open("wb")
@@ -222,6 +225,13 @@ def test_round_trip_offline(tmp_path: Path, fleets: dict[str, Path], pyz_dir: Pa
         assert (root / "etc/beemesh/fleet/workplane.key").read_bytes() == \
             (fleet / "workplane.key").read_bytes()
         assert not (root / "etc/beemesh/fleet/operator.key").exists()
+        # Admitted by the bundle's enrollment key, which stayed on the stick.
+        assert "admitted this machine" in done.stderr
+        assert (bundle / "site" / "enrollment.key").stat().st_mode & 0o777 == 0o600
+        assert not list(root.rglob("enrollment.key"))
+        cert = check_cert((state / "machine.cert").read_bytes(),
+                          load_trust(None, fleet / "operators.trust")[0], time.time())
+        assert (cert.peer_id, dict(cert.labels)) == (new_peer, {"site": "plant-a"})
         config = tomllib.loads((root / "etc/beemesh/agent.toml").read_text())
         assert config["bootstrap"] == [f"/ip4/127.0.0.1/tcp/{PORT}/p2p/{first_peer}"]
         assert config["workplane_listen"] == [f"/ip4/127.0.0.1/tcp/{PORT + 2}"]

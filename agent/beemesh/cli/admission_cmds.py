@@ -8,13 +8,19 @@ hands the signed revocation to the local agent to gossip.
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import time
 from pathlib import Path
 
+import cbor2
+
+from beemesh import cbor
 from beemesh.errors import UserError
 from beemesh.files import write_atomic
 from beemesh.fleet import Fleet, write_policy
 from beemesh.identity import is_peer_id, load_key, save_key
+from beemesh.membership import revocations_file
 from beemesh.membership.certs import (
     DAY_S,
     Enrollment,
@@ -58,7 +64,10 @@ def cmd_fleet_admit(args: argparse.Namespace) -> int:
 
     now = time.time()
     peer = _peer(args.peer_id)
+    from beemesh.cli.rollout_cmds import pair
+
     labels = parse_labels(args.labels) if args.labels else {}
+    labels.update(pair(item, "--label", "zone=plant-a") for item in args.label or ())
     expires = _expires(args.expires, now)
     if args.enrollment is not None:
         data = enroll(load_enrollment(args.enrollment), peer, labels, expires, now)
@@ -102,13 +111,32 @@ def cmd_fleet_require_admission(args: argparse.Namespace) -> int:
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     from beemesh.api.client import api_path, call
-    from beemesh.cli.operator_client import sign
+    from beemesh.cli.operator_client import fleet_dir, sign
     from beemesh.membership.admission import REVOKE
 
     peer = _peer(args.peer_id)
     body = {"peer_id": peer, **({"reason": args.reason} if args.reason else {})}
-    call(api_path(args.api), "POST", "/v1/revoke", {"request": sign(args.fleet, REVOKE.name,
-                                                                      body)})
+    request = sign(args.fleet, REVOKE.name, body)
+    call(api_path(args.api), "POST", "/v1/revoke", {"request": request})
+    kept = _keep_revocation(fleet_dir(args.fleet), base64.b64decode(request))
     print(f"{peer} revoked: every agent drops it and refuses its messages and connections; "
-          "its replicas are placed elsewhere")
+          f"its replicas are placed elsewhere. Kept in {kept}, which bundles carry to "
+          "machines that are offline now")
     return 0
+
+
+def _keep_revocation(fleet: Path, data: bytes) -> Path:
+    """The operator's own list of revocations (FLEET/revoked.cbor), for `bundle create`."""
+    path = fleet / revocations_file.FILE_NAME
+    items: list[bytes] = []
+    with contextlib.suppress(FileNotFoundError):
+        try:
+            loaded = cbor.loads(path.read_bytes())
+        except cbor.CBORError:
+            loaded = None
+        if not isinstance(loaded, list):
+            raise UserError(f"{path} is damaged; move it aside and revoke again (the agents "
+                            "already have this revocation)")
+        items = [i for i in loaded if isinstance(i, bytes)]
+    write_atomic(path, cbor2.dumps([*items, data]), 0o644)
+    return path

@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--enrollment", type=Path, help="instead of --fleet: a site's enrollment "
                     "dir (`fleet enroll-site`); admits machines of that site only")
     sp.add_argument("--labels", help="k=v,k2=v2: the labels the machine may claim")
+    sp.add_argument("--label", action="append", help="KEY=VALUE, any characters in VALUE "
+                    "(repeatable; with --labels)")
     sp.add_argument("--expires", type=float, default=365.0, help="days (default 365)")
     sp.add_argument("--out", type=Path, required=True, help="the certificate file to write")
     sp.set_defaults(func=cmd_fleet_admit)

@@ -19,7 +19,7 @@ def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 
-def _pair(item: str, flag: str, example: str) -> tuple[str, str]:
+def pair(item: str, flag: str, example: str) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise UserError(f"{flag} {item!r} is not KEY=VALUE (example: {flag} {example})")
@@ -27,7 +27,7 @@ def _pair(item: str, flag: str, example: str) -> tuple[str, str]:
 
 
 def _json_value(item: str) -> tuple[str, Any]:
-    key, text = _pair(item, "--extra", "record_ttl_s=10")
+    key, text = pair(item, "--extra", "record_ttl_s=10")
     try:
         return key, json.loads(text)
     except json.JSONDecodeError:
@@ -57,7 +57,7 @@ def cmd_rollout_render_config(args: argparse.Namespace) -> int:
     params = ConfigParams(
         state_dir=args.state_dir, fleet=args.fleet, listen=tuple(args.listen),
         workplane_listen=tuple(args.workplane_listen), bootstrap=tuple(args.bootstrap or ()),
-        labels=dict(_pair(item, "--label", "zone=plant-a") for item in args.label or ()),
+        labels=dict(pair(item, "--label", "zone=plant-a") for item in args.label or ()),
         extra=dict(_json_value(item) for item in args.extra or ()),
         **_given(args, "workplane_user", "podman_socket"))
     return _write(render_config(params))

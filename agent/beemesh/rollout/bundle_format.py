@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 from beemesh import __version__, schema, wire
 from beemesh.errors import UserError
-from beemesh.fleet import SWARM_KEY, TRUST_LIST, WORKPLANE_KEY
+from beemesh.fleet import POLICY, SWARM_KEY, TRUST_LIST, WORKPLANE_KEY
 
 FORMAT = 1
 MANIFEST = "MANIFEST.cbor"
@@ -45,8 +45,13 @@ SITE_DIR = "site"
 PEERS_FILE = f"{SITE_DIR}/peers.txt"
 IMAGES_DIR = "images"
 ANSIBLE_DIR = "ansible"
-FLEET_FILES = (SWARM_KEY, WORKPLANE_KEY, TRUST_LIST)  # what machines get; never operator.key
-PRIVATE_FILES = {f"{FLEET_DIR}/{SWARM_KEY}", f"{FLEET_DIR}/{WORKPLANE_KEY}"}
+FLEET_FILES = (SWARM_KEY, WORKPLANE_KEY, TRUST_LIST, POLICY)  # never operator.key
+# With admission: the site's enrollment key, with which install admits the machine (it is
+# never copied onto the machine), and the operator's revocations, which install keeps.
+ENROLLMENT_KEY = f"{SITE_DIR}/enrollment.key"
+ENROLLMENT_CERT = f"{SITE_DIR}/enrollment.cert"
+REVOCATIONS = f"{FLEET_DIR}/revoked.cbor"
+PRIVATE_FILES = {f"{FLEET_DIR}/{SWARM_KEY}", f"{FLEET_DIR}/{WORKPLANE_KEY}", ENROLLMENT_KEY}
 
 _FILE = schema.Struct({"path": str, "size": int, "sha256": str})
 _IMAGE = schema.Struct({"name": str, "path": str})

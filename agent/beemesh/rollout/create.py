@@ -18,12 +18,15 @@ from typing import Any
 from beemesh import __version__, wire
 from beemesh.errors import UserError
 from beemesh.files import atomic_file
-from beemesh.fleet import WORKPLANE_KEY, Fleet
-from beemesh.identity import fingerprint
+from beemesh.fleet import POLICY, POLICY_TEXT, WORKPLANE_KEY, Fleet
+from beemesh.identity import fingerprint, save_key
+from beemesh.membership.certs import DAY_S, issue_enrollment
 from beemesh.rollout.bundle_format import (
     ANSIBLE_DIR,
     ARCHES,
     BUNDLE_MANIFEST,
+    ENROLLMENT_CERT,
+    ENROLLMENT_KEY,
     FLEET_DIR,
     FLEET_FILES,
     FORMAT,
@@ -32,6 +35,7 @@ from beemesh.rollout.bundle_format import (
     PEERS_FILE,
     PRIVATE_FILES,
     PYZ_DIR,
+    REVOCATIONS,
     SITE_DIR,
     Progress,
     pyz_name,
@@ -103,9 +107,13 @@ def create(
     ansible_dir: Path | None = None,
     podman_socket: str | None = None,
     tar: Path | None = None,
+    enrollment_days: float = 30.0,
     progress: Progress = stderr_progress,
 ) -> dict[str, Any]:
-    """Write a bundle directory (and optionally a tar of it); returns the manifest body."""
+    """Write a bundle directory (and optionally a tar of it); returns the manifest body.
+
+    When the fleet requires admission the bundle carries an enrollment key for its site, valid
+    `enrollment_days`, with which `bundle install` admits each machine (site=SITE only)."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", site):
         raise UserError(f"site name {site!r} must be 1-63 letters, digits, '.', '_' or '-'")
     fleet = Fleet.load(fleet_dir)
@@ -135,10 +143,25 @@ def create(
     (out / FLEET_DIR).mkdir()
     # Only what machines need: operator.key must never leave the operator.
     for name in FLEET_FILES:
-        shutil.copyfile(fleet_dir / name, out / FLEET_DIR / name)
-    for rel in PRIVATE_FILES:
-        os.chmod(out / rel, 0o600)
+        if name == POLICY:  # written, not copied: older fleets have no file (admission off)
+            policy = "required" if fleet.admission_required else "off"
+            (out / FLEET_DIR / POLICY).write_text(POLICY_TEXT.format(admission=policy))
+        else:
+            shutil.copyfile(fleet_dir / name, out / FLEET_DIR / name)
+    revocations = fleet_dir / Path(REVOCATIONS).name
+    if revocations.is_file():
+        shutil.copyfile(revocations, out / REVOCATIONS)
     (out / SITE_DIR).mkdir()
+    if fleet.admission_required:
+        now = time.time()
+        enrollment = issue_enrollment(key, site, now + enrollment_days * DAY_S, now)
+        save_key(out / ENROLLMENT_KEY, enrollment.key)
+        (out / ENROLLMENT_CERT).write_bytes(enrollment.cert)
+        progress(f"enrollment key for site {site} included (valid {enrollment_days:g} days): "
+                 "install admits each machine with it")
+    for rel in PRIVATE_FILES:
+        if (out / rel).exists():
+            os.chmod(out / rel, 0o600)
     (out / PEERS_FILE).write_text(
         f"# bootstrap peers of site {site}, one multiaddr per line\n"
         + "".join(p + "\n" for p in peers))

@@ -24,18 +24,24 @@ from typing import Any
 from beemesh.config import DEFAULT_LISTEN
 from beemesh.errors import UserError
 from beemesh.fleet import (
+    POLICY,
     SWARM_KEY,
     TRUST_LIST,
     WORKPLANE_KEY,
+    load_policy,
     parse_swarm_key,
     parse_trust_list,
 )
 from beemesh.identity import KeyPair, load_key, save_key
 from beemesh.node.capacity import machine_arch
+from beemesh.rollout.admit import admit_installed, keep_revocations
 from beemesh.rollout.bundle_format import (
+    ENROLLMENT_CERT,
+    ENROLLMENT_KEY,
     FLEET_DIR,
     FLEET_FILES,
     PYZ_DIR,
+    REVOCATIONS,
     BundleRefused,
     Progress,
     pyz_name,
@@ -136,9 +142,11 @@ def config_params(lay: Layout, site: str, peers: list[str], listen: list[str],
 def needed_files(body: dict[str, Any], arch: str) -> set[str]:
     """The listed files install reads (staged while verified): this machine's agent, the
     fleet material and the images."""
+    listed = {f["path"] for f in body["files"]}
     return {f"{PYZ_DIR}/{pyz_name(arch, body['version'])}",
             *(f"{FLEET_DIR}/{name}" for name in FLEET_FILES),
-            *(image["path"] for image in body["images"])}
+            *(image["path"] for image in body["images"]),
+            *(listed & {ENROLLMENT_KEY, ENROLLMENT_CERT, REVOCATIONS})}
 
 
 def install(
@@ -172,13 +180,15 @@ def install(
                         wanted=lambda body: needed_files(body, arch))
         if not report.ok:
             raise BundleRefused(report.problems)
-        return _install_staged(report, arch, root=root, state_dir=state_dir, listen=listen,
+        return _install_staged(report, arch, trusted=trusted, root=root, state_dir=state_dir,
+                               listen=listen,
                                podman_socket=podman_socket, start=start,
                                start_timeout=start_timeout, workplane_user=workplane_user,
                                allow_downgrade=allow_downgrade, progress=progress)
 
 
-def _install_staged(report: Report, arch: str, *, root: Path, state_dir: Path | None,
+def _install_staged(report: Report, arch: str, *, trusted: dict[bytes, str], root: Path,
+                    state_dir: Path | None,
                     listen: list[str] | None, podman_socket: str | None, start: bool,
                     start_timeout: float, workplane_user: str, allow_downgrade: bool,
                     progress: Progress) -> dict[str, Any]:
@@ -195,6 +205,7 @@ def _install_staged(report: Report, arch: str, *, root: Path, state_dir: Path | 
         parse_swarm_key(fleet_files[name].decode(errors="replace"), Path(FLEET_DIR) / name)
     parse_trust_list(fleet_files[TRUST_LIST].decode(errors="replace"),
                      Path(FLEET_DIR) / TRUST_LIST)
+    load_policy(staged[f"{FLEET_DIR}/{POLICY}"].parent)
     root = root.resolve()
     lay = Layout(root, (state_dir or root / "var/lib/beemesh").resolve())
     this = Installed(body["site"], body["version"], report.created_ms)
@@ -219,6 +230,11 @@ def _install_staged(report: Report, arch: str, *, root: Path, state_dir: Path | 
     try:
         key = _write_files(lay, changes, staged[pyz_rel], fleet_files, owner, config, unit,
                            arch, progress)
+        if ENROLLMENT_KEY in staged:
+            admit_installed(lay.state_dir / "machine.cert", key, staged[ENROLLMENT_KEY],
+                            staged[ENROLLMENT_CERT], trusted, changes, progress)
+        if REVOCATIONS in staged:
+            keep_revocations(lay.state_dir, staged[REVOCATIONS], changes, progress)
         changes.write(lay.etc / INSTALLED, this.encode(), 0o644)
     except BaseException:
         changes.rollback()
@@ -252,6 +268,7 @@ def _write_files(lay: Layout, changes: Changes, pyz: Path, fleet_files: dict[str
     changes.write(lay.fleet / SWARM_KEY, fleet_files[SWARM_KEY], 0o600)
     changes.write(lay.fleet / WORKPLANE_KEY, fleet_files[WORKPLANE_KEY], 0o600, owner)
     changes.write(lay.fleet / TRUST_LIST, fleet_files[TRUST_LIST], 0o644)
+    changes.write(lay.fleet / POLICY, fleet_files[POLICY], 0o644)
 
     changes.write(lay.config, config.encode(), 0o644)
     changes.mkdir(lay.unit.parent)
