@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 from pathlib import Path
@@ -11,14 +12,17 @@ import pytest
 from beemesh.errors import UserError
 from beemesh.fleet import (
     OPERATOR_KEY,
+    POLICY,
     SWARM_KEY,
     TRUST_LIST,
     Fleet,
     format_swarm_key,
     format_trust_entry,
     init_fleet,
+    load_policy,
     parse_swarm_key,
     parse_trust_list,
+    write_policy,
 )
 from beemesh.identity import KEY_PREFIX, KeyPair, load_key
 
@@ -255,3 +259,42 @@ def test_operator_key_missing_names_file(fleet_dir: Path) -> None:
     with pytest.raises(UserError) as e:
         fleet.operator_key()
     assert str(fleet_dir / OPERATOR_KEY) in str(e.value)
+
+
+# --- the policy and the trust list's reload -------------------------------------------------
+
+
+def test_new_fleets_require_admission_and_older_ones_do_not(tmp_path: Path) -> None:
+    out, _ = init_fleet(tmp_path / "new")
+    assert Fleet.load(out).admission_required
+    (out / POLICY).unlink()  # a fleet made before admission
+    assert not Fleet.load(out).admission_required
+    write_policy(out, "required")
+    assert Fleet.load(out).admission_required
+
+
+@pytest.mark.parametrize("text", ['admission = "maybe"\n', "admission = true\n", "x = 1\n",
+                                  "not toml ["])
+def test_a_malformed_policy_is_one_clear_line(tmp_path: Path, text: str) -> None:
+    out, _ = init_fleet(tmp_path / "f")
+    (out / POLICY).write_text(text)
+    with pytest.raises(UserError, match=r"fleet policy .*fleet\.toml") as exc:
+        load_policy(out)
+    assert "\n" not in str(exc.value)
+
+
+def test_the_trust_list_reloads_when_its_file_changes(tmp_path: Path) -> None:
+    out, operator = init_fleet(tmp_path / "f")
+    trust = Fleet.load(out).trusted_operators
+    assert set(trust()) == {operator.public_key}
+    new = KeyPair.generate()
+    path = out / TRUST_LIST
+    path.write_text(path.read_text() + format_trust_entry(new.public_key, "bob"))
+    os.utime(path, ns=(1, 2))  # a new stamp even within the clock's resolution
+    assert trust()[new.public_key] == "bob"
+    path.write_text("garbage that is no key\n")  # a broken edit keeps the list in force
+    os.utime(path, ns=(3, 4))
+    assert set(trust()) == {operator.public_key, new.public_key}
+    path.write_text(format_trust_entry(new.public_key, "bob"))  # the old key removed
+    os.utime(path, ns=(5, 6))
+    assert set(trust()) == {new.public_key}

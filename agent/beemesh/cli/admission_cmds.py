@@ -23,6 +23,7 @@ from beemesh.identity import is_peer_id, load_key, save_key
 from beemesh.membership import revocations_file
 from beemesh.membership.certs import (
     DAY_S,
+    CertError,
     Enrollment,
     check_cert,
     enroll,
@@ -70,7 +71,10 @@ def cmd_fleet_admit(args: argparse.Namespace) -> int:
     labels.update(pair(item, "--label", "zone=plant-a") for item in args.label or ())
     expires = _expires(args.expires, now)
     if args.enrollment is not None:
-        data = enroll(load_enrollment(args.enrollment), peer, labels, expires, now)
+        try:
+            data = enroll(load_enrollment(args.enrollment), peer, labels, expires, now)
+        except CertError as e:
+            raise UserError(str(e)) from None
     else:
         if args.fleet is None:
             raise UserError("fleet admit needs --fleet DIR (with operator.key) or --enrollment "

@@ -357,3 +357,52 @@ def test_no_command_is_usage_error() -> None:
     assert proc.returncode == 2
     assert "usage: beemesh" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# --- admission: fleet admit, enroll-site, require-admission ------------------------------
+
+
+def test_fleet_admit_and_a_site_enrollment(tmp_path: Path) -> None:
+    from beemesh.fleet import Fleet
+    from beemesh.membership.certs import check_cert
+
+    fleet = tmp_path / "fleet"
+    init_fleet(fleet)
+    peer = KeyPair.generate().peer_id
+    proc = beemesh("fleet", "admit", "--fleet", fleet, peer, "--labels", "zone=a",
+                   "--label", "note=a,b", "--expires", "10", "--out", tmp_path / "m.cert")
+    assert proc.returncode == 0, proc.stderr
+    trusted = Fleet.load(fleet).trusted_operators()
+    cert = check_cert((tmp_path / "m.cert").read_bytes(), trusted, time.time())
+    assert (cert.peer_id, dict(cert.labels)) == (peer, {"zone": "a", "note": "a,b"})
+    assert 9.9 * 86_400 < cert.expires - time.time() <= 10 * 86_400
+
+    site = tmp_path / "site"
+    assert beemesh("fleet", "enroll-site", "--fleet", fleet, "--site", "plant-a", "--out",
+                   site).returncode == 0
+    assert mode(site / "enrollment.key") == 0o600
+    proc = beemesh("fleet", "admit", "--enrollment", site, peer, "--out", tmp_path / "s.cert")
+    assert proc.returncode == 0, proc.stderr
+    cert = check_cert((tmp_path / "s.cert").read_bytes(), trusted, time.time())
+    assert dict(cert.labels) == {"site": "plant-a"}
+    proc = beemesh("fleet", "admit", "--enrollment", site, peer, "--labels", "site=plant-b",
+                   "--out", tmp_path / "x.cert")
+    assert_one_line_error(proc, "admits machines of site plant-a only")
+
+
+def test_fleet_admit_refuses_what_is_no_peer_id(tmp_path: Path) -> None:
+    init_fleet(tmp_path / "fleet")
+    proc = beemesh("fleet", "admit", "--fleet", tmp_path / "fleet", "node-7", "--out",
+                   tmp_path / "c")
+    assert_one_line_error(proc, "'node-7' is not a machine Peer ID", "beemesh id")
+    proc = beemesh("fleet", "admit", KeyPair.generate().peer_id, "--out", tmp_path / "c")
+    assert_one_line_error(proc, "needs --fleet DIR")
+
+
+def test_an_older_fleet_opts_in(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet"
+    init_fleet(fleet)
+    (fleet / POLICY).unlink()
+    proc = beemesh("fleet", "require-admission", "--fleet", fleet)
+    assert proc.returncode == 0 and "admission required" in proc.stdout
+    assert 'admission = "required"' in (fleet / POLICY).read_text()
