@@ -1,5 +1,6 @@
-"""A hostile fleet member with poison pills: joins with the fleet key, then publishes messages
-that used to crash, stall or fool an agent, on the real topics and into the Machine DHT.
+"""A hostile fleet member with poison pills: an admitted machine (the operator's certificate
+in its first record), then publishes messages that used to crash, stall or fool an agent, on
+the real topics and into the Machine DHT.
 
 Run as its own process:
     python poisoner.py FLEET_DIR TARGET_MULTIADDR WORKLOAD_ID
@@ -24,6 +25,7 @@ from beemesh import wire
 from beemesh.fleet import Fleet
 from beemesh.identity import KeyPair
 from beemesh.manifest import WorkloadSpec
+from beemesh.membership.certs import issue_machine_cert
 from beemesh.membership.dht import machine_dht_key
 from beemesh.mesh.host import HostSettings, MeshHost
 from beemesh.scheduling.leases import lease_key
@@ -92,6 +94,8 @@ async def main(fleet_dir: str, target: str, manifest_path: str) -> None:
     stored = Path(manifest_path).read_bytes()  # the operator-signed Workload the target holds
     spec = WorkloadSpec.from_dict(wire.decode(stored).body["spec"])
     me = KeyPair.generate()
+    now = time.time()
+    cert = issue_machine_cert(operator, me.peer_id, {"injected": "yes"}, now + 600, now)
     host = MeshHost(HostSettings(me, fleet.psk_hex, ["/ip4/127.0.0.1/tcp/0"],
                                  "/beemesh/machine", {}))
     async with host.running():
@@ -100,7 +104,10 @@ async def main(fleet_dir: str, target: str, manifest_path: str) -> None:
             while not all(peer in host.pubsub.peer_topics.get(t, set())
                           for t in (TOPIC_EVENTS, TOPIC_TASKS)):
                 await trio.sleep(0.1)
-        sent: dict[str, int] = {}
+        await host.publish(TOPIC_EVENTS, wire.seal(me, "MachineRecord",
+                                                   record_body(me, cert=cert), time.time()))
+        sent: dict[str, int] = {"accepted": 1}
+        await trio.sleep(0.2)
         for reason, topic, payload in cases(me, operator, spec):
             await host.publish(topic, payload)
             sent[reason] = sent.get(reason, 0) + 1

@@ -75,9 +75,13 @@ def bid_refusal(req: TaskRequest, record: MachineRecord | None, bid_score: int) 
 
 def claim_counts(machine: str, pod: PodSummary, winners: Collection[str] | None) -> bool:
     """A pod another machine's record lists counts (blocks heals, makes `apply` answer
-    "exists", draws `logs`) unless this agent follows the pod's task and no round of its
-    auction picked that machine (`winners`: None when the task is not followed here)."""
-    return winners is None or machine in winners
+    "exists", draws `logs`) unless this agent follows the pod's task and its rounds picked
+    other machines, never that one (`winners`: None when the task is not followed here).
+
+    A task none of whose rounds picked anyone here (this agent was cut off, or saw no bids)
+    is taken at the record's word: after a partition, the record of the machine that placed
+    it on the other side is what stops this one from starting the replica a second time."""
+    return not winners or machine in winners
 
 
 def duplicate_rank(task_id: str, machine: str) -> bytes:

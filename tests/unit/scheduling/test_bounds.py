@@ -82,3 +82,16 @@ def test_claiming_pods_it_does_not_run() -> None:
     assert claim_counts("honest", claimed, a.winners_of("t0"))
     assert not claim_counts("rogue", claimed, a.winners_of("t0"))
     assert claim_counts("rogue", pod("web", 7), a.winners_of("t7"))  # not followed here
+
+
+def test_a_claim_of_a_task_no_round_placed_here_counts() -> None:
+    """After a partition: this side's rounds saw no bids, the other side placed the replica;
+    its machine's record is what keeps this side from starting a second copy."""
+    from beemesh.scheduling.auction import Auctioneer
+    from beemesh.scheduling.bounds import claim_counts
+
+    a = Auctioneer("n", random.Random(1))
+    a.task("t0", REQ, 0.0, lambda: machine(cordoned=True))  # this side does not bid
+    a.tick(5.0, lambda: machine(cordoned=True))  # the window closes without a bid
+    assert a.winners_of("t0") == set()
+    assert claim_counts("far-side", pod("web", 0), a.winners_of("t0"))
