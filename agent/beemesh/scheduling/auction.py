@@ -42,6 +42,7 @@ from beemesh.scheduling.messages import MAX_LEASE_AHEAD_S
 from beemesh.scheduling.scoring import SCORE_MAX, LocalState, TaskRequest, ineligible_reason, score
 
 BidKey = tuple[int, str]  # (score, machine id): the total order every machine agrees on
+MAX_BIDDERS = 1_024  # bidders remembered per task (only admitted machines can bid at all)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,9 @@ class TaskState:
     renew_at: float | None = None
     deployed_by: str | None = None  # the highest-ranked winner that reported Deployed
     winners: dict[str, float] = field(default_factory=dict)  # machine -> when it first won
+    # machine -> when it first bid: a bidder may have won in its own view of a round (views
+    # differ by a message's delay), so its lease hint and Deployed are believed too
+    bidders: dict[str, float] = field(default_factory=dict)
     excluded: bool = False  # this machine failed it; do not bid again
     bids_seen: int = 0
     bids_sent: int = 0
@@ -157,6 +161,8 @@ class Auctioneer:
         if st is None or machine == self.machine_id:
             return []
         actions: list[Action] = []
+        if len(st.bidders) < MAX_BIDDERS:
+            st.bidders.setdefault(machine, now)
         if round_ > st.round and st.phase in (Phase.WAITING, Phase.CHECKING):
             # Others re-entered first: our windows close earlier than a fresh round's would,
             # so bid at once (still subject to suppression below).
@@ -173,18 +179,22 @@ class Auctioneer:
 
     def deployed(self, task_id: str, machine: str, now: float) -> list[Action]:
         """`machine` reports it deployed the task. Raises `wire.Rejected("not_winner")` when
-        no round of this auction picked it: its word would stop the auction (or, ranked by a
-        score it chose, kill our copy) for a replica it may not run."""
+        it neither bid in nor won any round of this auction: its word would stop the auction
+        for a replica it may not run. Only a machine a round here picked can make this one
+        drop its own running copy (ranked by a hash nobody chooses, never by a score); a
+        bidder that won in its own view keeps its copy too, and the work plane's surplus rule
+        removes one of the two."""
         st = self.tasks.get(task_id)
         if st is None or machine == self.machine_id:
             return []
-        if machine not in st.winners:
+        if machine not in st.winners and machine not in st.bidders:
             raise wire.Rejected("not_winner", f"{machine} reports task {task_id} deployed, "
-                                "but no round here picked it")
+                                "but it neither bid nor won here")
         if st.deployed_by is None or self._outranks(task_id, machine, st.deployed_by):
             st.deployed_by = machine
         if st.phase in (Phase.DEPLOYING, Phase.RUNNING):
-            if st.phase is Phase.RUNNING and self._outranks(task_id, machine, self.machine_id):
+            if (st.phase is Phase.RUNNING and machine in st.winners
+                    and self._outranks(task_id, machine, self.machine_id)):
                 return self._drop_duplicate(st, machine, now)
             return []  # DEPLOYING: decided when our deploy finishes
         self._finish(st, Phase.DONE, now)
@@ -401,8 +411,8 @@ class Auctioneer:
 
     def _lease_refusal(self, st: TaskState, holder: str, expires_at: float,
                        now: float) -> tuple[str, str] | None:
-        return lease_refusal(st.task_id, holder, st.winners.get(holder), expires_at, now,
-                             self.params)
+        since = st.winners.get(holder, st.bidders.get(holder))
+        return lease_refusal(st.task_id, holder, since, expires_at, now, self.params)
 
     @staticmethod
     def _outranks(task_id: str, machine: str, other: str) -> bool:

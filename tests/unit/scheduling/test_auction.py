@@ -689,6 +689,25 @@ def test_killing_a_running_replica_with_a_forged_deployed() -> None:
     assert w.deployed("t", "honest", 1.1) == [Note("t", "deployed by honest")]
 
 
+def test_a_bidder_that_won_in_its_own_view_is_believed_but_cannot_remove_our_copy() -> None:
+    """Views of a round differ by a message's delay: a machine whose bid this one saw may have
+    won where this one picked itself. Its Deployed and lease hints are believed (the auction
+    does not wait or re-enter for nothing), but only a winner here can make this machine drop
+    its own running copy."""
+    local = fixed(machine())
+    n = Auctioneer("n", random.Random(1))
+    window_end = win_alone(n, local)
+    n.bid("t", 1, 1, "other", window_end + 0.5, local)  # a late, lower bid
+    n.deploy_result("t", True, "", window_end + 1)
+    n.lease_seen("t", "other", window_end + 3, window_end + 2)  # no refusal: it bid
+    assert n.deployed("t", "other", window_end + 2) == []
+    assert n.tasks["t"].phase is Phase.RUNNING  # whatever the ranking says
+    w = Auctioneer("w", random.Random(2))
+    w.task("t", REQ, 0.0, lambda: machine(cordoned=True))  # does not bid itself
+    w.bid("t", 1, 5, "other", 0.1, local)
+    assert w.deployed("t", "other", 0.2) == [Note("t", "deployed by other")]
+
+
 def test_better_ranked_deployed_while_still_deploying_drops_after_deploy_result() -> None:
     hi, lo = partitioned_pair()
     hi.deploy_result("t", True, "", 2.0)
