@@ -14,7 +14,7 @@ def cmd_bundle_create(args: argparse.Namespace) -> int:
         fleet_dir=fleet_dir(args.fleet), site=args.site, out=args.out,
         peers=read_peers(args.peers, args.peer or []), images=args.image or [],
         pyz_dir=args.pyz_dir, ansible_dir=args.ansible_dir, podman_socket=args.podman_socket,
-        tar=args.tar,
+        tar=args.tar, enrollment_days=args.enrollment_days,
     )
     return 0
 

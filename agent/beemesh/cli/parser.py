@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ansible-dir", type=Path, help="playbook to include (default: the "
                     "repository's ansible/ if present)")
     sp.add_argument("--podman-socket", help="Podman to save images from (default: podman CLI)")
+    sp.add_argument("--enrollment-days", type=float, default=30.0, help="how long the site's "
+                    "enrollment key in the bundle admits machines (default 30)")
     sp.add_argument("--fleet", type=Path, help="fleet material with operator.key "
                     "(default: $BEEMESH_FLEET)")
     sp.set_defaults(func=cmd_bundle_create)

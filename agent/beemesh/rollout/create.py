@@ -116,6 +116,8 @@ def create(
     `enrollment_days`, with which `bundle install` admits each machine (site=SITE only)."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", site):
         raise UserError(f"site name {site!r} must be 1-63 letters, digits, '.', '_' or '-'")
+    if not 0 < enrollment_days <= 3650:
+        raise UserError("--enrollment-days must be above 0 (and at most 3650)")
     fleet = Fleet.load(fleet_dir)
     key = fleet.operator_key()
     if not (fleet_dir / WORKPLANE_KEY).is_file():
