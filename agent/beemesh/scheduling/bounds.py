@@ -62,9 +62,14 @@ def ceiling(req: TaskRequest, record: MachineRecord) -> int | None:
 
 
 def bid_refusal(req: TaskRequest, record: MachineRecord | None, bid_score: int) -> str | None:
-    """Why a bid of `bid_score` for `req` is not believed, or None when it may count."""
+    """Why a bid of `bid_score` for `req` is not believed, or None when it may count.
+
+    A bidder whose record this agent does not hold (yet, or any more: just after a partition
+    heals, or in a backlog) is believed: every machine must see the same bids to pick the
+    same winner, and dropping an honest bid here split auctions and started StatefulSet
+    replicas twice. Only an admitted machine can bid at all (`membership.admission`)."""
     if record is None:
-        return "bidder has no machine record here"
+        return None
     top = ceiling(req, record)
     if top is None:
         return f"bidder's record cannot run it: {ineligible_reason(req, advertised(record))}"
