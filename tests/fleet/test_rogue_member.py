@@ -24,7 +24,7 @@ from healing_lib import apply, kill_machine, manifest, real_pods, start_machines
 from phased import Phased
 
 from beemesh.config import AgentConfig
-from beemesh.lab.localmesh import LocalMesh, wait_for
+from beemesh.lab.localmesh import AgentProc, LocalMesh, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -72,6 +72,7 @@ def test_an_admitted_rogue_can_do_no_more_than_its_share(mesh3: LocalMesh,
         sent = attack["sent"]
         # It heard both replicas in the honest records: a Deployed and a claim for each.
         assert sent["deployed_forged"] == 2 and sent["claims"] == 3, sent
+        assert sent["workplanes_joined"] == len(MACHINES), sent
 
         # Refused by reason, on every honest agent (the rogue speaks to each directly).
         for name in MACHINES:
@@ -92,6 +93,22 @@ def test_an_admitted_rogue_can_do_no_more_than_its_share(mesh3: LocalMesh,
         for name, agent in mesh3.agents.items():
             rows = agent.get_json("get", "pods")
             assert not [r for r in rows if r["machine"] == me and r["pod"] in web_pods], name
+
+        # (8) a ServiceRecord it certifies for a real replica it claims is refused (not_held),
+        # and that replica's endpoints stay the real one's.
+        real_forged, invented_forged = attack["service_records"]
+        for name, agent in mesh3.agents.items():
+            def refused(agent: AgentProc = agent) -> bool:
+                return agent.metrics().get("workplane_messages_dropped", {}).get(
+                    "not_held", 0) >= 1
+
+            def listed(agent: AgentProc = agent) -> bool:
+                return real_forged in json.dumps(agent.get_json("get", "endpoints", WEB))
+
+            wait_for(lambda: refused() or listed(), 30,
+                     f"{name}'s work plane to refuse the forged ServiceRecord, or list it")
+            assert not listed(), f"{name} lists a ServiceRecord the rogue certified"
+            assert refused(), name
 
         # (1), (2) still placing, while the rogue bids SCORE_MAX and leases every task: a
         # StatefulSet, which needs a quorum the throwaways would have taken away.
@@ -116,12 +133,17 @@ def test_an_admitted_rogue_can_do_no_more_than_its_share(mesh3: LocalMesh,
             assert attack["ghost"] in mesh3.agents[name].node_ids(), name
         invented = {n: [r["pod"] for r in mesh3.agents[n].get_json("get", "pods")
                         if r["machine"] == me] for n in survivors}
+        invented_endpoint = {n: invented_forged in json.dumps(mesh3.agents[n].get_json(
+            "get", "endpoints", WEB)) for n in survivors}
 
         rogue.send(json.dumps({"do": "stop"}))
         done = rogue.phase(60)
         report = {n: dropped(mesh3, n, before) for n in survivors}
         print(json.dumps({"sent": done["sent"], "tasks_abused": len(done["tasks"]),
-                          "dropped": report, "believed_claims": invented}))
+                          "dropped": report, "believed_claims": invented,
+                          "invented_claim_endpoint_listed": invented_endpoint,
+                          "workplane_dropped": {n: mesh3.agents[n].metrics().get(
+                              "workplane_messages_dropped", {}) for n in survivors}}))
         for name in survivors:
             agent = mesh3.agents[name]
             assert agent.alive(), f"{name} died"

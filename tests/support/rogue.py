@@ -12,7 +12,9 @@ line, and answers each with one JSON line:
   tasks) and replica ORDINAL of WORKLOAD under an invented task id, and listing 16 black-hole
   addresses; records with stale (past) timestamps; a record claiming labels its certificate
   does not grant; ten throwaway keys (no certificate) publishing one record each; another
-  admitted key publishing one record that lists 16 black-hole addresses, then gone. From then
+  admitted key publishing one record that lists 16 black-hole addresses, then gone; on every
+  honest work plane, as the work plane its record names, a ServiceRecord it certifies for
+  each pod it claims of replica ORDINAL of WORKLOAD (the real one, the invented one). From then
   on, every Task seen (an apply or a heal) draws bids of SCORE_MAX, lease hints an hour ahead
   on pub/sub and lease records in the Machine DHT, for a while.
 - {"do": "creep"}: records whose signed time advances far slower than the clock (each one
@@ -31,10 +33,10 @@ from typing import Any
 
 import trio
 from injector import record_body
-from workplane_intruder import AnyValue
+from workplane_intruder import WP_TOPIC, AnyValue, cert, join, record
 
 from beemesh import wire
-from beemesh.fleet import Fleet
+from beemesh.fleet import Fleet, load_workplane_psk
 from beemesh.identity import KeyPair
 from beemesh.membership.certs import issue_machine_cert
 from beemesh.membership.dht import machine_dht_key
@@ -73,6 +75,12 @@ class Rogue:
         self.tasks_seen: set[str] = set()
         self.throwaways: list[str] = []
         self.ghost_id = ""
+        self.wp_key = KeyPair.generate()  # its work plane's host key, in its record
+        self.wp_host = MeshHost(HostSettings(
+            self.wp_key, load_workplane_psk(fleet.directory / "workplane.key"), LISTEN,
+            "/beemesh/workload", {"svc": AnyValue()}))
+        self.workplane: dict[str, Any] | None = None
+        self.service_records: list[str] = []  # workload peer ids of the forged records
         self.nursery: trio.Nursery | None = None
 
     def count(self, what: str, n: int = 1) -> None:
@@ -85,8 +93,9 @@ class Rogue:
         self.count(what)
 
     def record(self, **extra: Any) -> dict[str, Any]:
+        wp = {"workplane": self.workplane} if self.workplane else {}
         return {**record_body(self.key, cert=self.cert), "addrs": self.addrs,
-                "pods": self.claims, **extra}
+                "pods": self.claims, **wp, **extra}
 
     # ---- joining and listening ---------------------------------------------------------------
 
@@ -167,6 +176,7 @@ class Rogue:
             "pod": f"{workload.rsplit('/', 1)[-1]}-invented", "state": "running",
             "created": time.time()}]
         self.addrs = BLACK_HOLES
+        self.workplane = {"peer_id": self.wp_key.peer_id, "addrs": self.wp_host.addrs()[:4]}
         self.count("claims", len(self.claims))
         await self.publish(TOPIC_EVENTS, MACHINE_RECORD.name, self.record(), "record")
         with trio.move_on_after(5):  # the same record in the Machine DHT
@@ -190,8 +200,31 @@ class Rogue:
             for _ in range(THROWAWAYS):
                 nursery.start_soon(self.throwaway)
         self.ghost_id = await self.ghost()
+        # (8) ServiceRecords it certifies for the pods it claims, of `invent`'s replica
+        await self.forge_service_records([c for c in self.claims
+                                          if (c["workload"], c["replica"]) == tuple(invent)])
         self.attacking = True
         step("throwaways and ghost done")
+
+    async def forge_service_records(self, pods: list[dict[str, Any]]) -> None:
+        """Join the honest work planes as the work plane its record names, and publish a
+        ServiceRecord for each pod, certified by this machine (which claims them)."""
+        planes = [body["workplane"] for body in self.records.values() if "workplane" in body]
+        joined = 0
+        for plane in planes:
+            addr = plane["addrs"][0]
+            target = addr if "/p2p/" in addr else f"{addr}/p2p/{plane['peer_id']}"
+            joined += await join(self.wp_host, target, [WP_TOPIC]) is not None
+        self.count("workplanes_joined", joined)
+        for pod in pods:
+            key, now = KeyPair.generate(), time.time()
+            certificate = cert(self.key, self.key.peer_id, key.peer_id, pod["workload"],
+                               pod["replica"], pod["pod"], pod["task"], now)
+            await self.wp_host.publish(WP_TOPIC, record(
+                key, pod["workload"], pod["replica"], pod["pod"], pod["task"], certificate,
+                now))
+            self.count("service_record_forged")
+            self.service_records.append(key.peer_id)
 
     async def throwaway(self) -> None:
         key = KeyPair.generate()
@@ -240,7 +273,8 @@ class Rogue:
     # ---- the process -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        async with self.host.running(), trio.open_nursery() as nursery:
+        async with self.host.running(), self.wp_host.running(), \
+                trio.open_nursery() as nursery:
             self.nursery = nursery
             await self.join(self.host, (TOPIC_EVENTS, TOPIC_TASKS, TOPIC_PROPOSALS))
             nursery.start_soon(self.listen, TOPIC_EVENTS)
@@ -260,7 +294,8 @@ class Rogue:
                 if cmd["do"] == "attack":
                     await self.attack(cmd["invent"])
                     say({"phase": "attacking", "records": len(self.records), "sent": self.sent,
-                         "throwaways": self.throwaways, "ghost": self.ghost_id})
+                         "throwaways": self.throwaways, "ghost": self.ghost_id,
+                         "service_records": self.service_records})
                 elif cmd["do"] == "creep":
                     republishing.cancel()
                     await self.creep()
