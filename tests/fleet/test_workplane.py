@@ -18,15 +18,14 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from phased import Phased
 
 from beemesh.identity import load_key
 from beemesh.lab.localmesh import WORKPLANE_PORT, AgentProc, LocalMesh, wait_for
@@ -189,39 +188,6 @@ def copy_private(src: Path, dst: Path) -> Path:
     shutil.copyfile(src, dst)
     os.chmod(dst, 0o600)
     return dst
-
-
-class Intruder:
-    """workplane_intruder.py as a child process, phase by phase (one JSON line each)."""
-
-    def __init__(self, *argv: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(INTRUDER), *argv],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-
-    def phase(self, timeout: float = 60) -> dict[str, Any]:
-        got: list[str] = []
-        reader = threading.Thread(target=lambda: got.append(self.proc.stdout.readline()),
-                                  daemon=True)
-        reader.start()
-        reader.join(timeout)
-        if not got or not got[0]:
-            self.proc.kill()
-            raise AssertionError(f"intruder said nothing within {timeout:.0f} s; stderr:\n"
-                                 f"{self.proc.communicate(timeout=10)[1][-3000:]}")
-        out = json.loads(got[0])
-        assert out["phase"] != "error", out
-        return out
-
-    def next(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("next\n")
-        self.proc.stdin.flush()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
 
 
 # ---- the mesh ----------------------------------------------------------------------------------
@@ -562,8 +528,8 @@ def test_machine_key_is_refused_on_the_work_plane(
     m1, m2 = mesh.agents["m1"], mesh.agents["m2"]
     key = copy_private(m2.state_dir / "machine.key", tmp_path / "machine.key")
     wp1 = workplane_pid(m1)
-    intruder = Intruder("machine-key-on-workplane", str(mesh.fleet), str(key),
-                        workplane_addr(mesh, "m1"), wid("ident"), "--seconds", "12")
+    intruder = Phased(INTRUDER, "machine-key-on-workplane", str(mesh.fleet), str(key),
+                      workplane_addr(mesh, "m1"), wid("ident"), "--seconds", "12")
     try:
         report = intruder.phase(90)
     finally:
@@ -591,7 +557,8 @@ def test_workload_key_is_refused_on_the_machine_plane(
     key = copy_private(victim, tmp_path / "workload.key")
     m2 = mesh.agents["m2"]
     before = m2.metrics().get("messages_dropped", {}).get("wrong_plane", 0)
-    intruder = Intruder("workload-key-on-machine-plane", str(mesh.fleet), str(key), m2.addr)
+    intruder = Phased(INTRUDER, "workload-key-on-machine-plane", str(mesh.fleet), str(key),
+                      m2.addr)
     try:
         report = intruder.phase(90)
         assert report["peer_id"] == row["peer"]
@@ -655,9 +622,9 @@ def test_bad_input_from_an_admitted_work_plane_host_is_dropped(
     intruder = None
     try:
         os.kill(wp4, signal.SIGKILL)
-        intruder = Intruder("stolen-workplane-host", str(mesh.fleet), str(host_key),
-                            str(machine_key), workplane_addr(mesh, "m1"), wid("ghost"),
-                            f"{real['workload']}:{real['ordinal']}:{real['peer_id']}")
+        intruder = Phased(INTRUDER, "stolen-workplane-host", str(mesh.fleet), str(host_key),
+                          str(machine_key), workplane_addr(mesh, "m1"), wid("ghost"),
+                          f"{real['workload']}:{real['ordinal']}:{real['peer_id']}")
         control = intruder.phase(90)
         assert control["peer_id"] == stolen
 

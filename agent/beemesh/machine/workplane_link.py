@@ -61,6 +61,8 @@ class Placements(Protocol):
 
     def claims_elsewhere(self, now: float) -> list[tuple[MachineEntry, PodSummary]]: ...
 
+    def claim_counts(self, machine: str, pod: PodSummary) -> bool: ...
+
     def deployed_ago(self, workload_id: str, ordinal: int,
                      now: float) -> tuple[str, float] | None: ...
 
@@ -244,8 +246,7 @@ class WorkPlaneLink:
         now = time.time()
         machines = tuple(
             sync.Machine(e.peer_id, e.record.workplane,
-                         tuple(sync.HeldPod(p.pod, p.workload_id, p.ordinal, p.task)
-                               for p in e.record.pods if p.ordinal >= 0))
+                         held_pods(e, self.machine, self.driver.claim_counts))
             for e in self.view.entries(now))
         replicas = []
         for pod in self.node.pods.values():
@@ -342,3 +343,14 @@ def machine_ips(addrs: list[str]) -> list[str]:
         if len(parts) > 2 and parts[1] in ("ip4", "ip6") and parts[2] not in out:
             out.append(parts[2])
     return out
+
+
+def held_pods(entry: MachineEntry, self_id: str,
+              counts: Callable[[str, PodSummary], bool]) -> tuple[sync.HeldPod, ...]:
+    """The pods of `entry`'s record its machine may vouch for on the work plane (certify a
+    workload key of, `workplane.holding`): those this agent believes it runs
+    (`scheduling.bounds.claim_counts`), so a rogue listing a replica the auction placed
+    elsewhere cannot certify a ServiceRecord for it."""
+    return tuple(sync.HeldPod(p.pod, p.workload_id, p.ordinal, p.task)
+                 for p in entry.record.pods
+                 if p.ordinal >= 0 and (entry.peer_id == self_id or counts(entry.peer_id, p)))
