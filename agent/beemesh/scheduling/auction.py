@@ -284,9 +284,11 @@ class Auctioneer:
         return TaskStatus("pending", "", tuple(st.failures))
 
     def winners_of(self, task_id: str) -> set[str] | None:
-        """Machines a round of this task picked; None: the task is not followed here."""
+        """Machines a round of this task picked, and those that bid in it (a bidder may have
+        won in its own view of a round: views differ by a message's delay); None: the task
+        is not followed here."""
         st = self.tasks.get(task_id)
-        return None if st is None else set(st.winners)
+        return None if st is None else set(st.winners) | set(st.bidders)
 
     def _of_replica(self, workload_id: str, ordinal: int) -> list[TaskState]:
         """Every auction this machine follows for replica `ordinal` of `workload_id`."""
