@@ -60,7 +60,7 @@ def test_a_poisoning_member_is_dropped_and_the_fleet_goes_on(mesh3: LocalMesh,
              f"p1 to drop the {sent['malformed']} malformed pills")
     assert dropped("stale") >= sent["stale"]  # the replayed old manifest
     # The flood: a handful of fresh epochs is followed, the rest refused at the limit.
-    wait_for(lambda: dropped("limit") >= sent["flood"] - Params().max_tasks_per_replica, 30,
+    wait_for(lambda: dropped("limit") >= sent["flood"] - Params().max_tasks_per_replica, 60,
              "p1 to refuse the flood of fresh epochs")
     for name, agent in mesh3.agents.items():
         assert agent.alive(), f"{name} died"

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import trio
@@ -244,12 +244,10 @@ class WorkPlaneLink:
 
     def view_for_workplane(self) -> sync.AgentView:
         now = time.time()
-        entries = self.view.entries(now)
-        believed = self.driver.believed_claims(
-            (e.peer_id, p) for e in entries for p in e.record.pods)
-        machines = tuple(sync.Machine(e.peer_id, e.record.workplane,
-                                      held_pods(e, self.machine, believed))
-                         for e in entries)
+        machines = tuple(
+            sync.Machine(e.peer_id, e.record.workplane,
+                         held_pods(e, self.machine, self.driver.claim_counts))
+            for e in self.view.entries(now))
         replicas = []
         for pod in self.node.pods.values():
             spec = self.driver.spec_of(pod)
@@ -348,13 +346,11 @@ def machine_ips(addrs: list[str]) -> list[str]:
 
 
 def held_pods(entry: MachineEntry, self_id: str,
-              believed: Collection[tuple[str, str]]) -> tuple[sync.HeldPod, ...]:
+              counts: Callable[[str, PodSummary], bool]) -> tuple[sync.HeldPod, ...]:
     """The pods of `entry`'s record its machine may vouch for on the work plane (certify a
-    workload key of, `workplane.holding`): those this agent believes it runs, as (machine,
-    task) in `believed` (`scheduling.bounds.believed_claims`), so a rogue listing a replica
-    the auction placed elsewhere, or inventing a task for it, cannot certify a ServiceRecord
-    for it."""
+    workload key of, `workplane.holding`): those this agent believes it runs
+    (`scheduling.bounds.claim_counts`), so a rogue listing a replica the auction placed
+    elsewhere cannot certify a ServiceRecord for it."""
     return tuple(sync.HeldPod(p.pod, p.workload_id, p.ordinal, p.task)
                  for p in entry.record.pods
-                 if p.ordinal >= 0
-                 and (entry.peer_id == self_id or (entry.peer_id, p.task) in believed))
+                 if p.ordinal >= 0 and (entry.peer_id == self_id or counts(entry.peer_id, p)))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from typing import Protocol
 
 from beemesh.membership.records import MachineRecord, PodSummary
@@ -88,20 +88,6 @@ def claim_counts(machine: str, pod: PodSummary, winners: Collection[str] | None)
     is taken at the record's word: after a partition, the record of the machine that placed
     it on the other side is what stops this one from starting the replica a second time."""
     return not winners or machine in winners
-
-
-def believed_claims(claims: Sequence[tuple[str, PodSummary, Collection[str] | None]]
-                    ) -> list[tuple[str, PodSummary]]:
-    """The claims (machine, pod, the winners of the pod's task here) that count: each as
-    `claim_counts` says, but once a round here confirms a machine for a replica, claims of
-    that replica under tasks no round here placed do not: a rogue inventing a task id cannot
-    stand beside a placed replica (where the work plane's surplus rule could remove the real
-    one in its favour)."""
-    confirmed = {(p.workload_id, p.ordinal) for m, p, winners in claims
-                 if winners and m in winners}
-    return [(m, p) for m, p, winners in claims
-            if claim_counts(m, p, winners)
-            and (winners or (p.workload_id, p.ordinal) not in confirmed)]
 
 
 def duplicate_rank(task_id: str, machine: str) -> bytes:

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 import trio
@@ -36,7 +36,7 @@ from beemesh.node.local import LocalNode
 from beemesh.runtime import PodInfo
 from beemesh.scheduling import actions as a
 from beemesh.scheduling.auction import Auctioneer, Params
-from beemesh.scheduling.bounds import believed_claims, bid_refusal, claim_counts
+from beemesh.scheduling.bounds import bid_refusal, claim_counts
 from beemesh.scheduling.leases import lease_key
 from beemesh.scheduling.messages import (
     BID,
@@ -135,11 +135,6 @@ class AuctionDriver:
     def claim_counts(self, machine: str, pod: PodSummary) -> bool:
         """Whether a pod `machine`'s record lists is believed (`bounds.claim_counts`)."""
         return claim_counts(machine, pod, self.auction.winners_of(pod.task))
-
-    def believed_claims(self, claims: Iterable[tuple[str, PodSummary]]) -> set[tuple[str, str]]:
-        """(machine, task) of the claims believed together (`bounds.believed_claims`)."""
-        return {(m, p.task) for m, p in believed_claims(
-            [(m, p, self.auction.winners_of(p.task)) for m, p in claims])}
 
     def claims_elsewhere(self, now: float) -> list[tuple[MachineEntry, PodSummary]]:
         """The pods other machines' live records list and this machine believes."""

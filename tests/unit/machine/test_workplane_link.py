@@ -25,7 +25,7 @@ def test_a_machine_vouches_on_the_work_plane_only_for_pods_the_auction_lets_it_c
     count."""
     from machine_records_testlib import KEY_A, KEY_B, envelope, record_body
 
-    from beemesh.membership.records import entry_from_envelope
+    from beemesh.membership.records import PodSummary, entry_from_envelope
 
     def pod(name: str, task: str) -> dict[str, object]:
         return {"workload": "deployment/default/web", "replica": 0, "task": task, "pod": name,
@@ -35,6 +35,8 @@ def test_a_machine_vouches_on_the_work_plane_only_for_pods_the_auction_lets_it_c
     rogue = entry_from_envelope(envelope(KEY_B, 100.0, record_body(KEY_B, pods=pods)), 100.0)
     mine = entry_from_envelope(envelope(KEY_A, 100.0, record_body(KEY_A, pods=pods)), 100.0)
 
-    believed = {(KEY_B.peer_id, "t-its-own")}  # what bounds.believed_claims kept
-    assert [h.pod for h in held_pods(rogue, KEY_A.peer_id, believed)] == ["web-1"]
-    assert [h.pod for h in held_pods(mine, KEY_A.peer_id, believed)] == ["web-0", "web-1"]
+    def counts(machine: str, p: PodSummary) -> bool:
+        return p.task != "t-placed-elsewhere"
+
+    assert [h.pod for h in held_pods(rogue, KEY_A.peer_id, counts)] == ["web-1"]
+    assert [h.pod for h in held_pods(mine, KEY_A.peer_id, counts)] == ["web-0", "web-1"]

@@ -97,17 +97,3 @@ def test_a_claim_of_a_task_no_round_placed_here_counts() -> None:
     assert a.winners_of("t0") == set()
     assert claim_counts("far-side", pod("web", 0), a.winners_of("t0"))
 
-
-def test_an_invented_task_cannot_stand_beside_a_placed_replica() -> None:
-    """Once a round here placed a replica on a machine, another machine's claim of the same
-    replica under a task no round here placed is not believed (the work plane's surplus rule
-    could otherwise remove the real copy in the rogue's favour). Alone, such a claim still
-    counts: a task placed before this agent started."""
-    from beemesh.scheduling.bounds import believed_claims
-
-    real, invented = pod("web", 0), PodSummary("web", 0, "t-invented",
-                                               "web-0", "running", 1.0)
-    kept = believed_claims([("honest", real, {"honest"}), ("rogue", invented, None)])
-    assert kept == [("honest", real)]
-    assert believed_claims([("old", invented, None)]) == [("old", invented)]
-    assert believed_claims([("far", real, set())]) == [("far", real)]  # no round placed it
