@@ -7,8 +7,12 @@ arrive in a busy mesh) closes every machine picks the same winner, max (score, m
 the winner writes a lease hint, deploys and reports `Deployed`/`Failed` -> the others wait
 lease TTL + 1 s (+ jitter); if nothing was deployed and no live lease exists they re-enter
 with the next round. Duplicates are tolerated: a machine that deployed a task and learns of a
-deployment by a machine ranked higher (`bounds.duplicate_rank`) drops its copy. Lease hints
-and `Deployed` count only from a machine a round here picked (`scheduling.bounds`).
+deployment by a machine a round here picked and ranked higher (`bounds.duplicate_rank`) drops
+its copy. Lease hints and `Deployed` count only from a machine that bid in or won a round here
+(`scheduling.bounds`).
+
+Over 400 lines on purpose: every transition of the one task lifecycle is in this one class, so
+that it can be read (and tested on a fake clock) in one place, as h11 keeps its state machine.
 
 Callers feed events in with the current time and act on the returned actions; `tick(now)`
 fires timers and `next_deadline()` says when it next needs to be called.
