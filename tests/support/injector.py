@@ -13,6 +13,7 @@ from pathlib import Path
 
 import cbor2
 import trio
+from libp2p.peer.id import ID
 
 from beemesh import wire
 from beemesh.fleet import Fleet
@@ -85,20 +86,30 @@ def cases(me: KeyPair, victim: bytes, cert: bytes) -> list[tuple[str, str, bytes
     ]
 
 
-async def main(fleet_dir: str, target: str, victim_hex: str) -> None:
-    fleet = Fleet.load(Path(fleet_dir))
+def admitted_member(fleet: Fleet) -> tuple[KeyPair, bytes, MeshHost]:
+    """A new machine key, its certificate from the fleet's operator (label injected=yes, as
+    `record_body` claims) and a mesh host with that key."""
     me = KeyPair.generate()
     now = time.time()
     cert = issue_machine_cert(fleet.operator_key(), me.peer_id, {"injected": "yes"}, now + 600,
                               now)
-    host = MeshHost(HostSettings(me, fleet.psk_hex, ["/ip4/127.0.0.1/tcp/0"],
-                                 "/beemesh/machine", {}))
+    return me, cert, MeshHost(HostSettings(me, fleet.psk_hex, ["/ip4/127.0.0.1/tcp/0"],
+                                           "/beemesh/machine", {}))
+
+
+async def join(host: MeshHost, target: str, topics: tuple[str, ...]) -> ID:
+    """Connect to `target` and wait until it has joined each of `topics` (15 s at most)."""
+    peer = await host.connect(target)
+    with trio.fail_after(15):
+        while not all(peer in host.pubsub.peer_topics.get(t, set()) for t in topics):
+            await trio.sleep(0.1)
+    return peer
+
+
+async def main(fleet_dir: str, target: str, victim_hex: str) -> None:
+    me, cert, host = admitted_member(Fleet.load(Path(fleet_dir)))
     async with host.running():
-        peer = await host.connect(target)
-        with trio.fail_after(15):
-            while not all(peer in host.pubsub.peer_topics.get(t, set())
-                          for t in (TOPIC_EVENTS, TOPIC_TASKS, TOPIC_PROPOSALS)):
-                await trio.sleep(0.1)
+        await join(host, target, (TOPIC_EVENTS, TOPIC_TASKS, TOPIC_PROPOSALS))
         sent: dict[str, int] = {}
         for reason, topic, payload in cases(me, bytes.fromhex(victim_hex), cert):
             await host.publish(topic, payload)

@@ -19,15 +19,13 @@ from typing import Any
 
 import cbor2
 import trio
-from injector import record_body
+from injector import admitted_member, join, record_body
 
 from beemesh import wire
 from beemesh.fleet import Fleet
 from beemesh.identity import KeyPair
 from beemesh.manifest import WorkloadSpec
-from beemesh.membership.certs import issue_machine_cert
 from beemesh.membership.dht import machine_dht_key
-from beemesh.mesh.host import HostSettings, MeshHost
 from beemesh.scheduling.leases import lease_key
 from beemesh.scheduling.messages import task_id
 from beemesh.topics import TOPIC_EVENTS, TOPIC_TASKS
@@ -93,17 +91,9 @@ async def main(fleet_dir: str, target: str, manifest_path: str) -> None:
     operator = fleet.operator_key()
     stored = Path(manifest_path).read_bytes()  # the operator-signed Workload the target holds
     spec = WorkloadSpec.from_dict(wire.decode(stored).body["spec"])
-    me = KeyPair.generate()
-    now = time.time()
-    cert = issue_machine_cert(operator, me.peer_id, {"injected": "yes"}, now + 600, now)
-    host = MeshHost(HostSettings(me, fleet.psk_hex, ["/ip4/127.0.0.1/tcp/0"],
-                                 "/beemesh/machine", {}))
+    me, cert, host = admitted_member(fleet)
     async with host.running():
-        peer = await host.connect(target)
-        with trio.fail_after(15):
-            while not all(peer in host.pubsub.peer_topics.get(t, set())
-                          for t in (TOPIC_EVENTS, TOPIC_TASKS)):
-                await trio.sleep(0.1)
+        peer = await join(host, target, (TOPIC_EVENTS, TOPIC_TASKS))
         await host.publish(TOPIC_EVENTS, wire.seal(me, "MachineRecord",
                                                    record_body(me, cert=cert), time.time()))
         sent: dict[str, int] = {"accepted": 1}
