@@ -22,7 +22,7 @@ class Pods:
                  evictions: Evictions, view: MachineView, certified: CertifiedKeys,
                  believed: Callable[[str, PodSummary], bool]) -> None:
         """`believed(machine, pod)`: whether a pod another machine's record lists counts
-        (`scheduling.bounds.claim_counts`)."""
+        (`scheduling.bounds.Claims`)."""
         self.machine = machine
         self.node = node
         self.kubelet = kubelet

@@ -293,7 +293,7 @@ class WorkPlaneLink:
         now = time.time()
         refusal = heal_gate.refusal(heal_gate.HealFacts(
             uptime_s=now - self.started, settle_s=self.cfg.heal_settle_s,
-            lateness_s=self.lateness.worst(now), lateness_limit_s=self.cfg.heal_pause_late_s,
+            lateness_s=self.lateness.current(now), lateness_limit_s=self.cfg.heal_pause_late_s,
             stored=self.store.workload(ask.workload_id),
             deleted=self.store.deleted(ask.workload_id), ordinal=ask.ordinal,
             running_on=self.running_on(ask.workload_id, ask.ordinal, now),
@@ -349,7 +349,7 @@ def held_pods(entry: MachineEntry, self_id: str,
               counts: Callable[[str, PodSummary], bool]) -> tuple[sync.HeldPod, ...]:
     """The pods of `entry`'s record its machine may vouch for on the work plane (certify a
     workload key of, `workplane.holding`): those this agent believes it runs
-    (`scheduling.bounds.claim_counts`), so a rogue listing a replica the auction placed
+    (`scheduling.bounds.Claims`), so a rogue listing a replica the auction placed
     elsewhere cannot certify a ServiceRecord for it."""
     return tuple(sync.HeldPod(p.pod, p.workload_id, p.ordinal, p.task)
                  for p in entry.record.pods

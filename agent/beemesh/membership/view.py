@@ -30,6 +30,10 @@ class MachineView:
         # peer -> (withdrawal ts, forget-after): records older than a withdrawal (still in the
         # DHT or in flight on pub/sub) must not bring a departed machine back.
         self._withdrawn: dict[str, tuple[float, float]] = {}
+        # peer -> when its current unbroken run of records began; peer -> task -> when its
+        # records first listed a pod of that task in this run (`listed_on_arrival`).
+        self._since: dict[str, float] = {}
+        self._listed: dict[str, dict[str, float]] = {}
 
     def apply(self, entry: MachineEntry, now: float) -> bool:
         """Store `entry` if it is newer than what we have and not expired; True if stored."""
@@ -41,6 +45,10 @@ class MachineView:
         current = self._entries.get(entry.peer_id)
         if current is not None and current.ts >= entry.ts:
             return False
+        if current is None:
+            self._since[entry.peer_id] = now
+        listed = self._listed.get(entry.peer_id, {}) if current is not None else {}
+        self._listed[entry.peer_id] = {p.task: listed.get(p.task, now) for p in entry.record.pods}
         self._entries[entry.peer_id] = entry
         self._last_seen[entry.peer_id] = entry.expires_at
         return True
@@ -49,15 +57,33 @@ class MachineView:
         """Drop `peer` and ignore its records made up to `ts`."""
         self._withdrawn[peer] = (ts, max(now, ts) + WITHDRAWAL_MEMORY_S)
         self._last_seen.pop(peer, None)  # it left on purpose: no longer counts for quorum
+        self._forget_run(peer)
         return self._entries.pop(peer, None) is not None
 
     def expire(self, now: float) -> list[str]:
         gone = [p for p, e in self._entries.items() if e.expires_at <= now]
         for p in gone:
             del self._entries[p]
+            self._forget_run(p)
         for p in [p for p, (_, until) in self._withdrawn.items() if until <= now]:
             del self._withdrawn[p]
         return gone
+
+    def _forget_run(self, peer: str) -> None:
+        self._since.pop(peer, None)
+        self._listed.pop(peer, None)
+
+    def listed_on_arrival(self, peer: str, task: str, grace_s: float) -> bool:
+        """Whether `peer`'s records listed a pod of `task` within `grace_s` of it coming into
+        view: what it brought along from a partition or a restart, which no round here can
+        have placed. A pod it starts listing later, while in view all along, was placed by a
+        round this agent should have followed."""
+        since, listed = self._since.get(peer), self._listed.get(peer, {}).get(task)
+        return since is not None and listed is not None and listed - since <= grace_s
+
+    def lists(self, peer: str, task: str) -> bool:
+        """Whether `peer`'s live record lists a pod of `task`."""
+        return task in self._listed.get(peer, {})
 
     def get(self, peer: str) -> MachineEntry | None:
         return self._entries.get(peer)

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Collection
 from typing import Protocol
 
-from beemesh.membership.records import MachineRecord, PodSummary
+from beemesh.membership.records import MachineRecord
 from beemesh.scheduling.scoring import (
     RELIABILITY_HORIZON_S,
     LocalState,
@@ -78,22 +78,55 @@ def bid_refusal(req: TaskRequest, record: MachineRecord | None, bid_score: int) 
     return None
 
 
-def claim_counts(machine: str, pod: PodSummary, winners: Collection[str] | None) -> bool:
-    """A pod another machine's record lists counts (blocks heals, makes `apply` answer
-    "exists", draws `logs`) unless this agent follows the pod's task and its rounds picked
-    (or saw bids from) other machines, never that one (`winners`: None when the task is not
-    followed here).
+class Claims:
+    """Which pods other machines' records list count (block heals, make `apply` answer
+    "exists", draw `logs`, let a machine certify the replica's key on the work plane).
 
-    A task none of whose rounds picked anyone here (this agent was cut off, or saw no bids)
-    is taken at the record's word: after a partition, the record of the machine that placed
-    it on the other side is what stops this one from starting the replica a second time."""
-    return not winners or machine in winners
+    A pod counts if a round of its task here picked its machine or saw it bid (`winners`:
+    None when the task is not followed here, empty when no round here saw a bid). Otherwise
+    only if vouched for: a round here once picked it (the auction has since forgotten the
+    task: remembered here), or the machine listed it on arrival
+    (`MachineView.listed_on_arrival`): after a partition the record of the machine that placed
+    it on the other side is all the evidence there is, and what stops this side starting the
+    replica a second time. A machine in view all along that starts listing a pod of a task
+    no round here placed invented it."""
+
+    def __init__(self, view: ClaimsView, arrival_grace_s: float) -> None:
+        self.view = view
+        self.arrival_grace_s = arrival_grace_s
+        self._picked: set[tuple[str, str]] = set()  # (machine, task) a round here vouched for
+        self._prune_at = PICKED_PRUNE_AT
+
+    def count(self, machine: str, task: str, winners: Collection[str] | None) -> bool:
+        if winners:
+            if machine in winners and (machine, task) not in self._picked:
+                self._remember((machine, task))
+            return machine in winners
+        return ((machine, task) in self._picked
+                or self.view.listed_on_arrival(machine, task, self.arrival_grace_s))
+
+    def _remember(self, claim: tuple[str, str]) -> None:
+        self._picked.add(claim)
+        if len(self._picked) > self._prune_at:  # keep what live records list, in bounds
+            self._picked = {c for c in self._picked if self.view.lists(*c)}
+            self._prune_at = 2 * len(self._picked) + PICKED_PRUNE_AT
 
 
-def duplicate_rank(task_id: str, machine: str) -> bytes:
-    """Which of two machines running the same task keeps it: the higher rank. Derived from
-    data neither chooses (the task id and the machine's key), never from a claimed score."""
-    return hashlib.sha256(f"{task_id}\0{machine}".encode()).digest()
+class ClaimsView(Protocol):
+    def listed_on_arrival(self, peer: str, task: str, grace_s: float) -> bool: ...
+    def lists(self, peer: str, task: str) -> bool: ...
+
+
+# `Claims` prunes what it remembers to what live records list once it holds this many (then
+# twice what is left plus this), so a machine listing ever new tasks cannot grow it.
+PICKED_PRUNE_AT = 1024
+
+
+def duplicate_rank(subject: str, machine: str) -> bytes:
+    """Which of two machines running copies of the same task (or replica: `subject`) keeps
+    its copy: the higher rank. Derived from data neither chooses (the subject and the
+    machine's certified key), never from a claimed score or a key a machine can mint."""
+    return hashlib.sha256(f"{subject}\0{machine}".encode()).digest()
 
 
 def lease_refusal(task_id: str, holder: str, won_at: float | None, expires_at: float,

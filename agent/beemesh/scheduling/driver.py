@@ -36,7 +36,7 @@ from beemesh.node.local import LocalNode
 from beemesh.runtime import PodInfo
 from beemesh.scheduling import actions as a
 from beemesh.scheduling.auction import Auctioneer, Params
-from beemesh.scheduling.bounds import bid_refusal, claim_counts
+from beemesh.scheduling.bounds import Claims, bid_refusal
 from beemesh.scheduling.leases import lease_key
 from beemesh.scheduling.messages import (
     BID,
@@ -84,9 +84,10 @@ class AuctionDriver:
         self.started = time.time()
         self.arch = machine_arch()
         self.auction = Auctioneer(self.machine, random.Random(),
-                                    Params(suppression=cfg.bid_suppression), lateness.worst)
+                                    Params(suppression=cfg.bid_suppression), lateness.current)
         self.tasks: dict[str, Task] = {}  # what each followed task is (the auction: its state)
         self._published_at: dict[str, float] = {}  # tasks we originated: last publication
+        self.claims = Claims(view, arrival_grace_s=cfg.record_ttl_s)
         self._pending: list[a.Action] = []  # actions from messages, carried out by the loop
         self._wake = trio.Event()
         metrics.describe("bids", "bids sent, or withheld after a better one was seen", "result")
@@ -133,8 +134,8 @@ class AuctionDriver:
     # ---- what others read ------------------------------------------------------------------
 
     def claim_counts(self, machine: str, pod: PodSummary) -> bool:
-        """Whether a pod `machine`'s record lists is believed (`bounds.claim_counts`)."""
-        return claim_counts(machine, pod, self.auction.winners_of(pod.task))
+        """Whether a pod `machine`'s record lists is believed (`bounds.Claims`)."""
+        return self.claims.count(machine, pod.task, self.auction.winners_of(pod.task))
 
     def claims_elsewhere(self, now: float) -> list[tuple[MachineEntry, PodSummary]]:
         """The pods other machines' live records list and this machine believes."""

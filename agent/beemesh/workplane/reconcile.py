@@ -17,7 +17,8 @@ StatefulSet without a majority), so asking again is always safe.
 Surplus: a local replica whose ordinal is beyond `replicas`, or that has a better copy of the
 same ordinal elsewhere, is removed; a better copy only counts once it has been ready for
 `settle_s` without a break, so two copies never both go. Better = not retiring (a drained
-machine's copy loses), then ready, then the higher workload Peer ID.
+machine's copy loses), then ready, then the higher `duplicate_rank` of the holding machine's
+certified key for that replica (a machine can mint workload keys, not machine keys).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from beemesh.scheduling.bounds import duplicate_rank
 from beemesh.workplane.records import ServiceRecord, ServiceView
 from beemesh.workplane.sync import Workload
 
@@ -91,8 +93,11 @@ def watchers(workload_id: str, machines: Iterable[str], count: int) -> list[str]
     return sorted(set(machines), key=weight, reverse=True)[:count]
 
 
-def rank(ready: bool, retiring: bool, peer: str) -> tuple[bool, bool, str]:
-    return (not retiring, ready, peer)
+def rank(ready: bool, retiring: bool, workload_id: str, ordinal: int, machine: str,
+         peer: str) -> tuple[bool, bool, bytes, str]:
+    """How a copy of a replica ranks: not retiring, ready, then by its machine's certified key
+    (`duplicate_rank`): never by the workload key, which any machine can mint until it wins."""
+    return (not retiring, ready, duplicate_rank(f"{workload_id}/{ordinal}", machine), peer)
 
 
 @dataclass
@@ -159,11 +164,13 @@ class Reconciler:
     def _better_copy(self, s: Situation, view: ServiceView,
                      mine: LocalReplica) -> ServiceRecord | None:
         assert mine.peer_id is not None
-        own = rank(mine.ready, mine.retiring, mine.peer_id)
+        own = rank(mine.ready, mine.retiring, mine.workload_id, mine.ordinal, s.machine,
+                   mine.peer_id)
         for rec in view.ordinal(mine.workload_id, mine.ordinal, s.now):
             if rec.peer_id == mine.peer_id:
                 continue
-            if (rank(rec.ready, rec.retiring, rec.peer_id) > own
+            if (rank(rec.ready, rec.retiring, rec.workload_id, rec.ordinal, rec.machine,
+                     rec.peer_id) > own
                     and view.ready_for(rec, s.now) >= self.params.settle_s):
                 return rec
         return None

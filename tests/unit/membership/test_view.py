@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from machine_records_testlib import KEY_A, KEY_B, T0, entry, envelope, record_body
 
 from beemesh.identity import KeyPair
@@ -9,6 +11,7 @@ from beemesh.membership.records import (
     MAX_RECORD_TTL_S,
     MachineEntry,
     MachineRecord,
+    PodSummary,
     entry_from_envelope,
 )
 from beemesh.membership.view import WITHDRAWAL_MEMORY_S, MachineView
@@ -150,3 +153,41 @@ def test_withdrawal_forgotten_via_entries() -> None:
     assert view.apply(old, T0 + WITHDRAWAL_MEMORY_S + 1) is True
 
 
+
+
+def with_tasks(key: KeyPair, ts: float, *tasks: str) -> MachineEntry:
+    e = entry(key, ts)
+    pods = tuple(PodSummary("deployment/default/web", i, t, f"web-{i}", "running", 0.0)
+                 for i, t in enumerate(tasks))
+    return dataclasses.replace(e, record=dataclasses.replace(e.record, pods=pods))
+
+
+def test_pods_listed_on_arrival_and_later() -> None:
+    """What a machine lists within the grace of coming into view it brought along (from the
+    far side of a partition); what it starts listing later, in view all along, it did not."""
+    view = MachineView()
+    view.apply(with_tasks(KEY_A, T0, "t-old"), T0)
+    view.apply(with_tasks(KEY_A, T0 + 5, "t-old", "t-brought"), T0 + 5)
+    view.apply(with_tasks(KEY_A, T0 + 30, "t-old", "t-brought", "t-new"), T0 + 30)
+    assert view.listed_on_arrival(KEY_A.peer_id, "t-old", 10)
+    assert view.listed_on_arrival(KEY_A.peer_id, "t-brought", 10)
+    assert not view.listed_on_arrival(KEY_A.peer_id, "t-new", 10)
+    assert view.lists(KEY_A.peer_id, "t-new") and not view.lists(KEY_B.peer_id, "t-new")
+    # a task it stops listing is forgotten: listing it again later is a new claim
+    view.apply(with_tasks(KEY_A, T0 + 31, "t-new"), T0 + 31)
+    view.apply(with_tasks(KEY_A, T0 + 32, "t-new", "t-old"), T0 + 32)
+    assert not view.listed_on_arrival(KEY_A.peer_id, "t-old", 10)
+
+
+def test_a_machine_back_in_view_brings_its_pods_along() -> None:
+    """After its record expired (a partition) or it withdrew, a machine's next run starts
+    afresh: what its first records list counts as brought along."""
+    view = MachineView()
+    view.apply(with_tasks(KEY_A, T0), T0)
+    view.apply(with_tasks(KEY_A, T0 + 5), T0 + 5)
+    view.expire(T0 + 100)
+    view.apply(with_tasks(KEY_A, T0 + 100, "t-far"), T0 + 100)
+    assert view.listed_on_arrival(KEY_A.peer_id, "t-far", 10)
+    view.withdraw(KEY_A.peer_id, T0 + 101, T0 + 101)
+    assert not view.lists(KEY_A.peer_id, "t-far")
+    assert not view.listed_on_arrival(KEY_B.peer_id, "t-far", 10)  # never seen

@@ -9,7 +9,7 @@ from auction_sim import GIB, machine, request
 
 from beemesh.membership.records import MachineRecord, PodSummary, RecordCapacity
 from beemesh.scheduling.auction import Params
-from beemesh.scheduling.bounds import bid_refusal, ceiling, lease_refusal
+from beemesh.scheduling.bounds import PICKED_PRUNE_AT, Claims, bid_refusal, ceiling, lease_refusal
 from beemesh.scheduling.messages import SCORE
 from beemesh.scheduling.scoring import SCORE_MAX, score
 
@@ -68,32 +68,66 @@ def test_stalling_a_task_with_a_lease_hint() -> None:
     assert lease_refusal("t", "w", 0.0, late + 3, late, p)[0] == "stale"  # type: ignore
 
 
+class View:
+    """What `Claims` reads of the MachineView: which (machine, task) arrived with the
+    machine, which live records list."""
+
+    def __init__(self) -> None:
+        self.arrived: set[tuple[str, str]] = set()
+        self.listed: set[tuple[str, str]] = set()
+
+    def listed_on_arrival(self, peer: str, task: str, grace_s: float) -> bool:
+        return (peer, task) in self.arrived
+
+    def lists(self, peer: str, task: str) -> bool:
+        return (peer, task) in self.listed
+
+
 def test_claiming_pods_it_does_not_run() -> None:
     """A record listing a pod of a task this agent's auction placed elsewhere is not believed
-    (no heal blocked, no "exists", no logs routed there); a task not followed here (placed
-    before this agent started, or long ago) is taken at the record's word."""
+    (no heal blocked, no "exists", no logs routed there), nor one of a task no round here
+    placed, listed by a machine in view all along (an invented task)."""
     from beemesh.scheduling.auction import Auctioneer
-    from beemesh.scheduling.bounds import claim_counts
 
-    a = Auctioneer("n", random.Random(1))
+    a, claims = Auctioneer("n", random.Random(1)), Claims(View(), 10)
     a.task("t0", REQ, 0.0, lambda: machine())
     a.bid("t0", 1, SCORE_MAX, "honest", 0.0, lambda: machine())
     a.tick(1.0, lambda: machine())
-    claimed = pod("web", 0)  # task "t0"
-    assert claim_counts("honest", claimed, a.winners_of("t0"))
-    assert not claim_counts("rogue", claimed, a.winners_of("t0"))
-    assert claim_counts("rogue", pod("web", 7), a.winners_of("t7"))  # not followed here
+    assert claims.count("honest", "t0", a.winners_of("t0"))
+    assert not claims.count("rogue", "t0", a.winners_of("t0"))
+    assert a.winners_of("t-invented") is None
+    assert not claims.count("rogue", "t-invented", a.winners_of("t-invented"))
 
 
-def test_a_claim_of_a_task_no_round_placed_here_counts() -> None:
-    """After a partition: this side's rounds saw no bids, the other side placed the replica;
-    its machine's record is what keeps this side from starting a second copy."""
+def test_a_claim_of_a_task_no_round_placed_here_counts_if_brought_along() -> None:
+    """After a partition: this side's rounds saw no bids (or none ran here), the other side
+    placed the replica; its machine's record, on arrival, is what keeps this side from
+    starting a second copy."""
     from beemesh.scheduling.auction import Auctioneer
-    from beemesh.scheduling.bounds import claim_counts
 
-    a = Auctioneer("n", random.Random(1))
+    view = View()
+    a, claims = Auctioneer("n", random.Random(1)), Claims(view, 10)
     a.task("t0", REQ, 0.0, lambda: machine(cordoned=True))  # this side does not bid
     a.tick(5.0, lambda: machine(cordoned=True))  # the window closes without a bid
     assert a.winners_of("t0") == set()
-    assert claim_counts("far-side", pod("web", 0), a.winners_of("t0"))
+    assert not claims.count("far-side", "t0", a.winners_of("t0"))
+    view.arrived |= {("far-side", "t0"), ("far-side", "t-far")}
+    assert claims.count("far-side", "t0", a.winners_of("t0"))
+    assert claims.count("far-side", "t-far", None)
 
+
+def test_a_claim_a_round_here_placed_counts_after_the_task_is_forgotten() -> None:
+    """The auction forgets finished tasks (keep_done_s); the machine it picked still runs
+    the pod and its claim still counts. What is remembered stays bounded by what live records
+    list."""
+    view = View()
+    claims = Claims(view, 10)
+    assert claims.count("honest", "t0", {"honest", "other"})
+    assert claims.count("honest", "t0", None)  # forgotten by the auction: remembered here
+    for i in range(PICKED_PRUNE_AT + 1):  # a machine listing ever new tasks
+        claims.count("rogue", f"t{i}", {"rogue"})
+    assert not claims.count("rogue", "t1", None)  # pruned: no live record lists it
+    assert not claims.count("honest", "t0", None)  # nor this one any more
+    view.listed.add(("honest", "t5"))
+    claims.count("honest", "t5", {"honest"})
+    assert claims.count("honest", "t5", None)

@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from beemesh.scheduling.bounds import duplicate_rank
 from beemesh.workplane.reconcile import (
     ORPHAN_EPOCH,
     AskHeal,
@@ -24,6 +25,8 @@ from beemesh.workplane.sync import Workload
 
 T0 = 1_700_000_000.0
 WID = "deployment/default/web"
+# three machines by rank for replica 0 of WID, lowest first
+M1, M2, M3 = sorted(("m1", "m2", "m3"), key=lambda m: duplicate_rank(f"{WID}/0", m))
 SID = "statefulset/default/db"
 MACHINES = ("m1", "m2", "m3", "m4", "m5")
 P = Params()
@@ -39,12 +42,12 @@ def db(replicas: int = 1) -> Workload:
 
 def rec(ordinal: int, peer: str, ts: float, *, wid: str = WID, ready: bool = True,
         retiring: bool = False, task: str | None = None, ttl: float = 15,
-        version: int = 1) -> ServiceRecord:
+        version: int = 1, machine: str = "m") -> ServiceRecord:
     return ServiceRecord(workload_id=wid, ordinal=ordinal, peer_id=peer,
                          pod=f"{wid.rsplit('/', 1)[1]}-{ordinal}",
                          task=task or f"t-{ordinal}-{peer}", addrs=(), ports=(), ready=ready,
                          retiring=retiring, version=version, ts=ts, expires_at=ts + ttl,
-                         machine="m")
+                         machine=machine)
 
 
 def local(ordinal: int, peer: str | None, *, wid: str = WID, ready: bool = True,
@@ -126,10 +129,19 @@ def test_watchers_with_few_machines() -> None:
 
 
 def test_rank_order() -> None:
-    # Not retiring beats retiring, then ready beats not ready, then the higher peer id.
-    assert rank(False, False, "a") > rank(True, True, "z")
-    assert rank(True, False, "a") > rank(False, False, "z")
-    assert rank(True, False, "b") > rank(True, False, "a")
+    # Not retiring beats retiring, then ready beats not ready, then the machine's rank.
+    assert rank(False, False, WID, 0, M1, "a") > rank(True, True, WID, 0, M3, "z")
+    assert rank(True, False, WID, 0, M1, "a") > rank(False, False, WID, 0, M3, "z")
+    assert rank(True, False, WID, 0, M2, "a") > rank(True, False, WID, 0, M1, "z")
+
+
+def test_a_minted_workload_key_does_not_rank_a_copy_higher() -> None:
+    """A machine can mint workload keys until one sorts high; it cannot mint a machine key
+    (certified by the operator), so the copy's rank follows its machine, for each replica."""
+    assert rank(True, False, WID, 0, M1, "zzzz") < rank(True, False, WID, 0, M2, "a")
+    orders = {tuple(sorted(("x", "y"), key=lambda m: rank(True, False, WID, o, m, "p")))
+              for o in range(16)}
+    assert len(orders) == 2  # no machine wins every replica
 
 
 # --- deficit: heal asks ------------------------------------------------------------------------
@@ -394,6 +406,7 @@ def _duplicates(view: ServiceView, machine_of: dict[str, str], records: list[Ser
     """Run one reconciler per machine on the same view; which pods each wants removed."""
     recs = {m: Reconciler() for m in machine_of.values()}
     removed: dict[str, list[tuple[float, RemoveReplica]]] = {m: [] for m in recs}
+    records = [dataclasses.replace(r, machine=machine_of[r.peer_id]) for r in records]
     t = T0
     while t <= until:
         refreshed(view, records, t)
@@ -406,58 +419,58 @@ def _duplicates(view: ServiceView, machine_of: dict[str, str], records: list[Ser
 
 def test_duplicate_lower_copy_removed_after_settle_never_both() -> None:
     view = ServiceView()
-    a_rec, b_rec = rec(0, "pa", T0), rec(0, "pb", T0)  # pb ranks higher
+    a_rec, b_rec = rec(0, "pa", T0), rec(0, "pb", T0)  # pb's machine ranks higher
     locals_ = {"pa": local(0, "pa", pod="web-0-a"), "pb": local(0, "pb", pod="web-0-b")}
-    removed = _duplicates(view, {"pa": "m1", "pb": "m2"}, [a_rec, b_rec], locals_, T0 + 20)
-    assert removed["m2"] == []
-    assert removed["m1"], "the lower copy must go"
-    first_t, first = removed["m1"][0]
+    removed = _duplicates(view, {"pa": M1, "pb": M2}, [a_rec, b_rec], locals_, T0 + 20)
+    assert removed[M2] == []
+    assert removed[M1], "the lower copy must go"
+    first_t, first = removed[M1][0]
     assert first.pod == "web-0-a"
     assert first_t == T0 + P.settle_s  # only once the better copy was ready for settle_s
     assert "pb" in first.reason
 
 
-def test_not_ready_copy_loses_despite_higher_peer_id() -> None:
+def test_not_ready_copy_loses_despite_higher_rank() -> None:
     view = ServiceView()
     a_rec, b_rec = rec(0, "pa", T0), rec(0, "pb", T0, ready=False)
     locals_ = {"pa": local(0, "pa"), "pb": local(0, "pb", ready=False)}
-    removed = _duplicates(view, {"pa": "m1", "pb": "m2"}, [a_rec, b_rec], locals_, T0 + 30)
+    removed = _duplicates(view, {"pa": M1, "pb": M2}, [a_rec, b_rec], locals_, T0 + 30)
     # pb is not ready: it ranks lower and goes once pa has been ready for settle_s; pa stays.
-    assert removed["m1"] == []
-    assert [a.pod for _, a in removed["m2"]][:1] == [locals_["pb"].pod]
+    assert removed[M1] == []
+    assert [a.pod for _, a in removed[M2]][:1] == [locals_["pb"].pod]
 
 
 def test_duplicate_readiness_break_restarts_settle() -> None:
     r, view = Reconciler(), ServiceView()
     mine = local(0, "pa", pod="web-0-a")
-    view.apply(rec(0, "pb", T0), T0)
-    assert r.step(sit(T0 + 4, "m1", [web(1)], local_=(mine,)), view) == []
-    view.apply(rec(0, "pb", T0 + 4, ready=False), T0 + 4)  # a probe failed
-    view.apply(rec(0, "pb", T0 + 5, ready=True), T0 + 5)
-    assert r.step(sit(T0 + 9.9, "m1", [web(1)], local_=(mine,)), view) == []
-    assert [a.pod for a in removes(r.step(sit(T0 + 10, "m1", [web(1)], local_=(mine,)),
+    view.apply(rec(0, "pb", T0, machine=M2), T0)
+    assert r.step(sit(T0 + 4, M1, [web(1)], local_=(mine,)), view) == []
+    view.apply(rec(0, "pb", T0 + 4, ready=False, machine=M2), T0 + 4)  # a probe failed
+    view.apply(rec(0, "pb", T0 + 5, ready=True, machine=M2), T0 + 5)
+    assert r.step(sit(T0 + 9.9, M1, [web(1)], local_=(mine,)), view) == []
+    assert [a.pod for a in removes(r.step(sit(T0 + 10, M1, [web(1)], local_=(mine,)),
                                           view))] == ["web-0-a"]
 
 
 def test_retiring_copy_loses_to_a_ready_one() -> None:
     view = ServiceView()
-    # pz would win on peer id, but its machine is being drained.
+    # pz's machine would win on rank, but its machine is being drained.
     z_rec, a_rec = rec(0, "pz", T0, retiring=True), rec(0, "pa", T0)
     locals_ = {"pz": local(0, "pz", retiring=True, pod="web-0-z"),
                "pa": local(0, "pa", pod="web-0-a")}
-    removed = _duplicates(view, {"pz": "m1", "pa": "m2"}, [z_rec, a_rec], locals_, T0 + 20)
-    assert removed["m2"] == []
-    assert removed["m1"] and removed["m1"][0][1].pod == "web-0-z"
+    removed = _duplicates(view, {"pz": M1, "pa": M2}, [z_rec, a_rec], locals_, T0 + 20)
+    assert removed[M2] == []
+    assert removed[M1] and removed[M1][0][1].pod == "web-0-z"
 
 
 def test_three_copies_only_the_best_survives() -> None:
     view = ServiceView()
     records = [rec(0, p, T0) for p in ("pa", "pb", "pc")]
     locals_ = {p: local(0, p, pod=f"web-0-{p}") for p in ("pa", "pb", "pc")}
-    removed = _duplicates(view, {"pa": "m1", "pb": "m2", "pc": "m3"}, records, locals_,
+    removed = _duplicates(view, {"pa": M1, "pb": M2, "pc": M3}, records, locals_,
                           T0 + 20)
-    assert removed["m3"] == []
-    assert removed["m1"] and removed["m2"]
+    assert removed[M3] == []
+    assert removed[M1] and removed[M2]
 
 
 @pytest.mark.parametrize("ready_a, ready_b, ret_a, ret_b",
@@ -469,25 +482,27 @@ def test_never_both_copies_removed_when_views_agree(ready_a: bool, ready_b: bool
                rec(0, "pb", T0, ready=ready_b, retiring=ret_b)]
     locals_ = {"pa": local(0, "pa", ready=ready_a, retiring=ret_a, pod="web-0-a"),
                "pb": local(0, "pb", ready=ready_b, retiring=ret_b, pod="web-0-b")}
-    removed = _duplicates(view, {"pa": "m1", "pb": "m2"}, records, locals_, T0 + 30)
-    assert not (removed["m1"] and removed["m2"])
-    best = max(records, key=lambda r: rank(r.ready, r.retiring, r.peer_id))
+    removed = _duplicates(view, {"pa": M1, "pb": M2}, records, locals_, T0 + 30)
+    assert not (removed[M1] and removed[M2])
+    machine_of = {"pa": M1, "pb": M2}
+    best = max(records, key=lambda r: rank(r.ready, r.retiring, WID, 0, machine_of[r.peer_id],
+                                           r.peer_id))
     if best.ready:  # a ready better copy always settles it: the other one goes
-        loser = "m1" if best.peer_id == "pb" else "m2"
-        assert removed[loser] and not removed["m2" if loser == "m1" else "m1"]
+        loser = M1 if best.peer_id == "pb" else M2
+        assert removed[loser] and not removed[M2 if loser == M1 else M1]
     else:
-        assert removed == {"m1": [], "m2": []}
+        assert removed == {M1: [], M2: []}
 
 
 def test_never_both_when_a_probe_fails_before_its_record_is_out() -> None:
     """LocalReplica carries what its last record said (process.py passes the published
     flags), so a probe failure not yet published changes nobody's ranking."""
     view = ServiceView()
-    # pb ranks higher and both have been ready for a while (as the view shows).
-    view.apply(rec(0, "pa", T0), T0)
-    view.apply(rec(0, "pb", T0), T0)
+    # pb's machine ranks higher and both have been ready for a while (as the view shows).
+    view.apply(rec(0, "pa", T0, machine=M1), T0)
+    view.apply(rec(0, "pb", T0, machine=M2), T0)
     now = T0 + 10
     # pb's probe just failed; its machine knows, but its record (ready) is what it ranks by.
-    ra = Reconciler().step(sit(now, "m1", [web(1)], local_=(local(0, "pa"),)), view)
-    rb = Reconciler().step(sit(now, "m2", [web(1)], local_=(local(0, "pb"),)), view)
+    ra = Reconciler().step(sit(now, M1, [web(1)], local_=(local(0, "pa"),)), view)
+    rb = Reconciler().step(sit(now, M2, [web(1)], local_=(local(0, "pb"),)), view)
     assert removes(ra) and not removes(rb)
