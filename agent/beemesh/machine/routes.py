@@ -82,7 +82,7 @@ class AgentApi:
             "addrs": self.mesh.addrs(),
             "connected_peers": [p.to_base58() for p in self.mesh.connected()],
             "known_machines": len(self.view.entries(time.time())),
-            "lateness_s": round(self.lateness.worst(time.time()), 1),
+            "lateness_s": round(self.lateness.current(time.time()), 1),
             "joined": joined is not None,
             "joined_after_s": joined,
             "runtime": "ok" if self.node.runtime_ok else self.node.runtime_error,

@@ -9,6 +9,11 @@ everything late.
 Per sender, lateness is the delay of its message above the smallest delay seen from it in the
 last `baseline_s`: the baseline absorbs the sender's clock offset, so machines whose clocks
 disagree by seconds do not look late, while a backlog (delay growing within minutes) does.
+
+How late this agent hears the mesh is the lower median, over the senders heard in the last
+`window_s`, of each one's worst lateness there: a backlog here delays every sender, whereas one
+sender late alone (its own queue, or an admitted rogue signing its records ever further behind)
+must not pause every heal in the fleet.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ class Lateness:
     window_s: float = 15.0
     # sender -> (bucket start, smallest delay in that bucket), oldest first
     _minima: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
-    _recent: deque[tuple[float, float]] = field(default_factory=deque)  # (time, lateness)
+    # (time, sender, lateness) of the messages heard in the last window_s
+    _recent: deque[tuple[float, str, float]] = field(default_factory=deque)
 
     def observe(self, sender: str, sent: float, now: float) -> float:
         """Record one message sent at `sent` (its signed timestamp); returns its lateness."""
@@ -44,14 +50,19 @@ class Lateness:
         while buckets and buckets[0][0] < now - self.baseline_s:
             buckets.popleft()
         late = delay - min(d for _, d in buckets)
-        self._recent.append((now, late))
+        self._recent.append((now, sender, late))
         self._prune(now)
         return late
 
-    def worst(self, now: float) -> float:
-        """The worst lateness in the last `window_s`: 0 when messages arrive as fast as ever."""
+    def current(self, now: float) -> float:
+        """How late the mesh is heard now: the lower median over the senders heard in the last
+        `window_s` of each one's worst lateness; 0 when messages arrive as fast as ever."""
         self._prune(now)
-        return max((late for _, late in self._recent), default=0.0)
+        worst: dict[str, float] = {}
+        for _, sender, late in self._recent:
+            worst[sender] = max(late, worst.get(sender, late))
+        ranked = sorted(worst.values())
+        return ranked[(len(ranked) - 1) // 2] if ranked else 0.0
 
     def _prune(self, now: float) -> None:
         while self._recent and self._recent[0][0] < now - self.window_s:

@@ -13,7 +13,7 @@ def test_on_time_messages_are_not_late() -> None:
     lateness = Lateness()
     for i in range(100):
         lateness.observe("a", T0 + i, T0 + i + 0.02)
-    assert lateness.worst(T0 + 100) == pytest.approx(0.0)
+    assert lateness.current(T0 + 100) == pytest.approx(0.0)
 
 
 def test_clock_offset_is_absorbed() -> None:
@@ -22,7 +22,7 @@ def test_clock_offset_is_absorbed() -> None:
     for i in range(50):
         assert lateness.observe("slow-clock", T0 + i - 8, T0 + i + 0.01) == pytest.approx(0.0)
         lateness.observe("good-clock", T0 + i, T0 + i + 0.01)
-    assert lateness.worst(T0 + 50) == pytest.approx(0.0)
+    assert lateness.current(T0 + 50) == pytest.approx(0.0)
 
 
 def test_backlog_is_late_and_recovery_clears_it() -> None:
@@ -32,19 +32,33 @@ def test_backlog_is_late_and_recovery_clears_it() -> None:
     # A backlog: every message waits longer than the one before.
     for i in range(10, 20):
         lateness.observe("a", T0 + i, T0 + i + 0.05 + (i - 9) * 1.5)
-    assert lateness.worst(T0 + 35) == pytest.approx(15.0)
+    assert lateness.current(T0 + 35) == pytest.approx(15.0)
     # On time again: the late ones leave the window after window_s.
     for i in range(36, 60):
         lateness.observe("a", T0 + i, T0 + i + 0.05)
-    assert lateness.worst(T0 + 60) == pytest.approx(0.0)
+    assert lateness.current(T0 + 60) == pytest.approx(0.0)
 
 
-def test_one_late_sender_is_enough() -> None:
+def test_one_late_sender_among_on_time_ones_is_not_enough() -> None:
+    """One sender late alone (its own queue, or a rogue signing records ever further behind:
+    each newer than the last, within the skew) does not make the mesh late; most senders late
+    (a backlog here delays them all) does."""
     lateness = Lateness()
-    lateness.observe("a", T0, T0 + 0.1)
+    for s in ("a", "b", "c"):
+        lateness.observe(s, T0, T0 + 0.1)
+    for i in range(1, 10):  # "c" creeps: its signed time advances slower than the clock
+        lateness.observe("c", T0 + i * 0.2, T0 + i + 0.1)
+        lateness.observe("a", T0 + i, T0 + i + 0.1)
+    assert lateness.current(T0 + 10) == pytest.approx(0.0)
+    lateness.observe("b", T0 + 3, T0 + 9.1)  # now "b" is late too: two of three
+    assert lateness.current(T0 + 10) == pytest.approx(6.0)
+
+
+def test_a_lone_sender_heard_late_is_late() -> None:
+    lateness = Lateness()
     lateness.observe("b", T0, T0 + 0.1)
     lateness.observe("b", T0 + 3, T0 + 9.1)
-    assert lateness.worst(T0 + 10) == pytest.approx(6.0)
+    assert lateness.current(T0 + 10) == pytest.approx(6.0)
 
 
 def test_baseline_forgets_old_minima() -> None:
@@ -55,7 +69,7 @@ def test_baseline_forgets_old_minima() -> None:
     assert lateness.observe("a", T0 + 120 - 5, T0 + 120.1) == pytest.approx(5.0)
     for i in range(123, 800, 3):
         lateness.observe("a", T0 + i - 5, T0 + i + 0.1)
-    assert lateness.worst(T0 + 800) == pytest.approx(0.0)
+    assert lateness.current(T0 + 800) == pytest.approx(0.0)
 
 
 def test_senders_remembered_are_bounded() -> None:
