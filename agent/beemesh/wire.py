@@ -48,7 +48,7 @@ REJECT_REASONS = (
     "not_held",  # a WorkloadCert from a machine whose record does not list that pod and task
     "score",  # a bid above what the bidder's machine record allows
     "not_winner",  # a lease hint or Deployed from a machine the auction did not pick
-    "claim",  # a machine record listing a pod another machine holds by the auction
+    "claim",  # a machine record listing a pod no round here placed there (`bounds.Claims`)
     "limit",  # a bound on what one peer or one replica may make this machine keep was reached
     "unadmitted",  # a machine key with no valid operator-signed certificate (admission)
     "revoked",  # a machine the operator revoked

@@ -83,9 +83,10 @@ def test_an_admitted_rogue_can_do_no_more_than_its_share(mesh3: LocalMesh,
         for name in MACHINES:
             wait_for(lambda name=name: all(dropped(mesh3, name, before).get(r, 0) >= n
                                            for r, n in (("not_winner", 2), ("stale", 5),
-                                                        ("labels", 1), ("unadmitted", 10))),
-                     60, f"{name} to refuse the forged Deployed, stale records, labels and "
-                     f"throwaways: {dropped(mesh3, name, before)}")
+                                                        ("labels", 1), ("unadmitted", 10),
+                                                        ("claim", 3))),
+                     60, f"{name} to refuse the forged Deployed, stale records, labels, "
+                     f"throwaways and claims: {dropped(mesh3, name, before)}")
         # (5) throwaway keys are nobody's members: not listed, not in members.json. (7) the
         # ghost is: every agent dials its 16 black-hole addresses from now on.
         for name, agent in mesh3.agents.items():

@@ -94,11 +94,11 @@ class Agent:
                                   fleet.admission_required, self.admission, time.time())
         guard = PlaneGuard(self.view, self.certified, self.admission)
         records = MachineRecordValidator(self.verifier_for(TOPIC_KINDS[TOPIC_EVENTS]),
-                                         guard.refuse)
+                                         guard.refuse, self.drops.refused_value)
         self.mesh = MeshHost(HostSettings(
             key=key, psk_hex=fleet.psk_hex, listen=cfg.listen, dht_prefix=MACHINE_DHT_PREFIX,
             dht_validators={MACHINE_NS: records, LEASE_NS: LeaseValidator(
-                self.verifier_for({LEASE.name: LEASE}), guard.refuse)},
+                self.verifier_for({LEASE.name: LEASE}), guard.refuse, self.drops.refused_value)},
             heartbeat_s=cfg.gossip_heartbeat_s, allow_peer=guard.allows_connection,
             admitted=guard.admitted))
         self.membership = Membership(key=key, cfg=cfg, mesh=self.mesh, view=self.view,
@@ -116,7 +116,7 @@ class Agent:
         self.driver = AuctionDriver(
             key=key, cfg=cfg, mesh=self.mesh, node=self.node, cordon=self.cordon,
             view=self.view, quorum=self.quorum, lateness=self.lateness, store=self.store,
-            events=self.events, metrics=self.metrics)
+            events=self.events, metrics=self.metrics, on_drop=self.drops.count)
         self.kubelet = Kubelet(node=self.node, specs=self.driver, deletions=self.store,
                                events=self.events, announcer=self.membership)
         self.evictions = Evictions(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from beemesh.membership.records import MachineRecord
@@ -91,25 +91,44 @@ class Claims:
     replica a second time. A machine in view all along that starts listing a pod of a task
     no round here placed invented it."""
 
-    def __init__(self, view: ClaimsView, arrival_grace_s: float) -> None:
+    def __init__(self, view: ClaimsView, arrival_grace_s: float,
+                 on_refused: Callable[[str, str, str], None]) -> None:
+        """`on_refused(machine, task, why)`: once per claim refused (counted as `claim`)."""
         self.view = view
         self.arrival_grace_s = arrival_grace_s
+        self.on_refused = on_refused
         self._picked: set[tuple[str, str]] = set()  # (machine, task) a round here vouched for
+        self._refused: set[tuple[str, str]] = set()  # reported to on_refused
         self._prune_at = PICKED_PRUNE_AT
 
     def count(self, machine: str, task: str, winners: Collection[str] | None) -> bool:
+        claim = (machine, task)
         if winners:
-            if machine in winners and (machine, task) not in self._picked:
-                self._remember((machine, task))
-            return machine in winners
-        return ((machine, task) in self._picked
-                or self.view.listed_on_arrival(machine, task, self.arrival_grace_s))
+            if machine not in winners:
+                return self._refuse(claim, "a round here placed that task elsewhere")
+            if claim not in self._picked:
+                self._picked.add(claim)
+                self._prune()
+            return True
+        if claim in self._picked or self.view.listed_on_arrival(machine, task,
+                                                                self.arrival_grace_s):
+            return True
+        return self._refuse(claim, "no round here placed that task, and it was listed "
+                            "after its machine came into view")
 
-    def _remember(self, claim: tuple[str, str]) -> None:
-        self._picked.add(claim)
-        if len(self._picked) > self._prune_at:  # keep what live records list, in bounds
+    def _refuse(self, claim: tuple[str, str], why: str) -> bool:
+        if claim not in self._refused:
+            self._refused.add(claim)
+            self._prune()
+            self.on_refused(*claim, why)
+        return False
+
+    def _prune(self) -> None:
+        """Keep what live records list, in bounds."""
+        if len(self._picked) + len(self._refused) > self._prune_at:
             self._picked = {c for c in self._picked if self.view.lists(*c)}
-            self._prune_at = 2 * len(self._picked) + PICKED_PRUNE_AT
+            self._refused = {c for c in self._refused if self.view.lists(*c)}
+            self._prune_at = 2 * (len(self._picked) + len(self._refused)) + PICKED_PRUNE_AT
 
 
 class ClaimsView(Protocol):

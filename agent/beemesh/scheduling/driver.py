@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import trio
@@ -69,7 +69,8 @@ class Mesh(Protocol):
 class AuctionDriver:
     def __init__(self, *, key: KeyPair, cfg: AgentConfig, mesh: Mesh, node: LocalNode,
                  cordon: Cordon, view: MachineView, quorum: Quorum, lateness: Lateness,
-                 store: WorkloadStore, events: EventLog, metrics: Metrics) -> None:
+                 store: WorkloadStore, events: EventLog, metrics: Metrics,
+                 on_drop: Callable[[str, str, str, str], None]) -> None:
         self.key = key
         self.machine = key.peer_id
         self.cfg = cfg
@@ -87,7 +88,8 @@ class AuctionDriver:
                                     Params(suppression=cfg.bid_suppression), lateness.current)
         self.tasks: dict[str, Task] = {}  # what each followed task is (the auction: its state)
         self._published_at: dict[str, float] = {}  # tasks we originated: last publication
-        self.claims = Claims(view, arrival_grace_s=cfg.record_ttl_s)
+        self.on_drop = on_drop
+        self.claims = Claims(view, cfg.record_ttl_s, self._claim_refused)
         self._pending: list[a.Action] = []  # actions from messages, carried out by the loop
         self._wake = trio.Event()
         metrics.describe("bids", "bids sent, or withheld after a better one was seen", "result")
@@ -136,6 +138,10 @@ class AuctionDriver:
     def claim_counts(self, machine: str, pod: PodSummary) -> bool:
         """Whether a pod `machine`'s record lists is believed (`bounds.Claims`)."""
         return self.claims.count(machine, pod.task, self.auction.winners_of(pod.task))
+
+    def _claim_refused(self, machine: str, task: str, why: str) -> None:
+        self.on_drop(TOPIC_EVENTS, machine, "claim",
+                     f"its record lists a pod of task {task}, but {why}")
 
     def claims_elsewhere(self, now: float) -> list[tuple[MachineEntry, PodSummary]]:
         """The pods other machines' live records list and this machine believes."""

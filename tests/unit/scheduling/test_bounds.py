@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 from auction_sim import GIB, machine, request
@@ -68,6 +69,10 @@ def test_stalling_a_task_with_a_lease_hint() -> None:
     assert lease_refusal("t", "w", 0.0, late + 3, late, p)[0] == "stale"  # type: ignore
 
 
+def on_refused(into: list[tuple[str, str, str]]) -> Callable[[str, str, str], None]:
+    return lambda machine, task, why: into.append((machine, task, why))
+
+
 class View:
     """What `Claims` reads of the MachineView: which (machine, task) arrived with the
     machine, which live records list."""
@@ -89,7 +94,8 @@ def test_claiming_pods_it_does_not_run() -> None:
     placed, listed by a machine in view all along (an invented task)."""
     from beemesh.scheduling.auction import Auctioneer
 
-    a, claims = Auctioneer("n", random.Random(1)), Claims(View(), 10)
+    refused: list[tuple[str, str, str]] = []
+    a, claims = Auctioneer("n", random.Random(1)), Claims(View(), 10, on_refused(refused))
     a.task("t0", REQ, 0.0, lambda: machine())
     a.bid("t0", 1, SCORE_MAX, "honest", 0.0, lambda: machine())
     a.tick(1.0, lambda: machine())
@@ -97,6 +103,9 @@ def test_claiming_pods_it_does_not_run() -> None:
     assert not claims.count("rogue", "t0", a.winners_of("t0"))
     assert a.winners_of("t-invented") is None
     assert not claims.count("rogue", "t-invented", a.winners_of("t-invented"))
+    assert not claims.count("rogue", "t-invented", None)
+    # each refused claim is reported once (counted as `claim`), however often it is asked
+    assert [(m, t) for m, t, _ in refused] == [("rogue", "t0"), ("rogue", "t-invented")]
 
 
 def test_a_claim_of_a_task_no_round_placed_here_counts_if_brought_along() -> None:
@@ -105,8 +114,8 @@ def test_a_claim_of_a_task_no_round_placed_here_counts_if_brought_along() -> Non
     starting a second copy."""
     from beemesh.scheduling.auction import Auctioneer
 
-    view = View()
-    a, claims = Auctioneer("n", random.Random(1)), Claims(view, 10)
+    view, refused = View(), []
+    a, claims = Auctioneer("n", random.Random(1)), Claims(view, 10, on_refused(refused))
     a.task("t0", REQ, 0.0, lambda: machine(cordoned=True))  # this side does not bid
     a.tick(5.0, lambda: machine(cordoned=True))  # the window closes without a bid
     assert a.winners_of("t0") == set()
@@ -120,8 +129,8 @@ def test_a_claim_a_round_here_placed_counts_after_the_task_is_forgotten() -> Non
     """The auction forgets finished tasks (keep_done_s); the machine it picked still runs
     the pod and its claim still counts. What is remembered stays bounded by what live records
     list."""
-    view = View()
-    claims = Claims(view, 10)
+    view, refused = View(), []
+    claims = Claims(view, 10, on_refused(refused))
     assert claims.count("honest", "t0", {"honest", "other"})
     assert claims.count("honest", "t0", None)  # forgotten by the auction: remembered here
     for i in range(PICKED_PRUNE_AT + 1):  # a machine listing ever new tasks
