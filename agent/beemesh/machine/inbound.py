@@ -64,6 +64,10 @@ class Drops:
             log.warning("dropped message on %s from %s: %s (logged once per peer and reason)",
                         topic, origin, detail)
 
+    def refused_value(self, e: wire.Rejected) -> None:
+        """A value refused for the Machine DHT (py-libp2p does not say who sent it)."""
+        self.count("the Machine DHT", "a DHT value", e.reason, e.detail)
+
     def unhandled(self, topic: str, origin: str, exc: Exception) -> None:
         """Checking or handling a message raised something unexpected: drop it, count it, log
         the traceback once per peer (it is a bug to fix), and carry on."""

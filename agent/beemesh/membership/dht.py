@@ -28,26 +28,42 @@ def machine_dht_key(pid: str) -> str:
     return f"/{MACHINE_NS}/{pid[-40:]}"
 
 
-class SignedValueValidator(Validator):
-    """A signed envelope from a signer this plane admits; the newest one wins. Subclasses say
-    what else a value must be (`check`); whatever goes wrong, py-libp2p only ever sees a
-    ValueError (the value is refused), never another exception."""
+class CheckedValidator(Validator):
+    """A DHT namespace's validator: `check` raises `wire.Rejected` for a value to refuse. Each
+    refusal is reported by reason (`on_refused`, which counts it like a dropped message), and
+    whatever goes wrong, py-libp2p only ever sees a ValueError (the value is refused), never
+    another exception. py-libp2p does not say which peer sent the value."""
 
-    def __init__(self, verifier: wire.Verifier,
-                 refuse_signer: Callable[[wire.Envelope], None]) -> None:
-        self.verifier = verifier
-        self.refuse_signer = refuse_signer
+    what = "value"  # what the namespace holds, for the ValueError
+
+    def __init__(self, on_refused: Callable[[wire.Rejected], None]) -> None:
+        self.on_refused = on_refused
 
     def validate(self, key: str, value: bytes) -> None:
         try:
             self.check(key, value)
-        except ValueError:
-            raise
+        except wire.Rejected as e:
+            self.on_refused(e)
+            raise ValueError(f"invalid {self.what}: {e}") from None
         except Exception as e:  # fail closed: an odd value is a refused value
-            raise ValueError(f"unreadable value ({type(e).__name__}: {e})") from None
+            refusal = wire.Rejected("malformed", f"unreadable {self.what} "
+                                    f"({type(e).__name__}: {e})")
+            self.on_refused(refusal)
+            raise ValueError(f"invalid {self.what}: {refusal}") from None
 
     def check(self, key: str, value: bytes) -> None:
         raise NotImplementedError
+
+
+class SignedValueValidator(CheckedValidator):
+    """A signed envelope from a signer this plane admits; the newest one wins. Subclasses say
+    what else a value must be (`check`)."""
+
+    def __init__(self, verifier: wire.Verifier, refuse_signer: Callable[[wire.Envelope], None],
+                 on_refused: Callable[[wire.Rejected], None]) -> None:
+        super().__init__(on_refused)
+        self.verifier = verifier
+        self.refuse_signer = refuse_signer
 
     def authenticate(self, value: bytes) -> wire.Envelope:
         env = self.verifier.authenticate(value)
@@ -67,11 +83,15 @@ class SignedValueValidator(Validator):
 class MachineRecordValidator(SignedValueValidator):
     """Machine DHT values: a signed, unexpired MachineRecord stored under its own peer id."""
 
+    what = "machine record"
+
     def check(self, key: str, value: bytes) -> None:
+        env = self.authenticate(value)
         try:
-            env = self.authenticate(value)
             entry = entry_from_envelope(env, time.time())
-        except (wire.Rejected, RecordError) as e:
-            raise ValueError(f"invalid machine record: {e}") from None
-        if key != machine_dht_key(entry.peer_id) or entry.expires_at <= time.time():
-            raise ValueError("machine record stored under another key, or expired")
+        except RecordError as e:
+            raise wire.Rejected("schema", str(e)) from None
+        if key != machine_dht_key(entry.peer_id):
+            raise wire.Rejected("untrusted", "stored under another machine's key")
+        if entry.expires_at <= time.time():
+            raise wire.Rejected("stale", "expired")

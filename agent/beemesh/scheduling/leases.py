@@ -19,15 +19,14 @@ def lease_key(task_id: str) -> str:
 class LeaseValidator(SignedValueValidator):
     """Lease hints: signed by the machine they name, stored under their task, unexpired."""
 
+    what = "lease hint"
+
     def check(self, key: str, value: bytes) -> None:
-        try:
-            env = self.authenticate(value)
-        except wire.Rejected as e:
-            raise ValueError(f"invalid lease hint: {e}") from None
+        env = self.authenticate(value)
         if key != lease_key(env.body["task_id"]):
-            raise ValueError("lease hint stored under another task's key")
+            raise wire.Rejected("untrusted", "stored under another task's key")
         now_ms = time.time() * 1000
         if env.body["expires_ms"] <= now_ms:
-            raise ValueError("lease hint expired")
+            raise wire.Rejected("stale", "expired")
         if env.body["expires_ms"] > now_ms + MAX_LEASE_AHEAD_S * 1000:
-            raise ValueError("lease hint expires too far ahead")
+            raise wire.Rejected("stale", "expires too far ahead")

@@ -18,9 +18,9 @@ from collections.abc import Iterable
 
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
-from libp2p.records.validator import Validator
 
 from beemesh import wire
+from beemesh.membership.dht import CheckedValidator
 from beemesh.mesh.host import publisher
 from beemesh.workplane.holding import Holdings, Waiting
 from beemesh.workplane.records import (
@@ -151,6 +151,10 @@ class Admission:
         except wire.Rejected as e:
             raise NotHeld(rec, e.detail) from None
 
+    def refused_value(self, e: wire.Rejected) -> None:
+        """A value refused for the Workload DHT (py-libp2p does not say who sent it)."""
+        self.drop("a DHT value", e)
+
     def drop(self, host: str, e: wire.Rejected) -> None:
         self.dropped[e.reason] = self.dropped.get(e.reason, 0) + 1
         if self._first(host, e.reason):
@@ -183,7 +187,7 @@ class Admission:
         return str(env.body["task"])
 
 
-class RecordValidator(Validator):
+class RecordValidator(CheckedValidator):
     """Workload DHT values: a signed ServiceRecord with a valid certificate, under its own key,
     never stamped ahead of the clock; while live, held by the machine that certified it.
 
@@ -191,33 +195,25 @@ class RecordValidator(Validator):
     which is how a work plane that never saw a replica learns its task id (the heal epoch).
     An expired record is history: its machine must be known, but need not hold the pod now."""
 
+    what = "service record"
+
     def __init__(self, admission: Admission) -> None:
+        super().__init__(admission.refused_value)
         self.admission = admission
 
-    def validate(self, key: str, value: bytes) -> None:
-        try:
-            self._check(key, value)
-        except ValueError:
-            raise
-        except Exception as e:  # fail closed: an odd value is a refused value
-            raise ValueError(f"unreadable service record ({type(e).__name__}: {e})") from None
-
-    def _check(self, key: str, value: bytes) -> None:
+    def check(self, key: str, value: bytes) -> None:
         a = self.admission
-        try:
-            env = a.record_verifier.authenticate(value)
-            if env.kind != SERVICE_RECORD.name:
-                raise wire.Rejected("unknown_kind", "only ServiceRecords are stored")
-            now = time.time()
-            rec = record_from_envelope(env, a.cert_verifier, now)
-            if key != dht_key(rec.workload_id, rec.ordinal):
-                raise wire.Rejected("untrusted", "stored under another replica's key")
-            if rec.expires_at > now:
-                a.check_held(rec)
-            elif rec.machine not in a.machines:
-                raise wire.Rejected("untrusted", "vouched for by an unknown machine")
-        except wire.Rejected as e:
-            raise ValueError(f"invalid service record: {e}") from None
+        env = a.record_verifier.authenticate(value)
+        if env.kind != SERVICE_RECORD.name:
+            raise wire.Rejected("unknown_kind", "only ServiceRecords are stored")
+        now = time.time()
+        rec = record_from_envelope(env, a.cert_verifier, now)
+        if key != dht_key(rec.workload_id, rec.ordinal):
+            raise wire.Rejected("untrusted", "stored under another replica's key")
+        if rec.expires_at > now:
+            a.check_held(rec)
+        elif rec.machine not in a.machines:
+            raise wire.Rejected("untrusted", "vouched for by an unknown machine")
 
     def select(self, key: str, values: list[bytes]) -> int:
         def newness(v: bytes) -> tuple[int, int, bytes]:

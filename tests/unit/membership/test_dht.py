@@ -51,11 +51,15 @@ def test_machine_dht_key_of_a_short_id_keeps_it_whole() -> None:
     assert machine_dht_key("12D3KooWshort") == "/machine/12D3KooWshort"
 
 
+def ignore(_refusal: wire.Rejected) -> None:
+    pass
+
+
 # --- SignedValueValidator.select ------------------------------------------------------------
 
 
 def test_select_the_newest_signature_time() -> None:
-    validator = SignedValueValidator(verifier(), admit_all)
+    validator = SignedValueValidator(verifier(), admit_all, ignore)
     key = machine_dht_key(KEY_A.peer_id)
     assert validator.select(key, [record(T0), record(T0 + 5), record(T0 - 5)]) == 1
     assert validator.select(key, [record(T0 + 5), record(T0), record(T0 + 4.999)]) == 0
@@ -63,13 +67,13 @@ def test_select_the_newest_signature_time() -> None:
 
 
 def test_select_a_single_value() -> None:
-    validator = SignedValueValidator(verifier(), admit_all)
+    validator = SignedValueValidator(verifier(), admit_all, ignore)
     assert validator.select("/machine/x", [record(T0)]) == 0
 
 
 @pytest.mark.parametrize("junk", [b"", b"junk", b"\xa0", b"\x80" * 10])
 def test_select_undecodable_values_lose(junk: bytes) -> None:
-    validator = SignedValueValidator(verifier(), admit_all)
+    validator = SignedValueValidator(verifier(), admit_all, ignore)
     key = machine_dht_key(KEY_A.peer_id)
     assert validator.select(key, [junk, record(T0)]) == 1
     assert validator.select(key, [record(0), junk]) == 0  # even to the oldest time there is
@@ -77,7 +81,7 @@ def test_select_undecodable_values_lose(junk: bytes) -> None:
 
 def test_authenticate_returns_the_envelope_the_refuse_callback_saw() -> None:
     seen: list[wire.Envelope] = []
-    validator = SignedValueValidator(verifier(), seen.append)
+    validator = SignedValueValidator(verifier(), seen.append, ignore)
     env = validator.authenticate(record(T0))
     assert seen == [env]
     assert env.body["peer_id"] == KEY_A.peer_id
@@ -94,12 +98,13 @@ def test_machine_dht_validator_refuses_workload_signers_and_foreign_keys() -> No
         if peer_id(env.sender) in workload_peers:
             raise wire.Rejected("wrong_plane", "signed by a workload key")
 
+    refused: list[wire.Rejected] = []
     validator = MachineRecordValidator(
-        wire.Verifier({MACHINE_RECORD.name: MACHINE_RECORD}, dict), refuse)
+        wire.Verifier({MACHINE_RECORD.name: MACHINE_RECORD}, dict), refuse, refused.append)
     now = time.time()
     data = wire.seal(KEY_A, MACHINE_RECORD.name, record_body(KEY_A, ttl_s=60), now)
     validator.validate(machine_dht_key(KEY_A.peer_id), data)
-    with pytest.raises(ValueError, match="another key"):
+    with pytest.raises(ValueError, match="another machine's key"):
         validator.validate(machine_dht_key(KEY_B.peer_id), data)
     expired = wire.seal(KEY_A, MACHINE_RECORD.name, record_body(KEY_A, ttl_s=5), now - 10)
     with pytest.raises(ValueError, match="expired"):
@@ -107,10 +112,12 @@ def test_machine_dht_validator_refuses_workload_signers_and_foreign_keys() -> No
     workload_peers.add(KEY_A.peer_id)  # the same key, now known as a workload's
     with pytest.raises(ValueError, match="workload key"):
         validator.validate(machine_dht_key(KEY_A.peer_id), data)
+    assert [e.reason for e in refused] == ["untrusted", "stale", "wrong_plane"]
 
 
 def test_machine_dht_validator_refuses_junk_and_records_for_another_peer() -> None:
-    validator = MachineRecordValidator(verifier(), admit_all)
+    refused: list[wire.Rejected] = []
+    validator = MachineRecordValidator(verifier(), admit_all, refused.append)
     key = machine_dht_key(KEY_A.peer_id)
     with pytest.raises(ValueError, match="invalid machine record: malformed"):
         validator.validate(key, b"junk")

@@ -28,6 +28,9 @@ def hint(key: KeyPair, task: str = TASK, expires_in_s: float = 60, *,
     return wire.seal(key, LEASE.name, fields, now)
 
 
+REFUSED: list[str] = []  # reasons `on_refused` was told, newest last
+
+
 def validator(workload_peers: set[str] | None = None) -> LeaseValidator:
     refused = workload_peers or set()
 
@@ -35,7 +38,8 @@ def validator(workload_peers: set[str] | None = None) -> LeaseValidator:
         if peer_id(env.sender) in refused:
             raise wire.Rejected("wrong_plane", "signed by a workload key")
 
-    return LeaseValidator(wire.Verifier({LEASE.name: LEASE}, dict), refuse)
+    return LeaseValidator(wire.Verifier({LEASE.name: LEASE}, dict), refuse,
+                          lambda e: REFUSED.append(e.reason))
 
 
 def test_lease_key() -> None:
@@ -68,8 +72,9 @@ def test_refuses_another_tasks_key() -> None:
 
 @pytest.mark.parametrize("expires_in_s", [-1, -3600, 0])
 def test_refuses_an_expired_hint(expires_in_s: float) -> None:
-    with pytest.raises(ValueError, match="lease hint expired"):
+    with pytest.raises(ValueError, match="invalid lease hint: stale: expired"):
         validator().validate(lease_key(TASK), hint(KEY_A, expires_in_s=expires_in_s))
+    assert REFUSED[-1] == "stale"  # counted like a dropped message
 
 
 def test_refuses_a_workload_signer() -> None:
@@ -111,6 +116,7 @@ def test_refuses_an_unsigned_hint() -> None:
 def test_refuses_values_that_are_not_lease_hints(data: bytes, reason: str) -> None:
     with pytest.raises(ValueError, match=f"invalid lease hint: {reason}"):
         validator().validate(lease_key(TASK), data)
+    assert REFUSED[-1] == reason
 
 
 @pytest.mark.parametrize("body", [

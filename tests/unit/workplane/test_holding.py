@@ -180,6 +180,7 @@ def test_dht_validator_live_records_must_be_held() -> None:
     v.validate(key, sealed_record(ROGUE, ts=time.time() - 60))
     with pytest.raises(ValueError, match="unknown machine"):
         v.validate(key, sealed_record(KeyPair(b"\x43" * 32), ts=time.time() - 60))
+    assert a.dropped == {"not_held": 1, "untrusted": 1}  # counted for the agent's metrics
 
 
 def test_dht_validator_refuses_a_future_stamp_or_inflated_version() -> None:
