@@ -13,7 +13,12 @@ Supported fields:
 
 - apps/v1 Deployment and StatefulSet: ``spec.replicas``, ``spec.selector.matchLabels`` (must
   select the template's labels), ``spec.serviceName`` (StatefulSet), ``spec.template`` with
-  ``metadata.labels``/``annotations``; v1 Pod: the pod spec directly under ``spec``.
+  ``metadata.labels``/``annotations`` (its ``kubectl.kubernetes.io/restartedAt`` is part of
+  the pod template, as ``rollout restart`` uses it); Deployment ``spec.strategy``
+  (RollingUpdate ``maxSurge``/``maxUnavailable``, or Recreate), StatefulSet
+  ``spec.updateStrategy`` (RollingUpdate ``partition``, or OnDelete), ``minReadySeconds``,
+  ``progressDeadlineSeconds`` (``beemesh.manifest.strategy``); v1 Pod: the pod spec directly
+  under ``spec``.
 - ``metadata``: ``name`` (at most 53 characters), ``namespace`` (default "default"), ``labels``,
   ``annotations``.
 - Pod spec: ``containers``, ``nodeSelector``, ``restartPolicy`` (only Always for controllers),

@@ -30,6 +30,12 @@ from beemesh.manifest.containers import parse_container
 from beemesh.manifest.fields import NOT_YET, READ_ONLY, Doc
 from beemesh.manifest.model import ContainerSpec, WorkloadSpec
 from beemesh.manifest.security import parse_pod_security, refuse_host_paths
+from beemesh.manifest.strategy import (
+    DEFAULT_STRATEGY,
+    RESTARTED_AT,
+    parse_strategy,
+    restarted_at,
+)
 
 _API_VERSIONS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Pod": "v1"}
 _SUPPORTED_TEXT = "apps/v1 Deployment, apps/v1 StatefulSet or v1 Pod"
@@ -39,13 +45,9 @@ _META_READ_ONLY = dict.fromkeys(
     READ_ONLY,
 )
 _CONTROLLER_WARN = {
-    "Deployment": dict.fromkeys(
-        ("strategy", "revisionHistoryLimit", "minReadySeconds", "progressDeadlineSeconds"),
-        NOT_YET,
-    ),
+    "Deployment": dict.fromkeys(("revisionHistoryLimit",), NOT_YET),
     "StatefulSet": dict.fromkeys(
-        ("updateStrategy", "podManagementPolicy", "revisionHistoryLimit", "minReadySeconds",
-         "persistentVolumeClaimRetentionPolicy"),
+        ("podManagementPolicy", "revisionHistoryLimit", "persistentVolumeClaimRetentionPolicy"),
         NOT_YET,
     ),
 }
@@ -157,11 +159,13 @@ def _parse_document(doc: Any, where: Where) -> WorkloadSpec:
 
     if kind == "Pod":
         replicas, pod_base = 1, "spec"
-        pod = spec
+        pod, strategy, restarted = spec, DEFAULT_STRATEGY, ""
     else:
-        allowed = ["replicas", "selector", "template"]
+        allowed = ["replicas", "selector", "template", "minReadySeconds"]
         if kind == "StatefulSet":
-            allowed.append("serviceName")
+            allowed += ["serviceName", "updateStrategy"]
+        else:
+            allowed += ["strategy", "progressDeadlineSeconds"]
             service = spec.get("serviceName", "")
             if not isinstance(service, str):
                 d.fail("spec.serviceName", f"must be a string, got {describe(service)}",
@@ -181,6 +185,11 @@ def _parse_document(doc: Any, where: Where) -> WorkloadSpec:
         d.check_fields(tmeta, "spec.template.metadata", ("labels", "annotations"),
                        {**_META_READ_ONLY, "name": "pods are named after the workload; ignored"})
         labels = label_map(tmeta.get("labels"), "spec.template.metadata.labels", d.fail)
+        annotations = d.mapping(tmeta.get("annotations"), "spec.template.metadata.annotations")
+        restart = annotations.get(RESTARTED_AT)
+        restarted = "" if restart is None else restarted_at(
+            restart, f"spec.template.metadata.annotations.{RESTARTED_AT}", d.fail)
+        strategy = parse_strategy(kind, spec, d.fail)
         _check_selector(d, spec.get("selector"), dict(labels))
         pod_base = "spec.template.spec"
         pod = d.mapping(template.get("spec"), pod_base, required=True)
@@ -189,7 +198,7 @@ def _parse_document(doc: Any, where: Where) -> WorkloadSpec:
     return WorkloadSpec(
         kind=kind, name=name, namespace=namespace, replicas=replicas, labels=labels,
         node_selector=node_selector, containers=containers, restart_policy=restart_policy,
-        warnings=tuple(d.warnings),
+        warnings=tuple(d.warnings), strategy=strategy, restarted_at=restarted,
     )
 
 

@@ -12,6 +12,8 @@ Over 400 lines on purpose: each dataclass here and its wire form (``to_dict`` an
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,8 +47,15 @@ from beemesh.manifest.security import (
     check_users,
     id_number,
 )
+from beemesh.manifest.strategy import (
+    DEFAULT_STRATEGY,
+    UpdateStrategy,
+    restarted_at,
+    strategy_from_dict,
+)
 
 KINDS = ("Deployment", "StatefulSet", "Pod")
+TEMPLATE_LEN = 10  # hex digits of `WorkloadSpec.template_hash`
 _ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
 ARCH_LABEL = "kubernetes.io/arch"
 
@@ -132,6 +141,18 @@ class WorkloadSpec:
     containers: tuple[ContainerSpec, ...]
     restart_policy: str
     warnings: tuple[str, ...]
+    strategy: UpdateStrategy = DEFAULT_STRATEGY
+    restarted_at: str = ""  # the pod template's kubectl.kubernetes.io/restartedAt annotation
+
+    @property
+    def template_hash(self) -> str:
+        """What identifies the pod template (a revision): everything a replica runs, not how
+        many replicas there are nor how they are updated. Replicas of another template are
+        rolled (`workplane.rollout`)."""
+        d = self.to_dict()
+        for key in ("replicas", "warnings", "strategy"):
+            d.pop(key, None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:TEMPLATE_LEN]
 
     @property
     def workload_id(self) -> str:
@@ -180,6 +201,10 @@ class WorkloadSpec:
             "containers": [_container_to_dict(c) for c in self.containers],
             "restart_policy": self.restart_policy,
             "warnings": list(self.warnings),
+            # Only when set: a workload without them keeps the wire form (and the digest) it
+            # had before they existed.
+            **({} if self.strategy == DEFAULT_STRATEGY else {"strategy": self.strategy.to_dict()}),
+            **({"restarted_at": self.restarted_at} if self.restarted_at else {}),
         }
 
     @classmethod
@@ -298,7 +323,7 @@ class _Fields:
 
 
 _SPEC_KEYS = ("kind", "name", "namespace", "replicas", "labels", "node_selector", "containers",
-              "restart_policy", "warnings")
+              "restart_policy", "warnings", "strategy", "restarted_at")
 _CONTAINER_KEYS = ("name", "image", "command", "args", "env", "ports", "cpu_request_milli",
                    "memory_request_bytes", "cpu_limit_milli", "memory_limit_bytes",
                    *(which for _, which in PROBE_FIELDS), "security")
@@ -315,7 +340,7 @@ _PROBE_UNUSED = {"http": ("command",), "tcp": ("path", "headers", "command"),
 def _spec_from_dict(d: Any) -> WorkloadSpec:
     where = Where("workload spec")
     fail = where.fail
-    f = _Fields(d, "", _SPEC_KEYS, fail)
+    f = _Fields(d, "", _SPEC_KEYS, fail, optional=("strategy", "restarted_at"))
     kind = f.text("kind")
     if kind not in KINDS:
         fail("kind", f"{kind!r} is not a supported kind", f"use {', '.join(KINDS)}")
@@ -343,6 +368,9 @@ def _spec_from_dict(d: Any) -> WorkloadSpec:
         containers=containers,
         restart_policy=pod_restart_policy(d["restart_policy"], kind, "restart_policy", fail),
         warnings=f.strings("warnings"),
+        strategy=(strategy_from_dict(d["strategy"], "strategy", kind, fail)
+                  if "strategy" in d else DEFAULT_STRATEGY),
+        restarted_at=restarted_at(d.get("restarted_at", ""), "restarted_at", fail),
     )
 
 

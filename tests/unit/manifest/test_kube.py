@@ -187,12 +187,13 @@ def test_warnings_for_safely_ignored_fields() -> None:
 
     spec = parse_one(mutated(DEPLOYMENT, extras))
     warnings = "\n".join(spec.warnings)
-    assert len(spec.warnings) == 6
-    for path in ("spec.strategy", "spec.revisionHistoryLimit", "spec.minReadySeconds",
-                 "spec.progressDeadlineSeconds",
+    assert len(spec.warnings) == 3
+    for path in ("spec.revisionHistoryLimit",
                  "spec.template.spec.terminationGracePeriodSeconds",
                  f"{C0}.imagePullPolicy"):
         assert f"{path}: " in warnings
+    # The update strategy is applied now (manifest.strategy): parsed, not warned about.
+    assert (spec.strategy.min_ready_s, spec.strategy.progress_deadline_s) == (5, 60)
     # Probes are run now: parsed into the spec, not warned about.
     assert "Probe" not in warnings
     c = spec.containers[0]
