@@ -35,13 +35,21 @@ from beemesh.scheduling.driver import AuctionDriver
 from beemesh.scheduling.messages import BID, DEPLOYED, FAILED, LEASE, TASK
 from beemesh.scheduling.tasks import check_task
 from beemesh.topics import TOPIC_EVENTS, TOPIC_PROPOSALS, TOPIC_TASKS
-from beemesh.workloads.messages import CORDON, DELETE, DRAIN, RELAYED_DELETE
+from beemesh.workloads.messages import (
+    CORDON,
+    DELETE,
+    DRAIN,
+    RELAYED_DELETE,
+    WORKLOAD,
+    check_workload,
+)
 
 log = logging.getLogger("beemesh.inbound")
 
 # Which kinds each topic carries; anything else on a topic is dropped as unknown_kind.
 TOPIC_KINDS: dict[str, dict[str, wire.Kind]] = {
-    TOPIC_TASKS: {k.name: k for k in (TASK, DELETE, CORDON, DRAIN, RELAYED_DELETE, REVOKE)},
+    TOPIC_TASKS: {k.name: k for k in (TASK, WORKLOAD, DELETE, CORDON, DRAIN, RELAYED_DELETE,
+                                      REVOKE)},
     TOPIC_PROPOSALS: {BID.name: BID},
     TOPIC_EVENTS: {k.name: k for k in (MACHINE_RECORD, MACHINE_WITHDRAW, DEPLOYED, FAILED,
                                        LEASE)},
@@ -162,6 +170,8 @@ class Inbound:
                     self.driver.refuse_excess(task)
                 elif env.kind == RELAYED_DELETE.name:
                     self.deleter.check_relayed(env)
+                elif env.kind == WORKLOAD.name:
+                    check_workload(msg.data, env)
                 elif env.kind == BID.name:
                     self.driver.refuse_bid(env)
             except wire.Rejected as e:
@@ -185,14 +195,14 @@ class Inbound:
         """One message the topic validator let through: routed, and never raises."""
         try:
             env = wire.decode(msg.data)  # already verified by the topic validator
-            self.route(env)
+            self.route(env, msg.data)
         except (RecordError, wire.Rejected) as e:  # e.g. a relayed Delete expired meanwhile
             self.drops.count(topic, publisher(msg), getattr(e, "reason", "schema"), str(e))
         except Exception as e:  # fail closed: one message never stops the others
             self.drops.unhandled(topic, publisher(msg), e)
 
-    def route(self, env: wire.Envelope) -> None:
-        """Hand a verified message to the service that owns its kind."""
+    def route(self, env: wire.Envelope, data: bytes) -> None:
+        """Hand a verified message (`data`: as signed) to the service that owns its kind."""
         kind, body = env.kind, env.body
         if kind in (MACHINE_RECORD.name, MACHINE_WITHDRAW.name):
             self.membership.on_message(env, time.time())
@@ -200,6 +210,9 @@ class Inbound:
             self.driver.on_task(check_task(env, wire.decode))  # signature checked already
         elif kind in (BID.name, DEPLOYED.name, FAILED.name, LEASE.name):
             self.driver.handle(env)
+        elif kind == WORKLOAD.name:
+            self.audit(env, time.time(), "")
+            self.driver.on_workload(data, env)
         elif kind == DELETE.name:
             self.audit(env, time.time(), "")
             self.deleter.on_delete(env)

@@ -1,8 +1,9 @@
 """The operator's requests that reach this agent's API: apply, delete, cordon, drain.
 
 The CLI signs them with the operator key (`cli.operator_client`); this agent checks the
-signature against the fleet's trust list and hands them to the mesh. An apply publishes a
-Task for each replica that runs nowhere yet (`scheduling.apply`), replicas of one workload
+signature against the fleet's trust list and hands them to the mesh. An apply publishes the
+signed Workload (every machine keeps the newest), then a Task for each replica that runs
+nowhere yet (`scheduling.apply`), replicas of one workload
 `REPLICA_STAGGER_S` apart (longer than a selection window, so each machine already knows who
 won the previous replica: that is what spreads replicas). Delete, Cordon and Drain are
 published as they are; every machine (this one too, when the message comes back) acts on them.
@@ -54,7 +55,9 @@ class OperatorRequests:
                 raise UserError(f"workload is {len(blob)} bytes; the limit is "
                                 f"{MAX_WORKLOAD_BYTES} (trim the manifest)")
             try:
-                env = self.workloads.check(blob, now)
+                # unremembered: our own delivery of it must not look like a replay (py-libp2p
+                # validates what we publish, and forwards nothing it refuses)
+                env = self.workloads.check(blob, now, remember=False)
             except wire.Rejected as e:
                 raise UserError(f"apply rejected ({e.reason}): {e.detail}") from None
             accepted.append((WorkloadSpec.from_dict(env.body["spec"]), blob, env))
@@ -65,6 +68,9 @@ class OperatorRequests:
                 raise UserError(f"{spec.workload_id}: a newer apply or delete is already known; "
                                 "check the clock of this machine and apply again")
             self.audit(env, now, spec.workload_id)
+            # Every machine keeps the newest apply: the replicas count and the pod template
+            # they scale and roll to (`workplane.rollout`), not only this one.
+            await self.mesh.publish(TOPIC_TASKS, blob)
             running = {(r["workload"], r["replica"]) for r in self.pods.rows()}
             running |= self.driver.deployed_replicas()  # records may still be on their way
             published = False

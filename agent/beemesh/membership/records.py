@@ -16,6 +16,7 @@ from typing import Any
 from beemesh import schema, wire
 from beemesh.identity import peer_id
 from beemesh.manifest.checks import MAX_REPLICAS
+from beemesh.manifest.model import TEMPLATE_LEN
 from beemesh.workplane.sync import MAX_PODS, WORKPLANE_HOST, WorkPlaneHost
 
 PROTOCOL_VERSION = 1
@@ -30,7 +31,7 @@ POD_SUMMARY = schema.Struct(
     required={"workload": str, "replica": schema.Int(-1, MAX_REPLICAS - 1), "task": str,
               "pod": str, "state": str,
               "created": float},
-    optional={"ready": bool, "peer": str, "retiring": bool})
+    optional={"ready": bool, "peer": str, "retiring": bool, "template": str})
 
 MACHINE_RECORD = wire.Kind(
     "MachineRecord",
@@ -81,6 +82,7 @@ class PodSummary:
     ready: bool = False
     retiring: bool = False
     peer: str = ""  # the replica's workload Peer ID, once its work plane has one certified
+    template: str = ""  # the pod template it runs (`WorkloadSpec.template_hash`)
 
     def to_body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"workload": self.workload_id, "replica": self.ordinal,
@@ -89,13 +91,15 @@ class PodSummary:
                                 "retiring": self.retiring}
         if self.peer:
             body["peer"] = self.peer
+        if self.template:
+            body["template"] = self.template
         return body
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> PodSummary:
         return cls(body["workload"], body["replica"], body["task"], body["pod"], body["state"],
                    body["created"], body.get("ready", False), body.get("retiring", False),
-                   body.get("peer", ""))
+                   body.get("peer", ""), body.get("template", "")[:TEMPLATE_LEN])
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ __all__ = [
     "LABEL_MEMORY",
     "LABEL_REPLICA",
     "LABEL_TASK",
+    "LABEL_TEMPLATE",
     "LABEL_WORKLOAD",
     "ROOT_PODMAN_SOCKET",
     "ExecTimeout",
@@ -45,6 +46,7 @@ __all__ = [
 LABEL_WORKLOAD = "beemesh.workload"
 LABEL_REPLICA = "beemesh.replica"
 LABEL_TASK = "beemesh.task"
+LABEL_TEMPLATE = "beemesh.template"  # the spec's template_hash: which revision the pod runs
 # What the replica reserves on its machine (spec.requests()), so that a restarted agent
 # rebuilds its reservations from the pods alone.
 LABEL_CPU = "beemesh.cpu-milli"
@@ -101,6 +103,7 @@ class PodInfo:
     host_ports: tuple[int, ...]
     cpu_milli: int = 0
     memory_bytes: int = 0
+    template: str = ""  # WorkloadSpec.template_hash it was made from ("": before labels had it)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/CBOR-ready data for the control API and `beemesh get pods`."""
@@ -115,6 +118,7 @@ class PodInfo:
             "host_ports": list(self.host_ports),
             "cpu_milli": self.cpu_milli,
             "memory_bytes": self.memory_bytes,
+            "template": self.template,
         }
 
 

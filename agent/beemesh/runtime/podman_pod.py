@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from beemesh.manifest.model import TEMPLATE_LEN
 from beemesh.manifest.security import CAPABILITIES
 from beemesh.runtime import (
     DISCOVERY_MOUNT_PATH,
@@ -36,6 +37,7 @@ from beemesh.runtime import (
     LABEL_MEMORY,
     LABEL_REPLICA,
     LABEL_TASK,
+    LABEL_TEMPLATE,
     LABEL_WORKLOAD,
     PodInfo,
 )
@@ -79,6 +81,7 @@ def pod_manifest(spec: WorkloadSpec, ordinal: int, task_id: str,
         LABEL_TASK: task_id,
         LABEL_CPU: str(cpu_milli),
         LABEL_MEMORY: str(memory_bytes),
+        LABEL_TEMPLATE: spec.template_hash,
     })
     env = {ENV_WORKLOAD: spec.workload_id, ENV_ORDINAL: str(ordinal), ENV_POD: name}
     mounts: list[dict[str, Any]] = []
@@ -214,6 +217,7 @@ def pod_info(pod: dict[str, Any], ctrs: list[dict[str, Any]]) -> PodInfo:
         host_ports=tuple(sorted(ports)),
         cpu_milli=max(0, _int_label(labels, LABEL_CPU, 0)),
         memory_bytes=max(0, _int_label(labels, LABEL_MEMORY, 0)),
+        template=str(labels.get(LABEL_TEMPLATE, ""))[:TEMPLATE_LEN],
     )
 
 

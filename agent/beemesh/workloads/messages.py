@@ -7,6 +7,7 @@ signature itself, so a machine that relays them cannot invent or alter one.
 from __future__ import annotations
 
 from beemesh import schema, wire
+from beemesh.manifest import ManifestError, WorkloadSpec
 
 MAX_WORKLOAD_BYTES = 64 * 1024
 MAX_GRACE_S = 24 * 3600  # the longest a drain lets a replica take to stop
@@ -24,3 +25,15 @@ RELAYED_DELETE = wire.Kind("RelayedDelete", wire.MACHINE, schema.Struct(
     required={"origin": str, "delete": bytes}), names_signer="origin")
 LOGS_REQUEST = wire.Kind("LogsRequest", wire.OPERATOR, schema.Struct(
     required={"pod": str, "follow": bool}))
+
+
+def check_workload(data: bytes, env: wire.Envelope) -> WorkloadSpec:
+    """A verified Workload published on its own (an apply): its size and its spec; Rejected
+    otherwise. Every machine keeps the newest (`store.WorkloadStore.add_workload`)."""
+    if len(data) > MAX_WORKLOAD_BYTES:
+        raise wire.Rejected("oversized", f"workload of {len(data)} bytes, over the "
+                            f"{MAX_WORKLOAD_BYTES} cap")
+    try:
+        return WorkloadSpec.from_dict(env.body["spec"])
+    except ManifestError as e:
+        raise wire.Rejected("schema", f"workload: {e}") from None

@@ -27,6 +27,7 @@ from typing import Any
 
 from beemesh import schema, wire
 from beemesh.identity import peer_id as peer_id_of
+from beemesh.manifest.model import TEMPLATE_LEN
 from beemesh.workplane.sync import ORDINAL, PORT
 
 TOPIC = "workplane-events"
@@ -39,7 +40,9 @@ MAX_RECORD_TTL_S = 60
 # ServiceRecord so work planes can tell a real replica's key from anyone else's.
 WORKLOAD_CERT = wire.Kind("WorkloadCert", wire.MACHINE, schema.Struct(
     required={"machine": str, "peer_id": str, "workload_id": str, "ordinal": ORDINAL,
-              "pod": str, "task": str}), names_signer="machine")
+              "pod": str, "task": str},
+    # the pod template the replica runs (`WorkloadSpec.template_hash`): rollouts read it
+    optional={"template": str}), names_signer="machine")
 SERVICE_RECORD = wire.Kind("ServiceRecord", wire.WORKLOAD, schema.Struct(required={
     "workload_id": str, "ordinal": ORDINAL, "peer_id": str, "pod": str, "task": str,
     "addrs": schema.ListOf(str, max_len=16), "ports": schema.ListOf(PORT, max_len=64),
@@ -74,6 +77,7 @@ class ServiceRecord:
     ts: float
     expires_at: float
     machine: str  # the machine whose certificate vouches for this replica's key
+    template: str = ""  # the pod template it runs, as that certificate says
 
     @property
     def newness(self) -> tuple[float, int, str]:
@@ -85,6 +89,7 @@ class ServiceRecord:
                 "pod": self.pod, "task": self.task, "addrs": list(self.addrs),
                 "ports": [dict(p) for p in self.ports], "ready": self.ready,
                 "retiring": self.retiring, "version": self.version, "machine": self.machine,
+                "template": self.template,
                 "age_s": round(max(0.0, now - self.ts), 1),
                 "expires_in_s": round(max(0.0, self.expires_at - now), 1)}
 
@@ -131,7 +136,8 @@ def record_from_envelope(env: wire.Envelope, cert_verifier: wire.Verifier, now: 
         pod=body["pod"], task=body["task"], addrs=tuple(body["addrs"]),
         ports=tuple(dict(p) for p in body["ports"]), ready=body["ready"],
         retiring=body["retiring"], version=body["version"], ts=ts,
-        expires_at=min(ts, now) + body["ttl_s"], machine=machine)
+        expires_at=min(ts, now) + body["ttl_s"], machine=machine,
+        template=cert.body.get("template", "")[:TEMPLATE_LEN])
 
 
 Slot = tuple[str, int, str]  # (workload id, ordinal, peer id): one replica instance
