@@ -125,6 +125,7 @@ class WorkPlaneLink:
         self.api.route("POST", "/v1/work/remove", self._remove)
         self.host: sync.WorkPlaneHost | None = None  # where our work plane listens
         self.records: tuple[dict[str, Any], ...] = ()  # the work plane's view: get endpoints
+        self.rollouts: tuple[dict[str, Any], ...] = ()  # `workplane.rollout.Progress` reports
         self.started = time.time()
         self._removals_in, self._removals_out = trio.open_memory_channel[str](math.inf)
         self.proc: trio.Process | None = None
@@ -237,6 +238,7 @@ class WorkPlaneLink:
         self.records = report.records
         self.certified.replace({pod: peer for pod, peer in report.peers.items()
                                 if pod in self.node.pods})
+        self.rollouts = report.rollouts
         for reason, count in report.dropped.items():  # its counts, in the agent's metrics
             self.metrics.set("workplane_messages_dropped", reason[:32], count)
         self.metrics.set("workplane_connections_refused", "peer", report.gated)
@@ -254,9 +256,11 @@ class WorkPlaneLink:
             replicas.append(sync.Replica(
                 pod.name, pod.workload_id, pod.ordinal, pod.task_id, pod.state,
                 self.kubelet.ready(pod), self.evictions.retiring(pod.name),
-                pod.name in self.node.removing, () if spec is None else ports_of(spec)))
+                pod.name in self.node.removing, () if spec is None else ports_of(spec),
+                pod.template))
         workloads = tuple(sync.Workload(w.workload_id, w.spec.replicas,
-                                        w.spec.kind == "StatefulSet")
+                                        w.spec.kind == "StatefulSet", w.spec.template_hash,
+                                        w.spec.strategy)
                           for w in self.store.workloads())
         return sync.AgentView(
             machine=self.machine, uptime_s=now - self.started,
@@ -282,7 +286,8 @@ class WorkPlaneLink:
         if peer == self.machine or peer in self.view.machine_ids(time.time()):
             raise ApiError(400, "a machine key cannot be a workload key")
         body = {"machine": self.machine, "peer_id": peer, "workload_id": pod.workload_id,
-                "ordinal": pod.ordinal, "pod": pod.name, "task": pod.task_id}
+                "ordinal": pod.ordinal, "pod": pod.name, "task": pod.task_id,
+                **({"template": pod.template} if pod.template else {})}
         cert = wire.seal(self.key, WORKLOAD_CERT.name, body, time.time())
         self.certified.add(pod.name, peer)
         self.announcer.announce_soon()
@@ -291,12 +296,16 @@ class WorkPlaneLink:
     async def _heal(self, req: Request) -> Response:
         ask: sync.HealRequest = self._parse(sync.HealRequest.from_json, req)
         now = time.time()
+        stored = self.store.workload(ask.workload_id)
+        # An update of a Deployment replica waits only for a copy on the new template; a
+        # StatefulSet ordinal never runs twice, whatever the template.
+        only = ask.template if stored is not None and stored.spec.kind != "StatefulSet" else ""
         refusal = heal_gate.refusal(heal_gate.HealFacts(
             uptime_s=now - self.started, settle_s=self.cfg.heal_settle_s,
             lateness_s=self.lateness.current(now), lateness_limit_s=self.cfg.heal_pause_late_s,
-            stored=self.store.workload(ask.workload_id),
-            deleted=self.store.deleted(ask.workload_id), ordinal=ask.ordinal,
-            running_on=self.running_on(ask.workload_id, ask.ordinal, now),
+            stored=stored, deleted=self.store.deleted(ask.workload_id), ordinal=ask.ordinal,
+            running_on=self.running_on(ask.workload_id, ask.ordinal, now, only),
+            template=ask.template,
             placing=self.driver.placing(ask.workload_id, ask.ordinal),
             deployed_ago=self.driver.deployed_ago(ask.workload_id, ask.ordinal, now),
             majority_for=self.quorum.sample(now).majority_for,
@@ -305,17 +314,26 @@ class WorkPlaneLink:
             ask.workload_id, ask.ordinal, ask.epoch)
         if tid is None:
             return Response(200, sync.HealAnswer(False, reason=refusal or "deleted").to_json())
-        self.events.add(now, "HealAsked", f"replica {ask.ordinal} has no live record; "
-                        f"replacing task {ask.epoch}", task=tid, workload=ask.workload_id,
-                        machine=self.machine)
+        if ask.template:
+            self.events.add(now, "UpdateAsked", f"replica {ask.ordinal} to template "
+                            f"{ask.template}, replacing task {ask.epoch}", task=tid,
+                            workload=ask.workload_id, machine=self.machine)
+        else:
+            self.events.add(now, "HealAsked", f"replica {ask.ordinal} has no live record; "
+                            f"replacing task {ask.epoch}", task=tid, workload=ask.workload_id,
+                            machine=self.machine)
         return Response(200, sync.HealAnswer(True, task_id=tid).to_json())
 
-    def running_on(self, workload_id: str, ordinal: int, now: float) -> tuple[str, ...]:
-        """Machines whose live record (ours: Podman) lists a pod of that replica."""
+    def running_on(self, workload_id: str, ordinal: int, now: float,
+                   template: str = "") -> tuple[str, ...]:
+        """Machines whose live record (ours: Podman) lists a pod of that replica (on that
+        pod template, when one is given)."""
         here = any(p.workload_id == workload_id and p.ordinal == ordinal
+                   and (not template or p.template == template)
                    for p in self.node.pods.values())
         elsewhere = {entry.peer_id for entry, pod in self.driver.claims_elsewhere(now)
-                     if pod.workload_id == workload_id and pod.ordinal == ordinal}
+                     if pod.workload_id == workload_id and pod.ordinal == ordinal
+                     and (not template or pod.template == template)}
         return tuple(sorted(elsewhere | ({self.machine} if here else set())))
 
     async def _remove(self, req: Request) -> Response:

@@ -274,6 +274,20 @@ class Auctioneer:
             del self.tasks[t]
         return gone
 
+    def release(self, task_id: str, now: float) -> None:
+        """The replica this machine ran for `task_id` is gone (removed as surplus, rolled to a
+        new template, drained): finished here as if another machine ran it, and forgotten
+        `keep_done_s` later, so a replica's past tasks do not pile up (`room_for`)."""
+        st = self.tasks.get(task_id)
+        if st is not None and st.phase is Phase.RUNNING:
+            st.deployed_by = self.machine_id
+            self._finish(st, Phase.DONE, now)
+
+    def running(self, finished_before: float) -> list[str]:
+        """Tasks this machine deployed, finished before `finished_before`."""
+        return [t for t, st in self.tasks.items() if st.phase is Phase.RUNNING
+                and st.finished_at is not None and st.finished_at < finished_before]
+
     # ---- queries -----------------------------------------------------------------------
 
     def status(self, task_id: str) -> TaskStatus | None:

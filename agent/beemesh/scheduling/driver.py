@@ -54,6 +54,10 @@ from beemesh.workloads.store import StoredWorkload, WorkloadStore
 log = logging.getLogger("beemesh.scheduling")
 
 REPUBLISH_PENDING_S = 10.0
+MAX_EPOCH_CHAIN = 8  # placed tasks of one replica `replace` steps over (`max_tasks_per_replica`)
+# A task deployed here is released once its pod is gone, at least this long after the deploy
+# (the pod is in the node's list as soon as the deploy returns: this is margin).
+RELEASE_AFTER_S = 30.0
 
 
 class Mesh(Protocol):
@@ -122,7 +126,8 @@ class AuctionDriver:
         now = time.time()
         cap, cpu_free, mem_free = self.node.free()
         kept_elsewhere = frozenset(
-            (pod.workload_id, pod.ordinal) for entry, pod in self.claims_elsewhere(now)
+            (pod.workload_id, pod.ordinal, pod.template)
+            for entry, pod in self.claims_elsewhere(now)
             if not entry.record.draining and not pod.retiring)
         return LocalState(
             arch=self.arch, labels=dict(self.cfg.labels), cordoned=self.cordon.cordoned,
@@ -197,21 +202,33 @@ class AuctionDriver:
                     epoch)
 
     async def replace(self, workload_id: str, ordinal: int, epoch: str) -> str | None:
-        """Publish the Task that replaces replica `ordinal` whose task was `epoch` (a heal or a
-        drain); every machine asking for the same lost replica publishes the same task id.
-        None: this machine has no manifest of the workload (it was deleted)."""
+        """Publish the Task that replaces replica `ordinal` whose task was `epoch` (a heal, a
+        drain or a rolling update); every machine asking for the same replica publishes the
+        same task id. If that task was placed already (its copy has died since, or the asker
+        still runs the old copy it replaces), the next id in the chain is asked for: its
+        epoch is that task. None: this machine has no manifest of the workload (deleted)."""
         stored = self.store.workload(workload_id)
         if stored is None:
             return None
         task = self.task_for(stored, ordinal, epoch)
+        for _ in range(MAX_EPOCH_CHAIN):
+            status = self.auction.status(task.task_id)
+            if status is None or status.state != "deployed":
+                break
+            task = self.task_for(stored, ordinal, task.task_id)
         await self.publish(task)
         return task.task_id
 
     async def _republish_loop(self) -> None:
-        """Tasks we originated that nobody placed yet are re-announced (late joiners see them)."""
+        """Tasks we originated that nobody placed yet are re-announced (late joiners see them);
+        tasks deployed here whose pod is gone are released (`Auctioneer.release`)."""
         while True:
             await trio.sleep(REPUBLISH_PENDING_S)
             now = time.time()
+            here = {p.task_id for p in self.node.pods.values()}
+            for tid in self.auction.running(finished_before=now - RELEASE_AFTER_S):
+                if tid not in here:
+                    self.auction.release(tid, now)
             for tid, at in list(self._published_at.items()):
                 task, status = self.tasks.get(tid), self.auction.status(tid)
                 if task is None or status is None:
@@ -255,6 +272,15 @@ class AuctionDriver:
             self.events.add(now, "TaskSeen", f"replica {task.ordinal} of {task.workload_id}",
                             task=task.task_id, workload=task.workload_id, machine=task.origin)
         self._feed(self.auction.task(task.task_id, task.request(), now, self.local_state))
+
+    def on_workload(self, blob: bytes, env: wire.Envelope) -> None:
+        """An operator's apply, published on its own: kept if it is the newest, so every
+        machine acts on the same replicas count and template (scaling, `workplane.rollout`)."""
+        stored = self.store.add_workload(blob, env)
+        if stored is not None and stored.ts == env.ts_ms / 1000:
+            self.events.add(time.time(), "Applied", f"generation {stored.generation}, "
+                            f"{stored.spec.replicas} replica(s), template "
+                            f"{stored.spec.template_hash}", workload=stored.workload_id)
 
     def handle(self, env: wire.Envelope) -> None:
         """Bid, Deployed, Failed, LeaseHint (verified by the topic validator). Raises

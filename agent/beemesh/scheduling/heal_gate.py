@@ -31,6 +31,7 @@ class HealFacts:
     deployed_ago: tuple[str, float] | None  # (task, seconds) of its newest deployment
     majority_for: float  # seconds a majority of the members has been in sight
     majority_needed_s: float  # how long that must be for a StatefulSet heal (a record TTL)
+    template: str = ""  # an update (`workplane.rollout`): the pod template it wants
 
 
 def refusal(f: HealFacts) -> str | None:
@@ -52,6 +53,9 @@ def refusal(f: HealFacts) -> str | None:
         return "no signed manifest of this workload here"
     if f.deleted:
         return "the workload was deleted"
+    if f.template and f.template != f.stored.spec.template_hash:
+        return (f"the newest pod template here is {f.stored.spec.template_hash}, not "
+                f"{f.template}; this machine has not seen that apply")
     if not 0 <= f.ordinal < f.stored.spec.replicas:
         return f"replica {f.ordinal} is beyond replicas={f.stored.spec.replicas}"
     if f.running_on:

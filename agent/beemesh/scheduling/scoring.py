@@ -26,6 +26,7 @@ class TaskRequest:
     host_ports: list[tuple[int, str]]
     ordinal: int = 0
     stateful: bool = False  # a StatefulSet replica: its ordinal must never run twice
+    template: str = ""  # the pod template it runs (`WorkloadSpec.template_hash`)
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,10 @@ class LocalState:
     used_host_ports: frozenset[tuple[int, str]] = frozenset()
     uptime_s: float = 0.0
     price: float = 0.5  # 0 = cheapest/greenest, 1 = most expensive
-    # (workload, ordinal) of replicas other machines run and keep (not being drained): a Task
-    # for one of them is stale (delivered late, e.g. after a partition healed).
-    running_elsewhere: frozenset[tuple[str, int]] = frozenset()
+    # (workload, ordinal, template) of replicas other machines run and keep (not being
+    # drained): a Task for one of them on that template is stale (delivered late, e.g. after
+    # a partition healed); on another template it is a rolling update.
+    running_elsewhere: frozenset[tuple[str, int, str]] = frozenset()
     # A majority of the machines has been in sight long enough to know what they run.
     stateful_quorum: bool = True
 
@@ -80,7 +82,9 @@ def ineligible_reason(req: TaskRequest, m: LocalState) -> str | None:
 def replica_refusal(req: TaskRequest, m: LocalState) -> str | None:
     """Why this replica must not start here whatever the machine's capacity: it already runs
     elsewhere, or it is a StatefulSet ordinal and no majority is in sight."""
-    if (req.workload_id, req.ordinal) in m.running_elsewhere:
+    if (req.workload_id, req.ordinal, req.template) in m.running_elsewhere or (
+            req.stateful and any(w == req.workload_id and o == req.ordinal
+                                 for w, o, _ in m.running_elsewhere)):
         return f"replica {req.ordinal} already runs on another machine"
     if req.stateful and not m.stateful_quorum:
         return "StatefulSet replicas start only where a majority of machines is in sight"

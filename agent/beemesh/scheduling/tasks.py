@@ -43,7 +43,7 @@ class Task:
         cpu, mem = self.spec.requests()
         return TaskRequest(self.spec.workload_id, cpu, mem, self.spec.arch,
                            dict(self.spec.node_selector), self.spec.host_ports(), self.ordinal,
-                           self.spec.kind == "StatefulSet")
+                           self.spec.kind == "StatefulSet", self.spec.template_hash)
 
     def body(self) -> dict[str, Any]:
         """The Task message body (`scheduling.messages.TASK`)."""

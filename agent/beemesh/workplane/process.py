@@ -58,6 +58,7 @@ from beemesh.workplane.records import (
     ServiceView,
     dht_key,
 )
+from beemesh.workplane.rollout import AskUpdate, Rollouts, copies_of, target_of
 
 log = logging.getLogger("beemesh.workplane")
 
@@ -95,6 +96,8 @@ class WorkPlane:
         self.host_key = load_or_create(directory / "host.key", "work-plane host key")
         self.view = ServiceView()
         self.reconciler = Reconciler()
+        self.rollouts = Rollouts()
+        self.progress: tuple[dict[str, Any], ...] = ()  # `rollout.Progress`, for the agent
         self.state: sync.AgentView | None = None
         self.state_at = 0.0
         self.local: dict[str, _Local] = {}
@@ -158,7 +161,7 @@ class WorkPlane:
                 records=tuple(r.to_dict(now) for r in self.view.records(now)),
                 peers={m.pod: m.key.peer_id for m in self.local.values() if m.cert},
                 synced=self.synced(now), dropped=dict(self.admission.dropped),
-                gated=self.mesh.gated)
+                gated=self.mesh.gated, rollouts=self.progress)
             try:
                 self.state = sync.AgentView.from_json(
                     await self._agent("/v1/work/sync", report.to_json()))
@@ -304,11 +307,11 @@ class WorkPlane:
                 continue
             if mine is None or not mine.content:  # no record published yet
                 local.append(LocalReplica(r.pod, r.workload_id, r.ordinal, r.task, None, False,
-                                          False))
+                                          False, r.template))
                 continue
             ready, retiring = mine.content[0], mine.content[1]
             local.append(LocalReplica(r.pod, r.workload_id, r.ordinal, r.task, mine.key.peer_id,
-                                      ready, retiring))
+                                      ready, retiring, r.template))
         return Situation(
             now=now, machine=state.machine,
             machines=tuple(m.peer_id for m in state.machines if m.workplane),
@@ -325,9 +328,10 @@ class WorkPlane:
             margin = state.statefulset_margin_s
             if margin != self.reconciler.params.statefulset_margin_s:
                 self.reconciler.params = Params(statefulset_margin_s=margin)
-            for act in self.reconciler.step(self.situation(state, now), self.view):
+            situation = self.situation(state, now)
+            for act in self.reconciler.step(situation, self.view) + self._roll(situation):
                 try:
-                    if isinstance(act, AskHeal):
+                    if isinstance(act, AskHeal | AskUpdate):
                         await self._ask_heal(act)
                     elif isinstance(act, RemoveReplica):
                         log.info("removing surplus replica %s: %s", act.pod, act.reason)
@@ -336,11 +340,26 @@ class WorkPlane:
                 except UserError as e:
                     log.warning("agent refused %s: %s", act, e)
 
-    async def _ask_heal(self, act: AskHeal) -> None:
+    def _roll(self, s: Situation) -> list[AskUpdate | RemoveReplica]:
+        """What the rollouts of the workloads this machine knows ask of it (`rollout`), and
+        how far each is (reported to the agent for `beemesh rollout status`)."""
+        actions: list[AskUpdate | RemoveReplica] = []
+        progress = []
+        for w in s.workloads.values():
+            acts, p = self.rollouts.step(target_of(w), copies_of(self.view, w, s.local, s.now),
+                                         s.now)
+            actions += acts if s.synced else []
+            progress.append(p.to_json())
+        self.rollouts.forget(set(s.workloads))
+        self.progress = tuple(progress)
+        return actions
+
+    async def _ask_heal(self, act: AskHeal | AskUpdate) -> None:
         epoch = act.epoch
         if epoch == ORPHAN_EPOCH:
             epoch = await self._last_task_in_dht(act.workload_id, act.ordinal) or epoch
-        ask = sync.HealRequest(act.workload_id, act.ordinal, epoch)
+        ask = sync.HealRequest(act.workload_id, act.ordinal, epoch,
+                               act.template if isinstance(act, AskUpdate) else "")
         try:
             got = sync.HealAnswer.from_json(await self._agent("/v1/work/heal", ask.to_json()))
         except sync.SyncError as e:

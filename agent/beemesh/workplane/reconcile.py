@@ -16,8 +16,9 @@ StatefulSet without a majority), so asking again is always safe.
 
 Surplus: a local replica whose ordinal is beyond `replicas`, or that has a better copy of the
 same ordinal elsewhere, is removed; a better copy only counts once it has been ready for
-`settle_s` without a break, so two copies never both go. Better = not retiring (a drained
-machine's copy loses), then ready, then the higher `duplicate_rank` of the holding machine's
+`settle_s` without a break, so two copies never both go. Better = on the workload's newest
+pod template (how a rollout retires old copies, `workplane.rollout`), then not retiring (a
+drained machine's copy loses), then ready, then the higher `duplicate_rank` of the holding machine's
 certified key for that replica (a machine can mint workload keys, not machine keys).
 """
 
@@ -56,6 +57,7 @@ class LocalReplica:
     peer_id: str | None  # None until its workload key is certified and a record published
     ready: bool
     retiring: bool
+    template: str = ""  # the pod template it runs
 
 
 @dataclass(frozen=True)
@@ -93,11 +95,13 @@ def watchers(workload_id: str, machines: Iterable[str], count: int) -> list[str]
     return sorted(set(machines), key=weight, reverse=True)[:count]
 
 
-def rank(ready: bool, retiring: bool, workload_id: str, ordinal: int, machine: str,
-         peer: str) -> tuple[bool, bool, bytes, str]:
-    """How a copy of a replica ranks: not retiring, ready, then by its machine's certified key
-    (`duplicate_rank`): never by the workload key, which any machine can mint until it wins."""
-    return (not retiring, ready, duplicate_rank(f"{workload_id}/{ordinal}", machine), peer)
+def rank(current: bool, ready: bool, retiring: bool, workload_id: str, ordinal: int,
+         machine: str, peer: str) -> tuple[bool, bool, bool, bytes, str]:
+    """How a copy of a replica ranks: on the newest template (a rollout), not retiring,
+    ready, then by its machine's certified key (`duplicate_rank`): never by the workload
+    key, which any machine can mint until it wins."""
+    return (current, not retiring, ready, duplicate_rank(f"{workload_id}/{ordinal}", machine),
+            peer)
 
 
 @dataclass
@@ -164,14 +168,16 @@ class Reconciler:
     def _better_copy(self, s: Situation, view: ServiceView,
                      mine: LocalReplica) -> ServiceRecord | None:
         assert mine.peer_id is not None
-        own = rank(mine.ready, mine.retiring, mine.workload_id, mine.ordinal, s.machine,
-                   mine.peer_id)
+        w = s.workloads[mine.workload_id]
+        template, settle = w.template, max(self.params.settle_s, w.strategy.min_ready_s)
+        own = rank(mine.template == template, mine.ready, mine.retiring, mine.workload_id,
+                   mine.ordinal, s.machine, mine.peer_id)
         for rec in view.ordinal(mine.workload_id, mine.ordinal, s.now):
             if rec.peer_id == mine.peer_id:
                 continue
-            if (rank(rec.ready, rec.retiring, rec.workload_id, rec.ordinal, rec.machine,
-                     rec.peer_id) > own
-                    and view.ready_for(rec, s.now) >= self.params.settle_s):
+            if (rank(rec.template == template, rec.ready, rec.retiring, rec.workload_id,
+                     rec.ordinal, rec.machine, rec.peer_id) > own
+                    and view.ready_for(rec, s.now) >= settle):
                 return rec
         return None
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from beemesh import schema
 from beemesh.manifest.checks import MAX_REPLICAS
+from beemesh.manifest.strategy import DEFAULT_STRATEGY, UpdateStrategy, strategy_from_dict
 
 MAX_ITEMS = 4096
 MAX_PODS = 512  # pods one machine lists in its record (and hands to its work plane)
@@ -30,6 +31,10 @@ MAX_PODS = 512  # pods one machine lists in its record (and hands to its work pl
 
 class SyncError(ValueError):
     """A sync message that does not match its record; the text names the field."""
+
+
+def _sync_fail(path: str | None, problem: str, fix: str) -> NoReturn:
+    raise SyncError(f"{path}: {problem}")
 
 
 def _checked(data: Any, shape: schema.Struct, what: str) -> dict[str, Any]:
@@ -94,17 +99,19 @@ class Replica:
     retiring: bool
     removing: bool
     ports: tuple[Port, ...]
+    template: str = ""  # the pod template it runs (`WorkloadSpec.template_hash`)
 
     def to_json(self) -> dict[str, Any]:
         return {"pod": self.pod, "workload": self.workload_id, "ordinal": self.ordinal,
                 "task": self.task, "state": self.state, "ready": self.ready,
                 "retiring": self.retiring, "removing": self.removing,
-                "ports": [p.to_json() for p in self.ports]}
+                "ports": [p.to_json() for p in self.ports], "template": self.template}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Replica:
         return cls(d["pod"], d["workload"], d["ordinal"], d["task"], d["state"], d["ready"],
-                   d["retiring"], d["removing"], tuple(Port.from_json(p) for p in d["ports"]))
+                   d["retiring"], d["removing"], tuple(Port.from_json(p) for p in d["ports"]),
+                   d.get("template", ""))
 
 
 @dataclass(frozen=True)
@@ -114,14 +121,21 @@ class Workload:
     workload_id: str
     replicas: int
     stateful: bool
+    template: str = ""  # the newest signed pod template (`workplane.rollout` rolls to it)
+    strategy: UpdateStrategy = DEFAULT_STRATEGY
 
     def to_json(self) -> dict[str, Any]:
         return {"workload_id": self.workload_id, "replicas": self.replicas,
-                "stateful": self.stateful}
+                "stateful": self.stateful, "template": self.template,
+                "strategy": self.strategy.to_dict()}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Workload:
-        return cls(d["workload_id"], d["replicas"], d["stateful"])
+        kind = "StatefulSet" if d["stateful"] else "Deployment"
+        strategy = (strategy_from_dict(d["strategy"], "workload.strategy", kind, _sync_fail)
+                    if "strategy" in d else DEFAULT_STRATEGY)
+        return cls(d["workload_id"], d["replicas"], d["stateful"], d.get("template", ""),
+                   strategy)
 
 
 @dataclass(frozen=True)
@@ -166,9 +180,11 @@ class Machine:
 
 REPLICA = schema.Struct(required={
     "pod": str, "workload": str, "ordinal": ORDINAL, "task": str, "state": str, "ready": bool,
-    "retiring": bool, "removing": bool, "ports": schema.ListOf(PORT, max_len=64)})
+    "retiring": bool, "removing": bool, "ports": schema.ListOf(PORT, max_len=64)},
+    optional={"template": str})
 WORKLOAD = schema.Struct(required={"workload_id": str,
-                                   "replicas": schema.Int(0, MAX_REPLICAS), "stateful": bool})
+                                   "replicas": schema.Int(0, MAX_REPLICAS), "stateful": bool},
+                         optional={"template": str, "strategy": schema.OPAQUE})
 HELD_POD = schema.Struct(required={"pod": str, "workload": str, "ordinal": ORDINAL,
                                    "task": str})
 MACHINE = schema.Struct(required={"peer_id": str},
@@ -226,7 +242,8 @@ REPORT = schema.Struct(required={
     "records": schema.ListOf(schema.MapOf(str, schema.OPAQUE), max_len=MAX_ITEMS),
     "peers": schema.MapOf(str, str, max_len=MAX_ITEMS), "synced": bool,
     "dropped": schema.MapOf(str, schema.NON_NEGATIVE, max_len=64),
-    "gated": schema.NON_NEGATIVE})
+    "gated": schema.NON_NEGATIVE},
+    optional={"rollouts": schema.ListOf(schema.MapOf(str, schema.OPAQUE), max_len=MAX_ITEMS)})
 
 
 @dataclass(frozen=True)
@@ -239,17 +256,19 @@ class Report:
     synced: bool  # up long enough to have heard every live replica
     dropped: Mapping[str, int] = field(default_factory=dict)  # messages dropped, by reason
     gated: int = 0  # connections refused (not an announced work plane)
+    rollouts: tuple[dict[str, Any], ...] = ()  # `rollout.Progress` of each workload it knows
 
     def to_json(self) -> dict[str, Any]:
         return {"host": self.host.to_json(), "records": list(self.records),
                 "peers": dict(self.peers), "synced": self.synced,
-                "dropped": dict(self.dropped), "gated": self.gated}
+                "dropped": dict(self.dropped), "gated": self.gated,
+                "rollouts": list(self.rollouts)}
 
     @classmethod
     def from_json(cls, data: Any) -> Report:
         d = _checked(data, REPORT, "report")
         return cls(WorkPlaneHost.from_json(d["host"]), tuple(d["records"]), dict(d["peers"]),
-                   d["synced"], dict(d["dropped"]), d["gated"])
+                   d["synced"], dict(d["dropped"]), d["gated"], tuple(d.get("rollouts", ())))
 
 
 CERTIFY = schema.Struct(required={"pod": str, "task": str, "public_key": str})
@@ -287,22 +306,27 @@ class Certificate:
             raise SyncError("certificate.cert: expected hex") from None
 
 
-HEAL = schema.Struct(required={"workload_id": str, "ordinal": ORDINAL, "epoch": str})
+HEAL = schema.Struct(required={"workload_id": str, "ordinal": ORDINAL, "epoch": str},
+                     optional={"template": str})
 
 
 @dataclass(frozen=True)
 class HealRequest:
+    """A lost replica to replace, or (`template` set) a replica to roll to that template."""
+
     workload_id: str
     ordinal: int
-    epoch: str  # the task id of the lost replica (or `reconcile.ORPHAN_EPOCH`)
+    epoch: str  # the task id of the lost (or old) replica, or `reconcile.ORPHAN_EPOCH`
+    template: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"workload_id": self.workload_id, "ordinal": self.ordinal, "epoch": self.epoch}
+        return {"workload_id": self.workload_id, "ordinal": self.ordinal, "epoch": self.epoch,
+                **({"template": self.template} if self.template else {})}
 
     @classmethod
     def from_json(cls, data: Any) -> HealRequest:
         d = _checked(data, HEAL, "heal request")
-        return cls(d["workload_id"], d["ordinal"], d["epoch"])
+        return cls(d["workload_id"], d["ordinal"], d["epoch"], d.get("template", ""))
 
 
 @dataclass(frozen=True)

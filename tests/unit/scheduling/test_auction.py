@@ -1025,3 +1025,20 @@ def test_stalling_a_task_with_a_lease_hint_from_a_machine_that_did_not_win() -> 
     b.tasks["t"].phase = Phase.CHECKING
     assert any("re-entering" in n for n in notes(b.lease_result("t", "w", later + 3, later,
                                                                   local)))
+
+
+def test_a_task_whose_pod_is_gone_is_released_then_forgotten() -> None:
+    """A replica rolled to a new template (or removed as surplus) leaves its task RUNNING
+    here; released, it is finished like one another machine runs and forgotten keep_done_s
+    later, so a replica's past tasks never fill `max_tasks_per_replica`."""
+    a, local = Auctioneer("n", random.Random(1)), fixed(machine())
+    now = win_alone(a, local, "t")
+    a.deploy_result("t", True, "", now)
+    assert a.running(finished_before=now + 1) == ["t"]
+    assert a.running(finished_before=now) == []  # not yet old enough
+    a.release("t", now + 40)
+    assert a.running(finished_before=now + 50) == []
+    assert a.status("t") == TaskStatus("deployed", "n", ())
+    a.tick(now + 40 + a.params.keep_done_s + 1, local)
+    assert a.status("t") is None
+    a.release("unknown", now)  # nothing to release: no error

@@ -157,12 +157,23 @@ def test_negative_uptime_does_not_push_score_below_zero() -> None:
 
 def test_a_replica_another_machine_keeps_is_never_bid_for() -> None:
     """A stale Task (delivered late after a partition healed) for a replica that runs."""
-    req = dataclasses.replace(request(workload_id="w"), ordinal=1)
-    m = dataclasses.replace(machine(), running_elsewhere=frozenset({("w", 1)}))
+    req = dataclasses.replace(request(workload_id="w"), ordinal=1, template="t1")
+    m = dataclasses.replace(machine(), running_elsewhere=frozenset({("w", 1, "t1")}))
     assert ineligible_reason(req, m) == "replica 1 already runs on another machine"
     other = dataclasses.replace(req, ordinal=0)
     assert ineligible_reason(other, m) is None
     assert replica_refusal(other, m) is None
+
+
+def test_a_rolling_update_may_start_beside_the_old_copy_but_not_for_a_statefulset() -> None:
+    """A Deployment replica on a new template starts while its old copy still serves (the
+    surplus rule retires the old one once the new is ready); a StatefulSet ordinal never runs
+    twice, whatever its template."""
+    req = dataclasses.replace(request(workload_id="w"), ordinal=1, template="new")
+    m = dataclasses.replace(machine(), running_elsewhere=frozenset({("w", 1, "old")}))
+    assert replica_refusal(req, m) is None
+    stateful = dataclasses.replace(req, stateful=True)
+    assert replica_refusal(stateful, m) == "replica 1 already runs on another machine"
 
 
 def test_a_statefulset_replica_needs_a_majority_in_sight() -> None:

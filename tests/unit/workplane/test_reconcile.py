@@ -130,16 +130,16 @@ def test_watchers_with_few_machines() -> None:
 
 def test_rank_order() -> None:
     # Not retiring beats retiring, then ready beats not ready, then the machine's rank.
-    assert rank(False, False, WID, 0, M1, "a") > rank(True, True, WID, 0, M3, "z")
-    assert rank(True, False, WID, 0, M1, "a") > rank(False, False, WID, 0, M3, "z")
-    assert rank(True, False, WID, 0, M2, "a") > rank(True, False, WID, 0, M1, "z")
+    assert rank(True, False, False, WID, 0, M1, "a") > rank(True, True, True, WID, 0, M3, "z")
+    assert rank(True, True, False, WID, 0, M1, "a") > rank(True, False, False, WID, 0, M3, "z")
+    assert rank(True, True, False, WID, 0, M2, "a") > rank(True, True, False, WID, 0, M1, "z")
 
 
 def test_a_minted_workload_key_does_not_rank_a_copy_higher() -> None:
     """A machine can mint workload keys until one sorts high; it cannot mint a machine key
     (certified by the operator), so the copy's rank follows its machine, for each replica."""
-    assert rank(True, False, WID, 0, M1, "zzzz") < rank(True, False, WID, 0, M2, "a")
-    orders = {tuple(sorted(("x", "y"), key=lambda m: rank(True, False, WID, o, m, "p")))
+    assert rank(True, True, False, WID, 0, M1, "zzzz") < rank(True, True, False, WID, 0, M2, "a")
+    orders = {tuple(sorted(("x", "y"), key=lambda m: rank(True, True, False, WID, o, m, "p")))
               for o in range(16)}
     assert len(orders) == 2  # no machine wins every replica
 
@@ -485,8 +485,8 @@ def test_never_both_copies_removed_when_views_agree(ready_a: bool, ready_b: bool
     removed = _duplicates(view, {"pa": M1, "pb": M2}, records, locals_, T0 + 30)
     assert not (removed[M1] and removed[M2])
     machine_of = {"pa": M1, "pb": M2}
-    best = max(records, key=lambda r: rank(r.ready, r.retiring, WID, 0, machine_of[r.peer_id],
-                                           r.peer_id))
+    best = max(records, key=lambda r: rank(True, r.ready, r.retiring, WID, 0,
+                                           machine_of[r.peer_id], r.peer_id))
     if best.ready:  # a ready better copy always settles it: the other one goes
         loser = M1 if best.peer_id == "pb" else M2
         assert removed[loser] and not removed[M2 if loser == M1 else M1]
