@@ -1,5 +1,6 @@
-"""CLI output: every listing prints as an aligned table or, with `-o json`, as JSON; the
-columns of each listing (`nodes`, `get`, `apply`, `events`; the demo prints the same tables)."""
+"""CLI output: every listing prints as an aligned table (`-o wide`: with more columns), or as
+JSON or YAML (`-o json|yaml`); the columns of each listing (`nodes`, `get`, `apply`, `events`;
+the demo prints the same tables)."""
 
 from __future__ import annotations
 
@@ -29,14 +30,23 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> str:
     )
 
 
-def emit(rows: Any, columns: Sequence[Column], fmt: str, empty: str = "") -> None:
+def emit(rows: Any, columns: Sequence[Column], fmt: str, empty: str = "",
+         wide: Sequence[Column] = ()) -> None:
+    """`fmt`: table, wide (`columns` then `wide`), json or yaml."""
     if fmt == "json":
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
+    elif fmt == "yaml":
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(rows, sort_keys=False, default_flow_style=False))
     elif not rows and empty:
         print(empty)
     else:
-        print(table(rows, columns))
+        print(table(rows, [*columns, *wide] if fmt == "wide" else columns))
+
+
+OUTPUTS = ["table", "wide", "json", "yaml"]
 
 
 NODE_COLUMNS = [
@@ -86,3 +96,17 @@ EVENT_COLUMNS = [
 ]
 
 
+WORKLOAD_COLUMNS = [
+    ("name", lambda r: f"{r['kind'].lower()}/{r['name']}"),
+    ("namespace", lambda r: r["namespace"]),
+    ("ready", lambda r: f"{r['ready']}/{r['desired']}"),
+    ("up-to-date", lambda r: r["up_to_date"]),
+    ("current", lambda r: r["current"]),
+    ("state", lambda r: r["state"]),
+    ("age", lambda r: f"{r['age_s']}s"),
+]
+WORKLOAD_WIDE = [
+    ("template", lambda r: r["template"]),
+    ("strategy", lambda r: r["strategy"]),
+    ("reason", lambda r: r["reason"] or "-"),
+]

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from beemesh import wire
 from beemesh.api.client import call, stream_lines
 from beemesh.errors import UserError
 from beemesh.fleet import Fleet
-from beemesh.manifest import load_manifest_file
+from beemesh.manifest import WorkloadSpec, load_manifest_file
 from beemesh.workloads.messages import CORDON, DELETE, DRAIN, LOGS_REQUEST, WORKLOAD
 
 KIND_ALIASES = {"deployment": "deployment", "deploy": "deployment", "statefulset": "statefulset",
@@ -155,3 +156,25 @@ def logs(api: Path, fleet_flag: Path | None, pod: str, follow: bool) -> int:
             return 1
         print(item["line"], flush=True)
     return 0
+
+
+def reapply(api: Path, fleet_flag: Path | None, wid: str,
+            change: Callable[[WorkloadSpec], WorkloadSpec]) -> list[dict[str, Any]]:
+    """Apply `change` to the signed manifest the agent keeps of `wid` and apply the result:
+    what `scale` and `rollout restart` do. The agent's copy must carry a trusted operator's
+    signature (checked here), so a changed copy on the machine is never signed again."""
+    from urllib.parse import quote
+
+    fleet = Fleet.load(fleet_dir(fleet_flag))
+    got = call(api, "GET", "/v1/workloads/manifest?workload=" + quote(wid))
+    try:
+        blob = base64.b64decode(str(got.get("workload", "")), validate=True)
+        env = wire.Verifier({WORKLOAD.name: WORKLOAD}, fleet.trusted_operators).authenticate(
+            blob)
+        spec = WorkloadSpec.from_dict(env.body["spec"])
+    except (ValueError, wire.Rejected) as e:
+        raise UserError(f"the agent's copy of {wid} is not an operator-signed workload ({e}); "
+                        "apply the manifest again with `beemesh apply -f`") from None
+    changed = change(spec)
+    blobs = [sign(fleet_flag, WORKLOAD.name, {"spec": changed.to_dict()})]
+    return call(api, "POST", "/v1/apply", {"workloads": blobs})

@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 
+from beemesh.cli.workload_cmds import WORKLOAD_WORDS, get_workloads
 from beemesh.output import (
     ENDPOINT_COLUMNS,
     EVENT_COLUMNS,
@@ -41,8 +42,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from beemesh.api.client import api_path, call
 
     path = api_path(args.api)
-    if args.output == "json":
-        emit(call(path, "GET", "/v1/metrics"), [], "json")
+    if args.output in ("json", "yaml"):
+        emit(call(path, "GET", "/v1/metrics"), [], args.output)
     else:
         sys.stdout.write(call(path, "GET", "/metrics"))
     return 0
@@ -68,6 +69,8 @@ def cmd_get(args: argparse.Namespace) -> int:
     api = api_path(args.api)
     if args.what in ("pods", "pod", "po"):
         emit(call(api, "GET", "/v1/pods"), POD_COLUMNS, args.output, empty="no pods")
+    elif args.what in WORKLOAD_WORDS:
+        get_workloads(api, args.what, args.name, args.namespace, args.output)
     elif args.what in ("endpoints", "endpoint", "ep"):
         from urllib.parse import quote
 

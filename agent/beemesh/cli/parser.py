@@ -35,6 +35,13 @@ from beemesh.cli.operator_cmds import (
     cmd_status,
 )
 from beemesh.cli.rollout_cmds import cmd_rollout_render_config, cmd_rollout_render_unit
+from beemesh.cli.workload_cmds import (
+    WORKLOAD_WORDS,
+    cmd_rollout_restart,
+    cmd_rollout_status,
+    cmd_scale,
+)
+from beemesh.output import OUTPUTS
 
 DESCRIPTION = "beemesh: a decentralized orchestrator for edge and IoT fleets"
 
@@ -46,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     def with_api(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sp.add_argument("--api", help="agent API socket (default: $BEEMESH_API or "
                         "/var/lib/beemesh/api.sock)")
-        sp.add_argument("-o", "--output", choices=["table", "json"], default="table")
+        sp.add_argument("-o", "--output", choices=OUTPUTS, default="table")
         return sp
 
     sp = sub.add_parser("init", help="create this machine's key and print its Peer ID")
@@ -122,11 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--wait", action="store_true", help="wait until every replica is deployed")
     sp.add_argument("--timeout", type=float, default=120.0)
     sp.set_defaults(func=cmd_apply)
-    sp = with_api(sub.add_parser("get", help="list pods, nodes or a workload's endpoints"))
+    sp = with_api(sub.add_parser("get", help="list workloads, pods, nodes or a workload's "
+                                 "endpoints"))
     sp.add_argument("what", choices=["pods", "pod", "po", "nodes", "node", "no", "endpoints",
-                                     "endpoint", "ep"])
-    sp.add_argument("name", nargs="?", help="endpoints: a workload, as NAME (a Deployment), "
-                    "KIND/NAME or the full id kind/namespace/name")
+                                     "endpoint", "ep", *WORKLOAD_WORDS])
+    sp.add_argument("name", nargs="?", help="endpoints, workloads: a workload, as NAME (a "
+                    "Deployment), KIND/NAME or the full id kind/namespace/name")
     sp.add_argument("-n", "--namespace", default="default")
     sp.set_defaults(func=cmd_get)
     sp = with_api(sub.add_parser("delete", help="stop a workload everywhere"))
@@ -219,11 +227,35 @@ def build_parser() -> argparse.ArgumentParser:
                     "bundle is older than the one installed before")
     sp.set_defaults(func=cmd_bundle_install)
 
+    sp = with_api(sub.add_parser("scale", help="set a workload's replicas (a new apply)"))
+    sp.add_argument("name", help="NAME (a Deployment), KIND/NAME or kind/namespace/name")
+    sp.add_argument("--replicas", type=int, required=True)
+    sp.add_argument("-n", "--namespace", default="default")
+    sp.add_argument("--fleet", type=Path, help="fleet material with operator.key "
+                    "(default: $BEEMESH_FLEET)")
+    sp.set_defaults(func=cmd_scale)
+
+    rollout = sub.add_parser("rollout", help="follow or restart a workload's rollout")
+    rsub = rollout.add_subparsers(dest="rollout_command", required=True,
+                                  metavar="{status,restart}")
+    sp = with_api(rsub.add_parser("status", help="follow a rollout until every replica runs "
+                                  "the newest template (exit 0), or it stalls (exit 1)"))
+    sp.add_argument("name", help="NAME (a Deployment), KIND/NAME or kind/namespace/name")
+    sp.add_argument("-n", "--namespace", default="default")
+    sp.add_argument("--watch", action=argparse.BooleanOptionalAction, default=True,
+                    help="follow until done (default), or print once")
+    sp.add_argument("--timeout", type=float, default=600.0)
+    sp.set_defaults(func=cmd_rollout_status)
+    sp = with_api(rsub.add_parser("restart", help="replace every replica, a rollout at a "
+                                  "time (the template's restartedAt annotation)"))
+    sp.add_argument("name", help="NAME (a Deployment), KIND/NAME or kind/namespace/name")
+    sp.add_argument("-n", "--namespace", default="default")
+    sp.add_argument("--fleet", type=Path, help="fleet material with operator.key "
+                    "(default: $BEEMESH_FLEET)")
+    sp.set_defaults(func=cmd_rollout_restart)
     # Plumbing (no help=: not listed): the Ansible role prints the unit and agent.toml with the
     # installed .pyz, the same text `bundle install` writes (beemesh.rollout.units).
-    rollout = sub.add_parser("rollout", description="print the files an installed agent needs")
-    rsub = rollout.add_subparsers(dest="rollout_command", required=True, metavar="COMMAND")
-    sp = rsub.add_parser("render-unit", help="print the hardened systemd unit")
+    sp = rsub.add_parser("render-unit", description="print the hardened systemd unit")
     sp.add_argument("--pyz", type=Path, required=True, help="the installed .pyz")
     sp.add_argument("--config", type=Path, required=True, help="its agent.toml")
     sp.add_argument("--state-dir", type=Path, required=True, help="the service's writable dir")
@@ -235,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "also sets the capability bounding set)")
     sp.add_argument("--podman-socket", help="unix:///... socket whose dir is made writable")
     sp.set_defaults(func=cmd_rollout_render_unit)
-    sp = rsub.add_parser("render-config", help="print agent.toml (docs/formats.md)")
+    sp = rsub.add_parser("render-config", description="print agent.toml (docs/formats.md)")
     sp.add_argument("--state-dir", type=Path, required=True)
     sp.add_argument("--fleet", type=Path, required=True, help="fleet material dir")
     sp.add_argument("--listen", action="append", required=True, help="multiaddr (repeatable)")

@@ -5,7 +5,7 @@ machine's own record)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from beemesh.machine.workplane_link import CertifiedKeys
@@ -15,6 +15,7 @@ from beemesh.node.evictions import Evictions
 from beemesh.node.kubelet import Kubelet
 from beemesh.node.local import LocalNode
 from beemesh.runtime import PodInfo
+from beemesh.workloads.store import StoredWorkload
 
 
 class Pods:
@@ -34,7 +35,8 @@ class Pods:
     def summary(self, pod: PodInfo) -> PodSummary:
         return PodSummary(pod.workload_id, pod.ordinal, pod.task_id, pod.name, pod.state,
                           float(pod.created), self.kubelet.ready(pod),
-                          self.evictions.retiring(pod.name), self.certified.peer_of(pod.name))
+                          self.evictions.retiring(pod.name), self.certified.peer_of(pod.name),
+                          pod.template)
 
     def here(self) -> tuple[PodSummary, ...]:
         """This machine's pods, for its record."""
@@ -57,3 +59,33 @@ class Pods:
         """The other machines whose records list a pod of that name."""
         return [r["machine"] for r in self.rows()
                 if r["pod"] == pod and r["machine"] != self.machine]
+
+
+def workload_rows(workloads: Iterable[StoredWorkload], pods: list[dict[str, Any]],
+                  progress: Mapping[str, Mapping[str, Any]], now: float) -> list[dict[str, Any]]:
+    """Rows of `beemesh get workloads` (like `kubectl get deploy`): desired, current, ready
+    and up-to-date replicas of each workload this machine has a manifest of, from every
+    machine's pods (`Pods.rows`), and its rollout as a work plane sees it (`progress`:
+    `workplane.rollout.Progress` by workload, when this machine's work plane reported one)."""
+    rows = []
+    for w in workloads:
+        spec = w.spec
+        mine = [p for p in pods if p["workload"] == w.workload_id
+                and 0 <= p["replica"] < spec.replicas]
+        up_to_date = [p for p in mine if p.get("template") == spec.template_hash]
+        ready = [p for p in mine if p.get("ready")]
+        seen = progress.get(w.workload_id, {})
+        settled = (len(mine) == spec.replicas == len(up_to_date)
+                   and len({p["replica"] for p in ready}) == spec.replicas)
+        rows.append({
+            "workload": w.workload_id, "kind": spec.kind, "namespace": spec.namespace,
+            "name": spec.name, "desired": spec.replicas, "current": len(mine),
+            "ready": len({p["replica"] for p in ready}), "up_to_date": len(up_to_date),
+            "template": spec.template_hash, "generation": w.generation,
+            "strategy": spec.strategy.type,
+            "state": "complete" if settled else (
+                seen["state"] if seen.get("state") in ("stalled", "paused") else "progressing"),
+            "reason": "" if settled else seen.get("reason", ""),
+            "age_s": round(max(0.0, now - w.ts)),
+        })
+    return sorted(rows, key=lambda r: r["workload"])

@@ -17,7 +17,7 @@ from beemesh.api.server import ApiError, ApiServer, Request, Response
 from beemesh.events import EventLog
 from beemesh.machine.logs import Logs
 from beemesh.machine.persistence import Persister
-from beemesh.machine.pods import Pods
+from beemesh.machine.pods import Pods, workload_rows
 from beemesh.machine.requests import OperatorRequests
 from beemesh.machine.workplane_link import WorkPlaneLink
 from beemesh.membership.admission import REVOKE, Admission
@@ -64,8 +64,24 @@ class AgentApi:
                 ("POST", "/v1/revoke", self._revoke),
                 ("GET", "/v1/endpoints", self._endpoints), ("GET", "/v1/tasks", self._tasks),
                 ("GET", "/v1/pods", self._pods), ("GET", "/v1/events", self._events),
-                ("POST", "/v1/logs", self._logs)):
+                ("POST", "/v1/logs", self._logs), ("GET", "/v1/workloads", self._workloads),
+                ("GET", "/v1/workloads/manifest", self._manifest)):
             server.route(method, path, handler)
+
+    async def _workloads(self, _req: Request) -> Response:
+        progress = {p["workload"]: p for p in (self.link.rollouts if self.link else ())
+                    if isinstance(p.get("workload"), str)}
+        return Response(200, workload_rows(self.driver.store.workloads(), self.pods.rows(),
+                                           progress, time.time()))
+
+    async def _manifest(self, req: Request) -> Response:
+        """The operator-signed Workload this machine keeps of one workload (what `scale` and
+        `rollout restart` change and sign again; the CLI checks the signature)."""
+        wid = req.query.get("workload") or ""
+        stored = self.driver.store.workload(wid)
+        if stored is None:
+            raise ApiError(404, f"no workload {wid} known here; see `beemesh get workloads`")
+        return Response(200, {"workload": base64.b64encode(stored.blob).decode()})
 
     async def _nodes(self, _req: Request) -> Response:
         now = time.time()

@@ -203,7 +203,8 @@ def test_render_commands_refuse_bad_input_in_one_line(args: list[str], says: str
     assert len(err.splitlines()) == 1 and says in err and err.startswith("beemesh: error: ")
 
 
-def test_rollout_is_not_listed_in_help() -> None:
-    """Plumbing for the role, not a command for people."""
-    listing = beemesh_cli("--help").stdout.decode()
-    assert "bundle" in listing and "rollout" not in listing
+def test_render_commands_are_not_listed_in_help() -> None:
+    """Plumbing for the role, not commands for people: `rollout` lists status and restart."""
+    listing = beemesh_cli("rollout", "--help").stdout.decode()
+    assert "status" in listing and "restart" in listing
+    assert "render" not in listing

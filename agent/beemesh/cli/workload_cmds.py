@@ -1,0 +1,106 @@
+"""Day-2 commands on a running workload, as kubectl has them: `get workloads` (`deploy`,
+`sts`), `scale`, `rollout status` and `rollout restart`.
+
+`scale` and `rollout restart` change the operator-signed manifest the local agent keeps (its
+signature checked here against the fleet's trust list) and sign it again: a new apply, which
+every machine takes up (`workplane.rollout` rolls the replicas to a changed template).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from typing import Any
+
+from beemesh.errors import UserError
+from beemesh.output import WORKLOAD_COLUMNS, WORKLOAD_WIDE, emit
+
+KIND_FILTER = {"deploy": "Deployment", "deployment": "Deployment", "deployments": "Deployment",
+               "sts": "StatefulSet", "statefulset": "StatefulSet",
+               "statefulsets": "StatefulSet"}
+WORKLOAD_WORDS = ("workloads", "workload", *KIND_FILTER)
+
+
+def get_workloads(api: Any, what: str, name: str | None, namespace: str,
+                  output: str) -> None:
+    """`beemesh get workloads|deploy|sts [NAME]`."""
+    from beemesh.api.client import call
+
+    rows = call(api, "GET", "/v1/workloads")
+    kind = KIND_FILTER.get(what)
+    rows = [r for r in rows if kind is None or r["kind"] == kind]
+    if name:
+        from beemesh.cli.operator_client import workload_id
+
+        wid = workload_id(name, namespace, kind.lower() if kind else "deployment")
+        rows = [r for r in rows if r["workload"] == wid]
+        if not rows:
+            raise UserError(f"no workload {wid} known to this agent; see `beemesh get "
+                            "workloads`")
+    emit(rows, WORKLOAD_COLUMNS, output, empty="no workloads", wide=WORKLOAD_WIDE)
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path
+    from beemesh.cli import operator_client as client
+
+    if args.replicas < 0:
+        raise UserError(f"--replicas must be 0 or more, got {args.replicas}")
+    wid = client.workload_id(args.name, args.namespace)
+    if wid.startswith("pod/"):
+        raise UserError("a Pod has exactly one replica; scale a Deployment or StatefulSet")
+    client.reapply(api_path(args.api), args.fleet, wid,
+                   lambda spec: dataclasses.replace(spec, replicas=args.replicas))
+    print(f"{wid} scaled to {args.replicas}")
+    return 0
+
+
+def cmd_rollout_restart(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path
+    from beemesh.cli import operator_client as client
+
+    wid = client.workload_id(args.name, args.namespace)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    client.reapply(api_path(args.api), args.fleet, wid,
+                   lambda spec: dataclasses.replace(spec, restarted_at=stamp))
+    print(f"{wid} restarted (template annotation restartedAt={stamp})")
+    return 0
+
+
+def cmd_rollout_status(args: argparse.Namespace) -> int:
+    """Follow a workload until every replica runs its newest template and is ready: exit 0;
+    exit 1 with the reason when it stalls (progress deadline) or `--timeout` passes."""
+    from beemesh.api.client import api_path, call
+    from beemesh.cli.operator_client import workload_id
+
+    api = api_path(args.api)
+    wid = workload_id(args.name, args.namespace)
+    deadline = time.monotonic() + args.timeout
+    last = ""
+    while True:
+        row = next((r for r in call(api, "GET", "/v1/workloads") if r["workload"] == wid),
+                   None)
+        if row is None:
+            raise UserError(f"no workload {wid} known to this agent; see `beemesh get "
+                            "workloads`")
+        if row["state"] == "complete":
+            print(f'{wid} successfully rolled out ({row["desired"]} replica(s) on template '
+                  f'{row["template"]})')
+            return 0
+        if row["state"] == "stalled":
+            print(f"error: {wid}: {row['reason']}", file=sys.stderr)
+            return 1
+        line = (f"Waiting for {wid} rollout to finish: {row['up_to_date']} of "
+                f"{row['desired']} updated, {row['ready']} ready"
+                + (f" ({row['reason']})" if row["reason"] else ""))
+        if line != last:
+            print(line, file=sys.stderr, flush=True)
+            last = line
+        if not args.watch or time.monotonic() > deadline:
+            if args.watch:
+                print(f"error: {wid}: rollout not finished after {args.timeout:.0f} s",
+                      file=sys.stderr)
+            return 1
+        time.sleep(1)

@@ -1,0 +1,137 @@
+"""Day 2 on real agents (real Podman, three machines): a changed template rolls the replicas
+with never zero ready, every machine takes up a scale down and up, `rollout restart` rolls
+again, and a rollout goes on when the machine it was applied on is killed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from healing_lib import (
+    Sampler,
+    apply,
+    kill_machine,
+    manifest,
+    ready_records,
+    real_pods,
+    start_machines,
+    wait_settled,
+)
+
+from beemesh.lab.localmesh import LocalMesh, wait_for
+
+pytestmark = pytest.mark.slow
+
+MACHINES = ("u1", "u2", "u3")
+WEB = "deployment/default/web"
+
+
+@pytest.fixture
+def mesh3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
+    mesh = start_machines(tmp_path_factory.mktemp("roll"), MACHINES)
+    try:
+        yield mesh
+    finally:
+        mesh.close()
+
+
+def with_env(text: str, value: str) -> str:
+    """The same manifest with one env value changed: a new pod template."""
+    return text.replace("        resources:", f"        env: [{{name: COLOR, value: {value}}}]\n"
+                        "        resources:")
+
+
+def templates(mesh: LocalMesh, workload: str) -> dict[str, str]:
+    """pod -> its beemesh.template label, across every Podman (running pods)."""
+    out = {}
+    for service in mesh.podmans.values():
+        res = service.run("pod", "ps", "--format", "json", "--filter",
+                          f"label=beemesh.workload={workload}")
+        for pod in json.loads(res.stdout or "[]"):
+            if str(pod.get("Status", "")).lower() == "running":
+                out[pod["Name"]] = (pod.get("Labels") or {}).get("beemesh.template", "")
+    return out
+
+
+def row(mesh: LocalMesh, via: str) -> dict[str, object]:
+    return next(r for r in mesh.agents[via].get_json("get", "workloads") if r["workload"] == WEB)
+
+
+def all_know(mesh: LocalMesh, via: str) -> str:
+    """The template the apply via `via` set, once every live agent keeps that apply (it
+    travels on its own message: `beemesh get workloads` on any machine shows it)."""
+    want = str(row(mesh, via)["template"])
+    for name in mesh.agents:
+        if mesh.agents[name].alive():
+            wait_for(lambda name=name: row(mesh, name)["template"] == want, 30,
+                     f"{name} to keep the new apply")
+    return want
+
+
+def rollout_status(mesh: LocalMesh, via: str, timeout: float = 240) -> None:
+    done = mesh.operator(mesh.agents[via].api, "rollout", "status", "web", "--timeout",
+                         str(timeout), timeout=timeout + 30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "successfully rolled out" in done.stdout
+
+
+def test_rolling_update_scale_and_restart(mesh3: LocalMesh, tmp_path: Path) -> None:
+    base = manifest("Deployment", "web", 3, host_port=None)
+    apply(mesh3, tmp_path, "u1", base)
+    wait_settled(mesh3, "u1", WEB, 3)
+    old = set(templates(mesh3, WEB).values())
+    assert len(old) == 1 and "" not in old
+
+    # A changed template rolls, one surge replica at a time (25 %/25 % of 3: surge 1,
+    # unavailable 0); ready replicas are sampled every 0.5 s and never reach zero.
+    sampler = Sampler(lambda: len({r["ordinal"] for r in ready_records(mesh3, "u2", WEB)}),
+                      interval=0.5)
+    sampler.start()
+    try:
+        apply(mesh3, tmp_path, "u1", with_env(base, "blue"))
+        blue = all_know(mesh3, "u1")
+        rollout_status(mesh3, "u2")
+    finally:
+        samples = sampler.stop()
+    ready_counts = [n for _, n in samples]
+    print(json.dumps({"rolling_update_ready_min": min(ready_counts),
+                      "samples": len(ready_counts)}))
+    assert min(ready_counts) >= 2, ready_counts
+    new = set(templates(mesh3, WEB).values())
+    assert new == {blue} and new != old, (old, new)
+    wait_settled(mesh3, "u3", WEB, 3)
+    for name in MACHINES:
+        r = row(mesh3, name)
+        assert (r["desired"], r["up_to_date"], r["state"]) == (3, 3, "complete"), (name, r)
+
+    # Scale down 3 -> 1: every machine takes it up (the highest ordinals go wherever they run).
+    done = mesh3.operator(mesh3.agents["u3"].api, "scale", "web", "--replicas", "1")
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: [p for _, p in real_pods(mesh3, WEB, running_only=True)] == ["web-0"], 90,
+             "only web-0 to run after scaling to 1")
+    for name in MACHINES:
+        wait_for(lambda name=name: row(mesh3, name)["desired"] == 1, 30,
+                 f"{name} to know web has 1 replica")
+    # ... and up again to 2, on the newest template.
+    done = mesh3.operator(mesh3.agents["u1"].api, "scale", "web", "--replicas", "2")
+    assert done.returncode == 0, done.stderr
+    wait_settled(mesh3, "u1", WEB, 2)
+    assert set(templates(mesh3, WEB).values()) == new
+
+    # `rollout restart` rolls every replica again; then the machine it was asked on is
+    # killed while the next change rolls, and the rollout still completes.
+    done = mesh3.operator(mesh3.agents["u1"].api, "rollout", "restart", "web")
+    assert done.returncode == 0, done.stderr
+    all_know(mesh3, "u1")
+    rollout_status(mesh3, "u1")
+    restarted = set(templates(mesh3, WEB).values())
+    assert len(restarted) == 1 and restarted != new
+    apply(mesh3, tmp_path, "u1", with_env(manifest("Deployment", "web", 2, host_port=None),
+                                          "green"))
+    green = all_know(mesh3, "u1")
+    kill_machine(mesh3, "u1")
+    rollout_status(mesh3, "u2")
+    final = templates(mesh3, WEB)
+    assert len(final) == 2 and set(final.values()) == {green}, final
