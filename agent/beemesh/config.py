@@ -33,6 +33,7 @@ class AgentConfig:
     bootstrap_backoff_max_s: float = 10.0
     podman_socket: str | None = None  # default: the machine's rootful/rootless socket
     deploy_timeout_s: float = 10.0
+    image_pulls: bool = True  # false on air-gapped sites: only images already stored run here
     price: float = 0.5  # 0 = cheapest/greenest machine, 1 = most expensive (10 % of the score)
     # Offer at most this much to workloads (like kubelet's system-reserved); 0 = all of it.
     max_cpu_milli: int = 0

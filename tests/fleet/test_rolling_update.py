@@ -135,3 +135,29 @@ def test_rolling_update_scale_and_restart(mesh3: LocalMesh, tmp_path: Path) -> N
     rollout_status(mesh3, "u2")
     final = templates(mesh3, WEB)
     assert len(final) == 2 and set(final.values()) == {green}, final
+
+
+def test_a_missing_image_draws_no_bids_and_apply_says_which(tmp_path: Path) -> None:
+    """No machine has the image and no registry serves localhost/: nobody bids (before,
+    every machine bid, won, failed and bid again, round after round), and `apply --wait`
+    names the image."""
+    mesh = start_machines(tmp_path / "img", ("i1", "i2"))
+    try:
+        def bids(agent: object) -> int:
+            return sum(agent.metrics().get("bids", {}).values())  # type: ignore[attr-defined]
+
+        before = {n: bids(a) for n, a in mesh.agents.items()}
+        text = manifest("Deployment", "ghost", 1, host_port=None).replace(
+            "localhost/beemesh/busybox:latest", "localhost/beemesh/missing:1")
+        path = tmp_path / "ghost.yaml"
+        path.write_text(text)
+        done = mesh.operator(mesh.agents["i1"].api, "apply", "-f", str(path), "--wait",
+                             "--timeout", "15", timeout=60)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "localhost/beemesh/missing:1" in done.stderr, done.stderr
+        for name, agent in mesh.agents.items():
+            assert bids(agent) == before[name], name
+            failed = [e for e in agent.get_json("events") if e["kind"] == "Failed"]
+            assert not failed, (name, failed)
+    finally:
+        mesh.close()

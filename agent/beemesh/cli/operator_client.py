@@ -68,8 +68,10 @@ def wait_deployed(api: Path, tasks: list[dict[str, Any]], timeout: float) -> tup
         if not pending:
             break
         if time.monotonic() > deadline:
-            reasons = {s.get("reason") or "no machine bid (check arch, nodeSelector, free "
-                       "capacity and `beemesh events`)" for s in states}
+            reasons = {s.get("reason") or "no machine bid" + (
+                f" (this one: {s['ineligible_here']})" if s.get("ineligible_here") else
+                " (check arch, nodeSelector, free capacity, images and `beemesh events`)")
+                for s in states}
             return False, f"{len(pending)} replica(s) not deployed after {timeout:.0f} s: " + \
                 "; ".join(sorted(reasons))
         time.sleep(0.5)

@@ -235,7 +235,8 @@ def run_agent(cfg: AgentConfig, key: KeyPair, fleet: Fleet, log_level: str = "in
     """Blocking entry point for `beemesh agent`."""
     from beemesh.runtime.podman import PodmanRuntime, default_socket_url
 
-    runtime = PodmanRuntime(cfg.podman_socket or default_socket_url())
+    runtime = PodmanRuntime(cfg.podman_socket or default_socket_url(),
+                            pull_missing=cfg.image_pulls)
     try:
         trio.run(Agent(cfg, key, fleet, runtime, log_level).run)
     except BaseExceptionGroup as group:  # trio wraps errors raised inside nurseries

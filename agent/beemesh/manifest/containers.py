@@ -27,7 +27,8 @@ from beemesh.manifest.model import PROBE_FIELDS, PROBE_TIMING, ContainerSpec, Po
 from beemesh.manifest.quantities import cpu_milli, memory_bytes, show_cpu, show_memory
 from beemesh.manifest.security import Inherited, parse_container_security
 
-_CONTAINER_WARN = {"imagePullPolicy": NOT_YET}
+_CONTAINER_WARN: dict[str, str] = {}
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 _PROBE_HANDLERS = {"httpGet": "http", "tcpSocket": "tcp", "exec": "exec"}
 
 
@@ -37,8 +38,9 @@ def parse_container(d: Doc, raw: Any, path: str, pod_security: Inherited) -> Con
     pod_security: the pod's securityContext fields, which the container's own override.
     """
     c = d.mapping(raw, path, required=True)
-    d.check_fields(c, path, ("name", "image", "command", "args", "env", "ports", "resources",
-                             "securityContext", *(key for key, _ in PROBE_FIELDS)),
+    d.check_fields(c, path, ("name", "image", "imagePullPolicy", "command", "args", "env",
+                             "ports", "resources", "securityContext",
+                             *(key for key, _ in PROBE_FIELDS)),
                    _CONTAINER_WARN)
     name = dns_label(c.get("name"), f"{path}.name", "container name", MAX_LABEL, d.fail)
     image = c.get("image")
@@ -51,6 +53,11 @@ def parse_container(d: Doc, raw: Any, path: str, pod_security: Inherited) -> Con
         d.fail(f"{path}.image", "must not be empty", image_fix)
     if image != image.strip() or any(ch.isspace() for ch in image):
         d.fail(f"{path}.image", f"{image!r} contains whitespace", "remove the spaces")
+
+    policy = c.get("imagePullPolicy") or ""
+    if policy and policy not in PULL_POLICIES:
+        d.fail(f"{path}.imagePullPolicy", f"{describe(policy)} is not a pull policy",
+               f"use one of {', '.join(PULL_POLICIES)}")
 
     env = _parse_env(d, c.get("env"), f"{path}.env")
     raw_ports = c.get("ports")
@@ -89,7 +96,7 @@ def parse_container(d: Doc, raw: Any, path: str, pod_security: Inherited) -> Con
         for key, which in PROBE_FIELDS
     }
     return ContainerSpec(
-        name=name, image=image,
+        name=name, image=image, image_pull_policy=policy,
         command=d.strings(c.get("command"), f"{path}.command"),
         args=d.strings(c.get("args"), f"{path}.args"),
         env=env, ports=ports,

@@ -126,6 +126,17 @@ class ContainerSpec:
     readiness: ProbeSpec | None = None
     liveness: ProbeSpec | None = None
     security: SecuritySpec = DEFAULT_SECURITY
+    image_pull_policy: str = ""  # as the manifest said; "" is Kubernetes' default (`pull_policy`)
+
+    @property
+    def pull_policy(self) -> str:
+        """Always, IfNotPresent or Never; unset: Always for a `:latest` or untagged image,
+        IfNotPresent otherwise (Kubernetes' default)."""
+        if self.image_pull_policy:
+            return self.image_pull_policy
+        last = self.image.rsplit("/", 1)[-1]
+        tagged = "@" in self.image or (":" in last and not last.endswith(":latest"))
+        return "IfNotPresent" if tagged else "Always"
 
 
 @dataclass(frozen=True)
@@ -244,6 +255,7 @@ def _container_to_dict(c: ContainerSpec) -> dict[str, Any]:
             "cap_add": list(c.security.cap_add),
             "cap_drop": list(c.security.cap_drop),
         }}),
+        **({"image_pull_policy": c.image_pull_policy} if c.image_pull_policy else {}),
     }
 
 
@@ -326,7 +338,7 @@ _SPEC_KEYS = ("kind", "name", "namespace", "replicas", "labels", "node_selector"
               "restart_policy", "warnings", "strategy", "restarted_at")
 _CONTAINER_KEYS = ("name", "image", "command", "args", "env", "ports", "cpu_request_milli",
                    "memory_request_bytes", "cpu_limit_milli", "memory_limit_bytes",
-                   *(which for _, which in PROBE_FIELDS), "security")
+                   *(which for _, which in PROBE_FIELDS), "security", "image_pull_policy")
 _SECURITY_KEYS = ("run_as_user", "run_as_group", "run_as_non_root", "read_only_root_filesystem",
                   "cap_add", "cap_drop")
 _PORT_KEYS = ("container_port", "host_port", "protocol", "name")
@@ -375,7 +387,7 @@ def _spec_from_dict(d: Any) -> WorkloadSpec:
 
 
 def _container_from_dict(raw: Any, path: str, fail: Fail) -> ContainerSpec:
-    f = _Fields(raw, path, _CONTAINER_KEYS, fail, optional=("security",))
+    f = _Fields(raw, path, _CONTAINER_KEYS, fail, optional=("security", "image_pull_policy"))
     name = dns_label(f.text("name"), f.at("name"), "container name", MAX_LABEL, fail)
     image = f.text("image")
     if not image or any(ch.isspace() for ch in image):
@@ -411,7 +423,11 @@ def _container_from_dict(raw: Any, path: str, fail: Fail) -> ContainerSpec:
         startup=probes["startup"], readiness=probes["readiness"], liveness=probes["liveness"],
         security=(_security_from_dict(f.value["security"], f.at("security"), fail)
                   if "security" in f.value else DEFAULT_SECURITY),
+        image_pull_policy=f.value.get("image_pull_policy", ""),
     )
+    if spec.image_pull_policy not in ("", "Always", "IfNotPresent", "Never"):
+        fail(f.at("image_pull_policy"), f"{describe(spec.image_pull_policy)} is not a pull "
+             "policy", "send WorkloadSpec.to_dict() output")
     check_limit(spec.cpu_request_milli, spec.cpu_limit_milli, f.at("cpu_limit_milli"), "cpu",
                 show_cpu, fail)
     check_limit(spec.memory_request_bytes, spec.memory_limit_bytes, f.at("memory_limit_bytes"),

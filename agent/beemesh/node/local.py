@@ -82,6 +82,7 @@ class LocalNode:
         self.reservations = Reservations()
         self.runtime_ok = False
         self.runtime_error = "not checked yet"
+        self.images: frozenset[str] | None = None  # stored images (None: not listed yet)
         self._capacity: Capacity | None = None
         self._capacity_at = 0.0
 
@@ -137,6 +138,7 @@ class LocalNode:
         try:
             await trio.to_thread.run_sync(self.runtime.ping)
             pods = await trio.to_thread.run_sync(self.runtime.list_pods)
+            self.images = await trio.to_thread.run_sync(self.runtime.images)
         except UserError as e:
             if self.runtime_ok or self.runtime_error != str(e):
                 log.error("container runtime unavailable, not bidding: %s", e)

@@ -39,6 +39,8 @@ __all__ = [
     "Runtime",
     "RuntimeFailure",
     "RuntimeUnavailable",
+    "image_name",
+    "local_only",
 ]
 
 # Set on the pod and on every application container. The workload id keeps its slashes
@@ -177,3 +179,24 @@ class Runtime(Protocol):
     def start(self, pod_name: str) -> PodInfo:
         """Start a stopped, exited or degraded pod; returns once it stays running."""
         ...
+
+    def images(self) -> frozenset[str]:
+        """The images in this machine's storage, named as `image_name` spells references."""
+        ...
+
+
+def image_name(ref: str) -> str:
+    """An image reference as Podman names what it stores: the registry and the tag spelled
+    out (`nginx:1.27` is `docker.io/library/nginx:1.27`, `x` is `docker.io/library/x:latest`)."""
+    name, at, digest = ref.partition("@")
+    first, slash, _ = name.partition("/")
+    if not slash or ("." not in first and ":" not in first and first != "localhost"):
+        name = "docker.io/" + (name if slash else "library/" + name)
+    if not at and ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return name + at + digest
+
+
+def local_only(ref: str) -> bool:
+    """`localhost/...` images come from `podman import/build/load`; no registry has them."""
+    return image_name(ref).startswith("localhost/")

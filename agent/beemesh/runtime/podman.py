@@ -15,8 +15,10 @@ helper, so it is called through podman-py's API client; everything else also goe
 that client as plain REST calls, which keeps the JSON we read identical across podman-py
 versions.
 
-Image policy: a missing image is pulled first (unless ``pull_missing=False`` or the name is
-``localhost/...``, which no registry serves) and the manifest says imagePullPolicy: Never, so
+Image policy: the container's imagePullPolicy (Never: never pulled; IfNotPresent: pulled when
+missing; Always: pulled first, the stored image used if the registry cannot be reached), unless
+``pull_missing=False`` or the name is ``localhost/...``, which no registry serves; the pod
+manifest Podman plays says imagePullPolicy: Never, so
 Podman itself never reaches for a registry inside kube play and a missing image gives one
 clear error instead of a slow registry timeout.
 
@@ -71,6 +73,8 @@ from beemesh.runtime import (
     PodInfo,
     RuntimeFailure,
     RuntimeUnavailable,
+    image_name,
+    local_only,
 )
 from beemesh.runtime.podman_pod import (
     kernel_capabilities,
@@ -115,11 +119,6 @@ def _socket_path(url: str) -> str | None:
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
-
-
-def _is_local_only(image: str) -> bool:
-    """``localhost/...`` images come from `podman import/build/load`; no registry has them."""
-    return image.startswith("localhost/")
 
 
 class PodmanRuntime:
@@ -265,7 +264,7 @@ class PodmanRuntime:
 
         self._check_host_ports(spec, action)
         for c in spec.containers:
-            self._ensure_image(c.image, action)
+            self._ensure_image(c.image, c.pull_policy, action)
 
         doc = pod_manifest(spec, ordinal, task_id, discovery_dir, self.capabilities)
         try:
@@ -527,15 +526,32 @@ class PodmanRuntime:
                         f"({(c.get('Labels') or {}).get(LABEL_WORKLOAD)})"
                     )
 
-    def _ensure_image(self, image: str, action: str) -> None:
-        """Make sure image is in local storage (pulling if allowed), else say how to load it."""
+    def images(self) -> frozenset[str]:
+        data = self._request("get", "/images/json", "listing images") or []
+        return frozenset(image_name(n) for i in data
+                         for n in (i.get("Names") or []) + (i.get("RepoTags") or [])
+                         if isinstance(n, str) and n != "<none>:<none>")
+
+    def _ensure_image(self, image: str, policy: str, action: str) -> None:
+        """Make sure image is in local storage (pulling as `policy` and the machine allow),
+        else say how to load it. Always: pulled first when it can be, the stored one used if
+        the registry cannot be reached (an edge site offline keeps running what it has)."""
+        pullable = self.pull_missing and not local_only(image) and policy != "Never"
+        if policy == "Always" and pullable:
+            try:
+                self._request("post", "/images/pull", action,
+                              params={"reference": image, "quiet": "true"},
+                              timeout=self.timeout_s + 270)
+                return
+            except RuntimeFailure:
+                pass  # the stored image, if there is one
         with self._errors(action):
             resp = self._client.api.get(f"/images/{quote(image, safe='')}/exists",
                                         timeout=self.timeout_s)
         if resp.status_code == 204:
             return
         fix = "load it with `podman load` or `podman import` (or list it in an offline bundle)"
-        if not self.pull_missing or _is_local_only(image):
+        if not pullable:
             raise RuntimeFailure(
                 f"{action}: image {image} is not in this machine's Podman storage; {fix}"
             )

@@ -124,6 +124,7 @@ class TaskStatus:
     state: str  # "pending" or "deployed"
     machine: str  # where it was deployed ("" while pending)
     failures: tuple[str, ...]  # "machine: reason" of every machine that failed it
+    ineligible_here: str = ""  # why this machine does not bid for it, if it does not
 
     @property
     def reason(self) -> str:
@@ -299,7 +300,7 @@ class Auctioneer:
             return TaskStatus("deployed", self.machine_id, tuple(st.failures))
         if st.phase is Phase.DONE and st.deployed_by is not None:
             return TaskStatus("deployed", st.deployed_by, tuple(st.failures))
-        return TaskStatus("pending", "", tuple(st.failures))
+        return TaskStatus("pending", "", tuple(st.failures), st.ineligible or "")
 
     def winners_of(self, task_id: str) -> set[str] | None:
         """Machines a round of this task picked, and those that bid in it (a bidder may have

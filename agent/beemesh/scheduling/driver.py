@@ -136,7 +136,8 @@ class AuctionDriver:
             memory_bytes_free=mem_free, replicas_here=self.node.replicas_here(),
             used_host_ports=self.node.used_host_ports(), uptime_s=now - self.started,
             price=self.cfg.price, running_elsewhere=kept_elsewhere,
-            stateful_quorum=self.quorum.sample(now).majority_for >= self.cfg.record_ttl_s)
+            stateful_quorum=self.quorum.sample(now).majority_for >= self.cfg.record_ttl_s,
+            images=self.node.images, pulls=self.cfg.image_pulls)
 
     # ---- what others read ------------------------------------------------------------------
 
@@ -172,7 +173,8 @@ class AuctionDriver:
             out.append({"task_id": tid, "workload": task.workload_id, "replica": task.ordinal,
                         "state": status.state, "machine": status.machine,
                         "pod": task.pod if status.state == "deployed" else "",
-                        "reason": status.reason, "failures": list(status.failures)})
+                        "reason": status.reason, "failures": list(status.failures),
+                        "ineligible_here": status.ineligible_here})
         return out
 
     def deployed_replicas(self) -> set[tuple[str, int]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 SCORE_MAX = 1_000_000
-WEIGHTS = {"fit": 0.5, "locality": 0.3, "reliability": 0.1, "price": 0.1}
+WEIGHTS = {"fit": 0.45, "locality": 0.25, "reliability": 0.1, "price": 0.1, "images": 0.1}
 RELIABILITY_HORIZON_S = 3600.0
 
 
@@ -27,6 +27,8 @@ class TaskRequest:
     ordinal: int = 0
     stateful: bool = False  # a StatefulSet replica: its ordinal must never run twice
     template: str = ""  # the pod template it runs (`WorkloadSpec.template_hash`)
+    # (image as `runtime.image_name` spells it, its pull policy) of each container
+    images: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class LocalState:
     running_elsewhere: frozenset[tuple[str, int, str]] = frozenset()
     # A majority of the machines has been in sight long enough to know what they run.
     stateful_quorum: bool = True
+    images: frozenset[str] | None = None  # stored here (None: unknown, e.g. from a record)
+    pulls: bool = True  # this machine may pull images (`image_pulls`)
 
 
 def ineligible_reason(req: TaskRequest, m: LocalState) -> str | None:
@@ -76,6 +80,23 @@ def ineligible_reason(req: TaskRequest, m: LocalState) -> str | None:
     clash = set(req.host_ports) & m.used_host_ports
     if clash:
         return f"host port {sorted(clash)[0][0]} already in use here"
+    return image_refusal(req, m)
+
+
+def image_refusal(req: TaskRequest, m: LocalState) -> str | None:
+    """Why a missing image keeps this machine from running the task: not stored here and not
+    to be pulled (imagePullPolicy Never, pulls off, or a `localhost/` image no registry has)."""
+    if m.images is None:
+        return None
+    for image, policy in req.images:
+        if image in m.images:
+            continue
+        if policy == "Never":
+            return f"image {image} is not on this machine and its imagePullPolicy is Never"
+        if image.startswith("localhost/"):
+            return f"image {image} is not on this machine (no registry serves localhost/)"
+        if not m.pulls:
+            return f"image {image} is not on this machine and pulls are off here"
     return None
 
 
@@ -100,6 +121,10 @@ def score(req: TaskRequest, m: LocalState) -> int:
     locality = 1.0 / (1 + m.replicas_here.get(req.workload_id, 0))
     reliability = max(0.0, min(1.0, m.uptime_s / RELIABILITY_HORIZON_S))
     price = 1.0 - max(0.0, min(1.0, m.price))
+    # Image locality: a machine that has the images starts the replica without a pull.
+    images = 1.0 if m.images is None or not req.images else sum(
+        image in m.images for image, _ in req.images) / len(req.images)
     total = (WEIGHTS["fit"] * fit + WEIGHTS["locality"] * locality
-             + WEIGHTS["reliability"] * reliability + WEIGHTS["price"] * price)
+             + WEIGHTS["reliability"] * reliability + WEIGHTS["price"] * price
+             + WEIGHTS["images"] * images)
     return round(total * SCORE_MAX)

@@ -13,6 +13,7 @@ from typing import Any
 
 from beemesh import wire
 from beemesh.manifest import ManifestError, WorkloadSpec
+from beemesh.runtime import image_name
 from beemesh.scheduling.messages import task_id
 from beemesh.scheduling.scoring import TaskRequest
 from beemesh.workloads.messages import MAX_WORKLOAD_BYTES
@@ -43,7 +44,9 @@ class Task:
         cpu, mem = self.spec.requests()
         return TaskRequest(self.spec.workload_id, cpu, mem, self.spec.arch,
                            dict(self.spec.node_selector), self.spec.host_ports(), self.ordinal,
-                           self.spec.kind == "StatefulSet", self.spec.template_hash)
+                           self.spec.kind == "StatefulSet", self.spec.template_hash,
+                           tuple((image_name(c.image), c.pull_policy)
+                                 for c in self.spec.containers))
 
     def body(self) -> dict[str, Any]:
         """The Task message body (`scheduling.messages.TASK`)."""

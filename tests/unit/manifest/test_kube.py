@@ -187,11 +187,11 @@ def test_warnings_for_safely_ignored_fields() -> None:
 
     spec = parse_one(mutated(DEPLOYMENT, extras))
     warnings = "\n".join(spec.warnings)
-    assert len(spec.warnings) == 3
+    assert len(spec.warnings) == 2
     for path in ("spec.revisionHistoryLimit",
-                 "spec.template.spec.terminationGracePeriodSeconds",
-                 f"{C0}.imagePullPolicy"):
+                 "spec.template.spec.terminationGracePeriodSeconds"):
         assert f"{path}: " in warnings
+    assert spec.containers[0].pull_policy == "IfNotPresent"  # applied now, not warned about
     # The update strategy is applied now (manifest.strategy): parsed, not warned about.
     assert (spec.strategy.min_ready_s, spec.strategy.progress_deadline_s) == (5, 60)
     # Probes are run now: parsed into the spec, not warned about.

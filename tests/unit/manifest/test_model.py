@@ -73,7 +73,8 @@ def test_pod_name() -> None:
 def rich_spec() -> WorkloadSpec:
     def extras(d: dict[str, Any]) -> None:
         template_spec(d)["nodeSelector"] = {"kubernetes.io/arch": "arm64", "zone": "a"}
-        container(d)["imagePullPolicy"] = "Always"  # keeps a warning in the round trip
+        container(d)["imagePullPolicy"] = "Never"  # carried on the wire
+        d["spec"]["revisionHistoryLimit"] = 3  # keeps a warning in the round trip
         container(d)["ports"][0]["name"] = "http"
         container(d)["startupProbe"] = {"exec": {"command": ["cat", "/tmp/ready"]},
                                         "failureThreshold": 30}

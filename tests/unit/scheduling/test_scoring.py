@@ -98,9 +98,10 @@ def test_score_bounds() -> None:
     best = machine(cpu_free=4000, mem_free=8 * GIB, uptime_s=10 * RELIABILITY_HORIZON_S,
                    price=0.0)
     assert score(request(cpu_milli=0, memory_bytes=0), best) == SCORE_MAX
-    worst = machine(cpu_free=500, mem_free=GIB, uptime_s=0.0, price=1.0,
-                    replicas_here={"web": 10**6})
-    low = score(request(cpu_milli=500, memory_bytes=GIB), worst)
+    worst = dataclasses.replace(machine(cpu_free=500, mem_free=GIB, uptime_s=0.0, price=1.0,
+                                        replicas_here={"web": 10**6}), images=frozenset())
+    low = score(dataclasses.replace(request(cpu_milli=500, memory_bytes=GIB),
+                                    images=(("docker.io/library/x:1", "IfNotPresent"),)), worst)
     assert 0 <= low < SCORE_MAX // 100
     # Out-of-range inputs are clamped rather than escaping 0..SCORE_MAX.
     odd = machine(cpu_free=10**6, mem_free=10**15, price=-3.0, uptime_s=10**9)
@@ -183,3 +184,33 @@ def test_a_statefulset_replica_needs_a_majority_in_sight() -> None:
         "StatefulSet replicas start only where a majority of machines is in sight")
     assert ineligible_reason(dataclasses.replace(req, stateful=False), alone) is None
     assert ineligible_reason(req, dataclasses.replace(alone, stateful_quorum=True)) is None
+
+
+# ---- images ---------------------------------------------------------------------------------
+
+IMAGE = "docker.io/library/nginx:1.27"
+LOCAL = "localhost/beemesh/busybox:latest"
+
+
+@pytest.mark.parametrize(("image", "policy", "pulls", "says"), [
+    (IMAGE, "Never", True, "imagePullPolicy is Never"),
+    (LOCAL, "Always", True, "no registry serves localhost/"),
+    (IMAGE, "IfNotPresent", False, "pulls are off here"),
+])
+def test_a_machine_that_cannot_get_the_image_does_not_bid(image: str, policy: str, pulls: bool,
+                                                          says: str) -> None:
+    req = dataclasses.replace(request(), images=((image, policy),))
+    m = dataclasses.replace(machine(), images=frozenset(), pulls=pulls)
+    assert says in (ineligible_reason(req, m) or ""), ineligible_reason(req, m)
+    assert image in (ineligible_reason(req, m) or "")
+    assert ineligible_reason(req, dataclasses.replace(m, images=frozenset({image}))) is None
+
+
+def test_a_machine_with_the_image_scores_higher_than_one_that_must_pull() -> None:
+    req = dataclasses.replace(request(), images=((IMAGE, "IfNotPresent"),))
+    has = dataclasses.replace(machine(), images=frozenset({IMAGE}))
+    pulls = dataclasses.replace(machine(), images=frozenset())
+    assert ineligible_reason(req, pulls) is None
+    assert score(req, has) > score(req, pulls)
+    # A record says nothing of images: its ceiling assumes them all there.
+    assert score(req, dataclasses.replace(has, images=None)) == score(req, has)
