@@ -17,6 +17,7 @@ from beemesh.runtime import (
     LABEL_MEMORY,
     LABEL_REPLICA,
     LABEL_TASK,
+    LABEL_TEMPLATE,
     LABEL_WORKLOAD,
     PodInfo,
     Runtime,
@@ -85,6 +86,7 @@ def test_pod_manifest_for_one_replica() -> None:
         LABEL_TASK: "task-9",
         LABEL_CPU: "500",  # requests default to limits, as in Kubernetes
         LABEL_MEMORY: str(128 * 2**20),
+        LABEL_TEMPLATE: spec.template_hash,  # which revision it runs (rollouts)
     }
     app, side = doc["spec"]["containers"]
     assert app["command"] == ["/bin/sh", "-c"] and app["args"] == ["serve"]
@@ -116,7 +118,7 @@ def test_pod_info_to_dict() -> None:
     assert info.to_dict() == {
         "name": "web-0", "workload_id": "deployment/default/web", "ordinal": 0,
         "task_id": "t", "state": "running", "created": 1.5, "containers": ["httpd"],
-        "host_ports": [18080], "cpu_milli": 0, "memory_bytes": 0,
+        "host_ports": [18080], "cpu_milli": 0, "memory_bytes": 0, "template": "",
     }
 
 

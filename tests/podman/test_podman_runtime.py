@@ -199,3 +199,13 @@ def test_zero_grace_is_a_kill(runtime: PodmanRuntime) -> None:
         started = time.monotonic()
         assert runtime.remove(info.name, grace_s=0) is True
         assert time.monotonic() - started < 6
+
+
+def test_images_lists_stored_images_as_references_name_them(runtime: PodmanRuntime) -> None:
+    """What the scorer checks a task's images against (`runtime.image_name` spelling)."""
+    from beemesh.lab.busybox import BUSYBOX_IMAGE
+    from beemesh.runtime import image_name
+
+    stored = runtime.images()
+    assert image_name(BUSYBOX_IMAGE) in stored
+    assert image_name("localhost/beemesh/ghost:1") not in stored
