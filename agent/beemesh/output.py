@@ -110,3 +110,9 @@ WORKLOAD_WIDE = [
     ("strategy", lambda r: r["strategy"]),
     ("reason", lambda r: r["reason"] or "-"),
 ]
+HISTORY_COLUMNS = [
+    ("revision", lambda r: str(r["revision"]) + (" (current)" if r["current"] else "")),
+    ("template", lambda r: r["template"]),
+    ("age", lambda r: f"{r['age_s']}s"),
+    ("change", lambda r: r["change"] or "-"),
+]

@@ -128,6 +128,20 @@ def test_rolling_update_scale_and_restart(mesh3: LocalMesh, tmp_path: Path) -> N
     rollout_status(mesh3, "u1")
     restarted = set(templates(mesh3, WEB).values())
     assert len(restarted) == 1 and restarted != new
+
+    # `rollout history` lists the templates with what each changed; `rollout undo` goes back
+    # to blue (a new apply of that template, with the current replicas).
+    history = mesh3.agents["u1"].get_json("rollout", "history", "web")
+    assert [h["template"] for h in history] == [*old, blue, *restarted], history
+    assert "containers[main].env" in history[1]["change"], history
+    assert history[-1]["current"] and "restarted_at" in history[-1]["change"], history
+    done = mesh3.operator(mesh3.agents["u1"].api, "rollout", "undo", "web", "--to-revision",
+                          "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert all_know(mesh3, "u1") == blue
+    rollout_status(mesh3, "u1")
+    assert set(templates(mesh3, WEB).values()) == {blue}
+    assert len(templates(mesh3, WEB)) == 2  # the replicas it had, not blue's 3
     apply(mesh3, tmp_path, "u1", with_env(manifest("Deployment", "web", 2, host_port=None),
                                           "green"))
     green = all_know(mesh3, "u1")

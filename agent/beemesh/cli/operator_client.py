@@ -160,23 +160,33 @@ def logs(api: Path, fleet_flag: Path | None, pod: str, follow: bool) -> int:
     return 0
 
 
-def reapply(api: Path, fleet_flag: Path | None, wid: str,
-            change: Callable[[WorkloadSpec], WorkloadSpec]) -> list[dict[str, Any]]:
-    """Apply `change` to the signed manifest the agent keeps of `wid` and apply the result:
-    what `scale` and `rollout restart` do. The agent's copy must carry a trusted operator's
-    signature (checked here), so a changed copy on the machine is never signed again."""
+def signed_spec(api: Path, fleet_flag: Path | None, wid: str,
+                revision: int | None = None) -> WorkloadSpec:
+    """The spec of the signed manifest the agent keeps of `wid` (or of one of its revisions),
+    its signature checked against the fleet's trust list: a copy changed on the machine is
+    never signed again."""
     from urllib.parse import quote
 
     fleet = Fleet.load(fleet_dir(fleet_flag))
-    got = call(api, "GET", "/v1/workloads/manifest?workload=" + quote(wid))
+    target = "/v1/workloads/manifest?workload=" + quote(wid)
+    if revision is not None:
+        target += f"&revision={revision}"
+    got = call(api, "GET", target)
     try:
         blob = base64.b64decode(str(got.get("workload", "")), validate=True)
         env = wire.Verifier({WORKLOAD.name: WORKLOAD}, fleet.trusted_operators).authenticate(
             blob)
-        spec = WorkloadSpec.from_dict(env.body["spec"])
+        return WorkloadSpec.from_dict(env.body["spec"])
     except (ValueError, wire.Rejected) as e:
         raise UserError(f"the agent's copy of {wid} is not an operator-signed workload ({e}); "
                         "apply the manifest again with `beemesh apply -f`") from None
-    changed = change(spec)
+
+
+def reapply(api: Path, fleet_flag: Path | None, wid: str,
+            change: Callable[[WorkloadSpec], WorkloadSpec],
+            revision: int | None = None) -> list[dict[str, Any]]:
+    """Apply `change` to the signed manifest the agent keeps of `wid` (or of one of its
+    revisions) and apply the result: what `scale`, `rollout restart` and `rollout undo` do."""
+    changed = change(signed_spec(api, fleet_flag, wid, revision))
     blobs = [sign(fleet_flag, WORKLOAD.name, {"spec": changed.to_dict()})]
     return call(api, "POST", "/v1/apply", {"workloads": blobs})

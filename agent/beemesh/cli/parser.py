@@ -37,8 +37,10 @@ from beemesh.cli.operator_cmds import (
 from beemesh.cli.rollout_cmds import cmd_rollout_render_config, cmd_rollout_render_unit
 from beemesh.cli.workload_cmds import (
     WORKLOAD_WORDS,
+    cmd_rollout_history,
     cmd_rollout_restart,
     cmd_rollout_status,
+    cmd_rollout_undo,
     cmd_scale,
 )
 from beemesh.output import OUTPUTS
@@ -237,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rollout = sub.add_parser("rollout", help="follow or restart a workload's rollout")
     rsub = rollout.add_subparsers(dest="rollout_command", required=True,
-                                  metavar="{status,restart}")
+                                  metavar="{status,restart,history,undo}")
     sp = with_api(rsub.add_parser("status", help="follow a rollout until every replica runs "
                                   "the newest template (exit 0), or it stalls (exit 1)"))
     sp.add_argument("name", help="NAME (a Deployment), KIND/NAME or kind/namespace/name")
@@ -253,6 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--fleet", type=Path, help="fleet material with operator.key "
                     "(default: $BEEMESH_FLEET)")
     sp.set_defaults(func=cmd_rollout_restart)
+    sp = with_api(rsub.add_parser("history", help="a workload's pod templates, what each "
+                                  "changed"))
+    sp.add_argument("name", help="NAME (a Deployment), KIND/NAME or kind/namespace/name")
+    sp.add_argument("-n", "--namespace", default="default")
+    sp.set_defaults(func=cmd_rollout_history)
+    sp = with_api(rsub.add_parser("undo", help="roll back to an earlier pod template"))
+    sp.add_argument("name", help="NAME (a Deployment), KIND/NAME or kind/namespace/name")
+    sp.add_argument("-n", "--namespace", default="default")
+    sp.add_argument("--to-revision", type=int, help="default: the one before the current")
+    sp.add_argument("--fleet", type=Path, help="fleet material with operator.key "
+                    "(default: $BEEMESH_FLEET)")
+    sp.set_defaults(func=cmd_rollout_undo)
     # Plumbing (no help=: not listed): the Ansible role prints the unit and agent.toml with the
     # installed .pyz, the same text `bundle install` writes (beemesh.rollout.units).
     sp = rsub.add_parser("render-unit", description="print the hardened systemd unit")

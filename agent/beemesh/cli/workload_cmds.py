@@ -1,9 +1,10 @@
 """Day-2 commands on a running workload, as kubectl has them: `get workloads` (`deploy`,
-`sts`), `scale`, `rollout status` and `rollout restart`.
+`sts`), `scale`, `rollout status|restart|history|undo`.
 
-`scale` and `rollout restart` change the operator-signed manifest the local agent keeps (its
-signature checked here against the fleet's trust list) and sign it again: a new apply, which
-every machine takes up (`workplane.rollout` rolls the replicas to a changed template).
+`scale`, `rollout restart` and `rollout undo` change the operator-signed manifest the local
+agent keeps (or one of its past revisions; its signature checked here against the fleet's
+trust list) and sign it again: a new apply, which every machine takes up
+(`workplane.rollout` rolls the replicas to a changed template).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from typing import Any
 
 from beemesh.errors import UserError
-from beemesh.output import WORKLOAD_COLUMNS, WORKLOAD_WIDE, emit
+from beemesh.output import HISTORY_COLUMNS, WORKLOAD_COLUMNS, WORKLOAD_WIDE, emit
 
 KIND_FILTER = {"deploy": "Deployment", "deployment": "Deployment", "deployments": "Deployment",
                "sts": "StatefulSet", "statefulset": "StatefulSet",
@@ -104,3 +105,39 @@ def cmd_rollout_status(args: argparse.Namespace) -> int:
                       file=sys.stderr)
             return 1
         time.sleep(1)
+
+
+def cmd_rollout_history(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    from beemesh.api.client import api_path, call
+    from beemesh.cli.operator_client import workload_id
+
+    wid = workload_id(args.name, args.namespace)
+    emit(call(api_path(args.api), "GET", "/v1/workloads/history?workload=" + quote(wid)),
+         HISTORY_COLUMNS, args.output)
+    return 0
+
+
+def cmd_rollout_undo(args: argparse.Namespace) -> int:
+    """Back to a past pod template (default: the one before the current), keeping the
+    current replicas count; a new apply, rolled like any other."""
+    from urllib.parse import quote
+
+    from beemesh.api.client import api_path, call
+    from beemesh.cli import operator_client as client
+
+    api = api_path(args.api)
+    wid = client.workload_id(args.name, args.namespace)
+    history = call(api, "GET", "/v1/workloads/history?workload=" + quote(wid))
+    current = len(history)
+    to = current - 1 if args.to_revision is None else args.to_revision
+    if not 1 <= to < current:
+        raise UserError(f"{wid} has revisions 1 to {current} (the current one); --to-revision "
+                        "must name an earlier one" if current > 1 else
+                        f"{wid} has no earlier revision to go back to")
+    replicas = client.signed_spec(api, args.fleet, wid).replicas
+    client.reapply(api, args.fleet, wid,
+                   lambda spec: dataclasses.replace(spec, replicas=replicas), revision=to)
+    print(f"{wid} rolled back to revision {to} (template {history[to - 1]['template']})")
+    return 0

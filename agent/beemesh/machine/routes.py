@@ -20,6 +20,7 @@ from beemesh.machine.persistence import Persister
 from beemesh.machine.pods import Pods, workload_rows
 from beemesh.machine.requests import OperatorRequests
 from beemesh.machine.workplane_link import WorkPlaneLink
+from beemesh.manifest.strategy import template_changes
 from beemesh.membership.admission import REVOKE, Admission
 from beemesh.membership.lateness import Lateness
 from beemesh.membership.service import Membership
@@ -65,7 +66,8 @@ class AgentApi:
                 ("GET", "/v1/endpoints", self._endpoints), ("GET", "/v1/tasks", self._tasks),
                 ("GET", "/v1/pods", self._pods), ("GET", "/v1/events", self._events),
                 ("POST", "/v1/logs", self._logs), ("GET", "/v1/workloads", self._workloads),
-                ("GET", "/v1/workloads/manifest", self._manifest)):
+                ("GET", "/v1/workloads/manifest", self._manifest),
+                ("GET", "/v1/workloads/history", self._history)):
             server.route(method, path, handler)
 
     async def _workloads(self, _req: Request) -> Response:
@@ -75,13 +77,30 @@ class AgentApi:
                                            progress, time.time()))
 
     async def _manifest(self, req: Request) -> Response:
-        """The operator-signed Workload this machine keeps of one workload (what `scale` and
-        `rollout restart` change and sign again; the CLI checks the signature)."""
+        """The operator-signed Workload this machine keeps of one workload, or of one of its
+        revisions (`?revision=N`): what `scale`, `rollout restart` and `rollout undo` change
+        and sign again (the CLI checks the signature)."""
         wid = req.query.get("workload") or ""
-        stored = self.driver.store.workload(wid)
-        if stored is None:
+        revs = self.driver.store.revisions(wid)
+        if not revs:
             raise ApiError(404, f"no workload {wid} known here; see `beemesh get workloads`")
-        return Response(200, {"workload": base64.b64encode(stored.blob).decode()})
+        number = req.query.get("revision") or str(len(revs))
+        if not number.isdigit() or not 1 <= int(number) <= len(revs):
+            raise ApiError(404, f"{wid} has revisions 1 to {len(revs)} here, not {number}; "
+                           f"see `beemesh rollout history {wid}`")
+        return Response(200, {"workload": base64.b64encode(revs[int(number) - 1].blob).decode()})
+
+    async def _history(self, req: Request) -> Response:
+        """`rollout history`: the workload's pod templates, oldest first, what each changed."""
+        wid = req.query.get("workload") or ""
+        revs, now = self.driver.store.revisions(wid), time.time()
+        if not revs:
+            raise ApiError(404, f"no workload {wid} known here; see `beemesh get workloads`")
+        return Response(200, [
+            {"revision": i + 1, "template": r.spec.template_hash, "generation": r.generation,
+             "age_s": round(max(0.0, now - r.ts)), "current": i == len(revs) - 1,
+             "change": "created" if i == 0 else template_changes(revs[i - 1].spec, r.spec)}
+            for i, r in enumerate(revs)])
 
     async def _nodes(self, _req: Request) -> Response:
         now = time.time()

@@ -164,3 +164,27 @@ def restarted_at(value: Any, path: str, fail: Fail) -> str:
         fail(path, f"must be a string of at most {MAX_RESTARTED_AT} characters, got "
              f"{describe(value)}", "use a timestamp like 2026-12-06T11:00:00Z")
     return value
+
+
+def template_changes(old: Any, new: Any) -> str:
+    """What differs between two workloads' pod templates (`rollout history`'s CHANGE):
+    the fields by path, an image with its old and new reference."""
+    a, b = _template_fields(old), _template_fields(new)
+    changed = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    shown = [f"{k}: {a.get(k)} -> {b.get(k)}" if k.endswith(".image") else k
+             for k in changed[:4]]
+    return ", ".join(shown) + (f" (+{len(changed) - 4} more)" if len(changed) > 4 else "")
+
+
+def _template_fields(spec: Any) -> dict[str, Any]:
+    d = spec.to_dict()
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if key in ("replicas", "warnings", "strategy"):
+            continue
+        if key == "containers":
+            for c in value:
+                out.update({f"containers[{c['name']}].{k}": v for k, v in c.items()})
+        else:
+            out[key] = value
+    return out

@@ -28,6 +28,7 @@ from beemesh.manifest import ManifestError, WorkloadSpec
 log = logging.getLogger(__name__)
 
 DELETE_TTL_S = 7 * 24 * 3600.0
+REVISIONS_KEPT = 10  # pod templates remembered per workload (Kubernetes' revisionHistoryLimit)
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,14 @@ class WorkloadStore:
         self.files = files if files is not None else WriteBehind()
         self.workload_dir = directory / "workloads"
         self.delete_dir = directory / "deleted"
+        self.revision_dir = directory / "revisions"
         self._auth_workload = authenticate_workload
         self._auth_delete = authenticate_delete
         self._workloads: dict[str, StoredWorkload] = {}
         self._deletes: dict[str, StoredDelete] = {}
+        # workload -> the newest apply of each of its last REVISIONS_KEPT templates, oldest
+        # first (`rollout history`, `rollout undo`)
+        self._revisions: dict[str, list[StoredWorkload]] = {}
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -88,6 +93,11 @@ class WorkloadStore:
 
     def workloads(self) -> list[StoredWorkload]:
         return sorted(self._workloads.values(), key=lambda w: w.workload_id)
+
+    def revisions(self, workload_id: str) -> list[StoredWorkload]:
+        """The workload's pod templates this machine has seen (newest apply of each), oldest
+        first; the last one is the current template."""
+        return list(self._revisions.get(workload_id, ()))
 
     def delete_of(self, workload_id: str) -> StoredDelete | None:
         """The operator's Delete in force for this workload, if any."""
@@ -125,6 +135,9 @@ class WorkloadStore:
             return current if current.ts == ts else None
         stored = StoredWorkload(spec, blob, ts)
         self._workloads[wid] = stored
+        self._remember_revision(stored)
+        if save and current is not None and current.spec.template_hash != spec.template_hash:
+            self._save_file(self._revision_path(current), current.blob)  # now a past one
         if save:
             self._save(self.workload_dir, wid, blob)
         if wid in self._deletes:  # a newer apply lifts the Delete
@@ -150,6 +163,8 @@ class WorkloadStore:
         if applied is not None:
             del self._workloads[wid]
             self.files.remove(self.workload_dir / _file_name(wid))
+        for old in self._revisions.pop(wid, ()):
+            self.files.remove(self._revision_path(old))
         return True
 
     def expire(self, now: float) -> list[str]:
@@ -160,15 +175,39 @@ class WorkloadStore:
             self.files.remove(self.delete_dir / _file_name(wid))
         return gone
 
+    def _remember_revision(self, stored: StoredWorkload) -> None:
+        """Past templates are kept on disk in `revision_dir` (one file per template), the
+        current one in `workload_dir`."""
+        revs = self._revisions.setdefault(stored.workload_id, [])
+        template = stored.spec.template_hash
+        same = next((r for r in revs if r.spec.template_hash == template), None)
+        if same is not None and same.ts >= stored.ts:
+            return
+        if same is not None:
+            revs.remove(same)
+        revs.append(stored)
+        revs.sort(key=lambda r: r.ts)
+        while len(revs) > REVISIONS_KEPT:
+            self.files.remove(self._revision_path(revs.pop(0)))
+
+    def _revision_path(self, stored: StoredWorkload) -> Path:
+        name = _file_name(stored.workload_id).removesuffix(".cbor")
+        return self.revision_dir / f"{name}-{stored.spec.template_hash}.cbor"
+
     # ---- disk ------------------------------------------------------------------------------
 
     def _save(self, directory: Path, workload_id: str, blob: bytes) -> None:
-        self.files.write(directory / _file_name(workload_id), blob, mode=0o600)
+        self._save_file(directory / _file_name(workload_id), blob)
+
+    def _save_file(self, path: Path, blob: bytes) -> None:
+        self.files.write(path, blob, mode=0o600)
 
     def load(self, now: float) -> list[str]:
         """Read what an earlier run kept; returns one line per file set aside as unusable."""
         problems: list[str] = []
         for directory, auth, keep in ((self.delete_dir, self._auth_delete, self._keep_delete),
+                                      (self.revision_dir, self._auth_workload,
+                                       self._keep_revision),
                                       (self.workload_dir, self._auth_workload,
                                        self._keep_workload)):
             if not directory.is_dir():
@@ -196,6 +235,15 @@ class WorkloadStore:
             raise MisfiledError("file name does not match the workload it holds")
         if not self.add_delete(blob, env, now, save=False):
             path.unlink(missing_ok=True)  # expired or superseded
+
+    def _keep_revision(self, path: Path, blob: bytes, env: wire.Envelope, _now: float) -> None:
+        stored = StoredWorkload(WorkloadSpec.from_dict(env.body["spec"]), blob, env.ts_ms / 1000)
+        if path != self._revision_path(stored):
+            raise MisfiledError("file name does not match the workload and template it holds")
+        if self.is_deleted(stored.workload_id, stored.ts):
+            path.unlink(missing_ok=True)
+            return
+        self._remember_revision(stored)
 
     def _keep_workload(self, path: Path, blob: bytes, env: wire.Envelope, _now: float) -> None:
         wid = WorkloadSpec.from_dict(env.body["spec"]).workload_id

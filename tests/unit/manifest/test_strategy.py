@@ -103,3 +103,17 @@ def test_wire_strategy_is_rechecked() -> None:
     d = parse_one(DEPLOYMENT).to_dict() | {"strategy": {"type": "OnDelete"}}
     with pytest.raises(ManifestError, match="strategy"):
         WorkloadSpec.from_dict(d)
+
+
+def test_template_changes_name_the_fields() -> None:
+    from beemesh.manifest.strategy import template_changes
+
+    base = parse_one(DEPLOYMENT)
+    env = parse_one(mutated(DEPLOYMENT, lambda d: d["spec"]["template"]["spec"][
+        "containers"][0].update(env=[{"name": "COLOR", "value": "blue"}])))
+    image = parse_one(mutated(DEPLOYMENT, lambda d: d["spec"]["template"]["spec"][
+        "containers"][0].update(image="nginx:2")))
+    assert template_changes(base, env) == "containers[web].env"
+    old = base.containers[0].image
+    assert template_changes(base, image) == f"containers[web].image: {old} -> nginx:2"
+    assert template_changes(base, parse_one(with_spec(replicas=9))) == ""

@@ -459,3 +459,60 @@ def test_an_older_apply_than_the_one_held_is_superseded(tmp_path: Path) -> None:
     assert not store.is_superseded(WID, T0)  # the same apply again
     assert not store.is_superseded(WID, T0 + 1)  # a newer one
     assert not store.is_superseded("deployment/default/unknown", T0)
+
+
+# --- revisions ------------------------------------------------------------------------------
+
+
+def templated(replicas: int, color: str) -> Any:
+    """`spec()` with one env value: each color is another pod template."""
+    import dataclasses
+
+    base = spec(replicas=replicas)
+    c = base.containers[0]
+    return dataclasses.replace(base, containers=(
+        dataclasses.replace(c, env=(("COLOR", color),)),))
+
+
+def test_revisions_keep_the_newest_apply_of_each_template_across_a_restart(
+        tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    add_apply(store, templated(2, "red"), T0)
+    add_apply(store, templated(2, "blue"), T0 + 1)
+    add_apply(store, templated(3, "blue"), T0 + 2)  # a scale: the same template
+    revs = store.revisions(WID)
+    assert [(r.spec.containers[0].env, r.spec.replicas) for r in revs] == [
+        ((("COLOR", "red"),), 2), ((("COLOR", "blue"),), 3)]
+    assert revs[-1] == store.workload(WID)  # the last one is the current template
+    store.files.flush()
+    assert len(list((tmp_path / "revisions").iterdir())) == 1  # past templates only
+    again = make_store(tmp_path)
+    assert again.load(T0 + 3) == []
+    assert [r.blob for r in again.revisions(WID)] == [r.blob for r in revs]
+
+
+def test_revisions_are_bounded_and_go_with_a_delete(tmp_path: Path) -> None:
+    from beemesh.workloads.store import REVISIONS_KEPT
+
+    store = make_store(tmp_path)
+    for i in range(REVISIONS_KEPT + 3):
+        add_apply(store, templated(1, f"c{i}"), T0 + i)
+    assert len(store.revisions(WID)) == REVISIONS_KEPT
+    store.files.flush()
+    assert len(list((tmp_path / "revisions").iterdir())) == REVISIONS_KEPT - 1
+    assert add_delete(store, WID, T0 + 100, now=T0 + 100)
+    store.files.flush()
+    assert store.revisions(WID) == [] and not list((tmp_path / "revisions").iterdir())
+
+
+def test_a_misfiled_revision_is_set_aside(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    add_apply(store, templated(1, "red"), T0)
+    add_apply(store, templated(1, "blue"), T0 + 1)
+    store.files.flush()
+    (path,) = list((tmp_path / "revisions").iterdir())
+    path.rename(path.with_name("0" * 32 + "-0123456789.cbor"))
+    again = make_store(tmp_path)
+    problems = again.load(T0 + 2)
+    assert len(problems) == 1 and "does not match" in problems[0]
+    assert len(again.revisions(WID)) == 1
