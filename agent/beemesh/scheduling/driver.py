@@ -7,6 +7,10 @@ the mesh, deploys and removals through the `LocalNode`. The path of a task:
 `handle(Task)` -> `Auctioneer.task` -> `tick` closes the window -> `Deploy` ->
 `LocalNode.deploy` -> `Auctioneer.deploy_result` -> `Deployed` published; the pod shows in
 this machine's next record (`membership.service`).
+
+Over 400 lines: it is the one owner of the auction's state in the agent (the tasks followed,
+their specs, what was published), and every reader of that state (scoring, claims, heals,
+updates, `apply --wait`) asks it; split, two services would share one mutable auction.
 """
 
 from __future__ import annotations
