@@ -116,3 +116,12 @@ HISTORY_COLUMNS = [
     ("age", lambda r: f"{r['age_s']}s"),
     ("change", lambda r: r["change"] or "-"),
 ]
+POD_DESCRIBE_COLUMNS = [
+    ("replica", lambda r: r["replica"]),
+    ("pod", lambda r: r["pod"]),
+    ("machine", lambda r: r["machine"][-8:]),
+    ("state", lambda r: r["state"] + (" (retiring)" if r.get("retiring") else "")),
+    ("ready", lambda r: "yes" if r.get("ready") else "no"),
+    ("template", lambda r: r.get("template") or "-"),
+    ("age", lambda r: f"{r['age_s']}s"),
+]

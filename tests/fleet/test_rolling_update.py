@@ -169,6 +169,10 @@ def test_a_missing_image_draws_no_bids_and_apply_says_which(tmp_path: Path) -> N
                              "--timeout", "15", timeout=60)
         assert done.returncode == 1, done.stdout + done.stderr
         assert "localhost/beemesh/missing:1" in done.stderr, done.stderr
+        shown = mesh.operator(mesh.agents["i2"].api, "describe", "deployment/ghost")
+        assert shown.returncode == 0, shown.stderr
+        assert "Replica 0:   not running:" in shown.stdout, shown.stdout
+        assert "localhost/beemesh/missing:1" in shown.stdout, shown.stdout
         for name, agent in mesh.agents.items():
             assert bids(agent) == before[name], name
             failed = [e for e in agent.get_json("events") if e["kind"] == "Failed"]

@@ -37,6 +37,7 @@ from beemesh.cli.operator_cmds import (
 from beemesh.cli.rollout_cmds import cmd_rollout_render_config, cmd_rollout_render_unit
 from beemesh.cli.workload_cmds import (
     WORKLOAD_WORDS,
+    cmd_describe,
     cmd_rollout_history,
     cmd_rollout_restart,
     cmd_rollout_status,
@@ -229,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "bundle is older than the one installed before")
     sp.set_defaults(func=cmd_bundle_install)
 
+    sp = with_api(sub.add_parser("describe", help="a workload or a pod: replicas, state, "
+                                 "events, and why a replica does not run"))
+    sp.add_argument("kind", help="KIND/NAME, KIND NAME, NAME (a Deployment) or pod NAME")
+    sp.add_argument("name", nargs="?")
+    sp.add_argument("-n", "--namespace", default="default")
+    sp.set_defaults(func=cmd_describe)
     sp = with_api(sub.add_parser("scale", help="set a workload's replicas (a new apply)"))
     sp.add_argument("name", help="NAME (a Deployment), KIND/NAME or kind/namespace/name")
     sp.add_argument("--replicas", type=int, required=True)

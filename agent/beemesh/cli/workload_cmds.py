@@ -1,5 +1,5 @@
 """Day-2 commands on a running workload, as kubectl has them: `get workloads` (`deploy`,
-`sts`), `scale`, `rollout status|restart|history|undo`.
+`sts`), `describe`, `scale`, `rollout status|restart|history|undo`.
 
 `scale`, `rollout restart` and `rollout undo` change the operator-signed manifest the local
 agent keeps (or one of its past revisions; its signature checked here against the fleet's
@@ -16,7 +16,17 @@ import time
 from typing import Any
 
 from beemesh.errors import UserError
-from beemesh.output import HISTORY_COLUMNS, WORKLOAD_COLUMNS, WORKLOAD_WIDE, emit
+from beemesh.output import (
+    EVENT_COLUMNS,
+    HISTORY_COLUMNS,
+    POD_DESCRIBE_COLUMNS,
+    WORKLOAD_COLUMNS,
+    WORKLOAD_WIDE,
+    emit,
+    table,
+)
+
+DESCRIBE_EVENTS = 10  # the last events `describe` shows
 
 KIND_FILTER = {"deploy": "Deployment", "deployment": "Deployment", "deployments": "Deployment",
                "sts": "StatefulSet", "statefulset": "StatefulSet",
@@ -140,4 +150,74 @@ def cmd_rollout_undo(args: argparse.Namespace) -> int:
     client.reapply(api, args.fleet, wid,
                    lambda spec: dataclasses.replace(spec, replicas=replicas), revision=to)
     print(f"{wid} rolled back to revision {to} (template {history[to - 1]['template']})")
+    return 0
+
+
+def describe(workload: dict[str, Any] | None, pods: list[dict[str, Any]],
+             events: list[dict[str, Any]], what: str) -> str:
+    """`beemesh describe` as text, like kubectl's: the workload (or one pod), its replicas
+    and the last events, and for a replica that does not run, why, as the events say."""
+    lines: list[str] = []
+    if workload is not None:
+        w = workload
+        lines += [f"Name:        {w['workload']}",
+                  f"Template:    {w['template']} (generation {w['generation']})",
+                  f"Strategy:    {w['strategy']}",
+                  f"Replicas:    {w['desired']} desired | {w['current']} current | "
+                  f"{w['ready']} ready | {w['up_to_date']} up-to-date",
+                  f"State:       {w['state']}" + (f" ({w['reason']})" if w["reason"] else "")]
+        running = {p["replica"] for p in pods if p["state"] == "running"}
+        for ordinal in range(w["desired"]):
+            if ordinal not in running:
+                lines.append(f"Replica {ordinal}:   not running: {why_not(events)}")
+    else:
+        lines.append(f"Pod:         {what}")
+    lines.append("Pods:" if pods else "Pods:        none")
+    lines += ["  " + line for line in table(pods, POD_DESCRIBE_COLUMNS).splitlines()] if pods \
+        else []
+    lines.append("Events:" if events else "Events:      none")
+    lines += ["  " + line for line in table(events[-DESCRIBE_EVENTS:],
+                                             EVENT_COLUMNS).splitlines()] if events else []
+    return "\n".join(lines)
+
+
+def why_not(events: list[dict[str, Any]]) -> str:
+    """The newest reason the events give for a replica not running: a failed deploy, or why
+    this machine did not bid."""
+    for e in reversed(events):
+        if e["kind"] == "Failed" or (e["kind"] == "Note" and "not bidding" in e["text"]):
+            return e["text"]
+    return "no machine has reported on it yet (see `beemesh events`)"
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path, call
+    from beemesh.cli.operator_client import workload_id
+
+    api = api_path(args.api)
+    events = call(api, "GET", "/v1/events?after=0")["events"]
+    pods = call(api, "GET", "/v1/pods")
+    if args.kind.lower() in ("pod", "po") and args.name is not None:
+        mine = [p for p in pods if p["pod"] == args.name]
+        if not mine:
+            raise UserError(f"no pod {args.name} known to this agent; see `beemesh get pods`")
+        tasks = {p["task"] for p in mine}
+        related = [e for e in events if e["task"] in tasks or args.name in e["text"]]
+        out: dict[str, Any] = {"pod": mine, "events": related}
+        text = describe(None, mine, related, args.name)
+    else:
+        wid = workload_id(args.kind if args.name is None else f"{args.kind}/{args.name}",
+                          args.namespace)
+        row = next((r for r in call(api, "GET", "/v1/workloads") if r["workload"] == wid), None)
+        if row is None:
+            raise UserError(f"no workload {wid} known to this agent; see `beemesh get "
+                            "workloads`")
+        mine = [p for p in pods if p["workload"] == wid]
+        related = [e for e in events if e["workload"] == wid]
+        out = {"workload": row, "pods": mine, "events": related}
+        text = describe(row, mine, related, wid)
+    if args.output in ("json", "yaml"):
+        emit(out, [], args.output)
+    else:
+        print(text)
     return 0
