@@ -2,9 +2,11 @@
 
 Three machines, each a network namespace of its own with its own address, state dir, API
 socket, agent, work plane and Podman (own storage, so each can publish the same hostPort). An
-example Deployment with three replicas serving HTTP is applied through the normal operator path
-and shown running (and ready) on three different machines, with the service records the work
-plane keeps for each replica. Ctrl-C stops everything cleanly.
+example Deployment with one replica fewer than machines, serving HTTP, is applied through the
+normal operator path and shown running (and ready) on different machines, with the service
+records the work plane keeps for each replica. Then it watches: when a machine's agent dies it
+says so and shows the replica coming back on the spare machine. Ctrl-C stops everything
+cleanly.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,7 @@ apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web}
 spec:
-  replicas: 3
+  replicas: {replicas}
   selector: {matchLabels: {app: web}}
   template:
     metadata: {labels: {app: web}}
@@ -77,23 +80,27 @@ def run_demo(machines: int, workdir: Path | None, workload: bool = True) -> int:
                  "the machines to find each other")
         step(f"beemesh nodes --api {seed.api}")
         emit(seed.nodes(), NODE_COLUMNS, "table")
+        replicas = max(1, machines - 1)  # a spare machine for a lost replica to come back on
         if workload:
-            apply_example(mesh, root)
-            emit(seed.get_json("get", "pods"), POD_COLUMNS, "table")
+            apply_example(mesh, root, replicas)
+            pods = seed.get_json("get", "pods")
+            emit(pods, POD_COLUMNS, "table")
             step("beemesh get endpoints web   (each replica's workload Peer ID, from the work "
                  "plane)")
-            emit(wait_for(lambda: ready_endpoints(seed, 3), 30, "3 ready service records"),
-                 ENDPOINT_COLUMNS, "table")
-            for name in mesh.agents:
-                address = mesh.podman(name).address
+            emit(wait_for(lambda: ready_endpoints(seed, replicas), 30,
+                          f"{replicas} ready service records"), ENDPOINT_COLUMNS, "table")
+            names = {a.peer_id: n for n, a in mesh.agents.items()}
+            for pod in pods:
+                address = mesh.podman(names[pod["machine"]]).address
                 with urllib.request.urlopen(f"http://{address}:18080/", timeout=5) as r:
                     step(f"curl http://{address}:18080/ -> {r.read().decode().strip()}")
         cli = Path(sys.executable).parent / "beemesh"
         step(f"try: BEEMESH_API={seed.api} BEEMESH_FLEET={mesh.fleet} "
              f"{cli} {'get pods' if workload else 'nodes'}")
-        step("running; press Ctrl-C to stop")
-        while not stop and all(a.alive() for a in mesh.agents.values()):
-            time.sleep(0.2)
+        step("running; kill a machine's agent (`kill <pid>`: "
+             + ", ".join(f"{n} {a.proc.pid}" for n, a in mesh.agents.items())
+             + ") to watch its replica come back elsewhere; press Ctrl-C to stop")
+        watch(mesh, workload, lambda: stop)
     finally:
         step("stopping agents and their Podman services ...")
         mesh.close()
@@ -101,20 +108,51 @@ def run_demo(machines: int, workdir: Path | None, workload: bool = True) -> int:
     return 0
 
 
+def watch(mesh: LocalMesh, workload: bool, stopped: Callable[[], bool]) -> None:
+    """Until Ctrl-C or no agent is left: say when an agent dies, and show `get pods` (from a
+    live agent) whenever where the replicas run changes."""
+    from beemesh.output import POD_COLUMNS
+
+    dead: set[str] = set()
+    shown: set[tuple[str, str, bool]] = set()
+    while not stopped():
+        for name, agent in mesh.agents.items():
+            if name not in dead and not agent.alive():
+                dead.add(name)
+                step(f"{name}'s agent is gone (exit {agent.proc.poll()}); its replica comes "
+                     "back on a live machine once its records expire (~15-20 s)")
+        live = [a for n, a in mesh.agents.items() if n not in dead]
+        if not live:
+            step("no agent left")
+            return
+        if workload and dead:
+            try:
+                pods = live[0].get_json("get", "pods")
+            except Exception:  # the agent may be dying too: look again next round
+                pods = []
+            now = {(p["pod"], p["machine"], bool(p.get("ready"))) for p in pods}
+            if pods and now != shown:
+                shown = now
+                step("beemesh get pods")
+                emit(pods, POD_COLUMNS, "table")
+        time.sleep(1)
+
+
 def ready_endpoints(agent: AgentProc, count: int) -> list[dict[str, Any]] | None:
     rows = agent.get_json("get", "endpoints", "web")
     return rows if sum(r["ready"] for r in rows) == count else None
 
 
-def apply_example(mesh: LocalMesh, root: Path) -> None:
+def apply_example(mesh: LocalMesh, root: Path, replicas: int) -> None:
     manifest = root / "web.yaml"
-    manifest.write_text(WEB)
+    manifest.write_text(WEB.replace("{replicas}", str(replicas)))
     seed = mesh.agents["machine-1"]
-    step("beemesh apply -f web.yaml --wait   (a Deployment: 3 replicas of a busybox httpd)")
+    step(f"beemesh apply -f web.yaml --wait   (a Deployment: {replicas} replicas of a busybox "
+         "httpd)")
     done = mesh.operator(seed.api, "apply", "-f", str(manifest), "--wait", "--timeout", "90")
     print(done.stdout + done.stderr, end="", flush=True)
     if done.returncode != 0:
         raise RuntimeError("the example Deployment did not come up; see the agent logs under "
                            f"{root}")
-    wait_for(lambda: sum(p.get("ready", False) for p in seed.get_json("get", "pods")) == 3, 30,
-             "all 3 pods ready in `get pods`")
+    wait_for(lambda: sum(p.get("ready", False) for p in seed.get_json("get", "pods")) ==
+             replicas, 30, f"all {replicas} pods ready in `get pods`")
