@@ -45,12 +45,21 @@ def get_workloads(api: Any, what: str, name: str | None, namespace: str,
     if name:
         from beemesh.cli.operator_client import workload_id
 
-        wid = workload_id(name, namespace, kind.lower() if kind else "deployment")
-        rows = [r for r in rows if r["workload"] == wid]
-        if not rows:
-            raise UserError(f"no workload {wid} known to this agent; see `beemesh get "
-                            "workloads`")
+        rows = [workload_row(api, workload_id(name, namespace,
+                                              kind.lower() if kind else "deployment"), rows)]
     emit(rows, WORKLOAD_COLUMNS, output, empty="no workloads", wide=WORKLOAD_WIDE)
+
+
+def workload_row(api: Any, wid: str,
+                 rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """`wid`'s row of `/v1/workloads` (`rows`: already fetched), or a UserError naming it."""
+    from beemesh.api.client import call
+
+    row = next((r for r in (rows if rows is not None else call(api, "GET", "/v1/workloads"))
+                if r["workload"] == wid), None)
+    if row is None:
+        raise UserError(f"no workload {wid} known to this agent; see `beemesh get workloads`")
+    return row
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
@@ -83,7 +92,7 @@ def cmd_rollout_restart(args: argparse.Namespace) -> int:
 def cmd_rollout_status(args: argparse.Namespace) -> int:
     """Follow a workload until every replica runs its newest template and is ready: exit 0;
     exit 1 with the reason when it stalls (progress deadline) or `--timeout` passes."""
-    from beemesh.api.client import api_path, call
+    from beemesh.api.client import api_path
     from beemesh.cli.operator_client import workload_id
 
     api = api_path(args.api)
@@ -91,11 +100,7 @@ def cmd_rollout_status(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     last = ""
     while True:
-        row = next((r for r in call(api, "GET", "/v1/workloads") if r["workload"] == wid),
-                   None)
-        if row is None:
-            raise UserError(f"no workload {wid} known to this agent; see `beemesh get "
-                            "workloads`")
+        row = workload_row(api, wid)
         if row["state"] == "complete":
             print(f'{wid} successfully rolled out ({row["desired"]} replica(s) on template '
                   f'{row["template"]})')
@@ -208,10 +213,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     else:
         wid = workload_id(args.kind if args.name is None else f"{args.kind}/{args.name}",
                           args.namespace)
-        row = next((r for r in call(api, "GET", "/v1/workloads") if r["workload"] == wid), None)
-        if row is None:
-            raise UserError(f"no workload {wid} known to this agent; see `beemesh get "
-                            "workloads`")
+        row = workload_row(api, wid)
         mine = [p for p in pods if p["workload"] == wid]
         related = [e for e in events if e["workload"] == wid]
         out = {"workload": row, "pods": mine, "events": related}

@@ -31,6 +31,7 @@ from beemesh.node.capacity import machine_arch
 from beemesh.node.local import LocalNode
 from beemesh.scheduling.driver import AuctionDriver
 from beemesh.workloads.messages import CORDON, DRAIN
+from beemesh.workloads.store import StoredWorkload
 
 MAX_EVENTS_WAIT_S = 30.0
 
@@ -80,10 +81,7 @@ class AgentApi:
         """The operator-signed Workload this machine keeps of one workload, or of one of its
         revisions (`?revision=N`): what `scale`, `rollout restart` and `rollout undo` change
         and sign again (the CLI checks the signature)."""
-        wid = req.query.get("workload") or ""
-        revs = self.driver.store.revisions(wid)
-        if not revs:
-            raise ApiError(404, f"no workload {wid} known here; see `beemesh get workloads`")
+        wid, revs = self._revisions(req)
         number = req.query.get("revision") or str(len(revs))
         if not number.isdigit() or not 1 <= int(number) <= len(revs):
             raise ApiError(404, f"{wid} has revisions 1 to {len(revs)} here, not {number}; "
@@ -92,15 +90,20 @@ class AgentApi:
 
     async def _history(self, req: Request) -> Response:
         """`rollout history`: the workload's pod templates, oldest first, what each changed."""
-        wid = req.query.get("workload") or ""
-        revs, now = self.driver.store.revisions(wid), time.time()
-        if not revs:
-            raise ApiError(404, f"no workload {wid} known here; see `beemesh get workloads`")
+        (_, revs), now = self._revisions(req), time.time()
         return Response(200, [
             {"revision": i + 1, "template": r.spec.template_hash, "generation": r.generation,
              "age_s": round(max(0.0, now - r.ts)), "current": i == len(revs) - 1,
              "change": "created" if i == 0 else template_changes(revs[i - 1].spec, r.spec)}
             for i, r in enumerate(revs)])
+
+    def _revisions(self, req: Request) -> tuple[str, list[StoredWorkload]]:
+        """The `?workload=` of a request and its revisions here, oldest first; 404 if none."""
+        wid = req.query.get("workload") or ""
+        revs = self.driver.store.revisions(wid)
+        if not revs:
+            raise ApiError(404, f"no workload {wid} known here; see `beemesh get workloads`")
+        return wid, revs
 
     async def _nodes(self, _req: Request) -> Response:
         now = time.time()

@@ -23,12 +23,17 @@ from beemesh.manifest.checks import (
     probe_int,
 )
 from beemesh.manifest.fields import NOT_YET, UNSUPPORTED_FIX, Doc
-from beemesh.manifest.model import PROBE_FIELDS, PROBE_TIMING, ContainerSpec, PortSpec, ProbeSpec
+from beemesh.manifest.model import (
+    PROBE_FIELDS,
+    PROBE_TIMING,
+    PULL_POLICIES,
+    ContainerSpec,
+    PortSpec,
+    ProbeSpec,
+)
 from beemesh.manifest.quantities import cpu_milli, memory_bytes, show_cpu, show_memory
 from beemesh.manifest.security import Inherited, parse_container_security
 
-_CONTAINER_WARN: dict[str, str] = {}
-PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 _PROBE_HANDLERS = {"httpGet": "http", "tcpSocket": "tcp", "exec": "exec"}
 
 
@@ -40,8 +45,7 @@ def parse_container(d: Doc, raw: Any, path: str, pod_security: Inherited) -> Con
     c = d.mapping(raw, path, required=True)
     d.check_fields(c, path, ("name", "image", "imagePullPolicy", "command", "args", "env",
                              "ports", "resources", "securityContext",
-                             *(key for key, _ in PROBE_FIELDS)),
-                   _CONTAINER_WARN)
+                             *(key for key, _ in PROBE_FIELDS)))
     name = dns_label(c.get("name"), f"{path}.name", "container name", MAX_LABEL, d.fail)
     image = c.get("image")
     image_fix = "set it to an image reference like docker.io/library/nginx:1.27"

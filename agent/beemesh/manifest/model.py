@@ -56,6 +56,7 @@ from beemesh.manifest.strategy import (
 
 KINDS = ("Deployment", "StatefulSet", "Pod")
 TEMPLATE_LEN = 10  # hex digits of `WorkloadSpec.template_hash`
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")  # a container's imagePullPolicy
 _ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
 ARCH_LABEL = "kubernetes.io/arch"
 
@@ -425,7 +426,7 @@ def _container_from_dict(raw: Any, path: str, fail: Fail) -> ContainerSpec:
                   if "security" in f.value else DEFAULT_SECURITY),
         image_pull_policy=f.value.get("image_pull_policy", ""),
     )
-    if spec.image_pull_policy not in ("", "Always", "IfNotPresent", "Never"):
+    if spec.image_pull_policy not in ("", *PULL_POLICIES):
         fail(f.at("image_pull_policy"), f"{describe(spec.image_pull_policy)} is not a pull "
              "policy", "send WorkloadSpec.to_dict() output")
     check_limit(spec.cpu_request_milli, spec.cpu_limit_milli, f.at("cpu_limit_milli"), "cpu",

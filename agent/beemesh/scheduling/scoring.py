@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from beemesh.runtime import local_only
+
 SCORE_MAX = 1_000_000
 WEIGHTS = {"fit": 0.45, "locality": 0.25, "reliability": 0.1, "price": 0.1, "images": 0.1}
 RELIABILITY_HORIZON_S = 3600.0
@@ -93,7 +95,7 @@ def image_refusal(req: TaskRequest, m: LocalState) -> str | None:
             continue
         if policy == "Never":
             return f"image {image} is not on this machine and its imagePullPolicy is Never"
-        if image.startswith("localhost/"):
+        if local_only(image):
             return f"image {image} is not on this machine (no registry serves localhost/)"
         if not m.pulls:
             return f"image {image} is not on this machine and pulls are off here"

@@ -159,10 +159,7 @@ class Rollouts:
             if costs and down <= 0:
                 break
             down -= costs
-            mine = [c for c in by_ord[o] if c.pod is not None]
-            out += [RemoveReplica(c.pod, f"rolling update to template {t.template} "
-                                  "(maxUnavailable)") for c in mine if c.pod is not None]
-            out += self._ask(t, by_ord[o], now)
+            out += self._replace(t, by_ord[o], "maxUnavailable", now)
         return out
 
     def _stateful(self, t: Target, by_ord: dict[int, list[Copy]], old: list[int],
@@ -171,10 +168,12 @@ class Rollouts:
         if any(p != o and p not in up for p in by_ord) or any(
                 p > o and not by_ord[p] for p in by_ord):
             return []  # one at a time: every other replica available first
-        mine = [c for c in by_ord[o] if c.pod is not None]
-        return [RemoveReplica(c.pod, f"rolling update to template {t.template} (highest "
-                              "ordinal first)") for c in mine if c.pod is not None] + self._ask(
-            t, by_ord[o], now)
+        return self._replace(t, by_ord[o], "highest ordinal first", now)
+
+    def _replace(self, t: Target, copies: list[Copy], why: str, now: float) -> list[Action]:
+        """Remove this machine's old copies of a replica and ask for a new one."""
+        return [RemoveReplica(c.pod, f"rolling update to template {t.template} ({why})")
+                for c in copies if c.pod is not None] + self._ask(t, copies, now)
 
     def _ask(self, t: Target, copies: list[Copy], now: float) -> list[Action]:
         """Ask for a new copy of a replica this machine holds an old copy of (once per
