@@ -417,7 +417,7 @@ def test_install_refuses_a_listen_address_without_a_next_port(
     root = tmp_path / "root"
     proc = cli("bundle", "install", good_bundle, "--root", root, "--fleet", fleets["fleet"],
                "--listen", "/ip4/127.0.0.1/tcp/65535", check=False)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "the work plane listens on PORT+1" in proc.stderr
     assert not root.exists()
 
@@ -429,7 +429,7 @@ def test_create_needs_the_work_plane_key(tmp_path: Path, fleets: dict[str, Path]
     (old_fleet / "workplane.key").unlink()
     proc = cli("bundle", "create", "--fleet", old_fleet, "--site", "s", "--out",
                tmp_path / "b", "--pyz-dir", pyz_dir, check=False)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert f"beemesh fleet workplane-key --out {old_fleet}" in proc.stderr
     assert not (tmp_path / "b").exists()
 
@@ -438,7 +438,7 @@ def test_verify_needs_a_trust_source(good_bundle: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "BEEMESH_FLEET"}
     proc = subprocess.run([*BEEMESH, "bundle", "verify", str(good_bundle)], capture_output=True,
                           text=True, env=env, cwd=REPO)
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert "needs a trust source" in proc.stderr and "Traceback" not in proc.stderr
 
 

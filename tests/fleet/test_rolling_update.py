@@ -167,8 +167,10 @@ def test_a_missing_image_draws_no_bids_and_apply_says_which(tmp_path: Path) -> N
         path.write_text(text)
         done = mesh.operator(mesh.agents["i1"].api, "apply", "-f", str(path), "--wait",
                              "--timeout", "15", timeout=60)
-        assert done.returncode == 1, done.stdout + done.stderr
+        assert done.returncode == 2, done.stdout + done.stderr  # nothing could be placed
         assert "localhost/beemesh/missing:1" in done.stderr, done.stderr
+        assert "waiting: " in done.stderr, done.stderr  # the reason, while it waited
+        assert "of 1 other machine(s) in view 1 fit" in done.stderr, done.stderr
         shown = mesh.operator(mesh.agents["i2"].api, "describe", "deployment/ghost")
         assert shown.returncode == 0, shown.stderr
         assert "Replica 0:   not running:" in shown.stdout, shown.stdout

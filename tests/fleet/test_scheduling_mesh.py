@@ -146,6 +146,43 @@ def wait_line(proc: subprocess.Popen, match: Any, timeout: float) -> str:
     return found[0]
 
 
+
+def test_exec_runs_where_the_pod_runs_and_returns_its_exit_code(mesh3: LocalMesh) -> None:
+    """`beemesh exec POD -- CMD` from m1 for a pod on another machine: that machine checks
+    the operator's signature, runs the command in the pod's container and keeps the command
+    in its audit trail; the CLI prints the output and exits with the command's exit code."""
+    m1 = mesh3.agents["m1"]
+    rows = pods(mesh3, "m1")
+    host, pod = next((r["machine"], r["pod"]) for r in rows if r["machine"] != m1.peer_id)
+    there = next(a for a in mesh3.agents.values() if a.peer_id == host)
+    done = mesh3.operator(m1.api, "exec", pod, "--", "cat", "/www/index.html")
+    assert done.returncode == 0, done.stderr
+    ctr = next(c for c in podman_pods(mesh3, there.name)[0]["Containers"]
+               if not c["Names"].endswith("-infra"))
+    direct = mesh3.podman(there.name).run("exec", ctr["Id"], "cat", "/www/index.html")
+    # the pod's own file, read on its own machine
+    assert done.stdout == direct.stdout and done.stdout.startswith("hello from"), done.stdout
+    done = mesh3.operator(m1.api, "exec", pod, "-c", "web", "--", "sh", "-c", "echo out; exit 7")
+    assert (done.returncode, done.stdout) == (7, "out\n"), (done.stdout, done.stderr)
+    entry = f"pod={pod} container=web command=sh -c 'echo out; exit 7'"
+    wait_for(lambda: entry in (there.state_dir / "audit.jsonl").read_text(), 10,
+             "the exec in the audit trail on disk (written behind)")
+    done = mesh3.operator(m1.api, "exec", pod, "-c", "nope", "--", "true")
+    assert done.returncode == 1 and "has no container 'nope'" in done.stderr, done.stderr
+    assert "its containers: web" in done.stderr
+    done = mesh3.operator(m1.api, "exec", "no-such-pod", "--", "true")
+    assert done.returncode == 1 and "no pod named no-such-pod" in done.stderr, done.stderr
+    done = mesh3.operator(m1.api, "exec", pod)
+    assert done.returncode == 1 and "give the command after `--`" in done.stderr, done.stderr
+    # Signed by another fleet's operator: refused by the machine, before anything runs.
+    other = there.state_dir.parent / "other-exec-fleet"
+    subprocess.run([*BEEMESH, "fleet", "init", "--out", str(other)], check=True,
+                   capture_output=True)
+    done = mesh3.operator(m1.api, "exec", pod, "--", "true", fleet=other)
+    assert done.returncode == 1 and "rejected (untrusted): ExecRequest" in done.stderr, \
+        done.stderr
+
+
 def test_events_watch_streams_new_events(mesh3: LocalMesh, tmp_path: Path) -> None:
     m2 = mesh3.agents["m2"]
     watcher = follow(mesh3, m2.api, "events", "--watch", "-o", "json")
@@ -275,8 +312,11 @@ def test_machines_that_do_not_fit_never_bid(mesh3: LocalMesh, tmp_path: Path) ->
     done = mesh3.operator(m3.api, "apply", "-f", str(write_pod(
         tmp_path, "armonly", selector={"kubernetes.io/arch": "arm64"})), "--wait",
         "--timeout", "6")
-    assert done.returncode == 1
-    assert "not deployed" in done.stderr and "no machine bid" in done.stderr
+    assert done.returncode == 2, done.stderr  # nothing could be placed
+    assert "could not be placed" in done.stderr and "no machine bid" in done.stderr
+    # It says why fleet-wide: the constraint and how many machines it rules out.
+    assert "of 2 other machine(s) in view 0 fit; 2 arch x86_64 != aarch64" in done.stderr, \
+        done.stderr
     assert {n: bids_sent(a) for n, a in mesh3.agents.items()} == before
     for a in mesh3.agents.values():
         notes = [e["text"] for e in a.get_json("events") if e["workload"] ==
@@ -292,7 +332,7 @@ def test_untrusted_and_invalid_applies_are_rejected(mesh3: LocalMesh, tmp_path: 
                    capture_output=True)
     done = mesh3.operator(m1.api, "apply", "-f", str(write_pod(tmp_path, "rogue")),
                     fleet=other)
-    assert done.returncode == 2
+    assert done.returncode == 1
     assert "apply rejected (untrusted)" in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -312,7 +352,7 @@ def test_untrusted_and_invalid_applies_are_rejected(mesh3: LocalMesh, tmp_path: 
     bad = tmp_path / "bad.yaml"
     bad.write_text(WEB.read_text().replace("memory: 64Mi", "memory: lots"))
     done = mesh3.operator(m1.api, "apply", "-f", str(bad))
-    assert done.returncode == 2
+    assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "memory" in done.stderr, done.stderr
     time.sleep(1)
     assert not [p for p in pods(mesh3, "m1") if p["workload"] == "pod/default/rogue"]

@@ -99,7 +99,7 @@ def run(
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
     err = proc.stderr.strip()
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in err, err
     assert len(err.splitlines()) == 1, err
     assert err.startswith("beemesh: error: "), err

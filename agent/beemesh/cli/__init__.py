@@ -1,9 +1,11 @@
 """`beemesh <command>`: the one entry point (also `python -m beemesh` and the .pyz).
 
 Heavy imports (libp2p, trio) happen only in the commands that need them, so `beemesh nodes`
-and `beemesh --version` answer quickly even on a Raspberry Pi. Exit codes: 0 done, 1 the
-thing waited for did not happen (`apply --wait`, `drain --wait`, a refused bundle, a logs
-error), 2 a usage or input error (one line naming the problem and the fix), 130 interrupted.
+and `beemesh --version` answer quickly even on a Raspberry Pi. Exit codes (as `nomad job run`'s):
+0 done; 1 an error: a usage or input error (one line naming the problem and the fix), a
+refused request or bundle, or a thing waited for that did not happen (`drain --wait`,
+`rollout status`); 2 nothing could be placed (`apply --wait` ended with a replica no machine
+took); 130 interrupted. `beemesh exec` exits with the command's own exit code.
 """
 
 from __future__ import annotations
@@ -11,17 +13,17 @@ from __future__ import annotations
 import os
 import sys
 
-from beemesh.cli.parser import build_parser
+from beemesh.cli.parser import parse
 from beemesh.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args))
     except UserError as e:
         print(f"beemesh: error: {e}", file=sys.stderr)
-        return 2
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `beemesh nodes | head`: the reader left, nothing to report

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,15 @@ from beemesh.api.client import call, stream_lines
 from beemesh.errors import UserError
 from beemesh.fleet import Fleet
 from beemesh.manifest import WorkloadSpec, load_manifest_file
-from beemesh.workloads.messages import CORDON, DELETE, DRAIN, LOGS_REQUEST, WORKLOAD
+from beemesh.workloads.messages import (
+    CORDON,
+    DELETE,
+    DRAIN,
+    EXEC_REQUEST,
+    LOGS_REQUEST,
+    MAX_EXEC_S,
+    WORKLOAD,
+)
 
 KIND_ALIASES = {"deployment": "deployment", "deploy": "deployment", "statefulset": "statefulset",
                 "sts": "statefulset", "pod": "pod", "po": "pod"}
@@ -48,13 +56,22 @@ def apply(api: Path, fleet_flag: Path | None, manifest: Path) -> list[dict[str, 
     return call(api, "POST", "/v1/apply", {"workloads": blobs})
 
 
-def wait_deployed(api: Path, tasks: list[dict[str, Any]], timeout: float) -> tuple[bool, str]:
-    """Poll the agent until every task is deployed; print progress as it changes."""
+# Exit codes of `apply --wait` (also in the CLI's module doc and the README).
+DEPLOYED, FAILED, UNPLACED = 0, 1, 2
+SURE_UNPLACEABLE_S = 15.0  # every machine ruled out this long: stop waiting (exit 2)
+
+
+def wait_deployed(api: Path, tasks: list[dict[str, Any]], timeout: float) -> tuple[int, str]:
+    """Poll the agent until every task is deployed; print progress as it changes and, while
+    a replica waits for a machine, why. (exit code, last line): DEPLOYED; UNPLACED when a
+    replica found no machine by the deadline, or sooner once every machine in view has been
+    ruled out for SURE_UNPLACEABLE_S."""
     pending = [t["task_id"] for t in tasks if t["state"] == "pending"]
     total = len(tasks)
     done_before = total - len(pending)
-    deadline = time.monotonic() + timeout
-    last = ""
+    start = time.monotonic()
+    ruled_out_since: float | None = None
+    last, last_why = "", ""
     while pending:
         states = call(api, "GET", "/v1/tasks?ids=" + ",".join(pending))
         deployed = [s for s in states if s["state"] == "deployed"]
@@ -64,18 +81,48 @@ def wait_deployed(api: Path, tasks: list[dict[str, Any]], timeout: float) -> tup
                                  for s in deployed), file=sys.stderr, flush=True)
             last = line
         done_before += len(deployed)
-        pending = [s["task_id"] for s in states if s["state"] != "deployed"]
+        waiting = [s for s in states if s["state"] != "deployed"]
+        pending = [s["task_id"] for s in waiting]
         if not pending:
             break
-        if time.monotonic() > deadline:
-            reasons = {s.get("reason") or "no machine bid" + (
-                f" (this one: {s['ineligible_here']})" if s.get("ineligible_here") else
-                " (check arch, nodeSelector, free capacity, images and `beemesh events`)")
-                for s in states}
-            return False, f"{len(pending)} replica(s) not deployed after {timeout:.0f} s: " + \
-                "; ".join(sorted(reasons))
+        now = time.monotonic()
+        why = "; ".join(sorted({waiting_reason(s) for s in waiting}))
+        if why != last_why and now - start >= 3:
+            print(f"  waiting: {why}", file=sys.stderr, flush=True)
+            last_why = why
+        ruled_out_since = (ruled_out_since or now) if all(map(ruled_out, waiting)) else None
+        sure = ruled_out_since is not None and now - ruled_out_since >= SURE_UNPLACEABLE_S
+        if sure or now - start > timeout:
+            after = f"{now - start:.0f} s" if sure else f"{timeout:.0f} s"
+            return UNPLACED, (f"{len(pending)} replica(s) could not be placed after {after}: "
+                              f"{why}")
         time.sleep(0.5)
-    return True, f"all {total} replicas deployed"
+    return DEPLOYED, f"all {total} replicas deployed"
+
+
+def waiting_reason(status: dict[str, Any]) -> str:
+    """Why a replica has no machine yet, from a `/v1/tasks` row: the last failure if one
+    failed it, else which machines the constraints rule out, and this machine's reason."""
+    name = f"{status.get('workload', '?')}[{status.get('replica', '?')}]"
+    if status.get("reason"):
+        return f"{name}: last failure: {status['reason']}"
+    fleet = status.get("fleet") or {}
+    parts = [f"{name}: no machine bid yet"]
+    if fleet:
+        machines, fit = fleet.get("machines", 0), fleet.get("fit", 0)
+        text = f"of {machines} other machine(s) in view {fit} fit" if machines else \
+            "no other machine in view"
+        parts.append(text + "".join(f"; {n} {r}" for r, n in fleet.get("refusals", [])))
+    if status.get("ineligible_here"):
+        parts.append(f"this machine: {status['ineligible_here']}")
+    return " — ".join(parts)
+
+
+def ruled_out(status: dict[str, Any]) -> bool:
+    """Every machine in view (this one too) cannot run this replica, as far as is known."""
+    fleet = status.get("fleet") or {}
+    return bool(status.get("ineligible_here")) and not status.get("reason") and \
+        fleet.get("fit", 1) == 0
 
 
 def workload_id(name: str, namespace: str, kind: str = "deployment") -> str:
@@ -146,18 +193,48 @@ def wait_drained(api: Path, machine: str, timeout: float) -> tuple[bool, str]:
 def logs(api: Path, fleet_flag: Path | None, pod: str, follow: bool) -> int:
     """Print a pod's log lines; exit status 1 if the agent reports an error."""
     request = sign(fleet_flag, LOGS_REQUEST.name, {"pod": pod, "follow": follow})
-    for raw in stream_lines(api, "POST", "/v1/logs", {"request": request}):
+    for item in pod_answer(api, "/v1/logs", request):
+        if "error" in item:
+            print(f"beemesh: error: {item['error']}", file=sys.stderr)
+            return 1
+        print(item["line"], flush=True)
+    return 0
+
+
+def exec_in(api: Path, fleet_flag: Path | None, pod: str, container: str, argv: list[str],
+            timeout_s: int) -> int:
+    """Run argv in a pod wherever it runs and print its output; the command's exit code, or
+    1 with the reason if it could not be run."""
+    if not argv:
+        raise UserError("give the command after `--`, e.g. `beemesh exec web-0 -- ls /`")
+    if not 1 <= timeout_s <= MAX_EXEC_S:
+        raise UserError(f"--timeout must be 1 to {MAX_EXEC_S} seconds")
+    request = sign(fleet_flag, EXEC_REQUEST.name, {"pod": pod, "container": container,
+                                                   "argv": argv, "timeout_s": timeout_s})
+    for item in pod_answer(api, "/v1/exec", request):
+        if "error" in item:
+            print(f"beemesh: error: {item['error']}", file=sys.stderr)
+            return 1
+        if "output" in item:
+            sys.stdout.write(str(item["output"]))
+            sys.stdout.flush()
+        if "exit" in item:
+            return int(item["exit"])
+    print("beemesh: error: the agent ended the answer without the command's exit code; "
+          "see `beemesh events` on the machine that runs the pod", file=sys.stderr)
+    return 1
+
+
+def pod_answer(api: Path, target: str, request: str) -> Iterator[dict[str, Any]]:
+    """The JSON lines of the agent's answer to a signed pod request (logs, exec)."""
+    for raw in stream_lines(api, "POST", target, {"request": request}):
         if not raw.strip():
             continue
         try:
             item = json.loads(raw)
         except ValueError:
             item = {"error": raw.removeprefix("error: ")}
-        if "error" in item:
-            print(f"beemesh: error: {item['error']}", file=sys.stderr)
-            return 1
-        print(item["line"], flush=True)
-    return 0
+        yield item if isinstance(item, dict) else {"error": f"unexpected answer {raw[:80]!r}"}
 
 
 def signed_spec(api: Path, fleet_flag: Path | None, wid: str,

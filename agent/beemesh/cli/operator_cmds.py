@@ -1,6 +1,6 @@
 """Commands that talk to the local agent's API: what it knows (`nodes`, `status`, `get`,
 `events`, `metrics`) and what the operator asks of the fleet (`apply`, `delete`, `cordon`,
-`drain`, `logs`), signed by `operator_client` with the operator key."""
+`drain`, `logs`, `exec`), signed by `operator_client` with the operator key."""
 
 from __future__ import annotations
 
@@ -58,9 +58,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     emit(tasks, TASK_COLUMNS, args.output)
     if not args.wait:
         return 0
-    ok, message = client.wait_deployed(api, tasks, args.timeout)
+    code, message = client.wait_deployed(api, tasks, args.timeout)
     print(message, file=sys.stderr)
-    return 0 if ok else 1
+    return code
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -125,6 +125,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
     from beemesh.cli import operator_client as client
 
     return client.logs(api_path(args.api), args.fleet, args.pod, args.follow)
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    from beemesh.api.client import api_path
+    from beemesh.cli import operator_client as client
+
+    return client.exec_in(api_path(args.api), args.fleet, args.pod, args.container,
+                          list(args.cmd), args.timeout)
 
 
 def cmd_events(args: argparse.Namespace) -> int:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 from beemesh import __version__
 from beemesh.cli.admission_cmds import (
@@ -28,6 +30,7 @@ from beemesh.cli.operator_cmds import (
     cmd_delete,
     cmd_drain,
     cmd_events,
+    cmd_exec,
     cmd_get,
     cmd_logs,
     cmd_metrics,
@@ -48,8 +51,16 @@ from beemesh.output import OUTPUTS
 
 DESCRIPTION = "beemesh: a decentralized orchestrator for edge and IoT fleets"
 
+class Parser(argparse.ArgumentParser):
+    """argparse with exit code 1 for usage errors (2 means "nothing could be placed")."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="beemesh", description=DESCRIPTION)
+    p = Parser(prog="beemesh", description=DESCRIPTION)
     p.add_argument("--version", action="version", version=f"beemesh {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -184,6 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--api", help="agent API socket (default: $BEEMESH_API)")
     sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")
     sp.set_defaults(func=cmd_logs)
+    sp = sub.add_parser("exec", help="run a command in a pod, on whichever machine runs it "
+                        "(not interactive: its output when it ends, and its exit code)",
+                        usage="beemesh exec POD [-c CONTAINER] [--timeout S] -- CMD [ARG...]")
+    sp.add_argument("pod", help="pod name as in `beemesh get pods` (e.g. web-0)")
+    sp.add_argument("-c", "--container", default="",
+                    help="container name from the manifest (default: the pod's first)")
+    sp.add_argument("--timeout", type=int, default=60, metavar="S",
+                    help="stop waiting after S seconds (default 60, at most 3600)")
+    sp.add_argument("--api", help="agent API socket (default: $BEEMESH_API)")
+    sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")
+    sp.set_defaults(func=cmd_exec, cmd=[])  # the words after `--` (`parse`)
     sp = with_api(sub.add_parser("events", help="what this agent saw (scheduling, runtime)"))
     sp.add_argument("--watch", "-w", action="store_true")
     sp.set_defaults(func=cmd_events)
@@ -310,4 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_demo)
     return p
 
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """`build_parser().parse_args`, except that `beemesh exec POD ... -- CMD ARGS` keeps every
+    word after the first `--` as the command (argparse would read `-c` in it as a flag)."""
+    parser = build_parser()
+    if "--" in argv:
+        i = argv.index("--")
+        args = parser.parse_args(argv[:i])
+        if args.command == "exec":
+            args.cmd = argv[i + 1:]
+            return args
+    return parser.parse_args(argv)
 

@@ -28,8 +28,8 @@ from beemesh.machine.audit_log import AuditLog
 from beemesh.machine.deleting import Deleter
 from beemesh.machine.exchange import ManifestExchange
 from beemesh.machine.inbound import TOPIC_KINDS, Drops, Inbound, PlaneGuard
-from beemesh.machine.logs import Logs
 from beemesh.machine.persistence import Persister
+from beemesh.machine.pod_access import PodAccess
 from beemesh.machine.pods import Pods
 from beemesh.machine.requests import OperatorRequests
 from beemesh.machine.routes import AgentApi
@@ -56,7 +56,14 @@ from beemesh.scheduling.driver import AuctionDriver
 from beemesh.scheduling.leases import LEASE_NS, LeaseValidator
 from beemesh.scheduling.messages import LEASE
 from beemesh.topics import TOPIC_EVENTS
-from beemesh.workloads.messages import CORDON, DELETE, DRAIN, LOGS_REQUEST, WORKLOAD
+from beemesh.workloads.messages import (
+    CORDON,
+    DELETE,
+    DRAIN,
+    EXEC_REQUEST,
+    LOGS_REQUEST,
+    WORKLOAD,
+)
 from beemesh.workloads.store import WorkloadStore
 
 log = logging.getLogger("beemesh.agent")
@@ -157,16 +164,16 @@ class Agent:
             workloads=workloads,
             requests=self.verifier_for({k.name: k for k in (DELETE, CORDON, DRAIN, REVOKE)}),
             audit=self.audit.accepted)
-        self.logs = Logs(node=self.node, mesh=self.mesh,
-                         verifier=self.verifier_for({LOGS_REQUEST.name: LOGS_REQUEST}),
-                         machines_running=self.pods.machines_running,
-                         audit=self.audit.accepted)
+        self.pod_access = PodAccess(
+            node=self.node, mesh=self.mesh,
+            verifier=self.verifier_for({k.name: k for k in (LOGS_REQUEST, EXEC_REQUEST)}),
+            machines_running=self.pods.machines_running, audit=self.audit.accepted)
         self.api = ApiServer(cfg.api_socket)
         AgentApi(self.api, machine=self.machine, mesh=self.mesh, view=self.view,
                  membership=self.membership, lateness=self.lateness, node=self.node,
                  persister=self.persister, admission=self.admission,
                  driver=self.driver, requests=self.requests, pods=self.pods, link=self.link,
-                 logs=self.logs, events=self.events, metrics=self.metrics)
+                 pod_access=self.pod_access, events=self.events, metrics=self.metrics)
 
     def verifier_for(self, kinds: dict[str, wire.Kind]) -> wire.Verifier:
         """Verifiers share one replay cache and the fleet's operator trust list."""

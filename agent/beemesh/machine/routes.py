@@ -15,8 +15,8 @@ import trio
 from beemesh import __version__
 from beemesh.api.server import ApiError, ApiServer, Request, Response
 from beemesh.events import EventLog
-from beemesh.machine.logs import Logs
 from beemesh.machine.persistence import Persister
+from beemesh.machine.pod_access import PodAccess
 from beemesh.machine.pods import Pods, workload_rows
 from beemesh.machine.requests import OperatorRequests
 from beemesh.machine.workplane_link import WorkPlaneLink
@@ -41,7 +41,7 @@ class AgentApi:
                  membership: Membership, lateness: Lateness, node: LocalNode,
                  persister: Persister, admission: Admission,
                  driver: AuctionDriver, requests: OperatorRequests, pods: Pods,
-                 link: WorkPlaneLink | None, logs: Logs, events: EventLog,
+                 link: WorkPlaneLink | None, pod_access: PodAccess, events: EventLog,
                  metrics: Metrics) -> None:
         self.machine = machine
         self.mesh = mesh
@@ -55,7 +55,7 @@ class AgentApi:
         self.requests = requests
         self.pods = pods
         self.link = link
-        self.logs = logs
+        self.pod_access = pod_access
         self.events = events
         self.metrics = metrics
         for method, path, handler in (
@@ -66,7 +66,8 @@ class AgentApi:
                 ("POST", "/v1/revoke", self._revoke),
                 ("GET", "/v1/endpoints", self._endpoints), ("GET", "/v1/tasks", self._tasks),
                 ("GET", "/v1/pods", self._pods), ("GET", "/v1/events", self._events),
-                ("POST", "/v1/logs", self._logs), ("GET", "/v1/workloads", self._workloads),
+                ("POST", "/v1/logs", self._pod_request),
+                ("POST", "/v1/exec", self._pod_request), ("GET", "/v1/workloads", self._workloads),
                 ("GET", "/v1/workloads/manifest", self._manifest),
                 ("GET", "/v1/workloads/history", self._history)):
             server.route(method, path, handler)
@@ -189,9 +190,10 @@ class AgentApi:
         return Response(200, {"last": self.events.last_seq,
                               "events": [e.to_dict() for e in self.events.since(after)]})
 
-    async def _logs(self, req: Request) -> Response:
+    async def _pod_request(self, req: Request) -> Response:
+        """`logs` and `exec`: the signed request says which (the pod access checks it)."""
         blob = _b64((req.json() or {}).get("request", ""))
-        return Response(200, stream=self.logs.lines(blob, forwarded=False),
+        return Response(200, stream=self.pod_access.answer(blob, forwarded=False),
                         content_type="application/x-ndjson")
 
     async def _metrics_json(self, _req: Request) -> Response:

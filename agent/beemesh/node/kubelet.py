@@ -132,7 +132,7 @@ class Kubelet:
                     tracked.address = None
 
             def run_exec() -> int:
-                return self.node.exec_in(name, container, list(spec.command), spec.timeout_s)
+                return self.node.exec_in(name, container, list(spec.command), spec.timeout_s)[0]
 
             was_ready = tracked.health.ready
             outcome = await run_probe(spec, tracked.address, run_exec)

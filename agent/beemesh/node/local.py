@@ -237,9 +237,10 @@ class LocalNode:
         return await trio.to_thread.run_sync(self.runtime.pod_address, pod_name)
 
     def exec_in(self, pod_name: str, container: str, argv: list[str],
-                timeout_s: float) -> int:
-        """Exit code of a command in a container (exec probes; blocks: call it in a thread)."""
-        return self.runtime.exec_in(pod_name, container, argv, timeout_s)[0]
+                timeout_s: float) -> tuple[int, str]:
+        """(exit code, output) of a command in a container (exec probes, `beemesh exec`;
+        blocks: call it in a thread)."""
+        return self.runtime.exec_in(pod_name, container, argv, timeout_s)
 
     def logs(self, pod_name: str, follow: bool) -> Iterator[str]:
         """The pod's log lines (blocks: drive it from a thread)."""

@@ -41,6 +41,7 @@ from beemesh.runtime import PodInfo
 from beemesh.scheduling import actions as a
 from beemesh.scheduling.auction import Auctioneer, Params
 from beemesh.scheduling.bounds import Claims, bid_refusal
+from beemesh.scheduling.explain import fleet_fit
 from beemesh.scheduling.leases import lease_key
 from beemesh.scheduling.messages import (
     BID,
@@ -169,16 +170,21 @@ class AuctionDriver:
     def task_statuses(self, ids: list[str]) -> list[dict[str, Any]]:
         """Rows of `/v1/tasks` (what `apply --wait` follows)."""
         out: list[dict[str, Any]] = []
+        now = time.time()
+        others = [e.record for e in self.view.entries(now) if e.peer_id != self.machine]
         for tid in ids:
             task, status = self.tasks.get(tid), self.auction.status(tid)
             if task is None or status is None:
                 out.append({"task_id": tid, "state": "unknown"})
                 continue
+            pending = status.state != "deployed"
             out.append({"task_id": tid, "workload": task.workload_id, "replica": task.ordinal,
                         "state": status.state, "machine": status.machine,
-                        "pod": task.pod if status.state == "deployed" else "",
+                        "pod": task.pod if not pending else "",
                         "reason": status.reason, "failures": list(status.failures),
-                        "ineligible_here": status.ineligible_here})
+                        "ineligible_here": status.ineligible_here,
+                        "fleet": fleet_fit(task.request(), others).to_dict() if pending else
+                        None})
         return out
 
     def deployed_replicas(self) -> set[tuple[str, int]]:

@@ -31,6 +31,7 @@ ACTIONS: dict[str, str] = {
     "Cordon": "cordon",
     "Drain": "drain",
     "LogsRequest": "logs",
+    "ExecRequest": "exec",
     "Revoke": "revoke",
 }
 

@@ -25,6 +25,11 @@ RELAYED_DELETE = wire.Kind("RelayedDelete", wire.MACHINE, schema.Struct(
     required={"origin": str, "delete": bytes}), names_signer="origin")
 LOGS_REQUEST = wire.Kind("LogsRequest", wire.OPERATOR, schema.Struct(
     required={"pod": str, "follow": bool}))
+MAX_EXEC_S = 3600
+EXEC_REQUEST = wire.Kind("ExecRequest", wire.OPERATOR, schema.Struct(
+    required={"pod": str, "container": str,  # "": the pod's first container
+              "argv": schema.ListOf(str, max_len=256),
+              "timeout_s": schema.Int(1, MAX_EXEC_S)}))
 
 
 def check_workload(data: bytes, env: wire.Envelope) -> WorkloadSpec:

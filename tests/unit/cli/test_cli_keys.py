@@ -354,7 +354,7 @@ def test_version() -> None:
 
 def test_no_command_is_usage_error() -> None:
     proc = beemesh()
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert "usage: beemesh" in proc.stderr
     assert "Traceback" not in proc.stderr
 

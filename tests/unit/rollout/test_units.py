@@ -199,7 +199,7 @@ def test_render_commands_refuse_bad_input_in_one_line(args: list[str], says: str
                 "render-unit": ["--pyz=/b.pyz", "--config=/a.toml", "--state-dir=/s"]}
     proc = beemesh_cli("rollout", args[0], *required[args[0]], *args[1:])
     err = proc.stderr.decode()
-    assert proc.returncode == 2 and proc.stdout == b"", err
+    assert proc.returncode == 1 and proc.stdout == b"", err
     assert len(err.splitlines()) == 1 and says in err and err.startswith("beemesh: error: ")
 
 
