@@ -46,6 +46,15 @@ def emit(rows: Any, columns: Sequence[Column], fmt: str, empty: str = "",
         print(table(rows, [*columns, *wide] if fmt == "wide" else columns))
 
 
+def report(result: dict[str, Any], text: str, fmt: str) -> None:
+    """What a command that changes something did: `text` for people (table and wide), or
+    `result` as JSON or YAML, like a listing's rows."""
+    if fmt in ("json", "yaml"):
+        emit(result, [], fmt)
+    else:
+        print(text)
+
+
 OUTPUTS = ["table", "wide", "json", "yaml"]
 
 
@@ -54,9 +63,15 @@ NODE_COLUMNS = [
     ("arch", lambda r: r["arch"]),
     ("cpu", lambda r: f"{r['cpu']:g}"),
     ("memory", lambda r: human_bytes(r["memory"])),
-    ("status", lambda r: "cordoned" if r["cordoned"] else "ready"),
+    ("status", lambda r: "draining" if r.get("draining") else
+     "cordoned" if r["cordoned"] else "ready"),
     ("labels", lambda r: ",".join(f"{k}={v}" for k, v in sorted(r["labels"].items())) or "-"),
     ("age", lambda r: f"{r['age_s']:.0f}s"),
+]
+NODE_WIDE = [
+    ("free memory", lambda r: human_bytes(r["memory_available"])),
+    ("pods", lambda r: r["pods"]),
+    ("addresses", lambda r: ",".join(r["addrs"]) or "-"),
 ]
 
 
@@ -74,6 +89,10 @@ POD_COLUMNS = [
     ("state", lambda r: r["state"] + (" (retiring)" if r.get("retiring") else "")),
     ("ready", lambda r: "yes" if r.get("ready") else "no"),
     ("age", lambda r: f"{r['age_s']}s"),
+]
+POD_WIDE = [
+    ("template", lambda r: r.get("template") or "-"),
+    ("task", lambda r: r["task"]),
 ]
 ENDPOINT_COLUMNS = [
     ("workload", lambda r: r["workload"]),

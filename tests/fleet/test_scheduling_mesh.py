@@ -358,6 +358,80 @@ def test_untrusted_and_invalid_applies_are_rejected(mesh3: LocalMesh, tmp_path: 
     assert not [p for p in pods(mesh3, "m1") if p["workload"] == "pod/default/rogue"]
 
 
+JSON_DEPLOY = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: jsonweb}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: jsonweb}}
+  template:
+    metadata: {labels: {app: jsonweb}}
+    spec:
+      containers:
+      - name: main
+        image: localhost/beemesh/busybox:latest
+        command: ["sleep", "3600"]
+        resources: {requests: {cpu: 10m, memory: 16Mi}}
+"""
+
+
+def test_every_verb_answers_in_json(mesh3: LocalMesh, tmp_path: Path) -> None:
+    """Every command that takes -o prints one JSON document with -o json (a listing's rows,
+    or what a change did), and YAML with -o yaml; -o wide adds columns to a listing."""
+    m1, m3 = mesh3.agents["m1"], mesh3.agents["m3"]
+    path = tmp_path / "jsonweb.yaml"
+    path.write_text(JSON_DEPLOY)
+    spare = tmp_path / "spare"
+    subprocess.run([*BEEMESH, "init", "--state-dir", str(spare)], check=True, capture_output=True)
+    spare_id = subprocess.run([*BEEMESH, "id", "--state-dir", str(spare)], check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    def as_json(*args: str, code: int = 0) -> Any:
+        done = mesh3.operator(m1.api, *args, "-o", "json", timeout=150)
+        assert done.returncode == code, (args, done.stdout, done.stderr)
+        return json.loads(done.stdout)
+
+    tasks = as_json("apply", "-f", str(path), "--wait", "--timeout", "60")
+    assert [t["workload"] for t in tasks] == ["deployment/default/jsonweb"]
+    wid = "deployment/default/jsonweb"
+    wait_for(lambda: any(r["workload"] == wid and r["ready"]
+                         for r in as_json("get", "pods")), 30, "jsonweb ready")
+    assert {n["peer_id"] for n in as_json("nodes")} == {a.peer_id for a in mesh3.agents.values()}
+    assert {n["peer_id"] for n in as_json("get", "nodes")} == \
+        {a.peer_id for a in mesh3.agents.values()}
+    assert as_json("status")["peer_id"] == m1.peer_id
+    assert "bids" in as_json("metrics")
+    assert isinstance(as_json("events"), list)
+    assert isinstance(as_json("get", "endpoints", "jsonweb"), list)
+    assert [r["workload"] for r in as_json("get", "deploy", "jsonweb")] == [wid]
+    assert wid in [r["workload"] for r in as_json("get", "workloads")]
+    assert as_json("describe", "deploy/jsonweb")["workload"]["workload"] == wid
+    assert as_json("describe", "pod", "jsonweb-0")["pods"][0]["pod"] == "jsonweb-0"
+    assert as_json("rollout", "status", "jsonweb")["state"] == "complete"
+    assert as_json("scale", "jsonweb", "--replicas", "1") == {"workload": wid, "replicas": 1}
+    assert as_json("rollout", "restart", "jsonweb")["workload"] == wid
+    wait_for(lambda: len(as_json("rollout", "history", "jsonweb")) == 2, 30,
+             "the restart in the history")
+    assert as_json("rollout", "undo", "jsonweb")["revision"] == 1
+    assert as_json("cordon", m3.peer_id) == {"machine": m3.peer_id, "cordoned": True}
+    assert as_json("uncordon", m3.peer_id)["cordoned"] is False
+    # (The module's last test: m3's web replica has nowhere to go, hostPort 18080 is taken
+    # on the others, so the drain only starts.)
+    assert as_json("drain", m3.peer_id, "--grace", "1")["machine"] == m3.peer_id
+    assert as_json("revoke", spare_id)["peer_id"] == spare_id
+    assert as_json("delete", "deployment", "jsonweb")["workload"] == wid
+    # -o yaml and -o wide
+    import yaml
+
+    done = mesh3.operator(m1.api, "get", "pods", "-o", "yaml")
+    assert isinstance(yaml.safe_load(done.stdout), list), done.stdout
+    wide = mesh3.operator(m1.api, "get", "nodes", "-o", "wide").stdout.splitlines()[0]
+    assert "FREE MEMORY" in wide and "ADDRESSES" in wide, wide
+    wide = mesh3.operator(m1.api, "get", "pods", "-o", "wide").stdout.splitlines()[0]
+    assert "TEMPLATE" in wide and "TASK" in wide, wide
+
+
 def test_winner_killed_before_deploying_is_replaced(tmp_path: Path) -> None:
     mesh = LocalMesh.create(tmp_path)
     slow = tmp_path / "slow.toml"

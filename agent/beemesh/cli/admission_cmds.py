@@ -117,15 +117,17 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     from beemesh.api.client import api_path, call
     from beemesh.cli.operator_client import fleet_dir, sign
     from beemesh.membership.admission import REVOKE
+    from beemesh.output import report
 
     peer = _peer(args.peer_id)
     body = {"peer_id": peer, **({"reason": args.reason} if args.reason else {})}
     request = sign(args.fleet, REVOKE.name, body)
     call(api_path(args.api), "POST", "/v1/revoke", {"request": request})
     kept = _keep_revocation(fleet_dir(args.fleet), base64.b64decode(request))
-    print(f"{peer} revoked: every agent drops it and refuses its messages and connections; "
-          f"its replicas are placed elsewhere. Kept in {kept}, which bundles carry to "
-          "machines that are offline now")
+    report({"peer_id": peer, "revoked": True, "kept_in": str(kept)},
+           f"{peer} revoked: every agent drops it and refuses its messages and connections; "
+           f"its replicas are placed elsewhere. Kept in {kept}, which bundles carry to "
+           "machines that are offline now", args.output)
     return 0
 
 

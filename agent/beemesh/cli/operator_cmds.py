@@ -13,9 +13,12 @@ from beemesh.output import (
     ENDPOINT_COLUMNS,
     EVENT_COLUMNS,
     NODE_COLUMNS,
+    NODE_WIDE,
     POD_COLUMNS,
+    POD_WIDE,
     TASK_COLUMNS,
     emit,
+    report,
     table,
 )
 
@@ -24,7 +27,7 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     from beemesh.api.client import api_path, call
 
     emit(call(api_path(args.api), "GET", "/v1/nodes"), NODE_COLUMNS, args.output,
-         empty="no machines known yet")
+         empty="no machines known yet", wide=NODE_WIDE)
     return 0
 
 
@@ -68,7 +71,8 @@ def cmd_get(args: argparse.Namespace) -> int:
 
     api = api_path(args.api)
     if args.what in ("pods", "pod", "po"):
-        emit(call(api, "GET", "/v1/pods"), POD_COLUMNS, args.output, empty="no pods")
+        emit(call(api, "GET", "/v1/pods"), POD_COLUMNS, args.output, empty="no pods",
+             wide=POD_WIDE)
     elif args.what in WORKLOAD_WORDS:
         get_workloads(api, args.what, args.name, args.namespace, args.output)
     elif args.what in ("endpoints", "endpoint", "ep"):
@@ -83,7 +87,7 @@ def cmd_get(args: argparse.Namespace) -> int:
              empty="no service records" + (f" for {args.name}" if args.name else ""))
     else:
         emit(call(api, "GET", "/v1/nodes"), NODE_COLUMNS, args.output,
-             empty="no machines known yet")
+             empty="no machines known yet", wide=NODE_WIDE)
     return 0
 
 
@@ -93,7 +97,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
     result = client.delete(api_path(args.api), args.fleet, args.kind, args.name,
                              args.namespace)
-    print(f"{result['workload']} deleted ({result['replicas']} replica(s) being removed)")
+    report(result, f"{result['workload']} deleted ({result['replicas']} replica(s) being "
+           "removed)", args.output)
     return 0
 
 
@@ -102,7 +107,8 @@ def cmd_cordon(args: argparse.Namespace) -> int:
     from beemesh.cli import operator_client as client
 
     result = client.cordon(api_path(args.api), args.fleet, args.machine, args.cordon)
-    print(f"{result['machine']} {'cordoned' if result['cordoned'] else 'uncordoned'}")
+    report(result, f"{result['machine']} {'cordoned' if result['cordoned'] else 'uncordoned'}",
+           args.output)
     return 0
 
 
@@ -113,10 +119,13 @@ def cmd_drain(args: argparse.Namespace) -> int:
     api = api_path(args.api)
     result = client.drain(api, args.fleet, args.machine, args.grace)
     print(f"draining {result['machine']}: {result['replicas']} replica(s) to move", file=sys.stderr)
-    if not args.wait:
-        return 0
-    ok, message = client.wait_drained(api, result["machine"], args.timeout)
-    print(message, file=sys.stderr)
+    ok = True
+    if args.wait:
+        ok, message = client.wait_drained(api, result["machine"], args.timeout)
+        print(message, file=sys.stderr)
+        result = {**result, "drained": ok}
+    if args.output in ("json", "yaml"):
+        emit(result, [], args.output)
     return 0 if ok else 1
 
 

@@ -158,27 +158,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")
     sp.set_defaults(func=cmd_delete)
     for verb, value in (("cordon", True), ("uncordon", False)):
-        sp = sub.add_parser(verb, help="stop placing new replicas on a machine" if value else
-                            "let a cordoned machine take new replicas again")
+        sp = with_api(sub.add_parser(verb, help="stop placing new replicas on a machine" if
+                                     value else "let a cordoned machine take new replicas again"))
         sp.add_argument("machine", metavar="NODE", help="a machine: its Peer ID, or a unique "
                         "prefix/suffix of one")
-        sp.add_argument("--api", help="agent API socket (default: $BEEMESH_API)")
         sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")
         sp.set_defaults(func=cmd_cordon, cordon=value)
-    sp = sub.add_parser("drain", help="move every replica off a machine (replacements first) "
-                        "and cordon it")
+    sp = with_api(sub.add_parser("drain", help="move every replica off a machine "
+                                 "(replacements first) and cordon it"))
     sp.add_argument("machine", metavar="NODE", help="a machine: its Peer ID, or a unique "
                     "prefix/suffix of one")
     sp.add_argument("--grace", type=int, default=30, help="seconds each replica gets to stop")
     sp.add_argument("--wait", action="store_true", help="wait until no replica runs there")
     sp.add_argument("--timeout", type=float, default=300.0)
-    sp.add_argument("--api", help="agent API socket (default: $BEEMESH_API)")
     sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")
     sp.set_defaults(func=cmd_drain)
-    sp = sub.add_parser("revoke", help="revoke a machine: every agent drops it for good")
+    sp = with_api(sub.add_parser("revoke", help="revoke a machine: every agent drops it for "
+                                 "good"))
     sp.add_argument("peer_id", metavar="PEER_ID", help="the machine's full Peer ID")
     sp.add_argument("--reason", help="recorded with the revocation (e.g. stolen)")
-    sp.add_argument("--api", help="agent API socket (default: $BEEMESH_API)")
     sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")
     sp.set_defaults(func=cmd_revoke)
     sp = sub.add_parser("workplane", help="the work plane (started by the agent, not by hand)")

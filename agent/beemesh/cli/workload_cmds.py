@@ -23,6 +23,7 @@ from beemesh.output import (
     WORKLOAD_COLUMNS,
     WORKLOAD_WIDE,
     emit,
+    report,
     table,
 )
 
@@ -73,7 +74,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
         raise UserError("a Pod has exactly one replica; scale a Deployment or StatefulSet")
     client.reapply(api_path(args.api), args.fleet, wid,
                    lambda spec: dataclasses.replace(spec, replicas=args.replicas))
-    print(f"{wid} scaled to {args.replicas}")
+    report({"workload": wid, "replicas": args.replicas}, f"{wid} scaled to {args.replicas}",
+           args.output)
     return 0
 
 
@@ -85,7 +87,8 @@ def cmd_rollout_restart(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     client.reapply(api_path(args.api), args.fleet, wid,
                    lambda spec: dataclasses.replace(spec, restarted_at=stamp))
-    print(f"{wid} restarted (template annotation restartedAt={stamp})")
+    report({"workload": wid, "restarted_at": stamp},
+           f"{wid} restarted (template annotation restartedAt={stamp})", args.output)
     return 0
 
 
@@ -102,24 +105,33 @@ def cmd_rollout_status(args: argparse.Namespace) -> int:
     while True:
         row = workload_row(api, wid)
         if row["state"] == "complete":
-            print(f'{wid} successfully rolled out ({row["desired"]} replica(s) on template '
-                  f'{row["template"]})')
+            report(row, f'{wid} successfully rolled out ({row["desired"]} replica(s) on '
+                   f'template {row["template"]})', args.output)
             return 0
         if row["state"] == "stalled":
-            print(f"error: {wid}: {row['reason']}", file=sys.stderr)
-            return 1
+            return _rollout_failed(row, f"error: {wid}: {row['reason']}", args.output)
         line = (f"Waiting for {wid} rollout to finish: {row['up_to_date']} of "
                 f"{row['desired']} updated, {row['ready']} ready"
                 + (f" ({row['reason']})" if row["reason"] else ""))
         if line != last:
             print(line, file=sys.stderr, flush=True)
             last = line
-        if not args.watch or time.monotonic() > deadline:
-            if args.watch:
-                print(f"error: {wid}: rollout not finished after {args.timeout:.0f} s",
-                      file=sys.stderr)
-            return 1
+        if not args.watch:
+            return _rollout_failed(row, "", args.output)
+        if time.monotonic() > deadline:
+            return _rollout_failed(row, f"error: {wid}: rollout not finished after "
+                                   f"{args.timeout:.0f} s", args.output)
         time.sleep(1)
+
+
+def _rollout_failed(row: dict[str, Any], why: str, fmt: str) -> int:
+    """`rollout status` did not see the rollout complete: the reason on stderr, the row on
+    stdout for -o json|yaml; exit 1."""
+    if why:
+        print(why, file=sys.stderr)
+    if fmt in ("json", "yaml"):
+        emit(row, [], fmt)
+    return 1
 
 
 def cmd_rollout_history(args: argparse.Namespace) -> int:
@@ -154,7 +166,9 @@ def cmd_rollout_undo(args: argparse.Namespace) -> int:
     replicas = client.signed_spec(api, args.fleet, wid).replicas
     client.reapply(api, args.fleet, wid,
                    lambda spec: dataclasses.replace(spec, replicas=replicas), revision=to)
-    print(f"{wid} rolled back to revision {to} (template {history[to - 1]['template']})")
+    report({"workload": wid, "revision": to, "template": history[to - 1]["template"]},
+           f"{wid} rolled back to revision {to} (template {history[to - 1]['template']})",
+           args.output)
     return 0
 
 
@@ -208,7 +222,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
             raise UserError(f"no pod {args.name} known to this agent; see `beemesh get pods`")
         tasks = {p["task"] for p in mine}
         related = [e for e in events if e["task"] in tasks or args.name in e["text"]]
-        out: dict[str, Any] = {"pod": mine, "events": related}
+        out: dict[str, Any] = {"pods": mine, "events": related}
         text = describe(None, mine, related, args.name)
     else:
         wid = workload_id(args.kind if args.name is None else f"{args.kind}/{args.name}",

@@ -188,6 +188,8 @@ class MachineEntry:
             "labels": dict(rec.labels),
             "addrs": list(rec.addrs),
             "cordoned": rec.cordoned,
+            "draining": rec.draining,
+            "pods": len(rec.pods),
             "age_s": round(max(0.0, now - self.ts), 1),
             "expires_in_s": round(max(0.0, self.expires_at - now), 1),
             "self": self.peer_id == self_id,
