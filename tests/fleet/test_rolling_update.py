@@ -151,6 +151,93 @@ def test_rolling_update_scale_and_restart(mesh3: LocalMesh, tmp_path: Path) -> N
     assert len(final) == 2 and set(final.values()) == {green}, final
 
 
+
+DB = "statefulset/default/db"
+
+
+def first_seen(samples: list[tuple[float, dict[int, str]]], ordinal: int, template: str
+               ) -> float | None:
+    return next((t for t, seen in samples if seen.get(ordinal) == template), None)
+
+
+def test_statefulset_rolls_down_from_the_top_and_a_never_ready_update_stalls(
+        mesh3: LocalMesh, tmp_path: Path) -> None:
+    """StatefulSet RollingUpdate: highest ordinal first, one at a time, each ready before
+    the next, ordinals below `partition` left alone. Then a Deployment update whose new
+    replicas never get ready stops at its progress deadline, says so, and its old replicas
+    keep serving (maxUnavailable 0 of 3: never fewer than 3 ready)."""
+    base = manifest("StatefulSet", "db", 3, host_port=None)
+    apply(mesh3, tmp_path, "u1", base)
+    wait_settled(mesh3, "u1", DB, 3)
+    old = set(templates(mesh3, DB).values())
+    assert len(old) == 1
+
+    def ready_templates() -> dict[int, str]:
+        return {r["ordinal"]: r["template"] for r in ready_records(mesh3, "u2", DB)}
+
+    def db_status(via: str) -> None:
+        done = mesh3.operator(mesh3.agents[via].api, "rollout", "status", "sts/db",
+                              "--timeout", "240", timeout=270)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    sampler = Sampler(ready_templates, interval=0.5)
+    sampler.start()
+    try:
+        partitioned = with_env(base, "blue").replace(
+            "  serviceName: db", "  serviceName: db\n  updateStrategy: "
+            "{type: RollingUpdate, rollingUpdate: {partition: 1}}")
+        apply(mesh3, tmp_path, "u1", partitioned)
+        blue = str(next(r for r in mesh3.agents["u1"].get_json("get", "sts")
+                        if r["workload"] == DB)["template"])
+        db_status("u3")
+        wait_for(lambda: ready_templates() == {0: next(iter(old)), 1: blue, 2: blue}, 60,
+                 "ordinals 1 and 2 ready on the new template, 0 on the old")
+        # partition 0 (the strategy as Kubernetes defaults it): ordinal 0 follows.
+        apply(mesh3, tmp_path, "u1", with_env(base, "blue"))
+        db_status("u2")
+        wait_for(lambda: ready_templates() == dict.fromkeys(range(3), blue), 60,
+                 "every ordinal ready on the new template")
+        wait_for(lambda: sampler.samples[-1][1] == dict.fromkeys(range(3), blue), 10,
+                 "the sampler to see it too")
+    finally:
+        samples = sampler.stop()
+    order = [first_seen(samples, o, blue) for o in (2, 1, 0)]
+    assert None not in order and order == sorted(order), order  # 2, then 1, then 0
+    fewest = min(len(seen) for _, seen in samples)
+    print(json.dumps({"statefulset_ready_min": fewest, "samples": len(samples)}))
+    assert fewest >= 2, samples  # one ordinal at a time
+    # An ordinal never ran twice: one pod per ordinal on all machines together.
+    assert sorted(p for _, p in real_pods(mesh3, DB, running_only=True)) == \
+        ["db-0", "db-1", "db-2"]
+
+    # A Deployment update that never gets ready: its readiness probe asks a port nobody
+    # serves. With surge 1 and unavailable 0 the 3 old replicas keep serving; the rollout
+    # stops at progressDeadlineSeconds and rollout status says so (exit 1).
+    web = manifest("Deployment", "web", 3, host_port=None).replace(
+        "  replicas: 3", "  replicas: 3\n  progressDeadlineSeconds: 20")
+    apply(mesh3, tmp_path, "u1", web)
+    wait_settled(mesh3, "u1", WEB, 3)
+    good = set(templates(mesh3, WEB).values())
+    sampler = Sampler(lambda: len(ready_records(mesh3, "u3", WEB)), interval=0.5)
+    sampler.start()
+    try:
+        path = tmp_path / "never-ready.yaml"
+        path.write_text(with_env(web, "bad").replace("port: 8080}", "port: 9999}"))
+        done = mesh3.operator(mesh3.agents["u1"].api, "apply", "-f", str(path))
+        assert done.returncode == 0, done.stderr
+        done = mesh3.operator(mesh3.agents["u2"].api, "rollout", "status", "web", "--timeout",
+                              "180", timeout=210)
+    finally:
+        ready_counts = [n for _, n in sampler.stop()]
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "progress deadline exceeded" in done.stderr, done.stderr
+    assert "the old replicas keep serving" in done.stderr
+    assert min(ready_counts) >= 3, ready_counts
+    assert row(mesh3, "u3")["state"] == "stalled"
+    ready_old = [r for r in ready_records(mesh3, "u3", WEB) if r["template"] in good]
+    assert sorted(r["ordinal"] for r in ready_old) == [0, 1, 2], ready_old
+
+
 def test_a_missing_image_draws_no_bids_and_apply_says_which(tmp_path: Path) -> None:
     """No machine has the image and no registry serves localhost/: nobody bids (before,
     every machine bid, won, failed and bid again, round after round), and `apply --wait`

@@ -75,7 +75,13 @@ def workload_rows(workloads: Iterable[StoredWorkload], pods: list[dict[str, Any]
         up_to_date = [p for p in mine if p.get("template") == spec.template_hash]
         ready = [p for p in mine if p.get("ready")]
         seen = progress.get(w.workload_id, {})
-        settled = (len(mine) == spec.replicas == len(up_to_date)
+        # A StatefulSet's partition keeps the ordinals below it on their template: its
+        # rollout is done once the ones from the partition up are (`rollout status` as
+        # kubectl's "partitioned roll out complete").
+        floor = spec.strategy.partition if spec.kind == "StatefulSet" else 0
+        settled = (len(mine) == spec.replicas
+                   and len({p["replica"] for p in up_to_date if p["replica"] >= floor})
+                   == max(0, spec.replicas - floor)
                    and len({p["replica"] for p in ready}) == spec.replicas)
         rows.append({
             "workload": w.workload_id, "kind": spec.kind, "namespace": spec.namespace,

@@ -118,6 +118,13 @@ class LocalNode:
             here[wid] = here.get(wid, 0) + 1
         return here
 
+    def ordinals_here(self) -> frozenset[tuple[str, int]]:
+        """(workload, ordinal) of the pods here and being deployed here, except those being
+        removed: a pod's name is its replica's, so a second copy cannot start beside one."""
+        return frozenset([(p.workload_id, p.ordinal) for name, p in self.pods.items()
+                          if name not in self.removing]
+                         + [(f.spec.workload_id, f.ordinal) for f in self.in_flight.values()])
+
     def used_host_ports(self) -> frozenset[tuple[int, str]]:
         # The runtime reports port numbers only: hold them for both protocols.
         ports = {(port, proto) for pod in self.pods.values() for port in pod.host_ports

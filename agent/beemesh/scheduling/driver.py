@@ -139,6 +139,7 @@ class AuctionDriver:
             runtime_ok=self.node.runtime_ok, cpu_milli_total=cap.cpu_milli,
             memory_bytes_total=cap.memory_bytes, cpu_milli_free=cpu_free,
             memory_bytes_free=mem_free, replicas_here=self.node.replicas_here(),
+            ordinals_here=self.node.ordinals_here(),
             used_host_ports=self.node.used_host_ports(), uptime_s=now - self.started,
             price=self.cfg.price, running_elsewhere=kept_elsewhere,
             stateful_quorum=self.quorum.sample(now).majority_for >= self.cfg.record_ttl_s,

@@ -46,6 +46,9 @@ class LocalState:
     cpu_milli_free: int  # after reservations
     memory_bytes_free: int  # after reservations and what the kernel says is available
     replicas_here: dict[str, int] = field(default_factory=dict)  # workload id -> count
+    # (workload, ordinal) of the pods here: a pod is named after its replica, so another copy
+    # of one (a rolling update's surge copy) cannot start on the same machine.
+    ordinals_here: frozenset[tuple[str, int]] = frozenset()
     used_host_ports: frozenset[tuple[int, str]] = frozenset()
     uptime_s: float = 0.0
     price: float = 0.5  # 0 = cheapest/greenest, 1 = most expensive
@@ -104,7 +107,10 @@ def image_refusal(req: TaskRequest, m: LocalState) -> str | None:
 
 def replica_refusal(req: TaskRequest, m: LocalState) -> str | None:
     """Why this replica must not start here whatever the machine's capacity: it already runs
-    elsewhere, or it is a StatefulSet ordinal and no majority is in sight."""
+    elsewhere or has a pod here, or it is a StatefulSet ordinal and no majority is in sight."""
+    if (req.workload_id, req.ordinal) in m.ordinals_here:
+        return f"replica {req.ordinal} has a pod on this machine already (pods are named " \
+            "after their replica)"
     if (req.workload_id, req.ordinal, req.template) in m.running_elsewhere or (
             req.stateful and any(w == req.workload_id and o == req.ordinal
                                  for w, o, _ in m.running_elsewhere)):

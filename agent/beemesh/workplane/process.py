@@ -358,20 +358,19 @@ class WorkPlane:
         epoch = act.epoch
         if epoch == ORPHAN_EPOCH:
             epoch = await self._last_task_in_dht(act.workload_id, act.ordinal) or epoch
-        ask = sync.HealRequest(act.workload_id, act.ordinal, epoch,
-                               act.template if isinstance(act, AskUpdate) else "")
+        update = act.template if isinstance(act, AskUpdate) else ""
+        ask = sync.HealRequest(act.workload_id, act.ordinal, epoch, update)
+        what = f"update of {act.workload_id} replica {act.ordinal} to template {update}" \
+            if update else f"heal of {act.workload_id} replica {act.ordinal}"
         try:
             got = sync.HealAnswer.from_json(await self._agent("/v1/work/heal", ask.to_json()))
         except sync.SyncError as e:
-            log.warning("unreadable answer to a heal of %s replica %d: %s", act.workload_id,
-                        act.ordinal, e)
+            log.warning("unreadable answer to the %s: %s", what, e)
             return
         if got.published:
-            log.info("asked to heal %s replica %d (task %s)", act.workload_id, act.ordinal,
-                     got.task_id)
+            log.info("asked for the %s (task %s)", what, got.task_id)
         else:
-            log.info("heal of %s replica %d not published: %s", act.workload_id, act.ordinal,
-                     got.reason)
+            log.info("%s not published: %s", what, got.reason)
 
     async def _last_task_in_dht(self, workload_id: str, ordinal: int) -> str | None:
         """The task of the last record the DHT holds for that ordinal, even an expired one."""

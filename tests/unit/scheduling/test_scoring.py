@@ -175,6 +175,11 @@ def test_a_rolling_update_may_start_beside_the_old_copy_but_not_for_a_statefulse
     assert replica_refusal(req, m) is None
     stateful = dataclasses.replace(req, stateful=True)
     assert replica_refusal(stateful, m) == "replica 1 already runs on another machine"
+    # ... but not on the machine of the old copy: a pod is named after its replica, so the
+    # new copy would replace the old one there (all its availability lost at once).
+    here = dataclasses.replace(machine(), ordinals_here=frozenset({("w", 1)}))
+    assert "has a pod on this machine already" in (ineligible_reason(req, here) or "")
+    assert replica_refusal(dataclasses.replace(req, ordinal=2), here) is None
 
 
 def test_a_statefulset_replica_needs_a_majority_in_sight() -> None:
