@@ -4,9 +4,10 @@ Three machines, each a network namespace of its own with its own address, state 
 socket, agent, work plane and Podman (own storage, so each can publish the same hostPort). An
 example Deployment with one replica fewer than machines, serving HTTP, is applied through the
 normal operator path and shown running (and ready) on different machines, with the service
-records the work plane keeps for each replica. Then it watches: when a machine's agent dies it
-says so and shows the replica coming back on the spare machine. Ctrl-C stops everything
-cleanly.
+records the work plane keeps for each replica. It then rolls the Deployment to a changed
+template (one surge replica at a time, on the spare machine first) and follows it with
+`beemesh rollout status`. Then it watches: when a machine's agent dies it says so and shows
+the replica coming back on the spare machine. Ctrl-C stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ spec:
       containers:
       - name: httpd
         image: localhost/beemesh/busybox:latest
-        command: ["/bin/sh", "-c", "mkdir -p /www && echo \\"hello from $(hostname)\\" > \
-/www/index.html && exec httpd -f -p 8080 -h /www"]
+        command: ["/bin/sh", "-c", "trap 'exit 0' TERM; mkdir -p /www && echo \\"$GREETING from \
+$(hostname)\\" > /www/index.html && httpd -f -p 8080 -h /www & wait"]
+        env: [{name: GREETING, value: {greeting}}]
         ports: [{containerPort: 8080, hostPort: 18080}]
         resources:
           requests: {cpu: 100m, memory: 32Mi}
@@ -89,11 +91,9 @@ def run_demo(machines: int, workdir: Path | None, workload: bool = True) -> int:
                  "plane)")
             emit(wait_for(lambda: ready_endpoints(seed, replicas), 30,
                           f"{replicas} ready service records"), ENDPOINT_COLUMNS, "table")
-            names = {a.peer_id: n for n, a in mesh.agents.items()}
-            for pod in pods:
-                address = mesh.podman(names[pod["machine"]]).address
-                with urllib.request.urlopen(f"http://{address}:18080/", timeout=5) as r:
-                    step(f"curl http://{address}:18080/ -> {r.read().decode().strip()}")
+            curl_each(mesh, pods)
+            roll_example(mesh, root)
+            curl_each(mesh, seed.get_json("get", "pods"))
         cli = Path(sys.executable).parent / "beemesh"
         step(f"try: BEEMESH_API={seed.api} BEEMESH_FLEET={mesh.fleet} "
              f"{cli} {'get pods' if workload else 'nodes'}")
@@ -143,9 +143,48 @@ def ready_endpoints(agent: AgentProc, count: int) -> list[dict[str, Any]] | None
     return rows if sum(r["ready"] for r in rows) == count else None
 
 
+def curl_each(mesh: LocalMesh, pods: list[dict[str, Any]]) -> None:
+    """Fetch each ready replica's page at its machine's address."""
+    names = {a.peer_id: n for n, a in mesh.agents.items()}
+    for pod in pods:
+        if not pod.get("ready"):
+            continue
+        address = mesh.podman(names[pod["machine"]]).address
+        with urllib.request.urlopen(f"http://{address}:18080/", timeout=5) as r:
+            step(f"curl http://{address}:18080/ -> {r.read().decode().strip()}")
+
+
+def manifest_for(root: Path, replicas: int, greeting: str) -> Path:
+    path = root / "web.yaml"
+    path.write_text(WEB.replace("{replicas}", str(replicas)).replace("{greeting}", greeting))
+    return path
+
+
+def roll_example(mesh: LocalMesh, root: Path) -> None:
+    """A changed template (a new GREETING), applied and followed as an operator would."""
+    seed = mesh.agents["machine-1"]
+    replicas = next(r["desired"] for r in seed.get_json("get", "workloads")
+                    if r["name"] == "web")
+    manifest = manifest_for(root, replicas, "hello-v2")
+    step("a rolling update: GREETING hello -> hello-v2 in web.yaml; beemesh apply -f web.yaml, "
+         "then beemesh rollout status web   (one surge replica at a time, the old one goes "
+         "once the new is ready)")
+    done = mesh.operator(seed.api, "apply", "-f", str(manifest))
+    if done.returncode != 0:
+        raise RuntimeError(f"the changed Deployment was refused: {done.stderr.strip()}")
+    started = time.monotonic()
+    done = mesh.operator(seed.api, "rollout", "status", "web", "--timeout", "180", timeout=210)
+    print(done.stderr + done.stdout, end="", flush=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the rolling update did not finish; see the agent logs under {root}")
+    step(f"rolled out in {time.monotonic() - started:.0f} s; beemesh rollout history web")
+    print(mesh.operator(seed.api, "rollout", "history", "web").stdout, end="", flush=True)
+    wait_for(lambda: sum(p.get("ready", False) for p in seed.get_json("get", "pods")) ==
+             replicas, 30, f"all {replicas} pods ready in `get pods`")
+
+
 def apply_example(mesh: LocalMesh, root: Path, replicas: int) -> None:
-    manifest = root / "web.yaml"
-    manifest.write_text(WEB.replace("{replicas}", str(replicas)))
+    manifest = manifest_for(root, replicas, "hello")
     seed = mesh.agents["machine-1"]
     step(f"beemesh apply -f web.yaml --wait   (a Deployment: {replicas} replicas of a busybox "
          "httpd)")

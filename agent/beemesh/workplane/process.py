@@ -176,8 +176,11 @@ class WorkPlane:
         self.admission.learn(state.machines, now)
         await self._connect_hosts(state)
         replicas = {r.pod: r for r in state.replicas}
+        # A replica being removed withdraws its record as its removal starts (as Kubernetes
+        # takes a terminating pod out of its endpoints): a pod may take its whole grace to
+        # stop, and a rollout counts the copies that records show.
         gone = [m for pod, m in self.local.items()
-                if pod not in replicas or replicas[pod].task != m.task]
+                if pod not in replicas or replicas[pod].task != m.task or replicas[pod].removing]
         if gone:
             await self._withdraw(gone)
             for m in gone:
