@@ -55,9 +55,9 @@ def start(mesh: LocalMesh, name: str, seed: str | None) -> AgentProc:
                                                                       f"machine={name}"])
 
 
-def wait_joined(mesh: LocalMesh) -> None:
-    ids = {mesh.agents[n].peer_id for n in MACHINES}
-    for n in MACHINES:
+def wait_joined(mesh: LocalMesh, names: tuple[str, ...] = MACHINES) -> None:
+    ids = {mesh.agents[n].peer_id for n in names}
+    for n in names:
         wait_for(lambda n=n: ready(mesh.agents[n], ids), 90,
                  f"{n} to see every machine with a working runtime")
 

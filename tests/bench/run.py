@@ -2,7 +2,8 @@
 
 Groups (`--only` runs one): `agent` (import cost, join time, idle cost on loopback),
 `scheduling` (scheduling_bench.py), `healing` (healing_bench.py: machine death to ready
-replacement, work-plane memory). The whole run is sized to finish in ~15 minutes on a
+replacement, work-plane memory), `rollout` (rollout_bench.py: a 3-replica rolling
+update). The whole run is sized to finish in ~15 minutes on a
 2-core host (see scheduling_bench.py for why 20 pods, not 100).
 
 Machines here are noisy, so every timing is a median (and p99) over repeats (or over agents)
@@ -95,7 +96,9 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=1.0, help="tasks applied per second")
     ap.add_argument("--heal-rounds", type=int, default=8,
                     help="machine deaths timed by the healing group")
-    ap.add_argument("--only", choices=["agent", "scheduling", "healing"],
+    ap.add_argument("--roll-rounds", type=int, default=3,
+                    help="rolling updates timed by the rollout group")
+    ap.add_argument("--only", choices=["agent", "scheduling", "healing", "rollout"],
                     help="run one group only")
     args = ap.parse_args()
     results: dict[str, Any] = {
@@ -108,6 +111,8 @@ def main() -> int:
         rows += bench_scheduling_group(args, results)
     if args.only in (None, "healing"):
         rows += bench_healing_group(args, results)
+    if args.only in (None, "rollout"):
+        rows += bench_rollout_group(args, results)
     width = max(len(r[0]) for r in rows)
     print(f"\n{'metric'.ljust(width)}  value\n{'-' * width}  -----")
     for k, v in rows:
@@ -206,6 +211,26 @@ def bench_healing_group(args: argparse.Namespace, results: dict[str, Any]) -> Ro
          f"{mem['agent_rss_mb_by_replicas'][most]:.1f} / {by_count[most]:.1f} MB"),
     ]
     return rows
+
+
+def bench_rollout_group(args: argparse.Namespace, results: dict[str, Any]) -> Rows:
+    from rollout_bench import MACHINES, REPLICAS
+    from rollout_bench import run as run_rollout
+
+    print(f"[bench] rollout: {len(MACHINES)} machines, {args.roll_rounds} rolling updates of "
+          f"{REPLICAS} replicas ...", flush=True)
+    r = results["rollout"] = run_rollout(args.roll_rounds)
+    t = r["apply_to_complete_s"]
+    missed = t["not_complete_within_s"]
+    return [
+        (f"rolling update of {REPLICAS} replicas, apply -> complete p50 / p99 "
+         f"({args.roll_rounds} updates, {missed['rounds']} not within {missed['limit']} s)",
+         "-" if t["p50"] is None else f"{t['p50']:.1f} / {t['p99']:.1f} s"),
+        ("  fewest ready / most copies at any sample (every 0.25 s)",
+         f"{r['ready_min']} / {r['copies_max']}"),
+        ("  reference, not measured: Kubernetes defaults (maxSurge 25 %, maxUnavailable 25 %)",
+         f">= {REPLICAS} ready / <= {REPLICAS + 1} pods"),
+    ]
 
 
 def bench_agent_group(args: argparse.Namespace, results: dict[str, Any]) -> Rows:

@@ -40,6 +40,11 @@ class Params:
     heal_delay_s: float = 1.0
     statefulset_margin_s: float = 10.0
     settle_s: float = 5.0
+    # A copy on the newest template replaces an older one once ready this long (or for
+    # minReadySeconds): the ranking is one-sided there (the new copy never yields to the
+    # old), so the duplicates' settle_s guards nothing, and Kubernetes waits only
+    # minReadySeconds (0 by default).
+    update_settle_s: float = 1.0
     ask_every_s: float = 10.0
     watchers: int = 2
 
@@ -169,12 +174,15 @@ class Reconciler:
                      mine: LocalReplica) -> ServiceRecord | None:
         assert mine.peer_id is not None
         w = s.workloads[mine.workload_id]
-        template, settle = w.template, max(self.params.settle_s, w.strategy.min_ready_s)
+        template = w.template
         own = rank(mine.template == template, mine.ready, mine.retiring, mine.workload_id,
                    mine.ordinal, s.machine, mine.peer_id)
         for rec in view.ordinal(mine.workload_id, mine.ordinal, s.now):
             if rec.peer_id == mine.peer_id:
                 continue
+            update = rec.template == template != mine.template
+            settle = max(self.params.update_settle_s if update else self.params.settle_s,
+                         w.strategy.min_ready_s)
             if (rank(rec.template == template, rec.ready, rec.retiring, rec.workload_id,
                      rec.ordinal, rec.machine, rec.peer_id) > own
                     and view.ready_for(rec, s.now) >= settle):

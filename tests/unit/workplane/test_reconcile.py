@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from beemesh.manifest.strategy import DEFAULT_STRATEGY
 from beemesh.scheduling.bounds import duplicate_rank
 from beemesh.workplane.reconcile import (
     ORPHAN_EPOCH,
@@ -428,6 +429,28 @@ def test_duplicate_lower_copy_removed_after_settle_never_both() -> None:
     assert first.pod == "web-0-a"
     assert first_t == T0 + P.settle_s  # only once the better copy was ready for settle_s
     assert "pb" in first.reason
+
+
+
+def test_an_old_template_copy_goes_once_the_new_one_is_ready_update_settle_s() -> None:
+    """A rollout's new copy outranks the old whatever the machines: the old one goes after
+    update_settle_s (Kubernetes: minReadySeconds, 0 by default), not the duplicates'
+    settle_s; a longer minReadySeconds is waited for."""
+    for min_ready, waited in ((0, P.update_settle_s), (7, 7.0)):
+        r, view = Reconciler(), ServiceView()
+        strategy = dataclasses.replace(DEFAULT_STRATEGY, min_ready_s=min_ready)
+        w = dataclasses.replace(web(1), template="new", strategy=strategy)
+        old = dataclasses.replace(local(0, "pb", pod="web-0-b"), template="old")
+        records = [dataclasses.replace(rec(0, "pa", T0, machine=M1), template="new"),
+                   dataclasses.replace(rec(0, "pb", T0, machine=M2), template="old")]
+        gone = None
+        t = T0
+        while gone is None and t <= T0 + 20:
+            refreshed(view, records, t)
+            if removes(r.step(sit(t, M2, [w], local_=(old,)), view)):
+                gone = t
+            t += 0.5
+        assert gone == T0 + waited, (min_ready, gone)
 
 
 def test_not_ready_copy_loses_despite_higher_rank() -> None:
