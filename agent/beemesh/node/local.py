@@ -30,6 +30,9 @@ from beemesh.runtime import PodInfo, Runtime
 log = logging.getLogger("beemesh.node")
 
 RUNTIME_POLL_S = 3.0
+# The stored images are listed again this often, and after each deploy (a pull adds some):
+# an image an operator imports by hand counts for bids within this time.
+IMAGES_POLL_S = 30.0
 CAPACITY_CACHE_S = 2.0
 
 
@@ -83,6 +86,7 @@ class LocalNode:
         self.runtime_ok = False
         self.runtime_error = "not checked yet"
         self.images: frozenset[str] | None = None  # stored images (None: not listed yet)
+        self._images_at: float | None = None  # monotonic time they were listed (None: due)
         self._capacity: Capacity | None = None
         self._capacity_at = 0.0
 
@@ -145,7 +149,9 @@ class LocalNode:
         try:
             await trio.to_thread.run_sync(self.runtime.ping)
             pods = await trio.to_thread.run_sync(self.runtime.list_pods)
-            self.images = await trio.to_thread.run_sync(self.runtime.images)
+            if self._images_at is None or time.monotonic() - self._images_at >= IMAGES_POLL_S:
+                self.images = await trio.to_thread.run_sync(self.runtime.images)
+                self._images_at = time.monotonic()
         except UserError as e:
             if self.runtime_ok or self.runtime_error != str(e):
                 log.error("container runtime unavailable, not bidding: %s", e)
@@ -187,6 +193,7 @@ class LocalNode:
             result = await self._deploy(job)
         finally:
             del self.in_flight[task_id]
+            self._images_at = None  # a pull may have added images
             if result.pod is None:
                 self.reservations.release(task_id)
         return result

@@ -51,7 +51,7 @@ from beemesh.scheduling.messages import (
     TASK,
     task_id,
 )
-from beemesh.scheduling.scoring import LocalState, replica_refusal
+from beemesh.scheduling.scoring import LocalState, replica_refusal, stale_refusal
 from beemesh.scheduling.tasks import Task
 from beemesh.topics import TOPIC_EVENTS, TOPIC_PROPOSALS, TOPIC_TASKS
 from beemesh.workloads.store import StoredWorkload, WorkloadStore
@@ -143,7 +143,9 @@ class AuctionDriver:
             used_host_ports=self.node.used_host_ports(), uptime_s=now - self.started,
             price=self.cfg.price, running_elsewhere=kept_elsewhere,
             stateful_quorum=self.quorum.sample(now).majority_for >= self.cfg.record_ttl_s,
-            images=self.node.images, pulls=self.cfg.image_pulls)
+            images=self.node.images, pulls=self.cfg.image_pulls,
+            newest={w.workload_id: (w.generation, w.spec.template_hash)
+                    for w in self.store.workloads()})
 
     # ---- what others read ------------------------------------------------------------------
 
@@ -416,11 +418,13 @@ class AuctionDriver:
         return expected, refused
 
     def _refusal(self, task: Task) -> str | None:
-        """Won here: a StatefulSet ordinal is checked again now (it was when bidding), with
-        whatever records arrived during the selection window: it must never run twice."""
+        """Won here: checked again now (it was when bidding), with whatever arrived during
+        the selection window: a newer apply of another template (a replica never starts on
+        an older one), and for a StatefulSet ordinal the records (it must never run twice)."""
+        state = self.local_state()
         if task.spec.kind != "StatefulSet":
-            return None
-        return replica_refusal(task.request(), self.local_state())
+            return stale_refusal(task.request(), state)
+        return replica_refusal(task.request(), state)
 
     async def _deploy(self, task: Task) -> None:
         result = await self.node.deploy(task.task_id)

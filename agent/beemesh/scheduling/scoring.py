@@ -7,6 +7,7 @@ machine's own metrics only; nothing here reads a clock or the system.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from beemesh.runtime import local_only
@@ -31,6 +32,7 @@ class TaskRequest:
     template: str = ""  # the pod template it runs (`WorkloadSpec.template_hash`)
     # (image as `runtime.image_name` spells it, its pull policy) of each container
     images: tuple[tuple[str, str], ...] = ()
+    generation: int = 0  # the apply it came from (`store.StoredWorkload.generation`)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class LocalState:
     # A majority of the machines has been in sight long enough to know what they run.
     stateful_quorum: bool = True
     images: frozenset[str] | None = None  # stored here (None: unknown, e.g. from a record)
+    # workload id -> (generation, template) of the newest apply this machine keeps
+    newest: Mapping[str, tuple[int, str]] = field(default_factory=dict)
     pulls: bool = True  # this machine may pull images (`image_pulls`)
 
 
@@ -108,6 +112,9 @@ def image_refusal(req: TaskRequest, m: LocalState) -> str | None:
 def replica_refusal(req: TaskRequest, m: LocalState) -> str | None:
     """Why this replica must not start here whatever the machine's capacity: it already runs
     elsewhere or has a pod here, or it is a StatefulSet ordinal and no majority is in sight."""
+    stale = stale_refusal(req, m)
+    if stale is not None:
+        return stale
     if (req.workload_id, req.ordinal) in m.ordinals_here:
         return f"replica {req.ordinal} has a pod on this machine already (pods are named " \
             "after their replica)"
@@ -118,6 +125,17 @@ def replica_refusal(req: TaskRequest, m: LocalState) -> str | None:
     if req.stateful and not m.stateful_quorum:
         return "StatefulSet replicas start only where a majority of machines is in sight"
     return None
+
+
+def stale_refusal(req: TaskRequest, m: LocalState) -> str | None:
+    """Why a task from an older apply must not start: a newer apply this machine keeps has
+    another pod template (a replica never starts on a template older than one seen here;
+    an older apply of the same template, e.g. before a scale, is the same pod)."""
+    newest = m.newest.get(req.workload_id)
+    if newest is None or newest[0] <= req.generation or newest[1] == req.template:
+        return None
+    return (f"the task is of an older apply (template {req.template}); the newest apply "
+            f"here runs template {newest[1]}")
 
 
 def score(req: TaskRequest, m: LocalState) -> int:

@@ -15,6 +15,7 @@ from beemesh.scheduling.scoring import (
     ineligible_reason,
     replica_refusal,
     score,
+    stale_refusal,
 )
 
 # ---- ineligible_reason --------------------------------------------------------------------
@@ -180,6 +181,21 @@ def test_a_rolling_update_may_start_beside_the_old_copy_but_not_for_a_statefulse
     here = dataclasses.replace(machine(), ordinals_here=frozenset({("w", 1)}))
     assert "has a pod on this machine already" in (ineligible_reason(req, here) or "")
     assert replica_refusal(dataclasses.replace(req, ordinal=2), here) is None
+
+
+
+def test_a_task_of_an_older_apply_with_another_template_is_never_started() -> None:
+    """A Task delivered late (or published by a machine that had not heard of the newest
+    apply yet) must not start a replica on a template older than one this machine keeps;
+    an older apply of the same template (before a scale) is the same pod."""
+    req = dataclasses.replace(request(workload_id="w"), template="a", generation=100)
+    newer_b = dataclasses.replace(machine(), newest={"w": (200, "b")})
+    assert "older apply" in (ineligible_reason(req, newer_b) or "")
+    assert "older apply" in (replica_refusal(req, newer_b) or "")
+    assert stale_refusal(req, dataclasses.replace(machine(), newest={"w": (200, "a")})) is None
+    assert stale_refusal(req, dataclasses.replace(machine(), newest={"w": (100, "b")})) is None
+    assert stale_refusal(req, dataclasses.replace(machine(), newest={"w": (50, "b")})) is None
+    assert stale_refusal(req, machine()) is None  # no apply kept: the task's own is newest
 
 
 def test_a_statefulset_replica_needs_a_majority_in_sight() -> None:
