@@ -262,6 +262,9 @@ def test_a_missing_image_draws_no_bids_and_apply_says_which(tmp_path: Path) -> N
         assert shown.returncode == 0, shown.stderr
         assert "Replica 0:   not running:" in shown.stdout, shown.stdout
         assert "localhost/beemesh/missing:1" in shown.stdout, shown.stdout
+        # ... with the fleet's count, as `apply --wait` says it (the other machine fits by
+        # its record: a record does not list images)
+        assert "of 1 other machine(s) in view 1 fit" in shown.stdout, shown.stdout
         for name, agent in mesh.agents.items():
             assert bids(agent) == before[name], name
             failed = [e for e in agent.get_json("events") if e["kind"] == "Failed"]

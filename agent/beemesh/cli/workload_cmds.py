@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from beemesh.errors import UserError
@@ -28,6 +29,7 @@ from beemesh.output import (
 )
 
 DESCRIBE_EVENTS = 10  # the last events `describe` shows
+MAX_TASKS_ASKED = 50  # the newest task ids of a workload `describe` asks the agent about
 
 KIND_FILTER = {"deploy": "Deployment", "deployment": "Deployment", "deployments": "Deployment",
                "sts": "StatefulSet", "statefulset": "StatefulSet",
@@ -173,9 +175,12 @@ def cmd_rollout_undo(args: argparse.Namespace) -> int:
 
 
 def describe(workload: dict[str, Any] | None, pods: list[dict[str, Any]],
-             events: list[dict[str, Any]], what: str) -> str:
+             events: list[dict[str, Any]], what: str,
+             waiting: dict[int, str] | None = None) -> str:
     """`beemesh describe` as text, like kubectl's: the workload (or one pod), its replicas
-    and the last events, and for a replica that does not run, why, as the events say."""
+    and the last events, and for a replica that does not run, why: `waiting` (replica ->
+    why its pending task has no machine, `operator_client.waiting_reason`), else as the
+    events say."""
     lines: list[str] = []
     if workload is not None:
         w = workload
@@ -188,7 +193,8 @@ def describe(workload: dict[str, Any] | None, pods: list[dict[str, Any]],
         running = {p["replica"] for p in pods if p["state"] == "running"}
         for ordinal in range(w["desired"]):
             if ordinal not in running:
-                lines.append(f"Replica {ordinal}:   not running: {why_not(events)}")
+                why = (waiting or {}).get(ordinal) or why_not(events)
+                lines.append(f"Replica {ordinal}:   not running: {why}")
     else:
         lines.append(f"Pod:         {what}")
     lines.append("Pods:" if pods else "Pods:        none")
@@ -209,9 +215,22 @@ def why_not(events: list[dict[str, Any]]) -> str:
     return "no machine has reported on it yet (see `beemesh events`)"
 
 
+def pending_tasks(api: Path, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The `/v1/tasks` rows of the workload's tasks (named by its events) still pending,
+    the newest per replica: each says why no machine took it (`fleet`, `ineligible_here`)."""
+    from beemesh.api.client import call
+
+    ids = list(dict.fromkeys(e["task"] for e in events if e.get("task")))[-MAX_TASKS_ASKED:]
+    if not ids:
+        return []
+    by_replica = {t["replica"]: t for t in call(api, "GET", "/v1/tasks?ids=" + ",".join(ids))
+                  if t.get("state") == "pending"}
+    return [by_replica[r] for r in sorted(by_replica)]
+
+
 def cmd_describe(args: argparse.Namespace) -> int:
     from beemesh.api.client import api_path, call
-    from beemesh.cli.operator_client import workload_id
+    from beemesh.cli.operator_client import waiting_reason, workload_id
 
     api = api_path(args.api)
     events = call(api, "GET", "/v1/events?after=0")["events"]
@@ -230,8 +249,10 @@ def cmd_describe(args: argparse.Namespace) -> int:
         row = workload_row(api, wid)
         mine = [p for p in pods if p["workload"] == wid]
         related = [e for e in events if e["workload"] == wid]
-        out = {"workload": row, "pods": mine, "events": related}
-        text = describe(row, mine, related, wid)
+        pending = pending_tasks(api, related)
+        out = {"workload": row, "pods": mine, "events": related, "pending": pending}
+        text = describe(row, mine, related, wid,
+                        {t["replica"]: waiting_reason(t) for t in pending})
     if args.output in ("json", "yaml"):
         emit(out, [], args.output)
     else:

@@ -30,3 +30,14 @@ def test_why_not_prefers_the_newest_reason() -> None:
     assert why_not([event("Failed", "old"), event("Failed", "image pull failed")]) == \
         "image pull failed"
     assert "beemesh events" in why_not([event("TaskSeen", "replica 1")])
+
+
+def test_a_waiting_replica_says_what_rules_the_machines_out() -> None:
+    """A replica whose task is pending: the fleet's count by constraint, as `apply --wait`
+    says it, before the events' reason."""
+    events = [event("Note", "round 1: not bidding (arch x86_64 != aarch64)")]
+    waiting = {1: "deployment/default/web[1]: no machine bid yet — of 2 other machine(s) in "
+                  "view 0 fit; 2 arch x86_64 != aarch64"}
+    text = describe(ROW, [POD], events, ROW["workload"], waiting)
+    assert "Replica 1:   not running: deployment/default/web[1]: no machine bid yet — of 2 " \
+        "other machine(s) in view 0 fit; 2 arch x86_64 != aarch64" in text
