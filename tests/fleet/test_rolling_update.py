@@ -165,7 +165,8 @@ def test_statefulset_rolls_down_from_the_top_and_a_never_ready_update_stalls(
     """StatefulSet RollingUpdate: highest ordinal first, one at a time, each ready before
     the next, ordinals below `partition` left alone. Then a Deployment update whose new
     replicas never get ready stops at its progress deadline, says so, and its old replicas
-    keep serving (maxUnavailable 0 of 3: never fewer than 3 ready)."""
+    keep serving (maxUnavailable 0 of 3: never fewer than 3 ready); a Recreate update then
+    replaces them all, old and new never ready together."""
     base = manifest("StatefulSet", "db", 3, host_port=None)
     apply(mesh3, tmp_path, "u1", base)
     wait_settled(mesh3, "u1", DB, 3)
@@ -236,6 +237,22 @@ def test_statefulset_rolls_down_from_the_top_and_a_never_ready_update_stalls(
     assert row(mesh3, "u3")["state"] == "stalled"
     ready_old = [r for r in ready_records(mesh3, "u3", WEB) if r["template"] in good]
     assert sorted(r["ordinal"] for r in ready_old) == [0, 1, 2], ready_old
+
+    # Recreate: every old copy goes before new ones come; never old and new ready together.
+    sampler = Sampler(lambda: {r["template"] for r in ready_records(mesh3, "u3", WEB)},
+                      interval=0.5)
+    sampler.start()
+    try:
+        apply(mesh3, tmp_path, "u1", with_env(web, "fine").replace(
+            "  progressDeadlineSeconds: 20", "  progressDeadlineSeconds: 20\n"
+            "  strategy: {type: Recreate}"))
+        fine = all_know(mesh3, "u1")
+        rollout_status(mesh3, "u3")
+    finally:
+        seen = [t for _, t in sampler.stop()]
+    assert all(len(t) <= 1 for t in seen), seen
+    assert set(templates(mesh3, WEB).values()) == {fine}
+    wait_settled(mesh3, "u1", WEB, 3)
 
 
 def test_a_missing_image_draws_no_bids_and_apply_says_which(tmp_path: Path) -> None:
