@@ -23,7 +23,7 @@ def _beemesh_pyz_check(arch, version, need_mb):
     def fail(message):
         sys.stderr.write("beemesh: error: " + message + "\n")
         sys.stderr.flush()
-        sys.exit(2)
+        sys.exit(1)  # as every beemesh error (2 means "nothing could be placed")
 
     impl = platform.python_implementation()
     py_version = ".".join(str(n) for n in sys.version_info[:3])
