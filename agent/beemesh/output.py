@@ -105,6 +105,20 @@ ENDPOINT_COLUMNS = [
         f"{p['host_port'] or p['port']}/{p['protocol']}" for p in r["ports"]) or "-"),
     ("age", lambda r: f"{r['age_s']:.0f}s"),
 ]
+SERVICE_COLUMNS = [
+    ("name", lambda r: r["name"]),
+    ("namespace", lambda r: r["namespace"]),
+    ("type", lambda r: "headless" if r["headless"] else "ClusterIP"),
+    ("ports", lambda r: ",".join(f"{p['port']}/{p['protocol']}" for p in r["ports"]) or "-"),
+    ("endpoints", lambda r: f"{r['ready']}/{len(r['endpoints'])} ready"),
+    ("selector", lambda r: ",".join(f"{k}={v}" for k, v in sorted(r["selector"].items()))),
+    ("age", lambda r: f"{r['age_s']}s"),
+]
+SERVICE_WIDE = [
+    ("workloads", lambda r: ",".join(r["workloads"]) or "-"),
+    ("pods", lambda r: ",".join(f"{e['pod']}@{str(e.get('machine', ''))[-8:]}"
+                                for e in r["endpoints"] if e.get("ready")) or "-"),
+]
 EVENT_COLUMNS = [
     ("time", lambda r: time.strftime("%H:%M:%S", time.localtime(r["ts"]))),
     ("kind", lambda r: r["kind"]),

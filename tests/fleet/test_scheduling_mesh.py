@@ -225,6 +225,46 @@ def test_restarted_agent_readopts_its_pod(mesh3: LocalMesh) -> None:
     assert len(pods(mesh3, "m1")) == 3
 
 
+def test_a_service_is_kept_by_every_machine_and_lists_its_endpoints(mesh3: LocalMesh,
+                                                                    tmp_path: Path) -> None:
+    """A v1 Service applied on m1 (together with the workload it selects, in one file) is
+    kept by every machine: `get services` on m3 lists it with the web replicas' service
+    records as endpoints; `delete service` removes it everywhere."""
+    m1, m3 = mesh3.agents["m1"], mesh3.agents["m3"]
+    path = tmp_path / "with-service.yaml"
+    path.write_text(WEB.read_text() + """---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+""")
+    done = mesh3.operator(m1.api, "apply", "-f", str(path), "-o", "json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert [r["state"] for r in rows if r["workload"] == "service/default/web"] == ["applied"]
+
+    def listed(agent: Any) -> dict[str, Any] | None:
+        rows = [r for r in agent.get_json("get", "services") if r["name"] == "web"]
+        return rows[0] if rows and rows[0]["ready"] == 3 else None
+
+    for agent in mesh3.agents.values():
+        row = wait_for(lambda agent=agent: listed(agent), 20,
+                       f"{agent.name} to list the Service with 3 ready endpoints")
+        assert row["workloads"] == ["deployment/default/web"]
+        assert sorted(e["pod"] for e in row["endpoints"]) == ["web-0", "web-1", "web-2"]
+    shown = mesh3.operator(m3.api, "describe", "service", "web")
+    assert shown.returncode == 0, shown.stderr
+    assert "http 80->http/TCP" in shown.stdout and "Endpoints:   3 ready of 3" in shown.stdout
+    done = mesh3.operator(m3.api, "delete", "service", "web")
+    assert done.returncode == 0 and "service/default/web deleted" in done.stdout, done.stderr
+    for agent in mesh3.agents.values():
+        wait_for(lambda agent=agent: not agent.get_json("get", "svc"), 20,
+                 f"{agent.name} to drop the Service")
+    assert len(pods(mesh3, "m1")) == 3  # the workload it selected runs on
+
+
 def test_delete_removes_every_replica(mesh3: LocalMesh) -> None:
     done = mesh3.operator(mesh3.agents["m3"].api, "delete", "deployment", "web")
     assert done.returncode == 0, done.stderr

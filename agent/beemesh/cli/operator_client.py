@@ -19,7 +19,7 @@ from beemesh import wire
 from beemesh.api.client import call, stream_lines
 from beemesh.errors import UserError
 from beemesh.fleet import Fleet
-from beemesh.manifest import WorkloadSpec, load_manifest_file
+from beemesh.manifest import ServiceSpec, WorkloadSpec, load_manifest_file
 from beemesh.workloads.messages import (
     CORDON,
     DELETE,
@@ -27,11 +27,13 @@ from beemesh.workloads.messages import (
     EXEC_REQUEST,
     LOGS_REQUEST,
     MAX_EXEC_S,
+    SERVICE,
     WORKLOAD,
 )
 
 KIND_ALIASES = {"deployment": "deployment", "deploy": "deployment", "statefulset": "statefulset",
-                "sts": "statefulset", "pod": "pod", "po": "pod"}
+                "sts": "statefulset", "pod": "pod", "po": "pod", "service": "service",
+                "svc": "service"}
 
 
 def fleet_dir(flag: Path | None) -> Path:
@@ -48,11 +50,18 @@ def sign(fleet_flag: Path | None, kind: str, body: dict[str, Any]) -> str:
 
 
 def apply(api: Path, fleet_flag: Path | None, manifest: Path) -> list[dict[str, Any]]:
-    specs = load_manifest_file(manifest)
-    for spec in specs:
+    """Sign every object of a manifest file (workloads and Services) and hand them to the
+    agent together: it checks them all before it acts on any."""
+    blobs = []
+    for spec in load_manifest_file(manifest):
+        name = spec.service_id if isinstance(spec, ServiceSpec) else spec.workload_id
         for warning in spec.warnings:
-            print(f"warning: {spec.workload_id}: {warning}", file=sys.stderr)
-    blobs = [sign(fleet_flag, WORKLOAD.name, {"spec": spec.to_dict()}) for spec in specs]
+            print(f"warning: {name}: {warning}", file=sys.stderr)
+        if isinstance(spec, ServiceSpec):
+            print(f"warning: {name}: every machine keeps it and lists its endpoints (`beemesh "
+                  "get services`), but pods cannot reach it by name yet", file=sys.stderr)
+        kind = SERVICE if isinstance(spec, ServiceSpec) else WORKLOAD
+        blobs.append(sign(fleet_flag, kind.name, {"spec": spec.to_dict()}))
     return call(api, "POST", "/v1/apply", {"workloads": blobs})
 
 
@@ -134,7 +143,7 @@ def workload_id(name: str, namespace: str, kind: str = "deployment") -> str:
         kind, name = parts
     canonical = KIND_ALIASES.get(kind.lower())
     if canonical is None:
-        raise UserError(f"unknown workload kind {kind!r}; use deployment, statefulset or pod")
+        raise UserError(f"unknown kind {kind!r}; use deployment, statefulset, pod or service")
     return f"{canonical}/{namespace}/{name}"
 
 

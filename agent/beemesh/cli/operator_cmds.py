@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 
+from beemesh.cli.service_cmds import SERVICE_WORDS, get_services
 from beemesh.cli.workload_cmds import WORKLOAD_WORDS, get_workloads
 from beemesh.output import (
     ENDPOINT_COLUMNS,
@@ -75,6 +76,8 @@ def cmd_get(args: argparse.Namespace) -> int:
              wide=POD_WIDE)
     elif args.what in WORKLOAD_WORDS:
         get_workloads(api, args.what, args.name, args.namespace, args.output)
+    elif args.what in SERVICE_WORDS:
+        get_services(api, args.name, args.namespace, args.output)
     elif args.what in ("endpoints", "endpoint", "ep"):
         from urllib.parse import quote
 
@@ -97,8 +100,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
     result = client.delete(api_path(args.api), args.fleet, args.kind, args.name,
                              args.namespace)
-    report(result, f"{result['workload']} deleted ({result['replicas']} replica(s) being "
-           "removed)", args.output)
+    service = result["workload"].startswith("service/")
+    report(result, f"{result['workload']} deleted" + ("" if service else
+           f" ({result['replicas']} replica(s) being removed)"), args.output)
     return 0
 
 

@@ -38,6 +38,7 @@ from beemesh.cli.operator_cmds import (
     cmd_status,
 )
 from beemesh.cli.rollout_cmds import cmd_rollout_render_config, cmd_rollout_render_unit
+from beemesh.cli.service_cmds import SERVICE_WORDS
 from beemesh.cli.workload_cmds import (
     WORKLOAD_WORDS,
     cmd_describe,
@@ -146,13 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_api(sub.add_parser("get", help="list workloads, pods, nodes or a workload's "
                                  "endpoints"))
     sp.add_argument("what", choices=["pods", "pod", "po", "nodes", "node", "no", "endpoints",
-                                     "endpoint", "ep", *WORKLOAD_WORDS])
+                                     "endpoint", "ep", *WORKLOAD_WORDS, *SERVICE_WORDS])
     sp.add_argument("name", nargs="?", help="endpoints, workloads: a workload, as NAME (a "
                     "Deployment), KIND/NAME or the full id kind/namespace/name")
     sp.add_argument("-n", "--namespace", default="default")
     sp.set_defaults(func=cmd_get)
     sp = with_api(sub.add_parser("delete", help="stop a workload everywhere"))
-    sp.add_argument("kind", help="deployment | statefulset | pod")
+    sp.add_argument("kind", help="deployment | statefulset | pod | service")
     sp.add_argument("name")
     sp.add_argument("-n", "--namespace", default="default")
     sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")
@@ -250,9 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "bundle is older than the one installed before")
     sp.set_defaults(func=cmd_bundle_install)
 
-    sp = with_api(sub.add_parser("describe", help="a workload or a pod: replicas, state, "
-                                 "events, and why a replica does not run"))
-    sp.add_argument("kind", help="KIND/NAME, KIND NAME, NAME (a Deployment) or pod NAME")
+    sp = with_api(sub.add_parser("describe", help="a workload, a pod or a Service: replicas, "
+                                 "state, events, why a replica does not run; endpoints"))
+    sp.add_argument("kind", help="KIND/NAME, KIND NAME, NAME (a Deployment), pod NAME or "
+                    "service NAME")
     sp.add_argument("name", nargs="?")
     sp.add_argument("-n", "--namespace", default="default")
     sp.set_defaults(func=cmd_describe)

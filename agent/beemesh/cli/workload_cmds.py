@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from beemesh.cli.service_cmds import SERVICE_WORDS, describe_service
 from beemesh.errors import UserError
 from beemesh.output import (
     EVENT_COLUMNS,
@@ -233,6 +234,12 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from beemesh.cli.operator_client import waiting_reason, workload_id
 
     api = api_path(args.api)
+    kind, _, inline = args.kind.partition("/")
+    if kind.lower() in SERVICE_WORDS:
+        if not (inline or args.name):
+            raise UserError("name the Service: `beemesh describe service NAME`")
+        describe_service(api, inline or args.name, args.namespace, args.output)
+        return 0
     events = call(api, "GET", "/v1/events?after=0")["events"]
     pods = call(api, "GET", "/v1/pods")
     if args.kind.lower() in ("pod", "po") and args.name is not None:

@@ -62,6 +62,7 @@ from beemesh.workloads.messages import (
     DRAIN,
     EXEC_REQUEST,
     LOGS_REQUEST,
+    SERVICE,
     WORKLOAD,
 )
 from beemesh.workloads.store import WorkloadStore
@@ -88,8 +89,9 @@ class Agent:
                              remembered.trusted else time.time() + cfg.quorum_memory_s)
         workloads = self.verifier_for({WORKLOAD.name: WORKLOAD})
         deletes = self.verifier_for({DELETE.name: DELETE})  # any age: stored and relayed
+        services = self.verifier_for({SERVICE.name: SERVICE})
         self.store = WorkloadStore(cfg.state_dir, workloads.authenticate, deletes.authenticate,
-                                   self.files)
+                                   self.files, services.authenticate)
 
         self.persister = Persister(self.files, self.events, self.machine)
         self.audit = AuditLog(cfg.state_dir, self.files, self.events,
@@ -158,10 +160,10 @@ class Agent:
             authenticate_workload=workloads.authenticate, guard=guard, drops=self.drops,
             membership=self.membership, driver=self.driver,
             deleter=self.deleter, cordon=self.cordon, admitting=self.admitting,
-            metrics=self.metrics, audit=self.audit.accepted)
+            metrics=self.metrics, audit=self.audit.accepted, keep_service=self.store.add_service)
         self.requests = OperatorRequests(
             driver=self.driver, store=self.store, pods=self.pods, mesh=self.mesh,
-            workloads=workloads,
+            applies=self.verifier_for({WORKLOAD.name: WORKLOAD, SERVICE.name: SERVICE}),
             requests=self.verifier_for({k.name: k for k in (DELETE, CORDON, DRAIN, REVOKE)}),
             audit=self.audit.accepted)
         self.pod_access = PodAccess(

@@ -40,7 +40,9 @@ from beemesh.workloads.messages import (
     DELETE,
     DRAIN,
     RELAYED_DELETE,
+    SERVICE,
     WORKLOAD,
+    check_service,
     check_workload,
 )
 
@@ -48,8 +50,8 @@ log = logging.getLogger("beemesh.inbound")
 
 # Which kinds each topic carries; anything else on a topic is dropped as unknown_kind.
 TOPIC_KINDS: dict[str, dict[str, wire.Kind]] = {
-    TOPIC_TASKS: {k.name: k for k in (TASK, WORKLOAD, DELETE, CORDON, DRAIN, RELAYED_DELETE,
-                                      REVOKE)},
+    TOPIC_TASKS: {k.name: k for k in (TASK, WORKLOAD, SERVICE, DELETE, CORDON, DRAIN,
+                                      RELAYED_DELETE, REVOKE)},
     TOPIC_PROPOSALS: {BID.name: BID},
     TOPIC_EVENTS: {k.name: k for k in (MACHINE_RECORD, MACHINE_WITHDRAW, DEPLOYED, FAILED,
                                        LEASE)},
@@ -137,10 +139,13 @@ class Inbound:
                  authenticate_workload: Callable[[bytes], wire.Envelope], guard: PlaneGuard,
                  drops: Drops, membership: Membership,
                  driver: AuctionDriver, deleter: Deleter, cordon: Cordon,
-                 admitting: AdmissionService, metrics: Metrics, audit: Audit) -> None:
+                 admitting: AdmissionService, metrics: Metrics, audit: Audit,
+                 keep_service: Callable[[bytes, wire.Envelope], object]) -> None:
         """`audit` keeps each operator request this machine acts on (a Delete; a Cordon or
-        Drain of this machine)."""
+        Drain of this machine); `keep_service` keeps a Service if it is the newest
+        (`store.WorkloadStore.add_service`)."""
         self.machine = machine
+        self.keep_service = keep_service
         self.verifiers = {topic: verifier_for(kinds) for topic, kinds in TOPIC_KINDS.items()}
         self.authenticate_workload = authenticate_workload
         self.guard = guard
@@ -172,6 +177,8 @@ class Inbound:
                     self.deleter.check_relayed(env)
                 elif env.kind == WORKLOAD.name:
                     check_workload(msg.data, env)
+                elif env.kind == SERVICE.name:
+                    check_service(msg.data, env)
                 elif env.kind == BID.name:
                     self.driver.refuse_bid(env)
             except wire.Rejected as e:
@@ -213,6 +220,9 @@ class Inbound:
         elif kind == WORKLOAD.name:
             self.audit(env, time.time(), "")
             self.driver.on_workload(data, env)
+        elif kind == SERVICE.name:
+            self.audit(env, time.time(), "")
+            self.keep_service(data, env)
         elif kind == DELETE.name:
             self.audit(env, time.time(), "")
             self.deleter.on_delete(env)

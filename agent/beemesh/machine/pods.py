@@ -15,7 +15,7 @@ from beemesh.node.evictions import Evictions
 from beemesh.node.kubelet import Kubelet
 from beemesh.node.local import LocalNode
 from beemesh.runtime import PodInfo
-from beemesh.workloads.store import StoredWorkload
+from beemesh.workloads.store import StoredService, StoredWorkload
 
 
 class Pods:
@@ -95,3 +95,27 @@ def workload_rows(workloads: Iterable[StoredWorkload], pods: list[dict[str, Any]
             "age_s": round(max(0.0, now - w.ts)),
         })
     return sorted(rows, key=lambda r: r["workload"])
+
+
+def service_rows(services: Iterable[StoredService], workloads: Iterable[StoredWorkload],
+                 endpoints: Iterable[Mapping[str, Any]], now: float) -> list[dict[str, Any]]:
+    """Rows of `beemesh get services` (like `kubectl get svc` with its endpoints): each
+    Service this machine keeps, the workloads its selector picks (pod template labels, same
+    namespace) and the service records of their replicas (`endpoints`: the work plane's view,
+    as `get endpoints` lists them)."""
+    workloads, endpoints = list(workloads), list(endpoints)
+    rows = []
+    for svc in services:
+        spec = svc.spec
+        picked = [w.workload_id for w in workloads
+                  if spec.selects(w.spec.namespace, w.spec.labels)]
+        mine = [dict(r) for r in endpoints if r.get("workload") in picked]
+        rows.append({
+            "service": spec.service_id, "namespace": spec.namespace, "name": spec.name,
+            "headless": spec.headless, "selector": dict(spec.selector),
+            "ports": [p.to_dict() for p in spec.ports], "workloads": picked,
+            "endpoints": sorted(mine, key=lambda r: (r["workload"], r["ordinal"], r["pod"])),
+            "ready": sum(bool(r.get("ready")) for r in mine),
+            "age_s": round(max(0.0, now - svc.ts)),
+        })
+    return rows

@@ -21,12 +21,12 @@ from beemesh import wire
 from beemesh.errors import UserError
 from beemesh.machine.audit_log import Audit
 from beemesh.machine.pods import Pods
-from beemesh.manifest import WorkloadSpec
+from beemesh.manifest import ServiceSpec, WorkloadSpec
 from beemesh.mesh.host import MeshHost
 from beemesh.scheduling.apply import plan_apply
 from beemesh.scheduling.driver import AuctionDriver
 from beemesh.topics import TOPIC_TASKS
-from beemesh.workloads.messages import DELETE, MAX_WORKLOAD_BYTES
+from beemesh.workloads.messages import DELETE, SERVICE, check_service, check_workload
 from beemesh.workloads.store import WorkloadStore
 
 REPLICA_STAGGER_S = 0.4  # > the longest selection window: replica k+1 sees who won replica k
@@ -34,35 +34,37 @@ REPLICA_STAGGER_S = 0.4  # > the longest selection window: replica k+1 sees who 
 
 class OperatorRequests:
     def __init__(self, *, driver: AuctionDriver, store: WorkloadStore, pods: Pods,
-                 mesh: MeshHost, workloads: wire.Verifier, requests: wire.Verifier,
+                 mesh: MeshHost, applies: wire.Verifier, requests: wire.Verifier,
                  audit: Audit) -> None:
-        """`workloads` checks signed Workloads; `requests` Delete, Cordon and Drain; `audit`
-        keeps each accepted request."""
+        """`applies` checks signed Workloads and Services; `requests` Delete, Cordon and
+        Drain; `audit` keeps each accepted request."""
         self.driver = driver
         self.store = store
         self.pods = pods
         self.mesh = mesh
-        self.workloads = workloads
+        self.applies = applies
         self.requests = requests
         self.audit = audit
 
     async def apply(self, blobs: list[bytes]) -> list[dict[str, Any]]:
-        """Verify operator-signed workloads and publish a Task for each missing replica."""
+        """Verify operator-signed workloads and Services (all before acting on any), keep
+        and publish each, and publish a Task for each missing replica of a workload."""
         now = time.time()
-        accepted: list[tuple[WorkloadSpec, bytes, wire.Envelope]] = []
+        accepted: list[tuple[WorkloadSpec | ServiceSpec, bytes, wire.Envelope]] = []
         for blob in blobs:
-            if len(blob) > MAX_WORKLOAD_BYTES:
-                raise UserError(f"workload is {len(blob)} bytes; the limit is "
-                                f"{MAX_WORKLOAD_BYTES} (trim the manifest)")
             try:
                 # unremembered: our own delivery of it must not look like a replay (py-libp2p
                 # validates what we publish, and forwards nothing it refuses)
-                env = self.workloads.check(blob, now, remember=False)
+                env = self.applies.check(blob, now, remember=False)
+                spec = (check_service if env.kind == SERVICE.name else check_workload)(blob, env)
             except wire.Rejected as e:
                 raise UserError(f"apply rejected ({e.reason}): {e.detail}") from None
-            accepted.append((WorkloadSpec.from_dict(env.body["spec"]), blob, env))
+            accepted.append((spec, blob, env))
         out: list[dict[str, Any]] = []
         for spec, blob, env in accepted:
+            if isinstance(spec, ServiceSpec):
+                out.append(await self._apply_service(spec, blob, env, now))
+                continue
             stored = self.store.add_workload(blob, env)
             if stored is None:
                 raise UserError(f"{spec.workload_id}: a newer apply or delete is already known; "
@@ -82,6 +84,16 @@ class OperatorRequests:
                     published = True
                 out.append(step.to_dict())
         return out
+
+    async def _apply_service(self, spec: ServiceSpec, blob: bytes, env: wire.Envelope,
+                             now: float) -> dict[str, Any]:
+        """Keep a Service and publish it: every machine keeps the newest."""
+        if self.store.add_service(blob, env) is None:
+            raise UserError(f"{spec.service_id}: a newer apply or delete is already known; "
+                            "check the clock of this machine and apply again")
+        self.audit(env, now, spec.service_id)
+        await self.mesh.publish(TOPIC_TASKS, blob)
+        return {"workload": spec.service_id, "replica": "-", "task_id": "-", "state": "applied"}
 
     async def forward(self, blob: bytes) -> wire.Envelope:
         """Check an operator-signed Delete/Cordon/Drain and publish it."""

@@ -17,7 +17,7 @@ from beemesh.api.server import ApiError, ApiServer, Request, Response
 from beemesh.events import EventLog
 from beemesh.machine.persistence import Persister
 from beemesh.machine.pod_access import PodAccess
-from beemesh.machine.pods import Pods, workload_rows
+from beemesh.machine.pods import Pods, service_rows, workload_rows
 from beemesh.machine.requests import OperatorRequests
 from beemesh.machine.workplane_link import WorkPlaneLink
 from beemesh.manifest.strategy import template_changes
@@ -69,7 +69,8 @@ class AgentApi:
                 ("POST", "/v1/logs", self._pod_request),
                 ("POST", "/v1/exec", self._pod_request), ("GET", "/v1/workloads", self._workloads),
                 ("GET", "/v1/workloads/manifest", self._manifest),
-                ("GET", "/v1/workloads/history", self._history)):
+                ("GET", "/v1/workloads/history", self._history),
+                ("GET", "/v1/services", self._services)):
             server.route(method, path, handler)
 
     async def _workloads(self, _req: Request) -> Response:
@@ -77,6 +78,12 @@ class AgentApi:
                     if isinstance(p.get("workload"), str)}
         return Response(200, workload_rows(self.driver.store.workloads(), self.pods.rows(),
                                            progress, time.time()))
+
+    async def _services(self, _req: Request) -> Response:
+        store = self.driver.store
+        records = self.link.endpoints(None) if self.link else []
+        return Response(200, service_rows(store.services(), store.workloads(), records,
+                                          time.time()))
 
     async def _manifest(self, req: Request) -> Response:
         """The operator-signed Workload this machine keeps of one workload, or of one of its

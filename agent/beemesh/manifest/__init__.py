@@ -19,6 +19,7 @@ Supported fields:
   ``spec.updateStrategy`` (RollingUpdate ``partition``, or OnDelete), ``minReadySeconds``,
   ``progressDeadlineSeconds`` (``beemesh.manifest.strategy``); v1 Pod: the pod spec directly
   under ``spec``.
+- v1 Service: ``beemesh.manifest.service`` (selector, ports, headless).
 - ``metadata``: ``name`` (at most 53 characters), ``namespace`` (default "default"), ``labels``,
   ``annotations``.
 - Pod spec: ``containers``, ``nodeSelector``, ``restartPolicy`` (only Always for controllers),
@@ -54,6 +55,7 @@ from beemesh.manifest.kube import load_manifest_file, parse_manifests
 from beemesh.manifest.model import ContainerSpec, PortSpec, ProbeSpec, WorkloadSpec
 from beemesh.manifest.quantities import parse_quantity_cpu, parse_quantity_memory
 from beemesh.manifest.security import SecuritySpec
+from beemesh.manifest.service import ServicePort, ServiceSpec
 
 __all__ = [
     "ContainerSpec",
@@ -61,6 +63,8 @@ __all__ = [
     "PortSpec",
     "ProbeSpec",
     "SecuritySpec",
+    "ServicePort",
+    "ServiceSpec",
     "WorkloadSpec",
     "load_manifest_file",
     "parse_manifests",

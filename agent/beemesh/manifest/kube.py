@@ -1,9 +1,9 @@
 """Kubernetes YAML -> WorkloadSpec: documents, Deployment/StatefulSet/Pod, their pod spec.
 
 ``parse_manifests`` reads single- or multi-document YAML (duplicate keys refused) and walks
-each Deployment, StatefulSet or Pod field by field; the containers are walked in
-``beemesh.manifest.containers``. What is supported, warned about or refused is listed in the
-``beemesh.manifest`` package doc.
+each Deployment, StatefulSet or Pod field by field (a Service: ``beemesh.manifest.service``);
+the containers are walked in ``beemesh.manifest.containers``. What is supported, warned
+about or refused is listed in the ``beemesh.manifest`` package doc.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from beemesh.manifest.containers import parse_container
 from beemesh.manifest.fields import NOT_YET, READ_ONLY, Doc
 from beemesh.manifest.model import ContainerSpec, WorkloadSpec
 from beemesh.manifest.security import parse_pod_security, refuse_host_paths
+from beemesh.manifest.service import ServiceSpec, parse_service
 from beemesh.manifest.strategy import (
     DEFAULT_STRATEGY,
     RESTARTED_AT,
@@ -37,8 +38,8 @@ from beemesh.manifest.strategy import (
     restarted_at,
 )
 
-_API_VERSIONS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Pod": "v1"}
-_SUPPORTED_TEXT = "apps/v1 Deployment, apps/v1 StatefulSet or v1 Pod"
+_API_VERSIONS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Pod": "v1", "Service": "v1"}
+_SUPPORTED_TEXT = "apps/v1 Deployment, apps/v1 StatefulSet, v1 Pod or v1 Service"
 # Document fields ignored with a warning (a container's own are in manifest.containers).
 _META_READ_ONLY = dict.fromkeys(
     ("creationTimestamp", "uid", "resourceVersion", "generation", "managedFields", "selfLink"),
@@ -89,9 +90,9 @@ def _load_documents(text: str, source: str) -> list[Any]:
         raise ManifestError(f"{where}: invalid YAML: {problem}; {fix}") from None
 
 
-def parse_manifests(text: str, source: str = "<manifest>") -> list[WorkloadSpec]:
+def parse_manifests(text: str, source: str = "<manifest>") -> list[WorkloadSpec | ServiceSpec]:
     """Parse single- or multi-document YAML; empty documents are skipped, so [] is possible."""
-    specs: list[WorkloadSpec] = []
+    specs: list[WorkloadSpec | ServiceSpec] = []
     first_seen: dict[tuple[str, str, str], int] = {}
     for number, doc in enumerate(_load_documents(text, source), start=1):
         if doc is None:
@@ -103,13 +104,13 @@ def parse_manifests(text: str, source: str = "<manifest>") -> list[WorkloadSpec]
             where.fail("metadata.name",
                        f"duplicate {spec.kind} {spec.namespace}/{spec.name} "
                        f"(also document {first_seen[key]})",
-                       "give each workload a unique name")
+                       f"give each {spec.kind} a unique name")
         first_seen[key] = number
         specs.append(spec)
     return specs
 
 
-def load_manifest_file(path: Path) -> list[WorkloadSpec]:
+def load_manifest_file(path: Path) -> list[WorkloadSpec | ServiceSpec]:
     """Read and parse a manifest file; any read problem becomes a ManifestError naming it."""
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -124,7 +125,7 @@ def load_manifest_file(path: Path) -> list[WorkloadSpec]:
     return parse_manifests(text, str(path))
 
 
-def _parse_document(doc: Any, where: Where) -> WorkloadSpec:
+def _parse_document(doc: Any, where: Where) -> WorkloadSpec | ServiceSpec:
     if not isinstance(doc, dict):
         fix = ("put each object in its own document, separated by '---'"
                if isinstance(doc, list) else "check the indentation")
@@ -156,6 +157,8 @@ def _parse_document(doc: Any, where: Where) -> WorkloadSpec:
         namespace, "metadata.namespace", "namespace", MAX_LABEL, d.fail)
     labels = label_map(meta.get("labels"), "metadata.labels", d.fail)
     spec = d.mapping(doc.get("spec"), "spec", required=True)
+    if kind == "Service":
+        return parse_service(d, name, namespace, labels, spec)
 
     if kind == "Pod":
         replicas, pod_base = 1, "spec"

@@ -7,13 +7,14 @@ signature itself, so a machine that relays them cannot invent or alter one.
 from __future__ import annotations
 
 from beemesh import schema, wire
-from beemesh.manifest import ManifestError, WorkloadSpec
+from beemesh.manifest import ManifestError, ServiceSpec, WorkloadSpec
 
 MAX_WORKLOAD_BYTES = 64 * 1024
 MAX_GRACE_S = 24 * 3600  # the longest a drain lets a replica take to stop
 
 WORKLOAD = wire.Kind("Workload", wire.OPERATOR, schema.Struct(
     required={"spec": schema.OPAQUE}))
+SERVICE = wire.Kind("Service", wire.OPERATOR, schema.Struct(required={"spec": schema.OPAQUE}))
 DELETE = wire.Kind("Delete", wire.OPERATOR, schema.Struct(required={"workload_id": str}))
 CORDON = wire.Kind("Cordon", wire.OPERATOR, schema.Struct(
     required={"machine": str, "cordoned": bool}))
@@ -42,3 +43,15 @@ def check_workload(data: bytes, env: wire.Envelope) -> WorkloadSpec:
         return WorkloadSpec.from_dict(env.body["spec"])
     except ManifestError as e:
         raise wire.Rejected("schema", f"workload: {e}") from None
+
+
+def check_service(data: bytes, env: wire.Envelope) -> ServiceSpec:
+    """A verified Service (an apply of a v1 Service): its size and its spec; Rejected
+    otherwise. Every machine keeps the newest (`store.WorkloadStore.add_service`)."""
+    if len(data) > MAX_WORKLOAD_BYTES:
+        raise wire.Rejected("oversized", f"service of {len(data)} bytes, over the "
+                            f"{MAX_WORKLOAD_BYTES} cap")
+    try:
+        return ServiceSpec.from_dict(env.body["spec"])
+    except ManifestError as e:
+        raise wire.Rejected("schema", f"service: {e}") from None

@@ -1,7 +1,10 @@
-"""Operator-signed workloads and deletes, kept on disk: recovery must not need the operator.
+"""Operator-signed workloads, Services and deletes, kept on disk: recovery must not need the
+operator.
 
 Every machine keeps the newest signed `Workload` of each workload it has seen (from an apply,
-from a Task, or asked of a peer) and every operator `Delete` for `DELETE_TTL_S`. A machine
+from a Task, or asked of a peer), the newest signed `Service` of each Service, and every
+operator `Delete` for `DELETE_TTL_S` (a Delete names a workload or a Service by its id,
+`kind/namespace/name`). A machine
 that restarts, or that is cut off from the operator, can still heal what it knows about and
 still refuse what was deleted. The files hold the operator's own signed bytes, so a file that
 was altered on disk fails verification on load and is set aside (renamed `*.bad`) rather than
@@ -23,7 +26,7 @@ from pathlib import Path
 
 from beemesh import wire
 from beemesh.files import TMP_SUFFIX, WriteBehind
-from beemesh.manifest import ManifestError, WorkloadSpec
+from beemesh.manifest import ManifestError, ServiceSpec, WorkloadSpec
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,17 @@ class StoredWorkload:
 
 
 @dataclass(frozen=True)
+class StoredService:
+    spec: ServiceSpec
+    blob: bytes  # the operator-signed Service envelope
+    ts: float  # the operator's signing time
+
+    @property
+    def service_id(self) -> str:
+        return self.spec.service_id
+
+
+@dataclass(frozen=True)
 class StoredDelete:
     workload_id: str
     blob: bytes  # the operator-signed Delete envelope
@@ -55,6 +69,9 @@ class StoredDelete:
 
 class MisfiledError(ValueError):
     """A stored file holds another workload than its name says (copied or renamed by hand)."""
+
+
+_Keep = Callable[[Path, bytes, wire.Envelope, float], None]
 
 
 def _file_name(workload_id: str) -> str:
@@ -71,10 +88,15 @@ class WorkloadStore:
     def __init__(self, directory: Path,
                  authenticate_workload: Callable[[bytes], wire.Envelope],
                  authenticate_delete: Callable[[bytes], wire.Envelope],
-                 files: WriteBehind | None = None) -> None:
+                 files: WriteBehind | None = None,
+                 authenticate_service: Callable[[bytes], wire.Envelope] | None = None) -> None:
         """`files`: where changes go to disk (written behind, by the agent's persister);
-        the store itself is always current in memory."""
+        the store itself is always current in memory. Without `authenticate_service` no
+        stored Service is loaded (a store that keeps workloads only)."""
         self.files = files if files is not None else WriteBehind()
+        self.service_dir = directory / "services"
+        self._auth_service = authenticate_service
+        self._services: dict[str, StoredService] = {}
         self.workload_dir = directory / "workloads"
         self.delete_dir = directory / "deleted"
         self.revision_dir = directory / "revisions"
@@ -98,6 +120,12 @@ class WorkloadStore:
         """The workload's pod templates this machine has seen (newest apply of each), oldest
         first; the last one is the current template."""
         return list(self._revisions.get(workload_id, ()))
+
+    def service(self, service_id: str) -> StoredService | None:
+        return self._services.get(service_id)
+
+    def services(self) -> list[StoredService]:
+        return sorted(self._services.values(), key=lambda s: s.service_id)
 
     def delete_of(self, workload_id: str) -> StoredDelete | None:
         """The operator's Delete in force for this workload, if any."""
@@ -145,6 +173,25 @@ class WorkloadStore:
             self.files.remove(self.delete_dir / _file_name(wid))
         return stored
 
+    def add_service(self, blob: bytes, env: wire.Envelope,
+                    save: bool = True) -> StoredService | None:
+        """Keep a verified Service if it is the newest apply and not deleted; returns it."""
+        spec = ServiceSpec.from_dict(env.body["spec"])
+        ts = env.ts_ms / 1000
+        sid = spec.service_id
+        if self.is_deleted(sid, ts):
+            return None
+        current = self._services.get(sid)
+        if current is not None and current.ts >= ts:
+            return current if current.ts == ts else None
+        stored = self._services[sid] = StoredService(spec, blob, ts)
+        if save:
+            self._save(self.service_dir, sid, blob)
+        if sid in self._deletes:  # a newer apply lifts the Delete
+            del self._deletes[sid]
+            self.files.remove(self.delete_dir / _file_name(sid))
+        return stored
+
     def add_delete(self, blob: bytes, env: wire.Envelope, now: float, save: bool = True) -> bool:
         """Keep a verified Delete if it is new and not expired; drops the applies it shadows."""
         wid = env.body["workload_id"]
@@ -154,15 +201,16 @@ class WorkloadStore:
         current = self._deletes.get(wid)
         if current is not None and current.ts >= ts:
             return False
-        applied = self._workloads.get(wid)
+        applied = self._workloads.get(wid) or self._services.get(wid)
         if applied is not None and applied.ts > ts:
             return False  # the operator applied it again after this Delete
         self._deletes[wid] = StoredDelete(wid, blob, ts)
         if save:
             self._save(self.delete_dir, wid, blob)
-        if applied is not None:
-            del self._workloads[wid]
+        if self._workloads.pop(wid, None) is not None:
             self.files.remove(self.workload_dir / _file_name(wid))
+        if self._services.pop(wid, None) is not None:
+            self.files.remove(self.service_dir / _file_name(wid))
         for old in self._revisions.pop(wid, ()):
             self.files.remove(self._revision_path(old))
         return True
@@ -205,11 +253,13 @@ class WorkloadStore:
     def load(self, now: float) -> list[str]:
         """Read what an earlier run kept; returns one line per file set aside as unusable."""
         problems: list[str] = []
-        for directory, auth, keep in ((self.delete_dir, self._auth_delete, self._keep_delete),
-                                      (self.revision_dir, self._auth_workload,
-                                       self._keep_revision),
-                                      (self.workload_dir, self._auth_workload,
-                                       self._keep_workload)):
+        kinds: list[tuple[Path, Callable[[bytes], wire.Envelope], _Keep]] = [
+            (self.delete_dir, self._auth_delete, self._keep_delete),
+            (self.revision_dir, self._auth_workload, self._keep_revision),
+            (self.workload_dir, self._auth_workload, self._keep_workload)]
+        if self._auth_service is not None:
+            kinds.append((self.service_dir, self._auth_service, self._keep_service))
+        for directory, auth, keep in kinds:
             if not directory.is_dir():
                 continue
             for tmp in directory.glob(f"*{TMP_SUFFIX}"):  # a write cut short by a crash
@@ -244,6 +294,13 @@ class WorkloadStore:
             path.unlink(missing_ok=True)
             return
         self._remember_revision(stored)
+
+    def _keep_service(self, path: Path, blob: bytes, env: wire.Envelope, _now: float) -> None:
+        sid = ServiceSpec.from_dict(env.body["spec"]).service_id
+        if path.name != _file_name(sid):
+            raise MisfiledError("file name does not match the Service it holds")
+        if self.add_service(blob, env, save=False) is None:
+            path.unlink(missing_ok=True)  # deleted after this apply
 
     def _keep_workload(self, path: Path, blob: bytes, env: wire.Envelope, _now: float) -> None:
         wid = WorkloadSpec.from_dict(env.body["spec"]).workload_id

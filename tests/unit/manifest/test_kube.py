@@ -237,7 +237,7 @@ ERROR_CASES: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str, ...]]]
     ("missing metadata", drop(("metadata",)), ("metadata: missing",)),
     ("unsupported kind", set_in(("kind",), "DaemonSet"),
      ("kind: apps/v1 DaemonSet is not supported",
-      "use apps/v1 Deployment, apps/v1 StatefulSet or v1 Pod")),
+      "use apps/v1 Deployment, apps/v1 StatefulSet, v1 Pod or v1 Service")),
     ("missing kind", drop(("kind",)), ("kind: missing",)),
     ("wrong apiVersion", set_in(("apiVersion",), "extensions/v1beta1"),
      ("apiVersion: extensions/v1beta1 Deployment is not supported", "use apiVersion: apps/v1")),
