@@ -154,7 +154,8 @@ class Agent:
         self.admitting.load()
         self.exchange = ManifestExchange(machine=self.machine, view=self.view, store=self.store,
                                          authenticate=workloads.authenticate, mesh=self.mesh,
-                                         events=self.events)
+                                         events=self.events,
+                                         authenticate_service=services.authenticate)
         self.inbound = Inbound(
             machine=self.machine, verifier_for=self.verifier_for,
             authenticate_workload=workloads.authenticate, guard=guard, drops=self.drops,

@@ -7,11 +7,17 @@ are gone. When a machine record lists a pod of a workload this machine has no ma
 workload id, the answer the operator-signed Workload bytes, checked here like an embedded
 Workload (trusted operator, schema, size cap, the workload that was asked for). A peer can
 only hand over what an operator signed; it cannot make one up or swap in another workload.
+
+Services are in no record, so a machine also asks one live peer for every Service it keeps
+(`{"services": true}`: a CBOR list of operator-signed Service messages, at most
+SERVICES_ANSWER_BYTES) once its first peer is in view and every SERVICES_EVERY_S after; each is
+checked and kept like a published one (a Service deleted here stays deleted).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +31,7 @@ from beemesh.manifest import ManifestError, WorkloadSpec
 from beemesh.membership.view import MachineView
 from beemesh.mesh.framing import read_request, send_request
 from beemesh.mesh.host import MeshHost
-from beemesh.workloads.messages import MAX_WORKLOAD_BYTES
+from beemesh.workloads.messages import MAX_WORKLOAD_BYTES, check_service
 from beemesh.workloads.store import WorkloadStore
 
 log = logging.getLogger("beemesh.manifests")
@@ -33,6 +39,8 @@ log = logging.getLogger("beemesh.manifests")
 MANIFEST_PROTOCOL = "/beemesh/manifest/1.0.0"
 ASK_AGAIN_S = 10.0
 TIMEOUT_S = 5.0
+SERVICES_EVERY_S = 60.0
+SERVICES_ANSWER_BYTES = 1024 * 1024
 
 
 def wanted(view: MachineView, store: WorkloadStore, machine: str,
@@ -64,11 +72,47 @@ def accept(store: WorkloadStore, authenticate: Callable[[bytes], wire.Envelope],
     return store.add_workload(data, env) is not None
 
 
+def services_answer(store: WorkloadStore) -> bytes:
+    """The Services this machine keeps, as signed, newest first up to SERVICES_ANSWER_BYTES."""
+    blobs: list[bytes] = []
+    size = 0
+    for svc in sorted(store.services(), key=lambda s: -s.ts):
+        if size + len(svc.blob) + 16 > SERVICES_ANSWER_BYTES:
+            break
+        blobs.append(svc.blob)
+        size += len(svc.blob) + 16
+    return cbor2.dumps(blobs)
+
+
+def accept_services(store: WorkloadStore, authenticate: Callable[[bytes], wire.Envelope],
+                    data: bytes) -> list[str]:
+    """Keep the Services a peer sent that an operator signed; the ids of the ones new here.
+    Rejected if the answer is not a list of signed Services."""
+    try:
+        blobs = cbor.loads(data)
+    except cbor.CBORError as e:
+        raise wire.Rejected("schema", f"services answer: {e}") from None
+    if not isinstance(blobs, list) or not all(isinstance(b, bytes) for b in blobs):
+        raise wire.Rejected("schema", "services answer is not a list of signed Services")
+    new = []
+    for blob in blobs:
+        env = authenticate(blob)
+        sid = check_service(blob, env).service_id
+        before = store.service(sid)
+        kept = store.add_service(blob, env)
+        if kept is not None and kept is not before:
+            new.append(sid)
+    return new
+
+
 class ManifestExchange:
     def __init__(self, *, machine: str, view: MachineView, store: WorkloadStore,
                  authenticate: Callable[[bytes], wire.Envelope], mesh: MeshHost,
-                 events: EventLog) -> None:
-        """`authenticate`: checks an operator-signed Workload (trusted signer, any age)."""
+                 events: EventLog,
+                 authenticate_service: Callable[[bytes], wire.Envelope]) -> None:
+        """`authenticate`: checks an operator-signed Workload (trusted signer, any age);
+        `authenticate_service` a Service."""
+        self.authenticate_service = authenticate_service
         self.machine = machine
         self.view = view
         self.store = store
@@ -82,6 +126,9 @@ class ManifestExchange:
         try:
             with trio.fail_after(TIMEOUT_S):
                 request = cbor.loads(await read_request(stream, 1024))
+                if request.get("services") is True:
+                    await send_request(stream, services_answer(self.store))
+                    return
                 stored = self.store.workload(str(request["workload_id"]))
                 await send_request(stream, stored.blob if stored is not None else b"")
         except Exception as e:  # garbage or a peer that went away: nothing to answer
@@ -92,6 +139,7 @@ class ManifestExchange:
 
     async def run(self) -> None:
         """Ask for what is missing, each workload at most every ASK_AGAIN_S."""
+        services_at = -SERVICES_EVERY_S
         async with trio.open_nursery() as nursery:
             while True:
                 now = time.time()
@@ -99,7 +147,29 @@ class ManifestExchange:
                     if now - self._asked.get(wid, 0.0) >= ASK_AGAIN_S:
                         self._asked[wid] = now
                         nursery.start_soon(self._ask, peer, wid)
+                peers = sorted(self.view.machine_ids(now) - {self.machine})
+                if peers and time.monotonic() - services_at >= SERVICES_EVERY_S:
+                    services_at = time.monotonic()
+                    nursery.start_soon(self._ask_services, random.choice(peers))
                 await trio.sleep(2)
+
+    async def _ask_services(self, peer: str) -> None:
+        try:
+            with trio.fail_after(TIMEOUT_S):
+                stream = await self.mesh.open_stream(peer, MANIFEST_PROTOCOL)
+                try:
+                    await send_request(stream, cbor2.dumps({"services": True}))
+                    data = await read_request(stream, SERVICES_ANSWER_BYTES + 64)
+                finally:
+                    with trio.move_on_after(1):
+                        await stream.close()
+            for sid in accept_services(self.store, self.authenticate_service, data):
+                self.events.add(time.time(), "ManifestLearned", f"signed Service {sid} from "
+                                f"{peer}", workload=sid, machine=self.machine)
+        except wire.Rejected as e:
+            log.warning("services from %s refused (%s): %s", peer, e.reason, e.detail)
+        except Exception as e:  # unreachable peer, timeout, closed stream: ask again later
+            log.debug("could not get the services of %s: %s", peer, e)
 
     async def _ask(self, peer: str, workload_id: str) -> None:
         try:

@@ -6,13 +6,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cbor2
 import pytest
 from store_testlib import OPERATOR, STRANGER, WID, make_store, manifest, verifiers
 
 from beemesh import wire
 from beemesh.machine import exchange
 from beemesh.manifest import parse_manifests
-from beemesh.workloads.messages import DELETE, MAX_WORKLOAD_BYTES, WORKLOAD
+from beemesh.workloads.messages import DELETE, MAX_WORKLOAD_BYTES, SERVICE, WORKLOAD
 from beemesh.workloads.store import WorkloadStore
 
 
@@ -73,3 +74,58 @@ def test_a_manifest_of_a_deleted_workload_is_not_revived(tmp_path: Path) -> None
     assert m.store.add_delete(delete, wire.decode(delete), time.time())
     assert not accept(m, WID, old)
     assert m.store.workload(WID) is None
+
+
+# ---- Services (in no record: a machine asks a peer for all it keeps) -------------------------
+
+SERVICE_DOC = """
+apiVersion: v1
+kind: Service
+metadata: {name: %s}
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+"""
+
+
+def service_blob(name: str = "web", key=OPERATOR, ts: float | None = None) -> bytes:
+    (svc,) = parse_manifests(SERVICE_DOC % name, "svc.yaml")
+    return wire.seal(key, SERVICE.name, {"spec": svc.to_dict()}, ts or time.time())
+
+
+def service_auth() -> wire.Verifier:
+    return wire.Verifier({SERVICE.name: SERVICE}, lambda: {OPERATOR.public_key: "ops"})
+
+
+def test_a_late_joiner_keeps_the_services_a_peer_keeps(tmp_path: Path) -> None:
+    peer, late = make_store(tmp_path / "peer"), make_store(tmp_path / "late")
+    for name in ("web", "db"):
+        blob = service_blob(name)
+        peer.add_service(blob, wire.decode(blob))
+    answer = exchange.services_answer(peer)
+    new = exchange.accept_services(late, service_auth().authenticate, answer)
+    assert sorted(new) == ["service/default/db", "service/default/web"]
+    assert [s.service_id for s in late.services()] == sorted(new)
+    assert exchange.accept_services(late, service_auth().authenticate, answer) == []  # known
+
+
+@pytest.mark.parametrize("answer", [
+    b"\xa1garbage", cbor2.dumps({"not": "a list"}), cbor2.dumps(["text"]),
+    cbor2.dumps([service_blob(key=STRANGER)]),
+    cbor2.dumps([wire.seal(OPERATOR, SERVICE.name, {"spec": {"name": "x"}}, time.time())]),
+])
+def test_a_bad_services_answer_is_refused(tmp_path: Path, answer: bytes) -> None:
+    late = make_store(tmp_path)
+    with pytest.raises(wire.Rejected):
+        exchange.accept_services(late, service_auth().authenticate, answer)
+    assert late.services() == []
+
+
+def test_the_answer_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    peer = make_store(tmp_path)
+    for i in range(5):
+        blob = service_blob(f"s{i}", ts=time.time() + i)
+        peer.add_service(blob, wire.decode(blob))
+    one = len(service_blob("s0"))
+    monkeypatch.setattr(exchange, "SERVICES_ANSWER_BYTES", 2 * (one + 16))
+    assert len(cbor2.loads(exchange.services_answer(peer))) == 2  # the newest two
