@@ -75,6 +75,8 @@ def workload_rows(workloads: Iterable[StoredWorkload], pods: list[dict[str, Any]
         up_to_date = [p for p in mine if p.get("template") == spec.template_hash]
         ready = [p for p in mine if p.get("ready")]
         seen = progress.get(w.workload_id, {})
+        if seen.get("template") != spec.template_hash:
+            seen = {}  # a report of an earlier template (its work plane has not stepped yet)
         # A StatefulSet's partition keeps the ordinals below it on their template: its
         # rollout is done once the ones from the partition up are (`rollout status` as
         # kubectl's "partitioned roll out complete").

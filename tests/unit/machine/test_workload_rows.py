@@ -47,3 +47,16 @@ def test_a_partitioned_statefulset_is_rolled_out_once_the_ordinals_above_are() -
     rows[2]["ready"] = False
     assert workload_rows([w], rows, {}, 200.0)[0]["state"] == "progressing"
     assert state(w, ["old", new]) == "progressing"
+
+
+def test_a_stalled_report_of_an_earlier_template_does_not_stall_the_new_one() -> None:
+    """Right after an apply the work plane may still report the previous template's rollout
+    (stalled at its deadline): the new template's rollout is progressing, not stalled."""
+    w = stored("Deployment")
+    rows = pods(w, ["old", "old", "old"])
+    stale = {w.workload_id: {"template": "old", "state": "stalled", "reason": "deadline"}}
+    row = workload_rows([w], rows, stale, 200.0)[0]
+    assert (row["state"], row["reason"]) == ("progressing", "")
+    current = {w.workload_id: {"template": w.spec.template_hash, "state": "stalled",
+                               "reason": "deadline"}}
+    assert workload_rows([w], rows, current, 200.0)[0]["state"] == "stalled"
