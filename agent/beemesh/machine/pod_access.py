@@ -102,8 +102,7 @@ class PodAccess:
                                f"{', '.join(info.containers) or 'none'}")
             return
         code, output = await trio.to_thread.run_sync(
-            lambda: self.node.exec_in(pod, container, body["argv"],
-                                              float(body["timeout_s"])),
+            lambda: self.node.exec_in(pod, container, body["argv"], float(body["timeout_s"])),
             abandon_on_cancel=True)
         yield json.dumps({"output": output}).encode() + b"\n"
         yield json.dumps({"exit": code}).encode() + b"\n"

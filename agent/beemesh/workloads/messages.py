@@ -6,10 +6,14 @@ signature itself, so a machine that relays them cannot invent or alter one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from beemesh import schema, wire
 from beemesh.manifest import ManifestError, ServiceSpec, WorkloadSpec
 
 MAX_WORKLOAD_BYTES = 64 * 1024
+T = TypeVar("T")
 MAX_GRACE_S = 24 * 3600  # the longest a drain lets a replica take to stop
 
 WORKLOAD = wire.Kind("Workload", wire.OPERATOR, schema.Struct(
@@ -36,22 +40,20 @@ EXEC_REQUEST = wire.Kind("ExecRequest", wire.OPERATOR, schema.Struct(
 def check_workload(data: bytes, env: wire.Envelope) -> WorkloadSpec:
     """A verified Workload published on its own (an apply): its size and its spec; Rejected
     otherwise. Every machine keeps the newest (`store.WorkloadStore.add_workload`)."""
-    if len(data) > MAX_WORKLOAD_BYTES:
-        raise wire.Rejected("oversized", f"workload of {len(data)} bytes, over the "
-                            f"{MAX_WORKLOAD_BYTES} cap")
-    try:
-        return WorkloadSpec.from_dict(env.body["spec"])
-    except ManifestError as e:
-        raise wire.Rejected("schema", f"workload: {e}") from None
+    return _checked(data, env, "workload", WorkloadSpec.from_dict)
 
 
 def check_service(data: bytes, env: wire.Envelope) -> ServiceSpec:
     """A verified Service (an apply of a v1 Service): its size and its spec; Rejected
     otherwise. Every machine keeps the newest (`store.WorkloadStore.add_service`)."""
+    return _checked(data, env, "service", ServiceSpec.from_dict)
+
+
+def _checked(data: bytes, env: wire.Envelope, what: str, parse: Callable[[Any], T]) -> T:
     if len(data) > MAX_WORKLOAD_BYTES:
-        raise wire.Rejected("oversized", f"service of {len(data)} bytes, over the "
+        raise wire.Rejected("oversized", f"{what} of {len(data)} bytes, over the "
                             f"{MAX_WORKLOAD_BYTES} cap")
     try:
-        return ServiceSpec.from_dict(env.body["spec"])
+        return parse(env.body["spec"])
     except ManifestError as e:
-        raise wire.Rejected("schema", f"service: {e}") from None
+        raise wire.Rejected("schema", f"{what}: {e}") from None

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from beemesh import wire
 from beemesh.files import TMP_SUFFIX, WriteBehind
@@ -72,6 +73,7 @@ class MisfiledError(ValueError):
 
 
 _Keep = Callable[[Path, bytes, wire.Envelope, float], None]
+_S = TypeVar("_S", "StoredWorkload", "StoredService")
 
 
 def _file_name(workload_id: str) -> str:
@@ -156,21 +158,15 @@ class WorkloadStore:
         spec = WorkloadSpec.from_dict(env.body["spec"])
         ts = env.ts_ms / 1000
         wid = spec.workload_id
-        if self.is_deleted(wid, ts):
-            return None
-        current = self._workloads.get(wid)
-        if current is not None and current.ts >= ts:
-            return current if current.ts == ts else None
+        unchanged, current = self._unchanged(self._workloads, wid, ts)
+        if unchanged:
+            return current
         stored = StoredWorkload(spec, blob, ts)
         self._workloads[wid] = stored
         self._remember_revision(stored)
         if save and current is not None and current.spec.template_hash != spec.template_hash:
             self._save_file(self._revision_path(current), current.blob)  # now a past one
-        if save:
-            self._save(self.workload_dir, wid, blob)
-        if wid in self._deletes:  # a newer apply lifts the Delete
-            del self._deletes[wid]
-            self.files.remove(self.delete_dir / _file_name(wid))
+        self._kept(self.workload_dir, wid, blob, save)
         return stored
 
     def add_service(self, blob: bytes, env: wire.Envelope,
@@ -179,18 +175,32 @@ class WorkloadStore:
         spec = ServiceSpec.from_dict(env.body["spec"])
         ts = env.ts_ms / 1000
         sid = spec.service_id
-        if self.is_deleted(sid, ts):
-            return None
-        current = self._services.get(sid)
-        if current is not None and current.ts >= ts:
-            return current if current.ts == ts else None
+        unchanged, current = self._unchanged(self._services, sid, ts)
+        if unchanged:
+            return current
         stored = self._services[sid] = StoredService(spec, blob, ts)
-        if save:
-            self._save(self.service_dir, sid, blob)
-        if sid in self._deletes:  # a newer apply lifts the Delete
-            del self._deletes[sid]
-            self.files.remove(self.delete_dir / _file_name(sid))
+        self._kept(self.service_dir, sid, blob, save)
         return stored
+
+    def _unchanged(self, kept: Mapping[str, _S], key: str, ts: float) -> tuple[bool, _S | None]:
+        """(True, what `add_*` returns) when an apply signed at `ts` changes nothing: a Delete
+        shadows it, or the one kept is as new (returned when it is this very apply);
+        (False, the one kept) otherwise."""
+        if self.is_deleted(key, ts):
+            return True, None
+        current = kept.get(key)
+        if current is not None and current.ts >= ts:
+            return True, current if current.ts == ts else None
+        return False, current
+
+    def _kept(self, directory: Path, key: str, blob: bytes, save: bool) -> None:
+        """A newer apply was kept: written (unless loaded from disk), and it lifts the
+        Delete."""
+        if save:
+            self._save(directory, key, blob)
+        if key in self._deletes:
+            del self._deletes[key]
+            self.files.remove(self.delete_dir / _file_name(key))
 
     def add_delete(self, blob: bytes, env: wire.Envelope, now: float, save: bool = True) -> bool:
         """Keep a verified Delete if it is new and not expired; drops the applies it shadows."""
