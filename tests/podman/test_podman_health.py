@@ -22,6 +22,7 @@ from beemesh.runtime import (
     EXEC_OUTPUT_LIMIT,
     ExecTimeout,
     PodInfo,
+    PodNetwork,
     RuntimeFailure,
 )
 from beemesh.runtime.podman import PodmanRuntime
@@ -70,13 +71,29 @@ def test_manifest_mounts_discovery_read_only_and_our_env_wins(tmp_path: Path) ->
                                       "mountPath": DISCOVERY_MOUNT_PATH, "readOnly": True}]
     a = doc["spec"]["containers"][0]
     assert [(e["name"], e["value"]) for e in a["env"]] == [
-        ("X", "1"), (ENV_WORKLOAD, "deployment/default/m"), (ENV_ORDINAL, "3"),
+        ("HOSTNAME", "m-3"), ("X", "1"), (ENV_WORKLOAD, "deployment/default/m"), (ENV_ORDINAL, "3"),
         (ENV_POD, "m-3"), (ENV_DISCOVERY_DIR, DISCOVERY_MOUNT_PATH)]
     plain = pod_manifest(spec, 0, "task-0")
     assert "volumes" not in plain["spec"]
     assert "volumeMounts" not in plain["spec"]["containers"][1]
     assert {e["name"] for e in plain["spec"]["containers"][1]["env"]} == {
-        ENV_WORKLOAD, ENV_ORDINAL, ENV_POD}
+        "HOSTNAME", ENV_WORKLOAD, ENV_ORDINAL, ENV_POD}
+
+
+def test_manifest_mounts_the_hosts_file_and_service_env_the_workload_can_override(
+        tmp_path: Path) -> None:
+    hosts = tmp_path / "p.hosts"
+    spec = deployment("m", container("a", "true", env={"DB_SERVICE_PORT": "mine"}))
+    doc = pod_manifest(spec, 0, "t", network=PodNetwork(hosts, (
+        ("DB_SERVICE_HOST", "127.64.0.9"), ("DB_SERVICE_PORT", "5432"))))
+    assert doc["spec"]["volumes"] == [
+        {"name": "beemesh-hosts", "hostPath": {"path": str(hosts), "type": "File"}}]
+    (c,) = doc["spec"]["containers"]
+    assert c["volumeMounts"] == [{"name": "beemesh-hosts", "mountPath": "/etc/hosts",
+                                  "readOnly": True}]
+    env = [(e["name"], e["value"]) for e in c["env"]]
+    assert ("DB_SERVICE_HOST", "127.64.0.9") in env and ("DB_SERVICE_PORT", "mine") in env
+    assert ("DB_SERVICE_PORT", "5432") not in env
 
 
 def test_discovery_dir_is_readable_and_live(runtime: PodmanRuntime, served: PodInfo,

@@ -57,9 +57,6 @@ def apply(api: Path, fleet_flag: Path | None, manifest: Path) -> list[dict[str, 
         name = spec.service_id if isinstance(spec, ServiceSpec) else spec.workload_id
         for warning in spec.warnings:
             print(f"warning: {name}: {warning}", file=sys.stderr)
-        if isinstance(spec, ServiceSpec):
-            print(f"warning: {name}: every machine keeps it and lists its endpoints (`beemesh "
-                  "get services`), but pods cannot reach it by name yet", file=sys.stderr)
         kind = SERVICE if isinstance(spec, ServiceSpec) else WORKLOAD
         blobs.append(sign(fleet_flag, kind.name, {"spec": spec.to_dict()}))
     return call(api, "POST", "/v1/apply", {"workloads": blobs})

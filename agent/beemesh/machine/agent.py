@@ -28,6 +28,7 @@ from beemesh.machine.audit_log import AuditLog
 from beemesh.machine.deleting import Deleter
 from beemesh.machine.exchange import ManifestExchange
 from beemesh.machine.inbound import TOPIC_KINDS, Drops, Inbound, PlaneGuard
+from beemesh.machine.listeners import Listeners
 from beemesh.machine.persistence import Persister
 from beemesh.machine.pod_access import PodAccess
 from beemesh.machine.pods import Pods
@@ -117,9 +118,16 @@ class Agent:
 
         user = resolve_user(cfg.workplane_user) if cfg.workplane and os.geteuid() == 0 else None
         dirs = WorkPlaneDirs(cfg, user)
+        self.listeners: Listeners | None = None
+        if cfg.workplane:
+            self.listeners = Listeners(runtime=runtime, store=self.store,
+                                       directory=cfg.state_dir / "names",
+                                       running=lambda: self.node.pods.values(),
+                                       metrics=self.metrics)
         self.node = LocalNode(
             machine=self.machine, cfg=cfg, runtime=runtime, events=self.events,
-            announcer=self.membership, pod_dirs=dirs if cfg.workplane else None)
+            announcer=self.membership, pod_dirs=dirs if cfg.workplane else None,
+            networks=self.listeners)
         self.cordon = Cordon(cfg.state_dir, self.machine, self.events, self.membership,
                              self.files)
         self.driver = AuctionDriver(
@@ -140,7 +148,7 @@ class Agent:
                 evictions=self.evictions, driver=self.driver, store=self.store,
                 view=self.view, quorum=self.quorum, lateness=self.lateness,
                 addrs=self._addrs, events=self.events, metrics=self.metrics,
-                announcer=self.membership, log_level=log_level)
+                announcer=self.membership, listeners=self.listeners, log_level=log_level)
         self.pods = Pods(machine=self.machine, node=self.node, kubelet=self.kubelet,
                          evictions=self.evictions, view=self.view, certified=self.certified,
                          believed=self.driver.claim_counts)
@@ -218,6 +226,8 @@ class Agent:
             nursery.start_soon(self.admitting.run)
             if self.link is not None:
                 await nursery.start(self.link.run)
+            if self.listeners is not None:
+                nursery.start_soon(self.listeners.run)
             log.info("agent %s listening on %s", self.machine, ", ".join(self.mesh.addrs()))
             print(f"beemesh agent {self.machine} ready; API at {self.cfg.api_socket}",
                   flush=True)

@@ -28,6 +28,7 @@ from beemesh.config import AgentConfig
 from beemesh.errors import UserError
 from beemesh.events import EventLog
 from beemesh.identity import KeyPair, peer_id
+from beemesh.machine.listeners import Listeners
 from beemesh.machine.workplane_dirs import WorkPlaneDirs
 from beemesh.manifest import WorkloadSpec
 from beemesh.membership.lateness import Lateness
@@ -41,9 +42,10 @@ from beemesh.node.local import Announcer, LocalNode
 from beemesh.runtime import PodInfo
 from beemesh.scheduling import heal_gate
 from beemesh.workloads.store import WorkloadStore
-from beemesh.workplane import sync
+from beemesh.workplane import handoff, sync
 from beemesh.workplane.process import AGENT_PID_ENV
 from beemesh.workplane.records import WORKLOAD_CERT
+from beemesh.workplane.stream_counters import REFUSED, STREAM_COUNTERS, STREAM_METRICS
 
 log = logging.getLogger("beemesh.workplane_link")
 
@@ -97,7 +99,7 @@ class WorkPlaneLink:
                  driver: Placements, store: WorkloadStore, view: MachineView,
                  quorum: Quorum, lateness: Lateness, addrs: Callable[[], list[str]],
                  events: EventLog, metrics: Metrics, announcer: Announcer,
-                 log_level: str = "info") -> None:
+                 listeners: Listeners | None = None, log_level: str = "info") -> None:
         self.key = key
         self.machine = key.peer_id
         self.cfg = cfg
@@ -116,6 +118,7 @@ class WorkPlaneLink:
         self.events = events
         self.metrics = metrics
         self.announcer = announcer
+        self.listeners = listeners
         self.log_level = log_level
         uid = self.user[0] if self.user else os.getuid()
         self.api = ApiServer(dirs.socket, owner=self.user, allowed_uids={uid, 0, os.getuid()})
@@ -134,6 +137,10 @@ class WorkPlaneLink:
                          "work-plane messages its validator dropped, by reason")
         metrics.describe("workplane_connections_refused",
                          "connections the work plane closed: not an announced work plane", "who")
+        for name, text in STREAM_METRICS.items():
+            metrics.describe(name, text, "service")
+        metrics.describe("workload_streams_refused",
+                         "workload streams refused, by reason (`workplane.handshake`)", "reason")
 
     # ---- what the agent reads --------------------------------------------------------------
 
@@ -181,7 +188,12 @@ class WorkPlaneLink:
             # No PR_SET_PDEATHSIG: trio starts processes from a worker thread, and that signal
             # fires when the *thread* ends (idle 10 s), not the agent. The work plane watches
             # for the agent named here itself (process.WorkPlane._watch_agent).
-            options: dict[str, Any] = {"env": {**os.environ, AGENT_PID_ENV: str(os.getpid())}}
+            env = {**os.environ, AGENT_PID_ENV: str(os.getpid())}
+            theirs = self.listeners.channel() if self.listeners is not None else None
+            if theirs is not None:
+                env[handoff.FD_ENV] = str(theirs.fileno())
+            options: dict[str, Any] = {
+                "env": env, "pass_fds": (theirs.fileno(),) if theirs is not None else ()}
             if self.user is not None:
                 options.update(user=self.user[0], group=self.user[1], extra_groups=[])
             try:
@@ -189,6 +201,9 @@ class WorkPlaneLink:
             except OSError as e:
                 raise UserError(f"cannot start the work plane ({e}); is `{sys.executable}` "
                                 "runnable by workplane_user?") from None
+            finally:
+                if theirs is not None:
+                    theirs.close()  # the child has its copy
             try:
                 code = await self.proc.wait()
             finally:
@@ -241,6 +256,12 @@ class WorkPlaneLink:
         self.rollouts = report.rollouts
         for reason, count in report.dropped.items():  # its counts, in the agent's metrics
             self.metrics.set("workplane_messages_dropped", reason[:32], count)
+        for service, counts in report.streams.items():
+            for name, count in counts.items():
+                if service == REFUSED:
+                    self.metrics.set("workload_streams_refused", name[:32], count)
+                elif name in STREAM_COUNTERS:
+                    self.metrics.set(STREAM_COUNTERS[name], service[:128], count)
         self.metrics.set("workplane_connections_refused", "peer", report.gated)
         return Response(200, self.view_for_workplane().to_json())
 
@@ -257,7 +278,8 @@ class WorkPlaneLink:
                 pod.name, pod.workload_id, pod.ordinal, pod.task_id, pod.state,
                 self.kubelet.ready(pod), self.evictions.retiring(pod.name),
                 pod.name in self.node.removing, () if spec is None else ports_of(spec),
-                pod.template))
+                pod.template,
+                self.listeners.address_of(pod.name) if self.listeners is not None else ""))
         workloads = tuple(sync.Workload(w.workload_id, w.spec.replicas,
                                         w.spec.kind == "StatefulSet", w.spec.template_hash,
                                         w.spec.strategy)
@@ -266,7 +288,11 @@ class WorkPlaneLink:
             machine=self.machine, uptime_s=now - self.started,
             addrs=tuple(machine_ips(self.addrs())), replicas=tuple(replicas),
             workloads=workloads, deleted=frozenset(d.workload_id for d in self.store.deletes()),
-            machines=machines, statefulset_margin_s=self.cfg.statefulset_margin_s)
+            machines=machines, statefulset_margin_s=self.cfg.statefulset_margin_s,
+            services=tuple(sync.Service(s.spec, tuple(
+                w.workload_id for w in self.store.workloads()
+                if s.spec.selects(w.spec.namespace, w.spec.labels)))
+                for s in self.store.services()))
 
     async def _certify(self, req: Request) -> Response:
         ask: sync.CertifyRequest = self._parse(sync.CertifyRequest.from_json, req)

@@ -158,7 +158,8 @@ def _parse_document(doc: Any, where: Where) -> WorkloadSpec | ServiceSpec:
     labels = label_map(meta.get("labels"), "metadata.labels", d.fail)
     spec = d.mapping(doc.get("spec"), "spec", required=True)
     if kind == "Service":
-        return parse_service(d, name, namespace, labels, spec)
+        annotations = d.mapping(meta.get("annotations"), "metadata.annotations")
+        return parse_service(d, name, namespace, labels, annotations, spec)
 
     if kind == "Pod":
         replicas, pod_base = 1, "spec"

@@ -9,6 +9,12 @@ number or the name of a container port, ``protocol`` TCP), ``spec.clusterIP: Non
 Beemesh serves inside that pod), so a given ``clusterIP`` is ignored with a warning;
 NodePort and LoadBalancer are refused (a container's ``hostPort`` publishes on a machine).
 
+Who may connect (the Service's policy, checked by the serving work plane on every workload
+stream): by default the workloads of the Service's own namespace. The annotation
+``beemesh.io/allow-from`` replaces that with a comma-separated list of ``NAMESPACE/WORKLOAD``
+patterns, either part ``*``: ``default/frontend`` narrows it to one workload (of any kind),
+``*/*`` opens it to every namespace, ``default/*, tools/*`` adds one.
+
 ``from_dict`` re-checks every field: a ServiceSpec travels inside operator-signed messages.
 """
 
@@ -39,6 +45,8 @@ _SPEC_WARN = {
 _PORT_FIELDS = ("name", "port", "targetPort", "protocol")
 _PORT_WARN = {"appProtocol": NOT_YET}
 _HEADLESS = "None"
+ALLOW_FROM = "beemesh.io/allow-from"
+MAX_ALLOW = 32
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class ServiceSpec:
     headless: bool = False
     labels: tuple[tuple[str, str], ...] = ()
     warnings: tuple[str, ...] = ()
+    allow_from: tuple[str, ...] = ()  # NAMESPACE/WORKLOAD patterns; () = its own namespace
 
     kind = "Service"
 
@@ -73,10 +82,20 @@ class ServiceSpec:
         have = dict(labels)
         return namespace == self.namespace and all(have.get(k) == v for k, v in self.selector)
 
+    def allows(self, namespace: str, workload: str) -> bool:
+        """Whether replicas of `workload` (its name) in `namespace` may connect."""
+        patterns = self.allow_from or (f"{self.namespace}/*",)
+        for p in patterns:
+            ns, _, name = p.partition("/")
+            if ns in ("*", namespace) and name in ("*", workload):
+                return True
+        return False
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "namespace": self.namespace,
                 "labels": dict(self.labels), "selector": dict(self.selector),
-                "ports": [p.to_dict() for p in self.ports], "headless": self.headless}
+                "ports": [p.to_dict() for p in self.ports], "headless": self.headless,
+                **({"allow_from": list(self.allow_from)} if self.allow_from else {})}
 
     @classmethod
     def from_dict(cls, data: Any) -> ServiceSpec:
@@ -85,7 +104,8 @@ class ServiceSpec:
 
         if not isinstance(data, dict):
             fail(None, f"must be a mapping, got {describe(data)}", "apply it again")
-        unknown = set(data) - {"name", "namespace", "labels", "selector", "ports", "headless"}
+        unknown = set(data) - {"name", "namespace", "labels", "selector", "ports", "headless",
+                               "allow_from"}
         if unknown:
             fail(sorted(map(str, unknown))[0], "unknown field", "apply it again")
         name = service_name(data.get("name"), "name", fail)
@@ -96,7 +116,8 @@ class ServiceSpec:
         return cls(name=name, namespace=namespace,
                    selector=selector_of(data.get("selector"), "selector", fail),
                    ports=ports_of(data.get("ports"), "ports", headless, fail, None),
-                   headless=headless, labels=label_map(data.get("labels"), "labels", fail))
+                   headless=headless, labels=label_map(data.get("labels"), "labels", fail),
+                   allow_from=allow_from_of(data.get("allow_from", []), "allow_from", fail))
 
 
 def service_name(value: Any, path: str, fail: Fail) -> str:
@@ -106,6 +127,28 @@ def service_name(value: Any, path: str, fail: Fail) -> str:
         fail(path, f"Service name {name!r} must start with a letter",
              "start it with a lowercase letter")
     return name
+
+
+def allow_from_of(value: Any, path: str, fail: Fail) -> tuple[str, ...]:
+    """The policy patterns: NAMESPACE/WORKLOAD, each part a DNS label or `*`."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or (not value and path != "allow_from"):
+        fail(path, f"must list NAMESPACE/WORKLOAD patterns, got {describe(value)}",
+             "write e.g. 'default/frontend, tools/*'")
+    if len(value) > MAX_ALLOW:
+        fail(path, f"{len(value)} patterns, more than {MAX_ALLOW}", "use * for a whole namespace")
+    out = []
+    for item in value:
+        ns, slash, name = item.partition("/") if isinstance(item, str) else ("", "", "")
+        if not slash:
+            fail(path, f"{describe(item)} is not NAMESPACE/WORKLOAD",
+                 "write e.g. default/frontend, or default/* for a whole namespace")
+        for part in (ns, name):
+            if part != "*":
+                dns_label(part, path, "namespace or workload name", MAX_LABEL, fail)
+        out.append(f"{ns}/{name}")
+    return tuple(out)
 
 
 def selector_of(value: Any, path: str, fail: Fail) -> tuple[tuple[str, str], ...]:
@@ -160,7 +203,7 @@ def ports_of(value: Any, path: str, headless: bool, fail: Fail,
 
 
 def parse_service(d: Doc, name: str, namespace: str, labels: tuple[tuple[str, str], ...],
-                  spec: dict[Any, Any]) -> ServiceSpec:
+                  annotations: dict[Any, Any], spec: dict[Any, Any]) -> ServiceSpec:
     """The spec of a v1 Service document (metadata already checked by `kube`)."""
     service_name(name, "metadata.name", d.fail)
     d.check_fields(spec, "spec", _SPEC_FIELDS, _SPEC_WARN)
@@ -178,4 +221,7 @@ def parse_service(d: Doc, name: str, namespace: str, labels: tuple[tuple[str, st
     return ServiceSpec(name=name, namespace=namespace,
                        selector=selector_of(spec.get("selector"), "spec.selector", d.fail),
                        ports=ports_of(spec.get("ports"), "spec.ports", headless, d.fail, d),
-                       headless=headless, labels=labels, warnings=tuple(d.warnings))
+                       headless=headless, labels=labels, warnings=tuple(d.warnings),
+                       allow_from=allow_from_of(annotations[ALLOW_FROM],
+                                                f"metadata.annotations.{ALLOW_FROM}", d.fail)
+                       if ALLOW_FROM in annotations else ())

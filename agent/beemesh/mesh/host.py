@@ -154,6 +154,15 @@ class MeshHost:
     def connected(self) -> list[ID]:
         return list(self.host.get_connected_peers())
 
+    def rtt(self, peer: str) -> float | None:
+        """The round-trip time yamux last measured to `peer` (its pings), None if unknown."""
+        try:
+            conns = self.host.get_network().get_connections(ID.from_base58(peer))
+        except Exception:  # an unreadable peer id: not connected
+            return None
+        times = [t for c in conns if (t := getattr(c.muxed_conn, "rtt", lambda: 0.0)()) > 0]
+        return min(times) if times else None
+
     async def connect(self, maddr: str) -> ID:
         """Dial now, even if the peer failed recently (it may have just started).
 

@@ -25,7 +25,7 @@ from beemesh.events import EventLog
 from beemesh.manifest import WorkloadSpec
 from beemesh.node.capacity import Capacity, probe_capacity
 from beemesh.node.reservations import Reservations
-from beemesh.runtime import PodInfo, Runtime
+from beemesh.runtime import PodInfo, PodNetwork, Runtime
 
 log = logging.getLogger("beemesh.node")
 
@@ -40,6 +40,12 @@ class PodDirs(Protocol):
     """Where a pod's discovery files live (mounted at /run/beemesh), made before its deploy."""
 
     def make(self, pod: str) -> Path: ...
+
+
+class PodNetworks(Protocol):
+    """How a pod reaches Services (`machine.listeners`), prepared before its deploy."""
+
+    def network_for(self, spec: WorkloadSpec, ordinal: int) -> PodNetwork | None: ...
 
 
 class Announcer(Protocol):
@@ -72,13 +78,15 @@ class Deployment:
 
 class LocalNode:
     def __init__(self, *, machine: str, cfg: AgentConfig, runtime: Runtime, events: EventLog,
-                 announcer: Announcer, pod_dirs: PodDirs | None) -> None:
+                 announcer: Announcer, pod_dirs: PodDirs | None,
+                 networks: PodNetworks | None = None) -> None:
         self.machine = machine
         self.cfg = cfg
         self.runtime = runtime
         self.events = events
         self.announcer = announcer
         self.pod_dirs = pod_dirs
+        self.networks = networks
         self.pods: dict[str, PodInfo] = {}  # name -> pod, as the runtime last reported
         self.in_flight: dict[str, InFlight] = {}  # task id -> deploy in flight
         self.removing: set[str] = set()  # pods being stopped and removed
@@ -210,8 +218,10 @@ class LocalNode:
         directory = self.pod_dirs.make(job.pod) if self.pod_dirs is not None else None
         t0 = time.monotonic()
         try:
+            network = self.networks.network_for(job.spec, job.ordinal) \
+                if self.networks is not None else None
             pod = await trio.to_thread.run_sync(
-                self.runtime.deploy, job.spec, job.ordinal, job.task_id, directory)
+                self.runtime.deploy, job.spec, job.ordinal, job.task_id, directory, network)
         except UserError as e:
             return Deployment(None, str(e))
         took = time.monotonic() - t0

@@ -36,6 +36,7 @@ __all__ = [
     "ROOT_PODMAN_SOCKET",
     "ExecTimeout",
     "PodInfo",
+    "PodNetwork",
     "Runtime",
     "RuntimeFailure",
     "RuntimeUnavailable",
@@ -124,6 +125,16 @@ class PodInfo:
         }
 
 
+@dataclass(frozen=True)
+class PodNetwork:
+    """How a pod reaches Services (`workplane.names`): the /etc/hosts file mounted read-only in
+    every container (an existing file on this machine) and the env vars of its namespace's
+    Services."""
+
+    hosts_file: Path
+    env: tuple[tuple[str, str], ...] = ()
+
+
 @runtime_checkable
 class Runtime(Protocol):
     """What the agent needs from a container runtime. All methods block: call them in a thread.
@@ -136,11 +147,12 @@ class Runtime(Protocol):
         ...
 
     def deploy(self, spec: WorkloadSpec, ordinal: int, task_id: str,
-               discovery_dir: Path | None = None) -> PodInfo:
+               discovery_dir: Path | None = None, network: PodNetwork | None = None) -> PodInfo:
         """Run replica ``ordinal`` of ``spec`` as pod ``spec.pod_name(ordinal)``.
 
         Every container gets the ENV_* variables; with discovery_dir (an existing directory
-        on this machine) also a read-only mount of it at DISCOVERY_MOUNT_PATH.
+        on this machine) also a read-only mount of it at DISCOVERY_MOUNT_PATH; with network,
+        its hosts file at /etc/hosts and its env vars.
         """
         ...
 
@@ -165,6 +177,11 @@ class Runtime(Protocol):
 
         A restart or start usually gives the pod a new address: look it up again after one.
         """
+        ...
+
+    def pod_pid(self, pod_name: str) -> int | None:
+        """A process in the pod's network namespace (its infra container's); None if the pod
+        is missing or not running."""
         ...
 
     def exec_in(self, pod_name: str, container: str, argv: Sequence[str],

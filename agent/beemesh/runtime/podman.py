@@ -71,6 +71,7 @@ from beemesh.runtime import (
     ROOT_PODMAN_SOCKET,
     ExecTimeout,
     PodInfo,
+    PodNetwork,
     RuntimeFailure,
     RuntimeUnavailable,
     image_name,
@@ -227,7 +228,7 @@ class PodmanRuntime:
             raise self._unavailable(f"/_ping answered HTTP {resp.status_code}")
 
     def deploy(self, spec: WorkloadSpec, ordinal: int, task_id: str,
-               discovery_dir: Path | None = None) -> PodInfo:
+               discovery_dir: Path | None = None, network: PodNetwork | None = None) -> PodInfo:
         """Run one replica; see the module doc for what happens when the name is taken.
 
         discovery_dir must exist on this machine: it is mounted read-only, never created.
@@ -266,7 +267,7 @@ class PodmanRuntime:
         for c in spec.containers:
             self._ensure_image(c.image, c.pull_policy, action)
 
-        doc = pod_manifest(spec, ordinal, task_id, discovery_dir, self.capabilities)
+        doc = pod_manifest(spec, ordinal, task_id, discovery_dir, self.capabilities, network)
         try:
             report = self._request(
                 "post", "/play/kube", action,
@@ -337,20 +338,27 @@ class PodmanRuntime:
         """The IP of the pod's network namespace, where probes connect; None if the pod is
         missing, its infra container is not running or it has no address (Podman 4.3 keeps
         the address on the infra container only)."""
-        action = f"finding the address of pod {pod_name}"
-        pod = self._request("get", f"/pods/{pod_name}/json", action, ok404=True)
-        infra = (pod or {}).get("InfraContainerID")
-        if not infra:
-            return None
-        data = self._request("get", f"/containers/{infra}/json", action, ok404=True) or {}
-        if not (data.get("State") or {}).get("Running"):
-            return None
+        data = self._infra(pod_name, f"finding the address of pod {pod_name}")
         settings = data.get("NetworkSettings") or {}
         networks = settings.get("Networks") or {}
         for net in sorted(networks):
             if ip := (networks[net] or {}).get("IPAddress"):
                 return str(ip)
         return settings.get("IPAddress") or None
+
+    def pod_pid(self, pod_name: str) -> int | None:
+        pid = (self._infra(pod_name, f"finding the network of pod {pod_name}").get("State")
+               or {}).get("Pid")
+        return pid if isinstance(pid, int) and pid > 0 else None
+
+    def _infra(self, pod_name: str, action: str) -> dict[str, Any]:
+        """`podman inspect` of the pod's running infra container ({} if none)."""
+        pod = self._request("get", f"/pods/{pod_name}/json", action, ok404=True)
+        infra = (pod or {}).get("InfraContainerID")
+        if not infra:
+            return {}
+        data = self._request("get", f"/containers/{infra}/json", action, ok404=True) or {}
+        return data if (data.get("State") or {}).get("Running") else {}
 
     def exec_in(self, pod_name: str, container: str, argv: Sequence[str],
                 timeout_s: float) -> tuple[int, str]:

@@ -40,6 +40,7 @@ from beemesh.runtime import (
     LABEL_TEMPLATE,
     LABEL_WORKLOAD,
     PodInfo,
+    PodNetwork,
 )
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ __all__ = ["kernel_capabilities", "pod_info", "pod_manifest", "pod_state", "secu
            "short_name"]
 
 DISCOVERY_VOLUME = "beemesh-discovery"
+HOSTS_VOLUME = "beemesh-hosts"
 
 _STATES = {
     "running": "running",
@@ -64,13 +66,17 @@ _STATES = {
 
 def pod_manifest(spec: WorkloadSpec, ordinal: int, task_id: str,
                  discovery_dir: Path | None = None,
-                 known_capabilities: tuple[str, ...] = CAPABILITIES) -> dict[str, Any]:
+                 known_capabilities: tuple[str, ...] = CAPABILITIES,
+                 network: PodNetwork | None = None) -> dict[str, Any]:
     """The single-replica Pod that ``kube play`` runs (JSON is YAML, so it is sent as JSON).
 
     beemesh labels win over the workload's own labels of the same key, and the ENV_*
     variables over its env vars of the same name. discovery_dir (absolute) is mounted
     read-only at DISCOVERY_MOUNT_PATH in every container. known_capabilities: the ones this
-    machine's kernel has (Podman refuses to drop one it does not know).
+    machine's kernel has (Podman refuses to drop one it does not know). network: its hosts
+    file is mounted read-only at /etc/hosts (Podman then leaves /etc/hosts alone) and its
+    Service env vars are set (the workload's own of the same name win, as in Kubernetes).
+    The hostname is the pod name (Podman's doing) and $HOSTNAME says so.
     """
     cpu_milli, memory_bytes = spec.requests()
     name = spec.pod_name(ordinal)
@@ -86,14 +92,23 @@ def pod_manifest(spec: WorkloadSpec, ordinal: int, task_id: str,
     env = {ENV_WORKLOAD: spec.workload_id, ENV_ORDINAL: str(ordinal), ENV_POD: name}
     mounts: list[dict[str, Any]] = []
     pod_spec: dict[str, Any] = {"restartPolicy": spec.restart_policy}
+    volumes: list[dict[str, Any]] = []
     if discovery_dir is not None:
         env[ENV_DISCOVERY_DIR] = DISCOVERY_MOUNT_PATH
         mounts.append({"name": DISCOVERY_VOLUME, "mountPath": DISCOVERY_MOUNT_PATH,
                        "readOnly": True})
-        pod_spec["volumes"] = [{"name": DISCOVERY_VOLUME,
-                                "hostPath": {"path": str(discovery_dir), "type": "Directory"}}]
-    pod_spec["containers"] = [_container_manifest(c, env, mounts, known_capabilities)
-                              for c in spec.containers]
+        volumes.append({"name": DISCOVERY_VOLUME,
+                        "hostPath": {"path": str(discovery_dir), "type": "Directory"}})
+    service_env = {"HOSTNAME": name}  # as Kubernetes sets it (`podman exec` would not see it)
+    if network is not None:
+        service_env.update(network.env)
+        mounts.append({"name": HOSTS_VOLUME, "mountPath": "/etc/hosts", "readOnly": True})
+        volumes.append({"name": HOSTS_VOLUME,
+                        "hostPath": {"path": str(network.hosts_file), "type": "File"}})
+    if volumes:
+        pod_spec["volumes"] = volumes
+    pod_spec["containers"] = [_container_manifest(c, env, mounts, known_capabilities,
+                                                  service_env) for c in spec.containers]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -131,14 +146,18 @@ def security_context(s: SecuritySpec, known: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _container_manifest(c: ContainerSpec, env: dict[str, str], mounts: list[dict[str, Any]],
-                        known_capabilities: tuple[str, ...]) -> dict[str, Any]:
+                        known_capabilities: tuple[str, ...],
+                        service_env: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": c.name, "image": c.image, "imagePullPolicy": "Never",
                            "securityContext": security_context(c.security, known_capabilities)}
     if c.command:
         out["command"] = list(c.command)
     if c.args:
         out["args"] = list(c.args)
-    out["env"] = [{"name": k, "value": v} for k, v in c.env if k not in env]
+    own = {k for k, _ in c.env}
+    out["env"] = [{"name": k, "value": v} for k, v in service_env.items()
+                  if k not in own and k not in env]
+    out["env"] += [{"name": k, "value": v} for k, v in c.env if k not in env]
     out["env"] += [{"name": k, "value": v} for k, v in env.items()]
     if mounts:
         out["volumeMounts"] = list(mounts)

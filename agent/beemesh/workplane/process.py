@@ -36,7 +36,7 @@ from beemesh.api.client import call
 from beemesh.errors import UserError
 from beemesh.identity import KeyPair
 from beemesh.mesh.host import HostSettings, MeshHost
-from beemesh.workplane import discovery, sync
+from beemesh.workplane import discovery, handoff, handshake, sync
 from beemesh.workplane.admission import Admission, RecordValidator
 from beemesh.workplane.keys import WorkloadKeys, load_or_create
 from beemesh.workplane.reconcile import (
@@ -59,6 +59,7 @@ from beemesh.workplane.records import (
     dht_key,
 )
 from beemesh.workplane.rollout import AskUpdate, Rollouts, copies_of, target_of
+from beemesh.workplane.streams import Streams
 
 log = logging.getLogger("beemesh.workplane")
 
@@ -108,6 +109,7 @@ class WorkPlane:
             key=self.host_key, psk_hex=psk_hex, listen=listen, dht_prefix=DHT_PREFIX,
             dht_validators={DHT_NS: RecordValidator(self.admission)},
             allow_peer=self.admission.allowed))
+        self.streams = Streams(self, self.mesh)
 
     @property
     def peer_id(self) -> str:
@@ -119,6 +121,9 @@ class WorkPlane:
         async with self.mesh.running(), trio.open_nursery() as nursery:
             sub = await self.mesh.subscribe(TOPIC, self.admission.validate)
             nursery.start_soon(self._consume, sub)
+            self.mesh.handle(handshake.PROTOCOL, self.streams.serve)
+            if fd := os.environ.get(handoff.FD_ENV):
+                nursery.start_soon(self.streams.receive_listeners, int(fd), nursery)
             nursery.start_soon(self._sync_loop)
             nursery.start_soon(self._publish_loop)
             nursery.start_soon(self._reconcile_loop)
@@ -161,7 +166,8 @@ class WorkPlane:
                 records=tuple(r.to_dict(now) for r in self.view.records(now)),
                 peers={m.pod: m.key.peer_id for m in self.local.values() if m.cert},
                 synced=self.synced(now), dropped=dict(self.admission.dropped),
-                gated=self.mesh.gated, rollouts=self.progress)
+                gated=self.mesh.gated, rollouts=self.progress,
+                streams=self.streams.counters.report())
             try:
                 self.state = sync.AgentView.from_json(
                     await self._agent("/v1/work/sync", report.to_json()))

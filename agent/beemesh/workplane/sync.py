@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from beemesh import schema
-from beemesh.manifest.checks import MAX_REPLICAS
+from beemesh.manifest.checks import MAX_REPLICAS, ManifestError
+from beemesh.manifest.service import ServiceSpec
 from beemesh.manifest.strategy import DEFAULT_STRATEGY, UpdateStrategy, strategy_from_dict
 
 MAX_ITEMS = 4096
@@ -100,18 +101,43 @@ class Replica:
     removing: bool
     ports: tuple[Port, ...]
     template: str = ""  # the pod template it runs (`WorkloadSpec.template_hash`)
+    address: str = ""  # the pod's IP on this machine, where workload streams connect
 
     def to_json(self) -> dict[str, Any]:
         return {"pod": self.pod, "workload": self.workload_id, "ordinal": self.ordinal,
                 "task": self.task, "state": self.state, "ready": self.ready,
                 "retiring": self.retiring, "removing": self.removing,
-                "ports": [p.to_json() for p in self.ports], "template": self.template}
+                "ports": [p.to_json() for p in self.ports], "template": self.template,
+                "address": self.address}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Replica:
         return cls(d["pod"], d["workload"], d["ordinal"], d["task"], d["state"], d["ready"],
                    d["retiring"], d["removing"], tuple(Port.from_json(p) for p in d["ports"]),
-                   d.get("template", ""))
+                   d.get("template", ""), d.get("address", ""))
+
+
+@dataclass(frozen=True)
+class Service:
+    """A Service the agent keeps, with the workloads its selector picks."""
+
+    spec: ServiceSpec
+    workloads: tuple[str, ...]
+
+    @property
+    def service_id(self) -> str:
+        return self.spec.service_id
+
+    def to_json(self) -> dict[str, Any]:
+        return {"spec": self.spec.to_dict(), "workloads": list(self.workloads)}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Service:
+        try:
+            spec = ServiceSpec.from_dict(d["spec"])
+        except ManifestError as e:
+            raise SyncError(f"service: {e}") from None
+        return cls(spec, tuple(d["workloads"]))
 
 
 @dataclass(frozen=True)
@@ -181,7 +207,9 @@ class Machine:
 REPLICA = schema.Struct(required={
     "pod": str, "workload": str, "ordinal": ORDINAL, "task": str, "state": str, "ready": bool,
     "retiring": bool, "removing": bool, "ports": schema.ListOf(PORT, max_len=64)},
-    optional={"template": str})
+    optional={"template": str, "address": str})
+SERVICE = schema.Struct(required={"spec": schema.MapOf(str, schema.OPAQUE),
+                                  "workloads": schema.ListOf(str, max_len=MAX_ITEMS)})
 WORKLOAD = schema.Struct(required={"workload_id": str,
                                    "replicas": schema.Int(0, MAX_REPLICAS), "stateful": bool},
                          optional={"template": str, "strategy": schema.OPAQUE})
@@ -196,7 +224,8 @@ AGENT_VIEW = schema.Struct(required={
     "workloads": schema.ListOf(WORKLOAD, max_len=MAX_ITEMS),
     "deleted": schema.ListOf(str, max_len=MAX_ITEMS),
     "machines": schema.ListOf(MACHINE, max_len=MAX_ITEMS),
-    "statefulset_margin_s": float})
+    "statefulset_margin_s": float},
+    optional={"services": schema.ListOf(SERVICE, max_len=MAX_ITEMS)})
 
 
 @dataclass(frozen=True)
@@ -211,6 +240,7 @@ class AgentView:
     deleted: frozenset[str]
     machines: tuple[Machine, ...]
     statefulset_margin_s: float
+    services: tuple[Service, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"machine": self.machine, "uptime_s": self.uptime_s, "addrs": list(self.addrs),
@@ -218,7 +248,8 @@ class AgentView:
                 "workloads": [w.to_json() for w in self.workloads],
                 "deleted": sorted(self.deleted),
                 "machines": [self._machine_json(m) for m in self.machines],
-                "statefulset_margin_s": self.statefulset_margin_s}
+                "statefulset_margin_s": self.statefulset_margin_s,
+                "services": [s.to_json() for s in self.services]}
 
     @staticmethod
     def _machine_json(m: Machine) -> dict[str, Any]:
@@ -234,7 +265,8 @@ class AgentView:
                    tuple(Replica.from_json(r) for r in d["replicas"]),
                    tuple(Workload.from_json(w) for w in d["workloads"]),
                    frozenset(d["deleted"]), tuple(Machine.from_json(m) for m in d["machines"]),
-                   float(d["statefulset_margin_s"]))
+                   float(d["statefulset_margin_s"]),
+                   tuple(Service.from_json(s) for s in d.get("services", ())))
 
 
 REPORT = schema.Struct(required={
@@ -243,7 +275,9 @@ REPORT = schema.Struct(required={
     "peers": schema.MapOf(str, str, max_len=MAX_ITEMS), "synced": bool,
     "dropped": schema.MapOf(str, schema.NON_NEGATIVE, max_len=64),
     "gated": schema.NON_NEGATIVE},
-    optional={"rollouts": schema.ListOf(schema.MapOf(str, schema.OPAQUE), max_len=MAX_ITEMS)})
+    optional={"rollouts": schema.ListOf(schema.MapOf(str, schema.OPAQUE), max_len=MAX_ITEMS),
+              "streams": schema.MapOf(str, schema.MapOf(str, schema.NON_NEGATIVE, max_len=64),
+                                      max_len=MAX_ITEMS)})
 
 
 @dataclass(frozen=True)
@@ -257,18 +291,22 @@ class Report:
     dropped: Mapping[str, int] = field(default_factory=dict)  # messages dropped, by reason
     gated: int = 0  # connections refused (not an announced work plane)
     rollouts: tuple[dict[str, Any], ...] = ()  # `rollout.Progress` of each workload it knows
+    # workload streams: service id (or "refused") -> counter -> count (`streams.Counters`)
+    streams: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"host": self.host.to_json(), "records": list(self.records),
                 "peers": dict(self.peers), "synced": self.synced,
                 "dropped": dict(self.dropped), "gated": self.gated,
-                "rollouts": list(self.rollouts)}
+                "rollouts": list(self.rollouts),
+                "streams": {k: dict(v) for k, v in self.streams.items()}}
 
     @classmethod
     def from_json(cls, data: Any) -> Report:
         d = _checked(data, REPORT, "report")
         return cls(WorkPlaneHost.from_json(d["host"]), tuple(d["records"]), dict(d["peers"]),
-                   d["synced"], dict(d["dropped"]), d["gated"], tuple(d.get("rollouts", ())))
+                   d["synced"], dict(d["dropped"]), d["gated"], tuple(d.get("rollouts", ())),
+                   dict(d.get("streams", {})))
 
 
 CERTIFY = schema.Struct(required={"pod": str, "task": str, "public_key": str})

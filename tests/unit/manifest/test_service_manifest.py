@@ -89,3 +89,21 @@ def test_a_bad_service_names_the_field_and_the_fix(spec: dict[str, Any], says: s
 def test_from_dict_refuses_what_the_parser_would(data: Any) -> None:
     with pytest.raises(ManifestError):
         ServiceSpec.from_dict(data)
+
+
+def test_allow_from_annotation_widens_or_narrows_who_may_connect() -> None:
+    annotated = {**BACKEND, "metadata": {"name": "backend", "annotations": {
+        "beemesh.io/allow-from": "default/api, tools/*"}}}
+    assert parse(annotated).allow_from == ("default/api", "tools/*")
+    for bad in ("default", "Default/x", "", "a/b/c"):
+        annotated["metadata"]["annotations"]["beemesh.io/allow-from"] = bad
+        with pytest.raises(ManifestError, match="allow-from"):
+            parse(annotated)
+    port = (ServicePort("", 80, 80),)
+    base = ServiceSpec("db", "default", (("app", "db"),), port)
+    assert base.allows("default", "anything") and not base.allows("tools", "x")
+    narrow = ServiceSpec("db", "default", (("app", "db"),), port, allow_from=("default/api",))
+    assert narrow.allows("default", "api") and not narrow.allows("default", "web")
+    wide = ServiceSpec("db", "default", (("app", "db"),), port, allow_from=("*/*",))
+    assert wide.allows("tools", "x")
+    assert ServiceSpec.from_dict(narrow.to_dict()) == narrow

@@ -1,0 +1,245 @@
+"""Workload networking end to end: Services reached by name over workload streams.
+
+Four machines, each a whole network host (agent, work plane, Podman) in its own namespace, so
+nothing but Beemesh connects their pods: m1 (pool=front) runs the callers, m2-m4 (pool=back)
+the backends. Pods reach `backend:80` by name with no hostPort; the bytes cross machines on
+libp2p streams between the replicas' work planes (Noise), opened with the mutual replica
+handshake. Covered: names, env vars and hostname inside a pod, a caller looping over
+`backend` while the machine of one backend replica dies, headless StatefulSet names following
+their ordinal, refusals (another namespace, policy, a deleted workload, a machine key and a
+PSK-only outsider at the work plane), counts in `beemesh metrics`, and no plaintext on the wire.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from healing_lib import kill_machine, machine_name
+
+from beemesh.lab.localmesh import AgentProc, LocalMesh, wait_for
+
+pytestmark = pytest.mark.slow
+
+BUSYBOX = "localhost/beemesh/busybox:latest"
+CAPTURE = Path(__file__).parents[1] / "support" / "capture.py"
+HTTPD = ("mkdir -p /www && echo \"hello from $HOSTNAME\" > /www/index.html && "
+         "trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait")
+# One request a second to $TARGET:80 with nc; each answer or failure is one log line.
+CALLER = ("trap 'exit 0' TERM; while true; do "
+          "r=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 $TARGET 80 | tail -n 1); "
+          "echo \"$(date +%s) ${r:-FAILED}\"; sleep 1; done & wait")
+
+
+def backend(name: str = "backend", namespace: str = "default", replicas: int = 2,
+            kind: str = "Deployment", pool: str = "back") -> str:
+    extra = f"\n  serviceName: {name}" if kind == "StatefulSet" else ""
+    return f"""\
+apiVersion: apps/v1
+kind: {kind}
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  replicas: {replicas}{extra}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      nodeSelector: {{pool: {pool}}}
+      containers:
+      - name: web
+        image: {BUSYBOX}
+        command: ["/bin/sh", "-c", {json.dumps(HTTPD)}]
+        ports: [{{name: http, containerPort: 8080}}]
+        readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
+        resources: {{requests: {{cpu: 20m, memory: 16Mi}}, limits: {{memory: 64Mi}}}}
+"""
+
+
+def service(name: str = "backend", namespace: str = "default", headless: bool = False,
+            allow: str = "") -> str:
+    annotations = f"\n  annotations: {{beemesh.io/allow-from: \"{allow}\"}}" if allow else ""
+    cluster_ip = "\n  clusterIP: None" if headless else ""
+    return f"""\
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+  namespace: {namespace}{annotations}
+spec:{cluster_ip}
+  selector: {{app: {name}}}
+  ports: [{{name: web, port: 80, targetPort: http}}]
+"""
+
+
+def caller(name: str, target: str, namespace: str = "default") -> str:
+    return f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      nodeSelector: {{pool: front}}
+      containers:
+      - name: c
+        image: {BUSYBOX}
+        command: ["/bin/sh", "-c", {json.dumps(CALLER)}]
+        env: [{{name: TARGET, value: "{target}"}}]
+        resources: {{requests: {{cpu: 10m, memory: 8Mi}}, limits: {{memory: 32Mi}}}}
+"""
+
+
+def apply(mesh: LocalMesh, tmp: Path, *docs: str) -> None:
+    path = tmp / f"{abs(hash(docs))}.yaml"
+    path.write_text("---\n".join(docs))
+    done = mesh.operator(mesh.agents["m1"].api, "apply", "-f", str(path), "--wait",
+                         "--timeout", "180", timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def podman_exec(mesh: LocalMesh, machine: str, container: str, *argv: str
+                ) -> subprocess.CompletedProcess[str]:
+    return mesh.podman(machine).run("exec", container, *argv)
+
+
+def answers(mesh: LocalMesh, pod: str) -> list[tuple[int, str]]:
+    """(unix time, last line or FAILED) of each request a caller pod made."""
+    out = mesh.operator(mesh.agents["m1"].api, "logs", pod).stdout
+    lines = []
+    for line in out.splitlines():
+        t, _, rest = line.partition(" ")
+        if t.isdigit():
+            lines.append((int(t), rest.strip()))
+    return lines
+
+
+def pods_of(agent: AgentProc, workload: str) -> list[dict[str, Any]]:
+    return [p for p in agent.get_json("get", "pods") if p["workload"] == workload]
+
+
+def metric(agent: AgentProc, name: str) -> dict[str, float]:
+    return {k: v for k, v in agent.metrics().get(name, {}).items()}
+
+
+@pytest.fixture(scope="module")
+def mesh(podman_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
+    root = Path(tempfile.mkdtemp(prefix="beemesh-streams-"))
+    logs = tmp_path_factory.mktemp("streams-logs")
+    mesh = LocalMesh.create(root)
+    try:
+        seed = mesh.start("m1", podman=True, extra=["--labels", "pool=front"])
+        for name in ("m2", "m3", "m4"):
+            mesh.start(name, podman=True, bootstrap=[seed.addr], extra=["--labels", "pool=back"])
+        ids = {a.peer_id for a in mesh.agents.values()}
+        for a in mesh.agents.values():
+            wait_for(lambda a=a: a.node_ids() == ids and a.status()["runtime"] == "ok", 120,
+                     f"{a.name} to see all machines with a working runtime")
+        yield mesh
+    finally:
+        mesh.close()
+        for log in root.glob("*.log"):
+            shutil.copyfile(log, logs / log.name)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def app(mesh: LocalMesh, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """backend (2 replicas on pool=back, no hostPort), its Service and a caller on m1;
+    returns the caller's pod name once it got an answer."""
+    apply(mesh, tmp_path_factory.mktemp("app"), backend(), service(),
+          caller("frontend", "backend"))
+    pod = pods_of(mesh.agents["m1"], "deployment/default/frontend")[0]["pod"]
+    wait_for(lambda: any(a.startswith("hello from") for _, a in answers(mesh, pod)), 90,
+             "the frontend to get an answer from backend")
+    return pod
+
+
+def test_a_pod_reaches_a_service_by_name_across_machines(mesh: LocalMesh, app: str) -> None:
+    m1 = mesh.agents["m1"]
+    backends = pods_of(m1, "deployment/default/backend")
+    assert {machine_name(mesh, p["machine"]) for p in backends} <= {"m2", "m3", "m4"}
+    wait_for(lambda: len({a for _, a in answers(mesh, app) if a.startswith("hello")}) == 2,
+             60, "answers from both backend replicas (connections spread)")
+    hosts = podman_exec(mesh, "m1", f"{app}-c", "cat", "/etc/hosts").stdout
+    assert "backend backend.default backend.default.svc backend.default.svc.cluster.local" \
+        in hosts
+    env = podman_exec(mesh, "m1", f"{app}-c", "env").stdout
+    assert "BACKEND_SERVICE_PORT=80" in env and "BACKEND_SERVICE_HOST=127." in env
+    assert f"HOSTNAME={app}" in env
+    assert podman_exec(mesh, "m1", f"{app}-c", "hostname").stdout.strip() == app
+    # counts reach the agent at the work plane's next sync
+    wait_for(lambda: metric(m1, "workload_streams_opened").get("service/default/backend", 0)
+             >= 2, 10, "m1 to count the streams its pod opened")
+    wait_for(lambda: sum(metric(mesh.agents[m], "workload_streams_served").get(
+        "service/default/backend", 0) for m in ("m2", "m3", "m4")) >= 2, 10,
+        "the backends' machines to count the streams they served")
+    rows = m1.get_json("get", "services")
+    row = next(r for r in rows if r["name"] == "backend")
+    assert row["ready"] == 2
+
+
+def test_no_plaintext_crosses_between_machines(mesh: LocalMesh, app: str,
+                                               tmp_path: Path) -> None:
+    """Every frame on m1's link to the other machines for 6 s, while the frontend makes its
+    requests: the streams are there (bytes), the HTTP request and answer are not."""
+    ns = mesh.netns("m1")
+    out = tmp_path / "frames"
+    before = sum(metric(mesh.agents["m1"], "workload_stream_bytes_received").values())
+    done = subprocess.run([*ns.exec_prefix(), sys.executable, str(CAPTURE), ns.ns_if, "6",
+                           str(out)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    frames = out.read_bytes()
+    after = sum(metric(mesh.agents["m1"], "workload_stream_bytes_received").values())
+    assert after > before, "no stream traffic while capturing"
+    assert len(frames) > 5000
+    for plain in (b"hello from", b"GET / HTTP", b"backend-"):
+        assert plain not in frames
+
+
+def test_the_caller_keeps_its_answers_when_a_backend_machine_dies(mesh: LocalMesh,
+                                                                  app: str) -> None:
+    m1 = mesh.agents["m1"]
+    victim = machine_name(mesh, pods_of(m1, "deployment/default/backend")[0]["machine"])
+    t0 = int(time.time())
+    kill_machine(mesh, victim)
+    survivors = [m for m in ("m2", "m3", "m4") if m != victim]
+    wait_for(lambda: len([p for p in pods_of(m1, "deployment/default/backend")
+                          if machine_name(mesh, p["machine"]) in survivors
+                          and p["ready"]]) == 2, 120, "a replacement backend replica")
+    time.sleep(5)
+    after = [(t, a) for t, a in answers(mesh, app) if t >= t0]
+    failed = [t for t, a in after if not a.startswith("hello")]
+    assert len(failed) <= 5, after
+    latest = {a for t, a in after[-8:]}
+    assert all(a.startswith("hello") for a in latest), after[-8:]
+
+
+def test_refusals_are_counted_and_named(mesh: LocalMesh, app: str,
+                                        tmp_path: Path) -> None:
+    m1 = mesh.agents["m1"]
+    # another namespace reaches backend.default by name, and is refused by default policy
+    apply(mesh, tmp_path, caller("outsider", "backend.default", namespace="other"))
+    pod = pods_of(m1, "deployment/other/outsider")[0]["pod"]
+    wait_for(lambda: len(answers(mesh, pod)) >= 3, 60, "the outsider to try")
+    assert not [a for _, a in answers(mesh, pod) if a.startswith("hello")]
+
+    def refused() -> int:
+        return sum(metric(a, "workload_streams_refused").get("policy", 0)
+                   for a in mesh.agents.values() if a.alive())
+
+    wait_for(lambda: refused() >= 1, 30, "policy refusals counted")
+    # widening the policy by annotation lets it in
+    apply(mesh, tmp_path, service(allow="default/*, other/outsider"))
+    wait_for(lambda: any(a.startswith("hello") for _, a in answers(mesh, pod)[-3:]), 60,
+             "the outsider to be let in by the annotation")
