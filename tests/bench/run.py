@@ -3,7 +3,8 @@
 Groups (`--only` runs one): `agent` (import cost, join time, idle cost on loopback),
 `scheduling` (scheduling_bench.py), `healing` (healing_bench.py: machine death to ready
 replacement, work-plane memory), `rollout` (rollout_bench.py: a 3-replica rolling
-update). The whole run is sized to finish in ~15 minutes on a
+update), `streams` (streams_bench.py: a workload stream against direct TCP between two
+machines' namespaces). The whole run is sized to finish in ~15 minutes on a
 2-core host (see scheduling_bench.py for why 20 pods, not 100).
 
 Machines here are noisy, so every timing is a median (and p99) over repeats (or over agents)
@@ -98,7 +99,7 @@ def main() -> int:
                     help="machine deaths timed by the healing group")
     ap.add_argument("--roll-rounds", type=int, default=3,
                     help="rolling updates timed by the rollout group")
-    ap.add_argument("--only", choices=["agent", "scheduling", "healing", "rollout"],
+    ap.add_argument("--only", choices=["agent", "scheduling", "healing", "rollout", "streams"],
                     help="run one group only")
     args = ap.parse_args()
     results: dict[str, Any] = {
@@ -113,6 +114,8 @@ def main() -> int:
         rows += bench_healing_group(args, results)
     if args.only in (None, "rollout"):
         rows += bench_rollout_group(args, results)
+    if args.only in (None, "streams"):
+        rows += bench_streams_group(results)
     width = max(len(r[0]) for r in rows)
     print(f"\n{'metric'.ljust(width)}  value\n{'-' * width}  -----")
     for k, v in rows:
@@ -230,6 +233,31 @@ def bench_rollout_group(args: argparse.Namespace, results: dict[str, Any]) -> Ro
          f"{r['ready_min']} / {r['copies_max']}"),
         ("  reference, not measured: Kubernetes defaults (maxSurge 25 %, maxUnavailable 25 %)",
          f">= {REPLICAS} ready / <= {REPLICAS + 1} pods"),
+    ]
+
+
+def bench_streams_group(results: dict[str, Any]) -> Rows:
+    from streams_bench import SECONDS
+    from streams_bench import run as run_streams
+
+    print(f"[bench] streams: 2 machines, echo over a Service vs direct TCP ({SECONDS:.0f} s "
+          "of throughput each) ...", flush=True)
+    r = results["streams"] = run_streams()
+    s, d = r["stream"], r["direct"]
+    return [
+        ("workload stream / direct TCP: throughput, one connection, both ways",
+         f"{s['throughput_mb_s']:.1f} / {d['throughput_mb_s']:.1f} MB/s "
+         f"({r['throughput_ratio'] * 100:.0f} %)"),
+        ("  round trip of 64 bytes p50 / p99: stream", f"{s['rtt_ms']['p50']:.2f} / "
+         f"{s['rtt_ms']['p99']:.2f} ms"),
+        ("  round trip of 64 bytes p50 / p99: direct", f"{d['rtt_ms']['p50']:.2f} / "
+         f"{d['rtt_ms']['p99']:.2f} ms"),
+        ("  added latency p50 / p99", f"{r['added_rtt_ms_p50']:.2f} / "
+         f"{r['added_rtt_ms_p99']:.2f} ms"),
+        ("  connection set-up (connect + first echo) p50: stream / direct",
+         f"{s['setup_ms']['p50']:.1f} / {d['setup_ms']['p50']:.1f} ms"),
+        ("  work-plane RSS per extra replica with a Service listener",
+         f"{r['workplane_rss_mb_per_extra_replica']:.2f} MB"),
     ]
 
 

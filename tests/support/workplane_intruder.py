@@ -18,6 +18,11 @@ Three attacks, one per mode (see tests/fleet/test_workplane.py):
   on "next", withdrawals of the two valid records. REAL is `workload:ordinal:peer id` of a
   replica another machine runs: a withdrawal of it is forged.
 
+- `stream-open FLEET HOST_KEY TARGET SERVICE REPLICA`: a host with HOST_KEY and the fleet's
+  work-plane network key dials a work plane (TARGET) and opens a workload stream to Service
+  SERVICE's replica REPLICA (a workload Peer ID), with a StreamOpen signed by a fresh key whose
+  certificate HOST_KEY signed itself. Reports whether it connected and the server's answer.
+
 Every phase prints one JSON line and (except the last) waits for a line on stdin before the
 next, so the test can look at the mesh while this host stays connected.
 """
@@ -292,6 +297,40 @@ async def stolen_workplane_host(args: argparse.Namespace) -> None:
         emit("withdrawn", connected=peer in host.connected())
 
 
+# ---- a workload stream from outside ---------------------------------------------------------
+
+
+async def stream_open(args: argparse.Namespace) -> None:
+    from beemesh.mesh.framing import read_request, send_request
+    from beemesh.workplane import handshake
+
+    me = load_key(Path(args.host_key), "host key", "")
+    psk = load_workplane_psk(Path(args.fleet) / "workplane.key")
+    host = MeshHost(HostSettings(me, psk, LISTEN, "/beemesh/workload", {"svc": AnyValue()}))
+    target = info_from_p2p_addr(Multiaddr(args.target)).peer_id
+    report: dict[str, Any] = {"peer_id": me.peer_id, "connected": False, "answer": None}
+    async with host.running():
+        try:
+            with trio.fail_after(5):
+                await host.connect(args.target)
+            await trio.sleep(1.0)  # a refused peer is closed right after Noise
+            report["connected"] = target in host.connected()
+            with trio.fail_after(5):
+                stream = await host.open_stream(target.to_base58(), handshake.PROTOCOL)
+                key, now = KeyPair.generate(), time.time()
+                c = cert(me, me.peer_id, key.peer_id, "deployment/default/intruder", 0,
+                         "intruder-0", "t0", now)
+                hello = handshake.open_message(key, c, args.service, 80, args.replica,
+                                               me.peer_id, target.to_base58(), now)
+                await send_request(stream, hello)
+                answer = cbor2.loads(await read_request(stream))
+                report["answer"] = answer.get("refused", "accepted") if isinstance(
+                    answer, dict) else "accepted"
+        except Exception as e:  # refused dials and reset streams are the expected outcome
+            report["error"] = type(e).__name__ + ": " + str(e)[:120]
+    emit("done", **report)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="mode", required=True)
@@ -308,6 +347,10 @@ def main() -> None:
     for name in ("fleet", "host_key", "machine_key", "target", "ghost", "real"):
         sp.add_argument(name)
     sp.set_defaults(run=stolen_workplane_host)
+    sp = sub.add_parser("stream-open")
+    for name in ("fleet", "host_key", "target", "service", "replica"):
+        sp.add_argument(name)
+    sp.set_defaults(run=stream_open)
     args = p.parse_args()
     trio.run(args.run, args)
 

@@ -39,11 +39,15 @@ def describe_service(api: Any, name: str, namespace: str, output: str) -> None:
              f"Selector:    {', '.join(f'{k}={v}' for k, v in row['selector'].items())}",
              f"Type:        {'headless (clusterIP: None)' if row['headless'] else 'ClusterIP'}",
              "Ports:       " + (", ".join(port_text(p) for p in row["ports"]) or "none"),
+             f"Address:     {row['address']}:PORT inside every pod (by name: {row['name']}, "
+             f"{row['name']}.{row['namespace']}, ...)",
+             "Allow from:  " + ", ".join(row["allow_from"]),
              "Workloads:   " + (", ".join(row["workloads"]) or "none selected"),
              f"Endpoints:   {row['ready']} ready of {len(row['endpoints'])}"]
     if row["endpoints"]:
-        lines += ["  " + line for line in table(row["endpoints"],
-                                                 ENDPOINT_COLUMNS).splitlines()]
+        lines += ["  " + line for line in table(row["endpoints"], [
+            *ENDPOINT_COLUMNS[:4], ("machine", lambda r: str(r.get("machine", ""))[-8:]),
+            *ENDPOINT_COLUMNS[4:5]]).splitlines()]
     print("\n".join(lines))
 
 

@@ -122,7 +122,8 @@ class Agent:
         if cfg.workplane:
             self.listeners = Listeners(runtime=runtime, store=self.store,
                                        directory=cfg.state_dir / "names",
-                                       running=lambda: self.node.pods.values(),
+                                       running=lambda: list(self.node.pods.values()),
+                                       deploying=lambda: self.node.deploying_pods(),
                                        metrics=self.metrics)
         self.node = LocalNode(
             machine=self.machine, cfg=cfg, runtime=runtime, events=self.events,

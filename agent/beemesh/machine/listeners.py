@@ -4,11 +4,11 @@
 writes the pod's hosts file (`STATE_DIR/names/<pod>.hosts`, root's directory, mounted
 read-only at /etc/hosts) and gives its Service env vars (`network_for`). Every
 `STEP_S` it rewrites changed hosts files in place (a bind-mounted file keeps its inode), opens
-the listeners a running pod is missing inside the pod's network namespace (a short-lived
-thread that enters it with setns: only root can), closes those of deleted Services or gone
-pods, and hands each change to the work plane over the socket pair made when the work plane
-starts (`workplane.handoff`). A pod whose network namespace changed (its infra container
-restarted) gets all its listeners again.
+the listeners a running pod is missing inside the pod's network namespace, with the NAT rules
+that lead each Service port to them (`pod_netns`: only root can), closes those of deleted
+Services or gone pods, and hands each change to the work plane over the socket pair made when
+the work plane starts (`workplane.handoff`). A pod whose network namespace changed (its infra
+container restarted) gets all its listeners again.
 
 Without root (or without a work plane) there are no listeners: it says so once, and pods get
 neither names nor env vars.
@@ -16,11 +16,9 @@ neither names nor env vars.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import socket
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,18 +26,17 @@ from pathlib import Path
 import trio
 
 from beemesh.errors import UserError
+from beemesh.machine import pod_netns
 from beemesh.manifest import WorkloadSpec
 from beemesh.metrics import Metrics
 from beemesh.runtime import PodInfo, PodNetwork, Runtime
 from beemesh.workloads.store import WorkloadStore
 from beemesh.workplane import handoff, names
-from beemesh.workplane.names import Endpoints, Listener
+from beemesh.workplane.names import Endpoints
 
 log = logging.getLogger("beemesh.listeners")
 
 STEP_S = 2.0
-CLONE_NEWNET = 0x40000000
-BACKLOG = 128
 
 
 @dataclass
@@ -47,56 +44,28 @@ class _Pod:
     pid: int
     netns: int  # inode of its network namespace: a change means a new namespace
     address: str  # the pod's IP
-    listeners: dict[str, tuple[Listener, socket.socket]]
-
-
-def _enter_and_listen(pid: int, wanted: list[Listener]) -> list[tuple[Listener, socket.socket]]:
-    """Listening sockets for `wanted`, made inside the network namespace of `pid` (in a
-    thread of its own: setns changes only the calling thread, which then ends)."""
-    made: list[tuple[Listener, socket.socket]] = []
-    problems: list[str] = []
-
-    def work() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                problems.append(f"setns: {os.strerror(ctypes.get_errno())}")
-                return
-        finally:
-            os.close(fd)
-        for li in wanted:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind((li.address, li.port))
-                s.listen(BACKLOG)
-                made.append((li, s))
-            except OSError as e:
-                s.close()
-                problems.append(f"{li.address}:{li.port}: {e.strerror}")
-
-    t = threading.Thread(target=work, name="listeners-netns", daemon=True)
-    t.start()
-    t.join()
-    if problems:
-        log.warning("pod listeners in the namespace of pid %d: %s", pid, "; ".join(problems[:3]))
-    return made
+    listeners: dict[str, pod_netns.Opened]
+    rules: str = ""  # the NAT rules last applied in its namespace ("": none yet)
 
 
 class Listeners:
     def __init__(self, *, runtime: Runtime, store: WorkloadStore, directory: Path,
-                 running: Callable[[], Iterable[PodInfo]], metrics: Metrics) -> None:
+                 running: Callable[[], Iterable[PodInfo]], deploying: Callable[[], set[str]],
+                 metrics: Metrics) -> None:
+        """`running`: the pods here (any state); `deploying`: names of pods being deployed
+        (their hosts files are kept)."""
         self.runtime = runtime
         self.store = store
         self.directory = directory
         self.running = running
+        self.deploying = deploying
         self.metrics = metrics
         self.enabled = os.geteuid() == 0
         self.pods: dict[str, _Pod] = {}
         self._channel: socket.socket | None = None
         self._sent: set[str] = set()  # listener keys the current work plane has
         self._collisions: set[str] = set()
+        self._failed = False
         metrics.describe("service_listeners", "Service listeners open in this machine's pods")
         if not self.enabled:
             log.warning("the agent is not root: pods get no Service names (opening a listener "
@@ -124,7 +93,7 @@ class Listeners:
             return None
         pod = spec.pod_name(ordinal)
         try:
-            self._write_hosts(pod, names.plan(pod, spec.namespace, self._endpoints()))
+            self._write_hosts(pod, names.plan(pod, spec.workload_id, self._endpoints()))
         except OSError as e:
             raise UserError(f"cannot write the hosts file of {pod} in {self.directory}: "
                             f"{e.strerror}; free space there or fix its permissions") from None
@@ -169,42 +138,80 @@ class Listeners:
         if not self.enabled:
             return
         while True:
-            await trio.to_thread.run_sync(self.step)
+            # What the other services change is read here, in trio's thread; the thread only
+            # touches the sockets, files and namespaces.
+            pods = list(self.running())
+            keep = {p.name for p in pods} | self.deploying()
+            try:
+                await trio.to_thread.run_sync(self.step, pods, keep, self._endpoints())
+            except Exception as e:  # a bug or a full disk: never take the agent down
+                if not self._failed:
+                    log.error("keeping pods' Service names failed: %s (logged once; tried "
+                              "again every %.0f s)", e, STEP_S, exc_info=e)
+                self._failed = True
             await trio.sleep(STEP_S)
 
-    def step(self) -> None:
-        endpoints = self._endpoints()
-        running = {p.name: p for p in self.running() if p.state == "running"}
+    def step(self, pods: list[PodInfo], keep: set[str], endpoints: list[Endpoints]) -> None:
+        running = {p.name: p for p in pods if p.state == "running"}
         for name in [n for n in self.pods if n not in running]:
             self._close_pod(name)
+        self._forget_files(keep)
         for pod in running.values():
-            self._keep(pod, endpoints)
+            try:
+                self._keep(pod, endpoints)
+            except OSError as e:  # its hosts file (a full disk): the other pods go on
+                log.warning("Service names of pod %s: %s", pod.name, e)
         self._hand_over()
         self.metrics.set("service_listeners", "", sum(len(p.listeners)
                                                       for p in self.pods.values()))
 
     def _keep(self, info: PodInfo, endpoints: list[Endpoints]) -> None:
-        namespace = info.workload_id.split("/")[1] if info.workload_id.count("/") == 2 else ""
-        plan = names.plan(info.name, namespace, endpoints)
+        plan = names.plan(info.name, info.workload_id, endpoints)
         self._write_hosts(info.name, plan)
         pod = self.pods.get(info.name)
         if pod is not None and _netns(pod.pid) != pod.netns:
             self._close_pod(info.name)
             pod = None
         if pod is None:
-            pid = self.runtime.pod_pid(info.name)
+            try:
+                pid = self.runtime.pod_pid(info.name)
+                ip = self.runtime.pod_address(info.name) if pid else None
+            except UserError as e:  # e.g. removed meanwhile: the next step sees it gone
+                log.debug("pod %s: %s", info.name, e)
+                return
             inode = _netns(pid) if pid else None
             if pid is None or inode is None:
                 return
-            pod = self.pods[info.name] = _Pod(pid, inode, self.runtime.pod_address(info.name)
-                                              or "", {})
+            pod = self.pods[info.name] = _Pod(pid, inode, ip or "", {})
         wanted = {li.key: li for li in plan.listeners}
         for key in [k for k in pod.listeners if k not in wanted]:
             self._close(pod, key)
         missing = [li for k, li in wanted.items() if k not in pod.listeners]
         if missing:
-            for li, s in _enter_and_listen(pod.pid, missing):
-                pod.listeners[li.key] = (li, s)
+            made, problems = pod_netns.listen(pod.pid, missing,
+                                              {port for _, _, port in pod.listeners.values()})
+            for li, sock, port in made:
+                pod.listeners[li.key] = (li, sock, port)
+            if problems:
+                log.warning("Service listeners of pod %s: %s", info.name, "; ".join(problems[:3]))
+        text = pod_netns.rules((li, port) for li, _, port in pod.listeners.values())
+        if text != pod.rules:
+            error = pod_netns.apply_rules(pod.pid, text, first=not pod.rules)
+            if error is None:
+                pod.rules = text
+            else:
+                log.warning("Service ports of pod %s: %s", info.name, error)
+
+    def _forget_files(self, keep: set[str]) -> None:
+        """Hosts files of pods that are gone (a stopped pod keeps its own: it may start)."""
+        try:
+            entries = list(os.scandir(self.directory))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            pod = entry.name.removesuffix(".hosts")
+            if entry.name.endswith(".hosts") and pod not in keep:
+                os.unlink(entry.path)
 
     def _close_pod(self, name: str) -> None:
         pod = self.pods.pop(name)
@@ -212,15 +219,15 @@ class Listeners:
             self._close(pod, key)
 
     def _close(self, pod: _Pod, key: str) -> None:
-        _, s = pod.listeners.pop(key)
-        s.close()
+        _, sock, _ = pod.listeners.pop(key)
+        sock.close()
         if key in self._sent and self._send(handoff.close_message(key)):
             self._sent.discard(key)
 
     def _hand_over(self) -> None:
         for pod in self.pods.values():
-            for key, (li, s) in pod.listeners.items():
-                if key not in self._sent and self._send(handoff.open_message(li), s.fileno()):
+            for key, (li, sock, _) in pod.listeners.items():
+                if key not in self._sent and self._send(handoff.open_message(li), sock.fileno()):
                     self._sent.add(key)
 
     def _send(self, data: bytes, fd: int | None = None) -> bool:

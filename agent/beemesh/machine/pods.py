@@ -16,6 +16,7 @@ from beemesh.node.kubelet import Kubelet
 from beemesh.node.local import LocalNode
 from beemesh.runtime import PodInfo
 from beemesh.workloads.store import StoredService, StoredWorkload
+from beemesh.workplane.names import address
 
 
 class Pods:
@@ -117,6 +118,8 @@ def service_rows(services: Iterable[StoredService], workloads: Iterable[StoredWo
             "headless": spec.headless, "selector": dict(spec.selector),
             "ports": [p.to_dict() for p in spec.ports], "workloads": picked,
             "endpoints": sorted(mine, key=lambda r: (r["workload"], r["ordinal"], r["pod"])),
+            "address": address(spec.namespace, spec.name),
+            "allow_from": list(spec.allow_from) or [f"{spec.namespace}/*"],
             "ready": sum(bool(r.get("ready")) for r in mine),
             "age_s": round(max(0.0, now - svc.ts)),
         })

@@ -145,7 +145,8 @@ class AuctionDriver:
             stateful_quorum=self.quorum.sample(now).majority_for >= self.cfg.record_ttl_s,
             images=self.node.images, pulls=self.cfg.image_pulls,
             newest={w.workload_id: (w.generation, w.spec.template_hash)
-                    for w in self.store.workloads()})
+                    for w in self.store.workloads()},
+            machine=self.machine)
 
     # ---- what others read ------------------------------------------------------------------
 

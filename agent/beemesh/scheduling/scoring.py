@@ -1,12 +1,17 @@
 """Eligibility and the deterministic score a machine bids for a task.
 
-Score = 50 % resource fit + 30 % spread/locality + 10 % reliability + 10 % price/energy, as an
-integer in 0..1_000_000 so every machine compares bids exactly. Inputs are the task and this
-machine's own metrics only; nothing here reads a clock or the system.
+Score = 45 % resource fit + 25 % spread/locality + 10 % reliability + 10 % price/energy + 10 %
+images here, plus at most 1 % from a rendezvous hash of (machine, workload, ordinal), as an
+integer in 0..1_000_000 so every machine compares bids exactly. The hash breaks the ties of
+alike machines differently for each ordinal: the replicas of one apply are auctioned at once,
+before any of them counts as "here", and without it the same machine would win them all.
+Inputs are the task and this machine's own metrics only; nothing here reads a clock or the
+system.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -15,6 +20,7 @@ from beemesh.runtime import local_only
 SCORE_MAX = 1_000_000
 WEIGHTS = {"fit": 0.45, "locality": 0.25, "reliability": 0.1, "price": 0.1, "images": 0.1}
 RELIABILITY_HORIZON_S = 3600.0
+TIE_BREAK = 0.01  # the rendezvous hash's share of the score
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,7 @@ class LocalState:
     # A majority of the machines has been in sight long enough to know what they run.
     stateful_quorum: bool = True
     images: frozenset[str] | None = None  # stored here (None: unknown, e.g. from a record)
+    machine: str = ""  # this machine's Peer ID (the rendezvous hash)
     # workload id -> (generation, template) of the newest apply this machine keeps
     newest: Mapping[str, tuple[int, str]] = field(default_factory=dict)
     pulls: bool = True  # this machine may pull images (`image_pulls`)
@@ -153,4 +160,11 @@ def score(req: TaskRequest, m: LocalState) -> int:
     total = (WEIGHTS["fit"] * fit + WEIGHTS["locality"] * locality
              + WEIGHTS["reliability"] * reliability + WEIGHTS["price"] * price
              + WEIGHTS["images"] * images)
-    return round(total * SCORE_MAX)
+    return round((total * (1 - TIE_BREAK) + TIE_BREAK * rendezvous(m.machine, req))
+                 * SCORE_MAX)
+
+
+def rendezvous(machine: str, req: TaskRequest) -> float:
+    """A number in [0, 1) that every machine computes alike for (machine, replica)."""
+    d = hashlib.sha256(f"{machine}/{req.workload_id}/{req.ordinal}".encode()).digest()
+    return int.from_bytes(d[:8], "big") / 2**64

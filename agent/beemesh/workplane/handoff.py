@@ -6,7 +6,8 @@ SOCK_SEQPACKET pair made when it starts the work plane (one end inherited by the
 number in `BEEMESH_LISTENERS_FD`): one message per change, JSON, with the socket attached
 (SCM_RIGHTS) when one is opened:
 
-- `{"op": "open", "pod", "service", "address", "port", "ordinal"}` + the listening socket;
+- `{"op": "open", "pod", "service", "address", "port", "ordinal", "workload"}` + the
+  listening socket;
 - `{"op": "close", "key"}`: the pod or the Service is gone, close it (`Listener.key`).
 
 The work plane trusts the agent (its parent) but still checks each message's shape.
@@ -27,13 +28,14 @@ MAX_MESSAGE = 4096
 
 OPEN = schema.Struct(required={"op": str, "pod": str, "service": str, "address": str,
                                "port": schema.PORT_NUMBER},
-                     optional={"ordinal": schema.Int(0, 1 << 20)})
+                     optional={"ordinal": schema.Int(0, 1 << 20), "workload": str})
 CLOSE = schema.Struct(required={"op": str, "key": str})
 
 
 def open_message(listener: Listener) -> bytes:
     d: dict[str, Any] = {"op": "open", "pod": listener.pod, "service": listener.service_id,
-                         "address": listener.address, "port": listener.port}
+                         "address": listener.address, "port": listener.port,
+                         "workload": listener.workload_id}
     if listener.ordinal is not None:
         d["ordinal"] = listener.ordinal
     return json.dumps(d).encode()
@@ -59,7 +61,8 @@ def parse(data: bytes, fds: list[int]) -> Listener | str:
             schema.check(d, OPEN, "listener")
             if len(fds) != 1:
                 raise ValueError("an open message carries exactly one socket")
-            return Listener(d["pod"], d["service"], d["address"], d["port"], d.get("ordinal"))
+            return Listener(d["pod"], d["service"], d["address"], d["port"], d.get("ordinal"),
+                            d.get("workload", ""))
         schema.check(d, CLOSE, "listener")
         return str(d["key"])
     except (ValueError, AttributeError, schema.SchemaError) as e:

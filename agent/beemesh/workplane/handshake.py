@@ -33,11 +33,13 @@ import cbor2
 from beemesh import cbor, schema, wire
 from beemesh.identity import KeyPair
 from beemesh.identity import peer_id as peer_id_of
+from beemesh.manifest.service import ServiceSpec
 from beemesh.workplane.records import WORKLOAD_CERT
 
 PROTOCOL = "/beemesh/workload-stream/1.0.0"
 REFUSALS = ("policy", "deleted", "untrusted", "not_held", "no_replica", "no_port", "malformed",
-            "bad_signature", "stale", "replayed", "unreachable", "no_endpoint", "not_ready")
+            "bad_signature", "stale", "replayed", "unreachable", "no_endpoint", "not_ready",
+            "unhandled")
 
 STREAM_OPEN = wire.Kind("StreamOpen", wire.WORKLOAD, schema.Struct(required={
     "peer_id": str, "cert": bytes, "service": str, "port": schema.PORT_NUMBER, "target": str,
@@ -120,6 +122,17 @@ def check_open(v: Verifier, data: bytes, now: float, from_host: str, to_host: st
     if (env.body["from_host"], env.body["to_host"]) != (from_host, to_host):
         raise Refused("untrusted", "StreamOpen made for another connection")
     return v.replica(env, machine), env.body
+
+
+def check_caller(spec: ServiceSpec, workload_id: str, known: set[str],
+                 deleted: frozenset[str]) -> None:
+    """Refused unless the caller's workload is one this machine knows, not deleted, and the
+    Service's policy allows it."""
+    if workload_id in deleted or workload_id not in known:
+        raise Refused("deleted", f"{workload_id} is deleted")
+    _, ns, name = workload_id.split("/")
+    if not spec.allows(ns, name):
+        raise Refused("policy", f"{spec.service_id} does not allow {workload_id}")
 
 
 def accept_message(key: KeyPair, cert: bytes, open_data: bytes, now: float) -> bytes:

@@ -65,6 +65,7 @@ class Listener:
     address: str
     port: int  # the Service's port (what the app connects to)
     ordinal: int | None = None  # a headless Service's one ordinal; None: any ready replica
+    workload_id: str = ""  # the pod's (the caller's)
 
     @property
     def key(self) -> str:
@@ -86,8 +87,10 @@ def _names(svc: ServiceSpec, host: str, own_namespace: str) -> list[str]:
     return [*short, full, f"{full}.svc", f"{full}.{DOMAIN}"]
 
 
-def plan(pod: str, namespace: str, services: Iterable[Endpoints]) -> Plan:
-    """Every name and listener of `pod` (in `namespace`), Services in a stable order."""
+def plan(pod: str, workload_id: str, services: Iterable[Endpoints]) -> Plan:
+    """Every name and listener of `pod` (a replica of `workload_id`), Services in a stable
+    order."""
+    namespace = workload_id.split("/")[1] if workload_id.count("/") == 2 else ""
     out = Plan()
     taken: dict[str, str] = {}
 
@@ -99,7 +102,8 @@ def plan(pod: str, namespace: str, services: Iterable[Endpoints]) -> Plan:
         out.hosts.append((addr, names))
         for p in svc.ports:
             if len(out.listeners) < MAX_LISTENERS:
-                out.listeners.append(Listener(pod, svc.service_id, addr, p.port, ordinal))
+                out.listeners.append(Listener(pod, svc.service_id, addr, p.port, ordinal,
+                                              workload_id))
 
     for e in sorted(services, key=lambda e: e.service.service_id):
         svc = e.service

@@ -167,6 +167,15 @@ class Streams:
                         "reason)", where, reason, detail)
 
     async def _call(self, li: Listener, conn: trio.SocketStream) -> None:
+        """One connection a pod made to a listener; never raises (one connection's trouble
+        is not the work plane's)."""
+        try:
+            await self._carry(li, conn)
+        except Exception as e:
+            self._refuse("unhandled", li.service_id, f"{type(e).__name__}: {e}")
+            log.debug("connection to %s", li.service_id, exc_info=e)
+
+    async def _carry(self, li: Listener, conn: trio.SocketStream) -> None:
         async with conn:
             state = self.plane.state
             svc = next((s for s in state.services if s.service_id == li.service_id), None) \
@@ -177,7 +186,11 @@ class Streams:
                 self._refuse("no_endpoint", li.service_id, "no such Service or port (yet)")
                 return
             if me is None or me.cert is None:
-                self._refuse("not_ready", li.service_id, f"{li.pod} has no certified key yet")
+                if li.workload_id in state.deleted:
+                    self._refuse("deleted", li.service_id, f"{li.workload_id} is deleted")
+                else:
+                    self._refuse("not_ready", li.service_id,
+                                 f"{li.pod} has no certified key (yet, or any more)")
                 return
             now = time.time()
             endpoints = self._endpoints(state, svc, li.ordinal, now)
@@ -195,8 +208,7 @@ class Streams:
                         return
                     self.router.failed(ep.peer_id, time.time())
                     continue
-                except (OSError, trio.TooSlowError, UserError, StreamError,
-                        trio.BrokenResourceError) as e:
+                except Exception as e:  # dial failures of every kind py-libp2p raises
                     log.info("endpoint %s/%d of %s did not answer: %s", ep.workload_id,
                              ep.ordinal, svc.service_id, e or type(e).__name__)
                     self.router.failed(ep.peer_id, time.time())
@@ -246,13 +258,10 @@ class Streams:
             raise
         return _Libp2pStream(stream)
 
-    def _check_caller(self, state: AgentView, svc: Service, workload_id: str) -> None:
-        known = {w.workload_id for w in state.workloads}
-        if workload_id in state.deleted or workload_id not in known:
-            raise Refused("deleted", f"{workload_id} is deleted")
-        _, ns, name = workload_id.split("/")
-        if not svc.spec.allows(ns, name):
-            raise Refused("policy", f"{svc.service_id} does not allow {workload_id}")
+    @staticmethod
+    def _check_caller(state: AgentView, svc: Service, workload_id: str) -> None:
+        handshake.check_caller(svc.spec, workload_id, {w.workload_id for w in state.workloads},
+                               state.deleted)
 
     async def _connect_pod(self, target: Replica | None,
                            port: int | str) -> trio.abc.HalfCloseableStream:
@@ -275,7 +284,8 @@ class Streams:
         a = self.plane.admission
         service = "?"
         try:
-            data = await read_request(stream)
+            with trio.fail_after(CONNECT_S):  # an admitted host that says nothing is dropped
+                data = await read_request(stream)
             state = self.plane.state
             if state is None:
                 raise Refused("not_ready", "this work plane has not synced yet")
@@ -309,8 +319,8 @@ class Streams:
             except Exception:  # the caller is gone
                 await stream.reset()
             return
-        except UserError as e:  # the caller closed or sent too much
-            self._refuse("malformed", f"{service} from {from_host}", str(e))
+        except (UserError, trio.TooSlowError) as e:  # closed, too much, or nothing in time
+            self._refuse("malformed", f"{service} from {from_host}", str(e) or "no StreamOpen")
             await stream.reset()
             return
         async with tcp:
@@ -333,8 +343,8 @@ class Streams:
                     await dst.send_all(data)
                     self.counters.add(service, counter, len(data))
                 await dst.send_eof()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, StreamError):
-                nursery.cancel_scope.cancel()  # one side broke: end both
+            except Exception:  # one side broke (reset, closed, gone): end both
+                nursery.cancel_scope.cancel()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(copy, pod, other, "bytes_out")

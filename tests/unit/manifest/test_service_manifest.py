@@ -3,6 +3,7 @@ wire (beemesh.manifest.service)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -107,3 +108,9 @@ def test_allow_from_annotation_widens_or_narrows_who_may_connect() -> None:
     wide = ServiceSpec("db", "default", (("app", "db"),), port, allow_from=("*/*",))
     assert wide.allows("tools", "x")
     assert ServiceSpec.from_dict(narrow.to_dict()) == narrow
+
+
+@pytest.mark.parametrize("path", sorted(
+    (Path(__file__).parents[3] / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_manifest_is_accepted(path: Path) -> None:
+    assert parse_manifests(path.read_text(), path.name)

@@ -10,6 +10,7 @@ from auction_sim import GIB, machine, request
 from beemesh.scheduling.scoring import (
     RELIABILITY_HORIZON_S,
     SCORE_MAX,
+    TIE_BREAK,
     LocalState,
     TaskRequest,
     ineligible_reason,
@@ -98,7 +99,8 @@ def test_score_is_deterministic_integer() -> None:
 def test_score_bounds() -> None:
     best = machine(cpu_free=4000, mem_free=8 * GIB, uptime_s=10 * RELIABILITY_HORIZON_S,
                    price=0.0)
-    assert score(request(cpu_milli=0, memory_bytes=0), best) == SCORE_MAX
+    top = score(request(cpu_milli=0, memory_bytes=0), best)
+    assert SCORE_MAX * (1 - TIE_BREAK) <= top <= SCORE_MAX  # the rest is the tie-break
     worst = dataclasses.replace(machine(cpu_free=500, mem_free=GIB, uptime_s=0.0, price=1.0,
                                         replicas_here={"web": 10**6}), images=frozenset())
     low = score(dataclasses.replace(request(cpu_milli=500, memory_bytes=GIB),
@@ -235,3 +237,15 @@ def test_a_machine_with_the_image_scores_higher_than_one_that_must_pull() -> Non
     assert score(req, has) > score(req, pulls)
     # A record says nothing of images: its ceiling assumes them all there.
     assert score(req, dataclasses.replace(has, images=None)) == score(req, has)
+
+
+def test_alike_machines_split_the_ordinals_of_one_apply() -> None:
+    """Replicas of one apply are auctioned at once: the tie-break must not hand them all to
+    the same one of several alike machines."""
+    winners = set()
+    for ordinal in range(6):
+        req = dataclasses.replace(request(), ordinal=ordinal)
+        bids = {m: score(req, dataclasses.replace(machine(), machine=m))
+                for m in ("m1", "m2", "m3")}
+        winners.add(max(bids, key=lambda m: bids[m]))
+    assert len(winners) >= 2

@@ -27,7 +27,8 @@ def test_addresses_are_loopback_stable_and_clear_of_the_usual_ones() -> None:
 
 
 def test_short_names_only_for_the_pods_own_namespace() -> None:
-    plan = names.plan("web-0", "default", [Endpoints(svc("db")), Endpoints(svc("q", "tools"))])
+    plan = names.plan("web-0", "deployment/default/web",
+                      [Endpoints(svc("db")), Endpoints(svc("q", "tools"))])
     hosts = {n[0]: n for _, n in plan.hosts}
     assert hosts["db"] == ["db", "db.default", "db.default.svc", "db.default.svc.cluster.local"]
     assert "q" not in hosts and "q.tools" in hosts
@@ -39,7 +40,7 @@ def test_short_names_only_for_the_pods_own_namespace() -> None:
 def test_headless_statefulset_has_a_name_and_listener_per_ordinal() -> None:
     e = Endpoints(svc("etcd", headless=True, ports=(2379, 2380)),
                   ((0, "etcd-0"), (1, "etcd-1")))
-    plan = names.plan("etcd-0", "default", [e])
+    plan = names.plan("etcd-0", "statefulset/default/etcd", [e])
     assert [n[0] for _, n in plan.hosts] == ["etcd", "etcd-0.etcd", "etcd-1.etcd"]
     by_ordinal = {(li.ordinal, li.port) for li in plan.listeners}
     assert by_ordinal == {(None, 2379), (None, 2380), (0, 2379), (0, 2380), (1, 2379),
@@ -50,7 +51,7 @@ def test_headless_statefulset_has_a_name_and_listener_per_ordinal() -> None:
 
 def test_a_colliding_address_is_left_out_and_reported(monkeypatch) -> None:
     monkeypatch.setattr(names, "address", lambda ns, name, ordinal=None: "127.64.0.1")
-    plan = names.plan("p-0", "default", [Endpoints(svc("a")), Endpoints(svc("b"))])
+    plan = names.plan("p-0", "deployment/default/p", [Endpoints(svc("a")), Endpoints(svc("b"))])
     assert [n[0] for _, n in plan.hosts] == ["a"]
     assert plan.collisions == ["service/default/b has the address of service/default/a"]
 
@@ -69,4 +70,4 @@ def test_env_vars_as_kubernetes_sets_them_for_its_own_namespace_only() -> None:
 
 def test_listener_count_per_pod_is_capped() -> None:
     many = [Endpoints(svc(f"s{i}", ports=tuple(range(1, 33)))) for i in range(40)]
-    assert len(names.plan("p-0", "default", many).listeners) == names.MAX_LISTENERS
+    assert len(names.plan("p-0", "deployment/default/p", many).listeners) == names.MAX_LISTENERS

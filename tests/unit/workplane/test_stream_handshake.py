@@ -90,7 +90,7 @@ def test_answer_must_come_from_the_replica_asked_for() -> None:
 
 
 def test_listener_messages_round_trip_and_malformed_ones_are_refused() -> None:
-    li = Listener("web-0", "service/default/db", "127.64.1.2", 5432, 1)
+    li = Listener("web-0", "service/default/db", "127.64.1.2", 5432, 1, "deployment/default/web")
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     with a, b, socket.socket() as s:
         handoff.send(a, handoff.open_message(li), s.fileno())
@@ -103,3 +103,18 @@ def test_listener_messages_round_trip_and_malformed_ones_are_refused() -> None:
                      (handoff.open_message(li), []), (b'{"op": "close"}', [])):
         with pytest.raises(ValueError, match="bad listener message"):
             handoff.parse(bad, fds)
+
+
+def test_the_caller_must_be_known_not_deleted_and_allowed() -> None:
+    from beemesh.manifest import ServicePort, ServiceSpec
+
+    spec = ServiceSpec("back", "default", (("app", "back"),), (ServicePort("", 80, 80),))
+    front, other = "deployment/default/front", "deployment/tools/probe"
+    handshake.check_caller(spec, front, {front, other}, frozenset())
+    for workload, known, deleted, reason in (
+            (front, {front}, frozenset({front}), "deleted"),
+            (front, set(), frozenset(), "deleted"),  # forgotten after its tombstone
+            (other, {front, other}, frozenset(), "policy")):
+        with pytest.raises(Refused) as e:
+            handshake.check_caller(spec, workload, known, deleted)
+        assert e.value.reason == reason
