@@ -315,7 +315,8 @@ def test_unit_passes_systemd_analyze_verify(site: dict, tmp_path: Path) -> None:
                        "PrivateTmp": "yes", "Restart": "on-failure", "User": "root",
                        "UMask": "0077", "AmbientCapabilities": "",
                        "CapabilityBoundingSet": "CAP_SETUID CAP_SETGID CAP_CHOWN CAP_FOWNER "
-                                                "CAP_DAC_OVERRIDE CAP_KILL"}.items():
+                                                "CAP_DAC_OVERRIDE CAP_KILL CAP_SYS_ADMIN "
+                                                "CAP_NET_ADMIN"}.items():
         assert d[key] == [value], f"{unit}: {key}={d.get(key)}"
     (pre,) = d["ExecStartPre"]
     assert pre.startswith("/bin/sh -c 'umask 022 && exec ") and "--version" in pre

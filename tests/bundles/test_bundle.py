@@ -395,7 +395,8 @@ def test_install_gives_the_work_plane_its_key(good_bundle: Path, fleets: dict[st
                  f"ReadWritePaths={state.resolve()}", "ReadWritePaths=-/run/podman",
                  f"Environment=PEX_ROOT={state.resolve()}/pex", "AmbientCapabilities="):
         assert line in unit, line
-    caps = "CAP_SETUID CAP_SETGID CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE CAP_KILL" if ids else ""
+    caps = ("CAP_SETUID CAP_SETGID CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE CAP_KILL "
+            if ids else "") + "CAP_SYS_ADMIN CAP_NET_ADMIN"
     assert f"CapabilityBoundingSet={caps}" in unit
     assert any(ln.startswith("ExecStartPre=") for ln in unit) == (ids is not None)
     if ids is None:

@@ -66,6 +66,7 @@ class Listeners:
         self._sent: set[str] = set()  # listener keys the current work plane has
         self._collisions: set[str] = set()
         self._failed = False
+        self._warned: set[tuple[str, str]] = set()
         metrics.describe("service_listeners", "Service listeners open in this machine's pods")
         if not self.enabled:
             log.warning("the agent is not root: pods get no Service names (opening a listener "
@@ -193,14 +194,21 @@ class Listeners:
             for li, sock, port in made:
                 pod.listeners[li.key] = (li, sock, port)
             if problems:
-                log.warning("Service listeners of pod %s: %s", info.name, "; ".join(problems[:3]))
+                self._warn(info.name, f"Service listeners of pod {info.name}: "
+                           + "; ".join(problems[:3]))
         text = pod_netns.rules((li, port) for li, _, port in pod.listeners.values())
         if text != pod.rules:
             error = pod_netns.apply_rules(pod.pid, text, first=not pod.rules)
             if error is None:
                 pod.rules = text
             else:
-                log.warning("Service ports of pod %s: %s", info.name, error)
+                self._warn(info.name, f"Service ports of pod {info.name}: {error}")
+
+    def _warn(self, pod: str, text: str) -> None:
+        """Once per pod and problem: the step tries again every STEP_S."""
+        if (pod, text) not in self._warned and len(self._warned) < 10_000:
+            self._warned.add((pod, text))
+            log.warning("%s (logged once)", text)
 
     def _forget_files(self, keep: set[str]) -> None:
         """Hosts files of pods that are gone (a stopped pod keeps its own: it may start)."""

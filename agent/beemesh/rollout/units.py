@@ -32,6 +32,9 @@ from beemesh.errors import UserError
 # and check workplane.key at start (DAC_OVERRIDE), stop it (KILL). None without such a user.
 WORKPLANE_CAPABILITIES = ("CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_FOWNER",
                           "CAP_DAC_OVERRIDE", "CAP_KILL")
+# A root agent opens each pod's Service listeners inside the pod's network namespace (setns:
+# SYS_ADMIN) and writes the pod's NAT rules there (NET_ADMIN): `machine/pod_netns.py`.
+NETWORK_CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_NET_ADMIN")
 HEADER = ("# Written by `beemesh bundle install` or the beemesh_agent Ansible role, both from\n"
           "# `beemesh rollout {command}` (beemesh/rollout/units.py); edits here are overwritten.\n")
 
@@ -65,8 +68,10 @@ class UnitParams:
 
     @property
     def capabilities(self) -> tuple[str, ...]:
-        """The capability bounding set: only what running the work plane as its user needs."""
-        return WORKPLANE_CAPABILITIES if self.workplane_user else ()
+        """The capability bounding set: only what running the work plane as its user and (for
+        a root agent) the pods' Service listeners need."""
+        network = NETWORK_CAPABILITIES if self.user == "root" else ()
+        return (WORKPLANE_CAPABILITIES if self.workplane_user else ()) + network
 
     @property
     def podman_dir(self) -> str:
@@ -135,7 +140,12 @@ def render_unit(p: UnitParams) -> str:
         "# directory and socket (CHOWN FOWNER), use and clean that directory and check\n"
         "# workplane.key at start (DAC_OVERRIDE) and stop it (KILL). The work plane keeps none\n"
         "# of them. Root's Podman socket and ports >= 1024 need none.\n"
-    ) if p.capabilities else ""
+    ) if p.workplane_user else ""
+    why_caps += (
+        "# Each pod's Service listeners are opened inside the pod's network namespace\n"
+        "# (SYS_ADMIN, for setns; RestrictNamespaces lets it join network namespaces only)\n"
+        "# with the pod's NAT rules (NET_ADMIN).\n"
+    ) if "CAP_SYS_ADMIN" in p.capabilities else ""
     return HEADER.format(command="render-unit") + f"""\
 [Unit]
 Description=Beemesh agent (decentralized edge orchestrator)
@@ -172,7 +182,7 @@ ProtectControlGroups=yes
 ProtectClock=yes
 ProtectHostname=yes
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
-RestrictNamespaces=yes
+RestrictNamespaces={"net" if "CAP_SYS_ADMIN" in p.capabilities else "yes"}
 RestrictRealtime=yes
 RestrictSUIDSGID=yes
 LockPersonality=yes

@@ -254,7 +254,8 @@ class Streams:
             if server.workload_id not in svc.workloads:
                 raise Refused("untrusted", "answered by a replica the Service does not select")
         except BaseException:
-            await stream.reset()
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await stream.reset()  # also when cancelled (the 3 s budget ran out)
             raise
         return _Libp2pStream(stream)
 

@@ -19,6 +19,7 @@ from beemesh.config import load_config
 from beemesh.errors import UserError
 from beemesh.rollout.install import Layout, config_params, unit_params
 from beemesh.rollout.units import (
+    NETWORK_CAPABILITIES,
     WORKPLANE_CAPABILITIES,
     ConfigParams,
     UnitParams,
@@ -53,7 +54,8 @@ def test_unit_is_hardened() -> None:
         "RestrictSUIDSGID": ["yes"], "AmbientCapabilities": [""], "Restart": ["on-failure"],
         "ReadWritePaths": [f"{ROOT}/var/lib/beemesh", "-/run/podman"],
         "Environment": [f"PEX_ROOT={ROOT}/var/lib/beemesh/pex"],
-        "CapabilityBoundingSet": [" ".join(WORKPLANE_CAPABILITIES)],
+        "CapabilityBoundingSet": [" ".join(WORKPLANE_CAPABILITIES + NETWORK_CAPABILITIES)],
+        "RestrictNamespaces": ["net"],
         "ExecStart": [f"/usr/bin/python3 {ROOT}/usr/local/lib/beemesh/beemesh.pyz agent "
                       f"--config {ROOT}/etc/beemesh/agent.toml"],
         "ExecStartPre": ["/bin/sh -c 'umask 022 && exec /usr/bin/python3 "
@@ -65,9 +67,9 @@ def test_unit_is_hardened() -> None:
     assert unit.endswith("[Install]\nWantedBy=multi-user.target\n")
 
 
-def test_without_a_work_plane_user_no_capabilities_and_no_pre_start() -> None:
+def test_without_a_work_plane_user_only_the_network_capabilities_and_no_pre_start() -> None:
     d = directives(render_unit(unit_params(LAY, "", "ssh://host/run/podman.sock")))
-    assert d["CapabilityBoundingSet"] == [""]
+    assert d["CapabilityBoundingSet"] == [" ".join(NETWORK_CAPABILITIES)]
     assert "ExecStartPre" not in d
     assert d["ReadWritePaths"] == [f"{ROOT}/var/lib/beemesh"]  # not a unix socket: no dir
 
