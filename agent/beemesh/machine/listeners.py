@@ -79,8 +79,8 @@ class Listeners:
         out = []
         for stored in self.store.services():
             svc = stored.spec
-            ordinals = tuple((k, w.pod_name(k)) for w in workloads
-                             if w.kind == "StatefulSet" and svc.selects(w.namespace, w.labels)
+            ordinals = tuple((k, w.pod_name(k)) for w in svc.picks(workloads)
+                             if w.kind == "StatefulSet"
                              for k in range(w.replicas)) if svc.headless else ()
             out.append(Endpoints(svc, ordinals))
         return out

@@ -110,8 +110,7 @@ def service_rows(services: Iterable[StoredService], workloads: Iterable[StoredWo
     rows = []
     for svc in services:
         spec = svc.spec
-        picked = [w.workload_id for w in workloads
-                  if spec.selects(w.spec.namespace, w.spec.labels)]
+        picked = [w.workload_id for w in spec.picks(w.spec for w in workloads)]
         mine = [dict(r) for r in endpoints if r.get("workload") in picked]
         rows.append({
             "service": spec.service_id, "namespace": spec.namespace, "name": spec.name,

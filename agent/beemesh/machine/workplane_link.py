@@ -290,8 +290,7 @@ class WorkPlaneLink:
             workloads=workloads, deleted=frozenset(d.workload_id for d in self.store.deletes()),
             machines=machines, statefulset_margin_s=self.cfg.statefulset_margin_s,
             services=tuple(sync.Service(s.spec, tuple(
-                w.workload_id for w in self.store.workloads()
-                if s.spec.selects(w.spec.namespace, w.spec.labels)))
+                w.workload_id for w in s.spec.picks(w.spec for w in self.store.workloads())))
                 for s in self.store.services()))
 
     async def _certify(self, req: Request) -> Response:

@@ -20,8 +20,9 @@ patterns, either part ``*``: ``default/frontend`` narrows it to one workload (of
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from beemesh.manifest.checks import (
     MAX_LABEL,
@@ -34,6 +35,9 @@ from beemesh.manifest.checks import (
     port_number,
 )
 from beemesh.manifest.fields import NOT_YET, READ_ONLY, Doc
+
+if TYPE_CHECKING:
+    from beemesh.manifest.model import WorkloadSpec
 
 MAX_SERVICE_PORTS = 32
 _SPEC_FIELDS = ("selector", "ports", "clusterIP", "clusterIPs", "type")
@@ -81,6 +85,10 @@ class ServiceSpec:
         """Whether pods of a template with these labels, in that namespace, are endpoints."""
         have = dict(labels)
         return namespace == self.namespace and all(have.get(k) == v for k, v in self.selector)
+
+    def picks(self, workloads: Iterable[WorkloadSpec]) -> list[WorkloadSpec]:
+        """The workloads whose replicas are this Service's endpoints."""
+        return [w for w in workloads if self.selects(w.namespace, w.labels)]
 
     def allows(self, namespace: str, workload: str) -> bool:
         """Whether replicas of `workload` (its name) in `namespace` may connect."""
