@@ -248,6 +248,8 @@ def bench_streams_group(results: dict[str, Any]) -> Rows:
         ("workload stream / direct TCP: throughput, one connection, both ways",
          f"{s['throughput_mb_s']:.1f} / {d['throughput_mb_s']:.1f} MB/s "
          f"({r['throughput_ratio'] * 100:.0f} %)"),
+        ("  ceiling: one bare py-libp2p stream (PSK + Noise + yamux), one way",
+         f"{r['libp2p_one_way_mb_s']:.1f} MB/s"),
         ("  round trip of 64 bytes p50 / p99: stream", f"{s['rtt_ms']['p50']:.2f} / "
          f"{s['rtt_ms']['p99']:.2f} ms"),
         ("  round trip of 64 bytes p50 / p99: direct", f"{d['rtt_ms']['p50']:.2f} / "

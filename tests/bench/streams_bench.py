@@ -8,8 +8,10 @@ A Service `echo` selects one replica on w2; a `client` pod runs on w1. The same 
 -> listener -> w1's work plane -> libp2p stream -> w2's work plane -> pod) and in w1's own
 namespace straight to w2 (one TCP hop). Measured: round trips of 64-byte messages on one
 connection (p50/p99), connection set-up (connect + first echo: the handshake is in it), and
-one connection's throughput, both directions at once. Then the work plane's RSS on w1 with 1
-and 5 client replicas (each with its Service listener), as the slope per extra replica.
+one connection's throughput, both directions at once; and, as the ceiling under it, one bare
+py-libp2p stream between two hosts set up as the work planes' are, one way. Then the work
+plane's RSS on w1 with 1 and 5 client replicas (each with its Service listener), as the slope
+per extra replica.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from scheduling_bench import percentile
 
 MACHINES = ("w1", "w2")
 ECHO = Path(__file__).resolve().parent / "echo.py"
+TPUT = Path(__file__).resolve().parent / "libp2p_tput.py"
+TPUT_PORT = 9002
 PORT, DIRECT_PORT = 9000, 9001
 SECONDS = 8.0
 CLIENTS = (1, 5)
@@ -93,6 +97,23 @@ def measure(prefix: list[str], host: str, port: int) -> dict[str, Any]:
             "throughput_mb_s": round(raw["echoed_bytes"] / raw["seconds"] / 2**20, 2)}
 
 
+def libp2p_ceiling(mesh: LocalMesh) -> float:
+    """One bare py-libp2p stream from w1's namespace to w2's, one way (`libp2p_tput.py`)."""
+    server = subprocess.Popen([*mesh.netns("w2").exec_prefix(), sys.executable, str(TPUT),
+                               "serve", str(TPUT_PORT)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        addr = server.stdout.readline().strip().replace("0.0.0.0", mesh.netns("w2").ip)
+        done = subprocess.run([*mesh.netns("w1").exec_prefix(), sys.executable, str(TPUT),
+                               "send", addr, str(SECONDS)], capture_output=True, text=True,
+                              timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"libp2p_tput: {done.stderr.strip()[-400:]}")
+        return float(json.loads(done.stdout.splitlines()[-1])["mb_s"])
+    finally:
+        server.kill()
+
+
 def run() -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="beemesh-bench-streams-"))
     mesh = LocalMesh.create(root)
@@ -118,6 +139,8 @@ def run() -> dict[str, Any]:
         print(f"[bench] workload stream: {stream}", flush=True)
         direct = measure(mesh.netns("w1").exec_prefix(), w2.ip, DIRECT_PORT)
         print(f"[bench] direct TCP: {direct}", flush=True)
+        ceiling = libp2p_ceiling(mesh)
+        print(f"[bench] bare py-libp2p stream, one way: {ceiling} MB/s", flush=True)
         rss: dict[int, float] = {}
         for count in CLIENTS:
             if count > 1:  # one Deployment each, as the healing group's memory figure
@@ -129,7 +152,7 @@ def run() -> dict[str, Any]:
                   f"{rss[count]:.1f} MB", flush=True)
         lo, hi = CLIENTS
         return {
-            "stream": stream, "direct": direct,
+            "stream": stream, "direct": direct, "libp2p_one_way_mb_s": ceiling,
             "throughput_ratio": round(stream["throughput_mb_s"] / direct["throughput_mb_s"], 3),
             "added_rtt_ms_p50": round(stream["rtt_ms"]["p50"] - direct["rtt_ms"]["p50"], 3),
             "added_rtt_ms_p99": round(stream["rtt_ms"]["p99"] - direct["rtt_ms"]["p99"], 3),
