@@ -6,11 +6,13 @@ JSON line {"mb_s": ...}."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
 
 import trio
+from libp2p.network.stream.exceptions import StreamEOF
 
 from beemesh.identity import KeyPair
 from beemesh.mesh.host import HostSettings, MeshHost
@@ -28,8 +30,9 @@ async def serve(port: int) -> None:
     h = host(f"/ip4/0.0.0.0/tcp/{port}")
 
     async def sink(stream):  # type: ignore[no-untyped-def]
-        while await stream.read(BLOCK):
-            pass
+        with contextlib.suppress(StreamEOF):  # the sender's end
+            while await stream.read(BLOCK):
+                pass
 
     async with h.running():
         h.handle(PROTOCOL, sink)

@@ -237,18 +237,18 @@ def bench_rollout_group(args: argparse.Namespace, results: dict[str, Any]) -> Ro
 
 
 def bench_streams_group(results: dict[str, Any]) -> Rows:
-    from streams_bench import SECONDS
+    from streams_bench import ROUNDS, SECONDS
     from streams_bench import run as run_streams
 
-    print(f"[bench] streams: 2 machines, echo over a Service vs direct TCP ({SECONDS:.0f} s "
-          "of throughput each) ...", flush=True)
+    print(f"[bench] streams: 2 machines, echo over a Service vs direct TCP ({ROUNDS} x "
+          f"{SECONDS:.0f} s of throughput each, taking turns; medians) ...", flush=True)
     r = results["streams"] = run_streams()
     s, d = r["stream"], r["direct"]
     return [
-        ("workload stream / direct TCP: throughput, one connection, both ways",
+        ("workload stream / direct TCP: throughput, one connection, both ways, median",
          f"{s['throughput_mb_s']:.1f} / {d['throughput_mb_s']:.1f} MB/s "
          f"({r['throughput_ratio'] * 100:.0f} %)"),
-        ("  ceiling: one bare py-libp2p stream (PSK + Noise + yamux), one way",
+        ("  the libp2p fallback's ceiling: one bare py-libp2p stream, one way",
          f"{r['libp2p_one_way_mb_s']:.1f} MB/s"),
         ("  round trip of 64 bytes p50 / p99: stream", f"{s['rtt_ms']['p50']:.2f} / "
          f"{s['rtt_ms']['p99']:.2f} ms"),

@@ -2,12 +2,14 @@
 
 Four machines, each a whole network host (agent, work plane, Podman) in its own namespace, so
 nothing but Beemesh connects their pods: m1 (pool=front) runs the callers, m2-m4 (pool=back)
-the backends. Pods reach `backend:80` by name with no hostPort; the bytes cross machines on
-libp2p streams between the replicas' work planes (Noise), opened with the mutual replica
-handshake. Covered: names, env vars and hostname inside a pod, a caller looping over
-`backend` while the machine of one backend replica dies, headless StatefulSet names following
-their ordinal, refusals (another namespace, policy, a deleted workload, a machine key and a
-PSK-only outsider at the work plane), counts in `beemesh metrics`, and no plaintext on the wire.
+the backends. Pods reach `backend:80` by name with no hostPort; a stream between machines is
+opened with the mutual replica handshake on a libp2p stream between the replicas' work planes
+(Noise), and its bytes cross on their own encrypted TCP channel (or on that libp2p stream when
+the channel's port cannot be reached). Covered: names, env vars and hostname inside a pod, a
+caller looping over `backend` while the machine of one backend replica dies, headless
+StatefulSet names following their ordinal, refusals (another namespace, policy, a deleted
+workload, a machine key and a PSK-only outsider at the work plane, a stranger at the channel
+port), counts in `beemesh metrics`, no plaintext on the wire, and the libp2p fallback.
 """
 
 from __future__ import annotations
@@ -215,6 +217,35 @@ def test_no_plaintext_crosses_between_machines(mesh: LocalMesh, app: str,
     assert len(frames) > 5000
     for plain in (b"hello from", b"GET / HTTP", b"backend-"):
         assert plain not in frames
+    assert sum(metric(mesh.agents["m1"], "workload_streams_on_channel").values()) > 0
+
+
+def test_streams_carry_on_libp2p_when_the_channel_port_is_blocked(mesh: LocalMesh,
+                                                                  app: str) -> None:
+    """The backends' machines drop every packet to their channel port: the caller waits a
+    second for it once per machine, then says so on the libp2p stream, and the answers go on
+    coming, none of them on a channel."""
+    rule = ["INPUT", "-p", "tcp", "--dport", str(WORKPLANE_PORT + 1), "-j", "DROP"]
+    backs = [m for m in ("m2", "m3", "m4") if mesh.agents[m].alive()]
+    m1 = mesh.agents["m1"]
+
+    def counts() -> tuple[int, int]:
+        return (sum(metric(m1, "workload_streams_opened").values()),
+                sum(metric(m1, "workload_streams_on_channel").values()))
+
+    for m in backs:
+        subprocess.run([*mesh.netns(m).exec_prefix(), "iptables", "-A", *rule], check=True)
+    try:
+        t0 = time.time()
+        time.sleep(6)  # streams opened before, and the metrics that lag a sync behind
+        opened, on_channel = counts()
+        wait_for(lambda: counts()[0] >= opened + 3, 60, "three more streams opened")
+        assert counts()[1] == on_channel, "a stream took the blocked channel"
+        recent = [a for t, a in answers(mesh, app) if t >= t0 + 6]
+        assert recent and all(a.startswith("hello") for a in recent[-3:]), recent
+    finally:
+        for m in backs:
+            subprocess.run([*mesh.netns(m).exec_prefix(), "iptables", "-D", *rule])
 
 
 def test_the_caller_keeps_its_answers_when_a_backend_machine_dies(mesh: LocalMesh,
@@ -264,7 +295,8 @@ def test_outsiders_and_forged_callers_are_refused(mesh: LocalMesh, app: str,
                                                   tmp_path: Path) -> None:
     """At a work plane serving a backend replica: a machine key and a PSK-only outsider never
     get a connection; a stolen (admitted) work-plane host key gets one, but its StreamOpen,
-    signed by a key no machine certified, is refused as untrusted."""
+    signed by a key no machine certified, is refused as untrusted; so is a stranger at the
+    channel port."""
     m1 = mesh.agents["m1"]
     row = next(r for r in m1.get_json("get", "endpoints", "deployment/default/backend")
                if r["ready"] and mesh.agents[machine_name(mesh, r["machine"])].alive())
@@ -287,8 +319,15 @@ def test_outsiders_and_forged_callers_are_refused(mesh: LocalMesh, app: str,
         assert not reports[name]["connected"] and reports[name]["answer"] is None, reports
     assert reports["stolen host key"]["connected"], reports
     assert reports["stolen host key"]["answer"] == "untrusted", reports
-    wait_for(lambda: metric(server, "workload_streams_refused").get("untrusted", 0) >= 1, 10,
-             "the refusal counted")
+    # a stranger at the channel port, with a token no StreamAccept issued: closed, counted
+    probe = (f"import os, socket; c = socket.create_connection(('{server.ip}', "
+             f"{WORKPLANE_PORT + 1}), 5); c.sendall(os.urandom(16)); c.settimeout(5); "
+             "print(repr(c.recv(10)))")
+    done = subprocess.run([*mesh.netns("m1").exec_prefix(), sys.executable, "-c", probe],
+                          capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == "b''", done.stdout + done.stderr
+    wait_for(lambda: metric(server, "workload_streams_refused").get("untrusted", 0) >= 2, 10,
+             "both refusals counted")
     wait_for(lambda: metric(server, "workplane_connections_refused").get("peer", 0) >= 2, 10,
              "the refused connections counted")
 

@@ -321,7 +321,7 @@ async def stream_open(args: argparse.Namespace) -> None:
                 c = cert(me, me.peer_id, key.peer_id, "deployment/default/intruder", 0,
                          "intruder-0", "t0", now)
                 hello = handshake.open_message(key, c, args.service, 80, args.replica,
-                                               me.peer_id, target.to_base58(), now)
+                                               me.peer_id, target.to_base58(), now, None)
                 await send_request(stream, hello)
                 answer = cbor2.loads(await read_request(stream))
                 report["answer"] = answer.get("refused", "accepted") if isinstance(

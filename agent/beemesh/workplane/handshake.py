@@ -34,18 +34,24 @@ from beemesh import cbor, schema, wire
 from beemesh.identity import KeyPair
 from beemesh.identity import peer_id as peer_id_of
 from beemesh.manifest.service import ServiceSpec
+from beemesh.workplane.channel import CIPHERS, KEY_BYTES, TOKEN_BYTES
 from beemesh.workplane.records import WORKLOAD_CERT
 
 PROTOCOL = "/beemesh/workload-stream/1.0.0"
 REFUSALS = ("policy", "deleted", "untrusted", "not_held", "no_replica", "no_port", "malformed",
             "bad_signature", "stale", "replayed", "unreachable", "no_endpoint", "not_ready",
-            "unhandled")
+            "unhandled", "busy", "broken")
 
 STREAM_OPEN = wire.Kind("StreamOpen", wire.WORKLOAD, schema.Struct(required={
     "peer_id": str, "cert": bytes, "service": str, "port": schema.PORT_NUMBER, "target": str,
-    "from_host": str, "to_host": str}), names_signer="peer_id")
+    "from_host": str, "to_host": str},
+    optional={"channel": schema.Struct(required={"key": bytes, "aes": bool})}),
+    names_signer="peer_id")
+CHANNEL = schema.Struct(required={"key": bytes, "port": schema.Int(1, 65535), "token": bytes,
+                                  "cipher": str})
 STREAM_ACCEPT = wire.Kind("StreamAccept", wire.WORKLOAD, schema.Struct(required={
-    "peer_id": str, "cert": bytes, "open": bytes}), names_signer="peer_id")
+    "peer_id": str, "cert": bytes, "open": bytes}, optional={"channel": CHANNEL}),
+    names_signer="peer_id")
 
 
 class Refused(Exception):
@@ -108,10 +114,16 @@ class Verifier:
 
 
 def open_message(key: KeyPair, cert: bytes, service_id: str, port: int, target: str,
-                 from_host: str, to_host: str, now: float) -> bytes:
-    return wire.seal(key, STREAM_OPEN.name, {
+                 from_host: str, to_host: str, now: float,
+                 channel: dict[str, Any] | None) -> bytes:
+    """`channel`: {"key": the caller's public key for a data channel (`channel`), "aes":
+    whether its CPU has AES instructions}, None for none."""
+    body: dict[str, Any] = {
         "peer_id": key.peer_id, "cert": cert, "service": service_id, "port": port,
-        "target": target, "from_host": from_host, "to_host": to_host}, now)
+        "target": target, "from_host": from_host, "to_host": to_host}
+    if channel is not None:
+        body["channel"] = channel
+    return wire.seal(key, STREAM_OPEN.name, body, now)
 
 
 def check_open(v: Verifier, data: bytes, now: float, from_host: str, to_host: str,
@@ -121,6 +133,8 @@ def check_open(v: Verifier, data: bytes, now: float, from_host: str, to_host: st
     env = v._message(data, STREAM_OPEN, now)
     if (env.body["from_host"], env.body["to_host"]) != (from_host, to_host):
         raise Refused("untrusted", "StreamOpen made for another connection")
+    if "channel" in env.body and len(env.body["channel"]["key"]) != KEY_BYTES:
+        raise Refused("malformed", f"a channel key is {KEY_BYTES} bytes")
     return v.replica(env, machine), env.body
 
 
@@ -135,10 +149,15 @@ def check_caller(spec: ServiceSpec, workload_id: str, known: set[str],
         raise Refused("policy", f"{spec.service_id} does not allow {workload_id}")
 
 
-def accept_message(key: KeyPair, cert: bytes, open_data: bytes, now: float) -> bytes:
-    return wire.seal(key, STREAM_ACCEPT.name, {
-        "peer_id": key.peer_id, "cert": cert,
-        "open": hashlib.sha256(open_data).digest()}, now)
+def accept_message(key: KeyPair, cert: bytes, open_data: bytes, now: float,
+                   channel: dict[str, Any] | None) -> bytes:
+    """`channel`: {"key", "port", "token", "cipher"} of the data channel offered, None for
+    none."""
+    body: dict[str, Any] = {"peer_id": key.peer_id, "cert": cert,
+                            "open": hashlib.sha256(open_data).digest()}
+    if channel is not None:
+        body["channel"] = channel
+    return wire.seal(key, STREAM_ACCEPT.name, body, now)
 
 
 def refusal(reason: str) -> bytes:
@@ -146,8 +165,9 @@ def refusal(reason: str) -> bytes:
 
 
 def check_answer(v: Verifier, data: bytes, now: float, open_data: bytes, target: str,
-                 machine: str | None) -> Replica:
-    """The serving replica, from its answer to our StreamOpen (Refused if it refused)."""
+                 machine: str | None) -> tuple[Replica, dict[str, Any]]:
+    """The serving replica and its answer's body, from its answer to our StreamOpen (Refused
+    if it refused)."""
     try:
         shape = cbor.loads(data)
     except cbor.CBORError:
@@ -160,4 +180,9 @@ def check_answer(v: Verifier, data: bytes, now: float, open_data: bytes, target:
         raise Refused("untrusted", "StreamAccept answers another StreamOpen")
     if env.body["peer_id"] != target:
         raise Refused("untrusted", "answered by a replica other than the one asked for")
-    return v.replica(env, machine)
+    offered = env.body.get("channel")
+    if offered is not None and ((len(offered["key"]), len(offered["token"])) != (
+            KEY_BYTES, TOKEN_BYTES) or offered["cipher"] not in CIPHERS):
+        raise Refused("malformed", "a channel offer with a key or token of the wrong size, "
+                      "or an unknown cipher")
+    return v.replica(env, machine), env.body

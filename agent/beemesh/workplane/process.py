@@ -109,7 +109,7 @@ class WorkPlane:
             key=self.host_key, psk_hex=psk_hex, listen=listen, dht_prefix=DHT_PREFIX,
             dht_validators={DHT_NS: RecordValidator(self.admission)},
             allow_peer=self.admission.allowed))
-        self.streams = Streams(self, self.mesh)
+        self.streams = Streams(self, self.mesh, listen)
 
     @property
     def peer_id(self) -> str:
@@ -122,6 +122,7 @@ class WorkPlane:
             sub = await self.mesh.subscribe(TOPIC, self.admission.validate)
             nursery.start_soon(self._consume, sub)
             self.mesh.handle(handshake.PROTOCOL, self.streams.serve)
+            nursery.start_soon(self.streams.run_channel)
             if fd := os.environ.get(handoff.FD_ENV):
                 nursery.start_soon(self.streams.receive_listeners, int(fd), nursery)
             nursery.start_soon(self._sync_loop)

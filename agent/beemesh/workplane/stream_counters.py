@@ -15,12 +15,15 @@ STREAM_COUNTERS = {  # counter -> metric
     "served": "workload_streams_served",
     "bytes_out": "workload_stream_bytes_sent",
     "bytes_in": "workload_stream_bytes_received",
+    "on_channel": "workload_streams_on_channel",
 }
 STREAM_METRICS = {
     "workload_streams_opened": "workload streams this machine's pods opened, by Service",
     "workload_streams_served": "workload streams this machine's replicas answered, by Service",
     "workload_stream_bytes_sent": "bytes pods of this machine sent on workload streams",
     "workload_stream_bytes_received": "bytes pods of this machine received on workload streams",
+    "workload_streams_on_channel": "workload streams between machines carried on their own "
+                                   "encrypted TCP channel (the others on libp2p streams)",
 }
 
 

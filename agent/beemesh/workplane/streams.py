@@ -4,9 +4,10 @@ The agent hands over each pod's listeners (`handoff`); every connection a pod ma
 a caller of that pod's replica. It goes to an endpoint `routing.Router` orders: on this
 machine, straight to the serving pod's IP (policy still checked); on another, over a libp2p
 stream to that machine's work plane, opened with the mutual replica handshake
-(`handshake`). The serving side checks the caller, then connects to its pod's IP at the
-Service's target port. Bytes are copied both ways until both sides end (half-closes pass
-through). Counts go to the agent at each sync (`stream_counters`).
+(`handshake`), the bytes then on the stream's own encrypted TCP connection (`channel`), or on
+the libp2p stream when that cannot be reached. The serving side checks the caller, then
+connects to its pod's IP at the Service's target port. Bytes are copied both ways until both
+sides end (half-closes pass through). Counts go to the agent at each sync (`stream_counters`).
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ from typing import Any, Protocol
 
 import trio
 from libp2p.abc import INetStream
-from libp2p.network.stream.exceptions import StreamError
 
 from beemesh import wire
 from beemesh.errors import UserError
 from beemesh.identity import KeyPair
 from beemesh.mesh.framing import read_request, send_request
 from beemesh.mesh.host import MeshHost
-from beemesh.workplane import handoff, handshake
+from beemesh.workplane import channel, handoff, handshake
 from beemesh.workplane.admission import Admission
+from beemesh.workplane.carrying import Libp2pStream, splice
 from beemesh.workplane.handshake import Refused
 from beemesh.workplane.names import Listener
 from beemesh.workplane.records import ServiceView
@@ -38,7 +39,9 @@ from beemesh.workplane.sync import AgentView, Replica, Service
 log = logging.getLogger("beemesh.streams")
 
 CONNECT_S = 3.0  # to open one endpoint (handshake included) before trying the next
-CHUNK = 64 * 1024
+DIAL_S = 1.0  # to reach a channel's port before carrying on the libp2p stream instead
+NO_CHANNEL_S = 60.0  # how long a host whose channel port failed is not offered one
+MAX_NO_CHANNEL = 1024
 
 
 class Identity(Protocol):
@@ -58,37 +61,6 @@ class Plane(Protocol):
     admission: Admission
 
 
-class _Libp2pStream(trio.abc.HalfCloseableStream):
-    """A libp2p stream as a trio stream, so one copy loop serves both kinds."""
-
-    def __init__(self, stream: INetStream) -> None:
-        self.stream = stream
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        try:
-            await self.stream.write(bytes(data))
-        except StreamError as e:
-            raise trio.BrokenResourceError(str(e)) from None
-
-    async def wait_send_all_might_not_block(self) -> None:
-        return None
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        try:
-            return await self.stream.read(max_bytes or CHUNK)
-        except StreamError:
-            return b""  # closed or reset by the other end: the copy ends
-
-    async def send_eof(self) -> None:
-        await self.stream.close()  # yamux FIN: half-close, reads go on
-
-    async def aclose(self) -> None:
-        try:
-            await self.stream.close()
-        except Exception:  # the connection may be gone already
-            await self.stream.reset()
-
-
 def _service_port(svc: Service, port: int) -> Any:
     return next((p for p in svc.spec.ports if p.port == port), None)
 
@@ -100,14 +72,33 @@ def _target_port(replica: Replica, target: int | str) -> int | None:
 
 
 class Streams:
-    def __init__(self, plane: Plane, mesh: MeshHost) -> None:
+    def __init__(self, plane: Plane, mesh: MeshHost, listen: list[str]) -> None:
         self.plane = plane
         self.mesh = mesh
+        self.tokens = channel.Tokens()
+        self.channel = channel.Listener(self.tokens, self._refused_channel, CONNECT_S, time.time)
+        self.channel_at = channel.listen_address(listen)
+        self._no_channel: dict[str, float] = {}  # host -> until when it gets no offer
         self.router = Router()
         self.counters = Counters()
         self.verifier = handshake.Verifier()
         self._listeners: dict[str, trio.CancelScope] = {}
         self._logged: set[str] = set()
+
+    async def run_channel(self) -> None:
+        """The channel listener (`channel`); without one, streams carry on libp2p."""
+        if self.channel_at is None:
+            log.warning("no TCP listen address: workload streams carry on libp2p streams")
+            return
+        try:
+            await self.channel.run(self.channel_at)
+        except OSError as e:
+            log.warning("cannot listen for workload stream channels on %s: %s; streams carry "
+                        "on libp2p streams", self.channel_at, e.strerror or e)
+
+    def _refused_channel(self, reason: str) -> None:
+        self._refuse(reason, "channel", "a connection to the channel port without a token "
+                     "issued here" if reason == "untrusted" else "too many connections at once")
 
     # ---- listeners from the agent ---------------------------------------------------------
 
@@ -210,12 +201,12 @@ class Streams:
                     continue
                 except Exception as e:  # dial failures of every kind py-libp2p raises
                     log.info("endpoint %s/%d of %s did not answer: %s", ep.workload_id,
-                             ep.ordinal, svc.service_id, e or type(e).__name__)
+                             ep.ordinal, svc.service_id, str(e) or type(e).__name__)
                     self.router.failed(ep.peer_id, time.time())
                     continue
                 self.counters.add(svc.service_id, "opened")
                 async with other:
-                    await self.splice(svc.service_id, conn, other)
+                    await splice(self.counters, svc.service_id, conn, other)
                 return
             self._refuse("unreachable", svc.service_id, "no endpoint answered")
 
@@ -242,22 +233,57 @@ class Streams:
         if host is None:
             raise Refused("unreachable", f"machine {ep.machine} announces no work plane")
         stream = await self.mesh.open_stream(host, handshake.PROTOCOL)
+        dialled = None
         try:
             assert me.cert is not None
+            remote = stream.get_remote_address()
+            offer = channel.Offer.new() if remote and self._no_channel.get(host, 0) < \
+                time.time() else None
             hello = handshake.open_message(me.key, me.cert, svc.service_id, port.port,
                                            ep.peer_id, self.mesh.peer_id.to_base58(), host,
-                                           time.time())
+                                           time.time(), offer and {
+                                               "key": offer.public,
+                                               "aes": channel.hardware_aes()})
             await send_request(stream, hello)
             answer = await read_request(stream)
-            server = handshake.check_answer(self.verifier, answer, time.time(), hello,
-                                            ep.peer_id, ep.machine)
+            server, body = handshake.check_answer(self.verifier, answer, time.time(), hello,
+                                                  ep.peer_id, ep.machine)
             if server.workload_id not in svc.workloads:
                 raise Refused("untrusted", "answered by a replica the Service does not select")
+            if offer is not None and remote and (offered := body.get("channel")):
+                dialled = await self._dial_channel(host, remote[0], offered, offer)
+                if dialled is not None:
+                    self.counters.add(svc.service_id, "on_channel")
+                    with trio.move_on_after(1):
+                        await stream.close()  # the bytes go on the channel
+                    return dialled
+                await stream.write(channel.CARRY_HERE)
         except BaseException:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await stream.reset()  # also when cancelled (the 3 s budget ran out)
+                if dialled is not None:
+                    await dialled.stream.aclose()
             raise
-        return _Libp2pStream(stream)
+        return Libp2pStream(stream)
+
+    async def _dial_channel(self, host: str, address: str, offered: dict[str, Any],
+                            offer: channel.Offer) -> channel.Channel | None:
+        tcp = None
+        try:
+            with trio.fail_after(DIAL_S):
+                tcp = await trio.open_tcp_stream(address, offered["port"])
+                await tcp.send_all(offered["token"])
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError) as e:
+            if tcp is not None:
+                await tcp.aclose()
+            if len(self._no_channel) >= MAX_NO_CHANNEL:
+                self._no_channel.clear()
+            self._no_channel[host] = time.time() + NO_CHANNEL_S
+            log.info("channel port %s:%d of work plane %s unreachable (%s): carrying on the "
+                     "libp2p stream for %.0f s", address, offered["port"], host,
+                     str(e) or type(e).__name__, NO_CHANNEL_S)
+            return None
+        return channel.Channel(tcp, offer.keys(offered["key"], offered["cipher"]))
 
     @staticmethod
     def _check_caller(state: AgentView, svc: Service, workload_id: str) -> None:
@@ -312,6 +338,12 @@ class Streams:
             if not target.ready:
                 raise Refused("not_ready", f"{target.pod} is not ready")
             tcp = await self._connect_pod(target, port.target)
+            offered, keys, arrival = None, None, channel.Arrival()
+            if "channel" in body and self.channel.port:
+                cipher = channel.choose_cipher(body["channel"]["aes"])
+                public, keys = channel.server_keys(body["channel"]["key"], cipher)
+                offered = {"key": public, "port": self.channel.port, "cipher": cipher,
+                           "token": self.tokens.issue(arrival, time.time(), CONNECT_S)}
         except Refused as e:
             self._refuse(e.reason, f"{service} from {from_host}", e.detail)
             try:
@@ -326,27 +358,22 @@ class Streams:
             return
         async with tcp:
             await send_request(stream, handshake.accept_message(
-                mine[1].key, mine[1].cert, data, time.time()))
+                mine[1].key, mine[1].cert, data, time.time(), offered))
+            if offered is not None and keys is not None:
+                conn = await arrival.wait(stream, CONNECT_S)
+                self.tokens.withdraw(offered["token"])
+                if conn is None and not arrival.here:
+                    self._refuse("broken", f"{service} from {from_host}",
+                                 "neither the channel nor the libp2p stream was chosen in time")
+                    await stream.reset()
+                    return
+                if conn is not None:
+                    await stream.reset()  # the bytes go on the channel
+                    self.counters.add(svc.service_id, "served")
+                    self.counters.add(svc.service_id, "on_channel")
+                    async with channel.Channel(conn, keys) as ch:
+                        await splice(self.counters, svc.service_id, tcp, ch)
+                    return
             self.counters.add(svc.service_id, "served")
-            async with _Libp2pStream(stream) as remote:
-                await self.splice(svc.service_id, tcp, remote)
-
-    # ---- copying --------------------------------------------------------------------------
-
-    async def splice(self, service: str, pod: trio.abc.HalfCloseableStream,
-                     other: trio.abc.HalfCloseableStream) -> None:
-        """Copy both ways until both have ended; `pod` is this machine's pod's side."""
-
-        async def copy(src: trio.abc.HalfCloseableStream, dst: trio.abc.HalfCloseableStream,
-                       counter: str) -> None:
-            try:
-                while data := await src.receive_some(CHUNK):
-                    await dst.send_all(data)
-                    self.counters.add(service, counter, len(data))
-                await dst.send_eof()
-            except Exception:  # one side broke (reset, closed, gone): end both
-                nursery.cancel_scope.cancel()
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(copy, pod, other, "bytes_out")
-            nursery.start_soon(copy, other, pod, "bytes_in")
+            async with Libp2pStream(stream) as remote:
+                await splice(self.counters, svc.service_id, tcp, remote)

@@ -24,9 +24,10 @@ def cert(machine: KeyPair, key: KeyPair, workload: str = "deployment/default/fro
         "ordinal": ordinal, "pod": f"front-{ordinal}", "task": "t1"}, NOW)
 
 
-def hello(key: KeyPair, c: bytes, to_host: str = "H2", now: float = NOW) -> bytes:
+def hello(key: KeyPair, c: bytes, to_host: str = "H2", now: float = NOW,
+          channel: dict[str, object] | None = None) -> bytes:
     return handshake.open_message(key, c, "service/default/back", 80, "TARGET", "H1", to_host,
-                                  now)
+                                  now, channel)
 
 
 def test_open_names_the_certified_caller() -> None:
@@ -41,7 +42,7 @@ def test_open_names_the_certified_caller() -> None:
 @pytest.mark.parametrize("case, reason", [
     ("other connection", "untrusted"), ("other machine's cert", "untrusted"),
     ("cert of another key", "untrusted"), ("replayed", "replayed"), ("stale", "stale"),
-    ("forged", "bad_signature"), ("garbage", "malformed")])
+    ("forged", "bad_signature"), ("garbage", "malformed"), ("short channel key", "malformed")])
 def test_open_refusals(case: str, reason: str) -> None:
     key, v = KeyPair.generate(), handshake.Verifier()
     data, machine = hello(key, cert(MACHINE, key)), MACHINE.peer_id
@@ -61,6 +62,8 @@ def test_open_refusals(case: str, reason: str) -> None:
                                          env.nonce, {**env.body, "port": 81}, env.signature))
     elif case == "garbage":
         data = b"\xff" * 40
+    elif case == "short channel key":
+        data = hello(key, cert(MACHINE, key), channel={"key": b"k" * 31, "aes": True})
     with pytest.raises(Refused) as e:
         handshake.check_open(v, data, NOW, "H1", "H2", machine)
     assert e.value.reason == reason
@@ -69,17 +72,17 @@ def test_open_refusals(case: str, reason: str) -> None:
 def test_answer_must_come_from_the_replica_asked_for() -> None:
     caller, server = KeyPair.generate(), KeyPair.generate()
     data = handshake.open_message(caller, cert(MACHINE, caller), "s", 80, server.peer_id,
-                                  "H1", "H2", NOW)
+                                  "H1", "H2", NOW, None)
     answer = handshake.accept_message(server, cert(OTHER, server, "deployment/default/back"),
-                                      data, NOW)
-    got = handshake.check_answer(handshake.Verifier(), answer, NOW, data, server.peer_id,
-                                 OTHER.peer_id)
-    assert got.workload_id == "deployment/default/back"
+                                      data, NOW, None)
+    got, body = handshake.check_answer(handshake.Verifier(), answer, NOW, data, server.peer_id,
+                                       OTHER.peer_id)
+    assert got.workload_id == "deployment/default/back" and "channel" not in body
     with pytest.raises(Refused, match=r"replica other than"):
         handshake.check_answer(handshake.Verifier(), handshake.accept_message(
-            server, cert(OTHER, server), data, NOW), NOW, data, "SOMEONE", OTHER.peer_id)
+            server, cert(OTHER, server), data, NOW, None), NOW, data, "SOMEONE", OTHER.peer_id)
     other_open = handshake.open_message(caller, cert(MACHINE, caller), "s", 80, server.peer_id,
-                                        "H1", "H2", NOW)
+                                        "H1", "H2", NOW, None)
     with pytest.raises(Refused, match="another StreamOpen"):
         handshake.check_answer(handshake.Verifier(), answer, NOW, other_open, server.peer_id,
                                OTHER.peer_id)
@@ -87,6 +90,25 @@ def test_answer_must_come_from_the_replica_asked_for() -> None:
         handshake.check_answer(handshake.Verifier(), handshake.refusal("policy"), NOW, data,
                                server.peer_id, OTHER.peer_id)
     assert e.value.reason == "policy"
+
+
+def test_a_channel_offer_travels_signed_and_is_checked() -> None:
+    caller, server = KeyPair.generate(), KeyPair.generate()
+    data = hello(caller, cert(MACHINE, caller), channel={"key": b"c" * 32, "aes": False})
+    _, body = handshake.check_open(handshake.Verifier(), data, NOW, "H1", "H2", MACHINE.peer_id)
+    assert body["channel"] == {"key": b"c" * 32, "aes": False}
+    offer = {"key": b"s" * 32, "port": 4003, "token": b"t" * 16, "cipher": "aes-256-gcm"}
+    answer = handshake.accept_message(server, cert(OTHER, server), data, NOW, offer)
+    _, body = handshake.check_answer(handshake.Verifier(), answer, NOW, data, "TARGET"
+                                     if False else server.peer_id, OTHER.peer_id)
+    assert body["channel"] == offer
+    for bad in ({**offer, "token": b"t" * 15}, {**offer, "key": b""}, {**offer, "port": 0},
+                {**offer, "cipher": "rot13"}):
+        answer = handshake.accept_message(server, cert(OTHER, server), data, NOW, bad)
+        with pytest.raises(Refused) as e:
+            handshake.check_answer(handshake.Verifier(), answer, NOW, data, server.peer_id,
+                                   OTHER.peer_id)
+        assert e.value.reason == "malformed"
 
 
 def test_listener_messages_round_trip_and_malformed_ones_are_refused() -> None:
