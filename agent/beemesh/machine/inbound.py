@@ -31,6 +31,7 @@ from beemesh.membership.view import MachineView
 from beemesh.mesh.host import publisher
 from beemesh.metrics import Metrics
 from beemesh.node.cordon import Cordon
+from beemesh.once import Once
 from beemesh.scheduling.driver import AuctionDriver
 from beemesh.scheduling.messages import BID, DEPLOYED, FAILED, LEASE, TASK
 from beemesh.scheduling.tasks import check_task
@@ -56,7 +57,6 @@ TOPIC_KINDS: dict[str, dict[str, wire.Kind]] = {
     TOPIC_EVENTS: {k.name: k for k in (MACHINE_RECORD, MACHINE_WITHDRAW, DEPLOYED, FAILED,
                                        LEASE)},
 }
-MAX_LOGGED_DROPS = 10_000
 WORKLOAD_PEERS_REFRESH_S = 1.0
 
 
@@ -65,12 +65,12 @@ class Drops:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self._logged: set[tuple[str, str]] = set()
+        self._once = Once()
         metrics.describe("messages_dropped", "inbound messages dropped, by reason")
 
     def count(self, topic: str, origin: str, reason: str, detail: str) -> None:
         self.metrics.inc("messages_dropped", reason)
-        if self._first(origin, reason):
+        if self._once.first(origin, reason):
             log.warning("dropped message on %s from %s: %s (logged once per peer and reason)",
                         topic, origin, detail)
 
@@ -82,15 +82,9 @@ class Drops:
         """Checking or handling a message raised something unexpected: drop it, count it, log
         the traceback once per peer (it is a bug to fix), and carry on."""
         self.metrics.inc("messages_dropped", "unhandled")
-        if self._first(origin, "unhandled"):
+        if self._once.first(origin, "unhandled"):
             log.error("dropped message on %s from %s: %s: %s (logged once per peer)", topic,
                       origin, type(exc).__name__, exc, exc_info=exc)
-
-    def _first(self, origin: str, reason: str) -> bool:
-        if (origin, reason) in self._logged or len(self._logged) >= MAX_LOGGED_DROPS:
-            return False
-        self._logged.add((origin, reason))
-        return True
 
 
 class PlaneGuard:

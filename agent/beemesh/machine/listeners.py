@@ -29,6 +29,7 @@ from beemesh.errors import UserError
 from beemesh.machine import pod_netns
 from beemesh.manifest import WorkloadSpec
 from beemesh.metrics import Metrics
+from beemesh.once import Once
 from beemesh.runtime import PodInfo, PodNetwork, Runtime
 from beemesh.workloads.store import WorkloadStore
 from beemesh.workplane import handoff, names
@@ -66,7 +67,7 @@ class Listeners:
         self._sent: set[str] = set()  # listener keys the current work plane has
         self._collisions: set[str] = set()
         self._failed = False
-        self._warned: set[tuple[str, str]] = set()
+        self._once = Once()
         metrics.describe("service_listeners", "Service listeners open in this machine's pods")
         if not self.enabled:
             log.warning("the agent is not root: pods get no Service names (opening a listener "
@@ -206,8 +207,7 @@ class Listeners:
 
     def _warn(self, pod: str, text: str) -> None:
         """Once per pod and problem: the step tries again every STEP_S."""
-        if (pod, text) not in self._warned and len(self._warned) < 10_000:
-            self._warned.add((pod, text))
+        if self._once.first(pod, text):
             log.warning("%s (logged once)", text)
 
     def _forget_files(self, keep: set[str]) -> None:

@@ -22,6 +22,7 @@ from libp2p.pubsub.pb import rpc_pb2
 from beemesh import wire
 from beemesh.membership.dht import CheckedValidator
 from beemesh.mesh.host import publisher
+from beemesh.once import Once
 from beemesh.workplane.holding import Holdings, Waiting
 from beemesh.workplane.records import (
     KINDS,
@@ -37,7 +38,6 @@ from beemesh.workplane.sync import Machine
 
 log = logging.getLogger("beemesh.workplane")
 
-MAX_LOGGED_DROPS = 10_000
 
 
 class NotHeld(wire.Rejected):
@@ -63,7 +63,7 @@ class Admission:
                                            replay=replay)
         self.record_verifier = wire.Verifier(KINDS, dict, replay=replay)
         self.dropped: dict[str, int] = {}
-        self._logged: set[tuple[str, str]] = set()
+        self._once = Once()
 
     def learn(self, machines: Iterable[Machine], now: float | None = None) -> None:
         """The live machines, where their work planes listen and the pods they hold (from the
@@ -157,7 +157,7 @@ class Admission:
 
     def drop(self, host: str, e: wire.Rejected) -> None:
         self.dropped[e.reason] = self.dropped.get(e.reason, 0) + 1
-        if self._first(host, e.reason):
+        if self._once.first(host, e.reason):
             log.warning("dropped work-plane message from %s: %s (logged once per peer and "
                         "reason)", host, e)
 
@@ -165,15 +165,9 @@ class Admission:
         """Checking or applying a message raised something unexpected: drop it, count it, log
         the traceback once per host (it is a bug to fix), and carry on."""
         self.dropped["unhandled"] = self.dropped.get("unhandled", 0) + 1
-        if self._first(host, "unhandled"):
+        if self._once.first(host, "unhandled"):
             log.error("dropped work-plane message from %s: %s: %s (logged once per peer)",
                       host, type(exc).__name__, exc, exc_info=exc)
-
-    def _first(self, host: str, reason: str) -> bool:
-        if (host, reason) in self._logged or len(self._logged) >= MAX_LOGGED_DROPS:
-            return False
-        self._logged.add((host, reason))
-        return True
 
     # ---- the Workload DHT -----------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from beemesh.errors import UserError
 from beemesh.identity import KeyPair
 from beemesh.mesh.framing import read_request, send_request
 from beemesh.mesh.host import MeshHost
+from beemesh.once import Once
 from beemesh.workplane import channel, handoff, handshake
 from beemesh.workplane.admission import Admission
 from beemesh.workplane.carrying import Libp2pStream, splice
@@ -83,7 +84,7 @@ class Streams:
         self.counters = Counters()
         self.verifier = handshake.Verifier()
         self._listeners: dict[str, trio.CancelScope] = {}
-        self._logged: set[str] = set()
+        self._once = Once()
 
     async def run_channel(self) -> None:
         """The channel listener (`channel`); without one, streams carry on libp2p."""
@@ -152,8 +153,7 @@ class Streams:
 
     def _refuse(self, reason: str, where: str, detail: str) -> None:
         self.counters.refuse(reason)
-        if f"{where}|{reason}" not in self._logged and len(self._logged) < 10_000:
-            self._logged.add(f"{where}|{reason}")
+        if self._once.first(where, reason):
             log.warning("workload stream refused (%s): %s: %s (logged once per service and "
                         "reason)", where, reason, detail)
 
