@@ -30,6 +30,7 @@ class Endpoint:
     machine: str
     local: bool  # on this machine
     rtt_s: float | None  # to its machine's work plane; None: not measured (yet)
+    host: str | None = None  # its machine's work-plane host; None: none announced
 
 
 class Router:

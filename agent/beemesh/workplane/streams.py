@@ -216,7 +216,7 @@ class Streams:
         return [Endpoint(r.peer_id, r.workload_id, r.ordinal, r.machine,
                          r.machine == state.machine,
                          None if r.machine == state.machine or r.machine not in hosts
-                         else self.mesh.rtt(hosts[r.machine]))
+                         else self.mesh.rtt(hosts[r.machine]), hosts.get(r.machine))
                 for r in self.plane.view.records(now)
                 if r.workload_id in svc.workloads and r.ready and not r.retiring
                 and (ordinal is None or r.ordinal == ordinal)]
@@ -228,8 +228,7 @@ class Streams:
             target = next((r for r in state.replicas
                            if r.workload_id == ep.workload_id and r.ordinal == ep.ordinal), None)
             return await self._connect_pod(target, port.target)
-        host = next((m.workplane.peer_id for m in state.machines
-                     if m.peer_id == ep.machine and m.workplane), None)
+        host = ep.host
         if host is None:
             raise Refused("unreachable", f"machine {ep.machine} announces no work plane")
         stream = await self.mesh.open_stream(host, handshake.PROTOCOL)
