@@ -7,6 +7,7 @@ unknown key or a wrong type is refused with the key's name, not ignored.
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ class AgentConfig:
     podman_socket: str | None = None  # default: the machine's rootful/rootless socket
     deploy_timeout_s: float = 10.0
     image_pulls: bool = True  # false on air-gapped sites: only images already stored run here
+    # Machine directories a hostPath volume may name (and what is below them); none by default.
+    host_path_roots: list[str] = field(default_factory=list)
     price: float = 0.5  # 0 = cheapest/greenest machine, 1 = most expensive (10 % of the score)
     # Offer at most this much to workloads (like kubelet's system-reserved); 0 = all of it.
     max_cpu_milli: int = 0
@@ -84,6 +87,10 @@ class AgentConfig:
             raise UserError("record_ttl_s must be between 1 and 300 seconds")
         if not 0 < self.record_refresh_s < self.record_ttl_s:
             raise UserError("record_refresh_s must be positive and shorter than record_ttl_s")
+        for root in self.host_path_roots:
+            if not root.startswith("/") or posixpath.normpath(root) != root or root == "/":
+                raise UserError(f"host_path_roots: {root!r} must be an absolute, normalized "
+                                "directory other than / (like /srv/data)")
         if self.heal_pause_late_s <= 0:
             raise UserError("heal_pause_late_s must be positive (seconds of lateness that pause "
                             "healing)")

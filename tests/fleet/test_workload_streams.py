@@ -15,10 +15,8 @@ port), counts in `beemesh metrics`, no plaintext on the wire, and the libp2p fal
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 import pytest
 from healing_lib import kill_machine, machine_name
 from phased import Phased
+from podman_mesh import podman_mesh
 
 from beemesh.identity import KeyPair, load_key, save_key
 from beemesh.lab.localmesh import WORKPLANE_PORT, AgentProc, LocalMesh, wait_for
@@ -141,23 +140,10 @@ def metric(agent: AgentProc, name: str) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def mesh(podman_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
-    root = Path(tempfile.mkdtemp(prefix="beemesh-streams-"))
-    logs = tmp_path_factory.mktemp("streams-logs")
-    mesh = LocalMesh.create(root)
-    try:
-        seed = mesh.start("m1", podman=True, extra=["--labels", "pool=front"])
-        for name in ("m2", "m3", "m4"):
-            mesh.start(name, podman=True, bootstrap=[seed.addr], extra=["--labels", "pool=back"])
-        ids = {a.peer_id for a in mesh.agents.values()}
-        for a in mesh.agents.values():
-            wait_for(lambda a=a: a.node_ids() == ids and a.status()["runtime"] == "ok", 120,
-                     f"{a.name} to see all machines with a working runtime")
+    with podman_mesh("beemesh-streams-", tmp_path_factory.mktemp("streams-logs"), {
+            "m1": ["--labels", "pool=front"], **{m: ["--labels", "pool=back"]
+                                                  for m in ("m2", "m3", "m4")}}) as mesh:
         yield mesh
-    finally:
-        mesh.close()
-        for log in root.glob("*.log"):
-            shutil.copyfile(log, logs / log.name)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -166,3 +166,28 @@ def test_only_capabilities_the_kernel_knows_are_named(tmp_path: Path) -> None:
     last.write_text("garbage")
     assert kernel_capabilities(last) == CAPABILITIES
     assert kernel_capabilities(tmp_path / "missing") == CAPABILITIES
+
+
+def test_pod_manifest_names_each_replicas_own_volumes() -> None:
+    from beemesh.manifest.volumes import Mount, Volume
+    from beemesh.runtime.podman_volumes import volume_name
+
+    app = dataclasses.replace(container_spec := deployment("db", container("c", "x"))
+                              .containers[0], mounts=(Mount("data", "/data"),
+                                                      Mount("logs", "/logs", True)))
+    spec = dataclasses.replace(deployment("db", container("c", "x")), kind="StatefulSet",
+                               containers=(app,), volumes=(
+                                   Volume("data", "claim", size_bytes=1),
+                                   Volume("logs", "hostPath", path="/var/log/db",
+                                          path_type="Directory")))
+    assert container_spec.mounts == ()
+    doc = pod_manifest(spec, 3, "t")
+    assert doc["spec"]["volumes"] == [
+        {"name": "data", "persistentVolumeClaim": {"claimName": volume_name(spec, 3,
+                                                                            spec.volumes[0])}},
+        {"name": "logs", "hostPath": {"path": "/var/log/db", "type": "Directory"}}]
+    (c,) = doc["spec"]["containers"]
+    assert c["volumeMounts"] == [{"name": "data", "mountPath": "/data", "readOnly": False},
+                                 {"name": "logs", "mountPath": "/logs", "readOnly": True}]
+    assert volume_name(spec, 3, spec.volumes[0]).endswith("-data-3")
+    assert volume_name(spec, 3, spec.volumes[0]) != volume_name(spec, 4, spec.volumes[0])

@@ -204,7 +204,9 @@ class Agent:
                                     cap.cgroup),
             ttl_s=self.cfg.record_ttl_s, pods=self.pods.here(), cordoned=self.cordon.cordoned,
             draining=self.cordon.draining,
-            workplane=self.link.host if self.link is not None else None, cert=self.cert)
+            workplane=self.link.host if self.link is not None else None, cert=self.cert,
+            volumes=tuple(sorted(self.node.claims)),
+            host_path_roots=tuple(self.cfg.host_path_roots))
 
     # ---- lifecycle -------------------------------------------------------------------------
 

@@ -24,10 +24,13 @@ Supported fields:
   ``annotations``.
 - Pod spec: ``containers``, ``nodeSelector``, ``restartPolicy`` (only Always for controllers),
   ``securityContext`` (``runAsUser``, ``runAsGroup``, ``runAsNonRoot``, ``seccompProfile``
-  RuntimeDefault). ``hostNetwork``, ``hostPID``, ``hostIPC`` and hostPath volumes are refused.
+  RuntimeDefault), ``volumes`` (``emptyDir``, ``hostPath``: ``beemesh.manifest.volumes``).
+  ``hostNetwork``, ``hostPID`` and ``hostIPC`` are refused. StatefulSet
+  ``volumeClaimTemplates``: a volume per ordinal on the machine that runs it.
 - Container: ``name``, ``image``, ``command``, ``args``, ``env[]`` (``name`` and a literal
   ``value``), ``ports[]`` (``containerPort``, ``hostPort``, ``protocol`` TCP or UDP, ``name``),
   ``resources.requests``/``limits`` for ``cpu`` and ``memory`` (requests default to limits),
+  ``volumeMounts`` (``name``, ``mountPath``, ``readOnly``),
   ``startupProbe``, ``readinessProbe``, ``livenessProbe``, and ``securityContext``
   (the pod's fields plus ``readOnlyRootFilesystem``, ``capabilities.add``/``drop``;
   ``privileged`` and ``allowPrivilegeEscalation`` only as false). Every container runs
@@ -46,8 +49,9 @@ Modules: ``model`` (WorkloadSpec and its parts, ``to_dict``/``from_dict``), ``ku
 documents: Deployment, StatefulSet, Pod and their pod spec) with ``containers`` (a pod spec's
 containers and probes) and ``fields`` (used, warned and refused fields of one document),
 ``checks`` (rules and one-line errors shared by the walker and ``from_dict``) and
-``quantities`` (cpu and memory amounts) and ``security`` (securityContext and the
-confinement every container gets). Import from ``beemesh.manifest`` itself.
+``quantities`` (cpu and memory amounts), ``security`` (securityContext and the
+confinement every container gets) and ``volumes`` (pod volumes and mounts). Import from
+``beemesh.manifest`` itself.
 """
 
 from beemesh.manifest.checks import ManifestError

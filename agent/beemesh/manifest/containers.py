@@ -33,6 +33,7 @@ from beemesh.manifest.model import (
 )
 from beemesh.manifest.quantities import cpu_milli, memory_bytes, show_cpu, show_memory
 from beemesh.manifest.security import Inherited, parse_container_security
+from beemesh.manifest.volumes import parse_mounts
 
 _PROBE_HANDLERS = {"httpGet": "http", "tcpSocket": "tcp", "exec": "exec"}
 
@@ -44,7 +45,7 @@ def parse_container(d: Doc, raw: Any, path: str, pod_security: Inherited) -> Con
     """
     c = d.mapping(raw, path, required=True)
     d.check_fields(c, path, ("name", "image", "imagePullPolicy", "command", "args", "env",
-                             "ports", "resources", "securityContext",
+                             "ports", "resources", "securityContext", "volumeMounts",
                              *(key for key, _ in PROBE_FIELDS)))
     name = dns_label(c.get("name"), f"{path}.name", "container name", MAX_LABEL, d.fail)
     image = c.get("image")
@@ -109,6 +110,7 @@ def parse_container(d: Doc, raw: Any, path: str, pod_security: Inherited) -> Con
         startup=probes["startup"], readiness=probes["readiness"], liveness=probes["liveness"],
         security=parse_container_security(d, c.get("securityContext"), f"{path}.securityContext",
                                           pod_security),
+        mounts=parse_mounts(d, c.get("volumeMounts"), f"{path}.volumeMounts"),
     )
 
 

@@ -18,9 +18,6 @@ READ_ONLY = "set by a Kubernetes cluster, meaningless here; ignored"
 UNSUPPORTED_FIX = {
     "valueFrom": "give the variable a literal value instead",
     "envFrom": "list each variable under env with a literal value instead",
-    "volumes": "remove it (beemesh has no volumes yet)",
-    "volumeMounts": "remove it (beemesh has no volumes yet)",
-    "volumeClaimTemplates": "remove it (beemesh has no volumes yet)",
     "matchExpressions": "select with matchLabels instead",
     "grpc": "use httpGet, tcpSocket or exec instead",
     "host": "remove it (probes always connect to the pod's own IP)",

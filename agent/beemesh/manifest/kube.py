@@ -29,7 +29,7 @@ from beemesh.manifest.checks import (
 from beemesh.manifest.containers import parse_container
 from beemesh.manifest.fields import NOT_YET, READ_ONLY, Doc
 from beemesh.manifest.model import ContainerSpec, WorkloadSpec
-from beemesh.manifest.security import parse_pod_security, refuse_host_paths
+from beemesh.manifest.security import parse_pod_security
 from beemesh.manifest.service import ServiceSpec, parse_service
 from beemesh.manifest.strategy import (
     DEFAULT_STRATEGY,
@@ -37,6 +37,7 @@ from beemesh.manifest.strategy import (
     parse_strategy,
     restarted_at,
 )
+from beemesh.manifest.volumes import check_mounts, parse_claims, parse_volumes
 
 _API_VERSIONS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Pod": "v1", "Service": "v1"}
 _SUPPORTED_TEXT = "apps/v1 Deployment, apps/v1 StatefulSet, v1 Pod or v1 Service"
@@ -167,7 +168,7 @@ def _parse_document(doc: Any, where: Where) -> WorkloadSpec | ServiceSpec:
     else:
         allowed = ["replicas", "selector", "template", "minReadySeconds"]
         if kind == "StatefulSet":
-            allowed += ["serviceName", "updateStrategy"]
+            allowed += ["serviceName", "updateStrategy", "volumeClaimTemplates"]
         else:
             allowed += ["strategy", "progressDeadlineSeconds"]
             service = spec.get("serviceName", "")
@@ -199,10 +200,16 @@ def _parse_document(doc: Any, where: Where) -> WorkloadSpec | ServiceSpec:
         pod = d.mapping(template.get("spec"), pod_base, required=True)
 
     containers, node_selector, restart_policy = _parse_pod_spec(d, pod, pod_base, kind)
+    volumes = parse_volumes(d, pod.get("volumes"), f"{pod_base}.volumes")
+    if kind == "StatefulSet":
+        volumes += parse_claims(d, spec.get("volumeClaimTemplates"), "spec.volumeClaimTemplates")
+    check_mounts(volumes, [(f"{pod_base}.containers[{i}].volumeMounts", c.mounts)
+                           for i, c in enumerate(containers)], f"{pod_base}.", "volumes",
+                 where.fail)
     return WorkloadSpec(
         kind=kind, name=name, namespace=namespace, replicas=replicas, labels=labels,
         node_selector=node_selector, containers=containers, restart_policy=restart_policy,
-        warnings=tuple(d.warnings), strategy=strategy, restarted_at=restarted,
+        warnings=tuple(d.warnings), strategy=strategy, restarted_at=restarted, volumes=volumes,
     )
 
 
@@ -225,8 +232,8 @@ def _check_selector(d: Doc, selector: Any, template_labels: dict[str, str]) -> N
 
 def _parse_pod_spec(d: Doc, pod: dict[Any, Any], base: str,
                     kind: str) -> tuple[tuple[ContainerSpec, ...], _Pairs, str]:
-    refuse_host_paths(d, pod.get("volumes"), f"{base}.volumes")
-    d.check_fields(pod, base, ("containers", "nodeSelector", "restartPolicy", "securityContext"),
+    d.check_fields(pod, base, ("containers", "nodeSelector", "restartPolicy", "securityContext",
+                               "volumes"),
                    {"terminationGracePeriodSeconds": NOT_YET})
     pod_security = parse_pod_security(d, pod.get("securityContext"), f"{base}.securityContext")
     node_selector = label_map(pod.get("nodeSelector"), f"{base}.nodeSelector", d.fail)

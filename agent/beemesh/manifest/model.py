@@ -53,6 +53,14 @@ from beemesh.manifest.strategy import (
     restarted_at,
     strategy_from_dict,
 )
+from beemesh.manifest.volumes import (
+    MAX_VOLUMES,
+    Mount,
+    Volume,
+    check_mounts,
+    mount_from_dict,
+    volume_from_dict,
+)
 
 KINDS = ("Deployment", "StatefulSet", "Pod")
 TEMPLATE_LEN = 10  # hex digits of `WorkloadSpec.template_hash`
@@ -128,6 +136,7 @@ class ContainerSpec:
     liveness: ProbeSpec | None = None
     security: SecuritySpec = DEFAULT_SECURITY
     image_pull_policy: str = ""  # as the manifest said; "" is Kubernetes' default (`pull_policy`)
+    mounts: tuple[Mount, ...] = ()  # its volumeMounts (`manifest.volumes`)
 
     @property
     def pull_policy(self) -> str:
@@ -155,6 +164,12 @@ class WorkloadSpec:
     warnings: tuple[str, ...]
     strategy: UpdateStrategy = DEFAULT_STRATEGY
     restarted_at: str = ""  # the pod template's kubectl.kubernetes.io/restartedAt annotation
+    volumes: tuple[Volume, ...] = ()  # the pod's volumes, then a StatefulSet's claims
+
+    @property
+    def host_paths(self) -> tuple[str, ...]:
+        """The machine paths its hostPath volumes name (each machine decides: `scoring`)."""
+        return tuple(v.path for v in self.volumes if v.source == "hostPath")
 
     @property
     def template_hash(self) -> str:
@@ -217,6 +232,7 @@ class WorkloadSpec:
             # had before they existed.
             **({} if self.strategy == DEFAULT_STRATEGY else {"strategy": self.strategy.to_dict()}),
             **({"restarted_at": self.restarted_at} if self.restarted_at else {}),
+            **({"volumes": [v.to_dict() for v in self.volumes]} if self.volumes else {}),
         }
 
     @classmethod
@@ -257,6 +273,7 @@ def _container_to_dict(c: ContainerSpec) -> dict[str, Any]:
             "cap_drop": list(c.security.cap_drop),
         }}),
         **({"image_pull_policy": c.image_pull_policy} if c.image_pull_policy else {}),
+        **({"mounts": [m.to_dict() for m in c.mounts]} if c.mounts else {}),
     }
 
 
@@ -336,10 +353,11 @@ class _Fields:
 
 
 _SPEC_KEYS = ("kind", "name", "namespace", "replicas", "labels", "node_selector", "containers",
-              "restart_policy", "warnings", "strategy", "restarted_at")
+              "restart_policy", "warnings", "strategy", "restarted_at", "volumes")
 _CONTAINER_KEYS = ("name", "image", "command", "args", "env", "ports", "cpu_request_milli",
                    "memory_request_bytes", "cpu_limit_milli", "memory_limit_bytes",
-                   *(which for _, which in PROBE_FIELDS), "security", "image_pull_policy")
+                   *(which for _, which in PROBE_FIELDS), "security", "image_pull_policy",
+                   "mounts")
 _SECURITY_KEYS = ("run_as_user", "run_as_group", "run_as_non_root", "read_only_root_filesystem",
                   "cap_add", "cap_drop")
 _PORT_KEYS = ("container_port", "host_port", "protocol", "name")
@@ -353,7 +371,7 @@ _PROBE_UNUSED = {"http": ("command",), "tcp": ("path", "headers", "command"),
 def _spec_from_dict(d: Any) -> WorkloadSpec:
     where = Where("workload spec")
     fail = where.fail
-    f = _Fields(d, "", _SPEC_KEYS, fail, optional=("strategy", "restarted_at"))
+    f = _Fields(d, "", _SPEC_KEYS, fail, optional=("strategy", "restarted_at", "volumes"))
     kind = f.text("kind")
     if kind not in KINDS:
         fail("kind", f"{kind!r} is not a supported kind", f"use {', '.join(KINDS)}")
@@ -374,6 +392,14 @@ def _spec_from_dict(d: Any) -> WorkloadSpec:
         for i, item in enumerate(raw_containers)
     )
     check_pod(containers, "", "host_port", fail)
+    volumes = tuple(volume_from_dict(v, f"volumes[{i}]", fail)
+                    for i, v in enumerate(f.items("volumes") if "volumes" in d else ()))
+    if len(volumes) > 2 * MAX_VOLUMES:
+        fail("volumes", f"more than {2 * MAX_VOLUMES} volumes", "send fewer")
+    if kind != "StatefulSet" and any(v.source == "claim" for v in volumes):
+        fail("volumes", "only a StatefulSet has claims", "send WorkloadSpec.to_dict() output")
+    check_mounts(volumes, [(f"containers[{i}].mounts", c.mounts)
+                           for i, c in enumerate(containers)], "", "volumes", fail)
     return WorkloadSpec(
         kind=kind, name=name, namespace=namespace, replicas=replicas,
         labels=label_map(d["labels"], "labels", fail),
@@ -384,11 +410,16 @@ def _spec_from_dict(d: Any) -> WorkloadSpec:
         strategy=(strategy_from_dict(d["strategy"], "strategy", kind, fail)
                   if "strategy" in d else DEFAULT_STRATEGY),
         restarted_at=restarted_at(d.get("restarted_at", ""), "restarted_at", fail),
+        volumes=volumes,
     )
 
 
 def _container_from_dict(raw: Any, path: str, fail: Fail) -> ContainerSpec:
-    f = _Fields(raw, path, _CONTAINER_KEYS, fail, optional=("security", "image_pull_policy"))
+    f = _Fields(raw, path, _CONTAINER_KEYS, fail,
+                optional=("security", "image_pull_policy", "mounts"))
+    raw_mounts = f.items("mounts") if "mounts" in f.value else []
+    if len(raw_mounts) > MAX_VOLUMES:
+        fail(f.at("mounts"), f"more than {MAX_VOLUMES} mounts", "send fewer")
     name = dns_label(f.text("name"), f.at("name"), "container name", MAX_LABEL, fail)
     image = f.text("image")
     if not image or any(ch.isspace() for ch in image):
@@ -425,6 +456,8 @@ def _container_from_dict(raw: Any, path: str, fail: Fail) -> ContainerSpec:
         security=(_security_from_dict(f.value["security"], f.at("security"), fail)
                   if "security" in f.value else DEFAULT_SECURITY),
         image_pull_policy=f.value.get("image_pull_policy", ""),
+        mounts=tuple(mount_from_dict(m, f"{f.at('mounts')}[{i}]", fail)
+                     for i, m in enumerate(raw_mounts)),
     )
     if spec.image_pull_policy not in ("", *PULL_POLICIES):
         fail(f.at("image_pull_policy"), f"{describe(spec.image_pull_policy)} is not a pull "

@@ -265,13 +265,3 @@ def _seccomp(d: Doc, raw: Any, path: str) -> None:
         d.fail(f"{path}.type", f"must be RuntimeDefault, got {describe(kind)}",
                "use type: RuntimeDefault or remove seccompProfile")
     d.check_fields(profile, path, ("type",))
-
-
-def refuse_host_paths(d: Doc, volumes: Any, path: str) -> None:
-    """A hostPath volume gets its own refusal before the generic one for volumes."""
-    if not isinstance(volumes, list):
-        return
-    for i, volume in enumerate(volumes):
-        if isinstance(volume, dict) and volume.get("hostPath") not in (None, {}):
-            d.fail(f"{path}[{i}].hostPath", f"host directories are refused: {NO_POLICY} them",
-                   "remove the volume (beemesh has no volumes yet)")

@@ -22,6 +22,8 @@ from beemesh.workplane.sync import MAX_PODS, WORKPLANE_HOST, WorkPlaneHost
 PROTOCOL_VERSION = 1
 MAX_RECORD_TTL_S = 300
 MAX_ADDRS = 16
+MAX_RECORD_VOLUMES = 1024  # claim volumes a record lists (`volumes`)
+MAX_HOST_PATH_ROOTS = 32
 
 # What a machine says about each pod it runs, so every agent can answer `beemesh get pods`.
 # `ready` is what its probes say, `peer` the replica's workload Peer ID once its work plane has
@@ -55,7 +57,13 @@ MACHINE_RECORD = wire.Kind(
                   # where its work plane listens: peers' work planes admit exactly these
                   "workplane": WORKPLANE_HOST,
                   # its operator-signed certificate (`membership.certs`) when it has one
-                  "cert": bytes},
+                  "cert": bytes,
+                  # the claim volumes it holds: [workload id, ordinal] (data gravity)
+                  "volumes": schema.ListOf(schema.Struct(required={
+                      "workload_id": str, "ordinal": schema.Int(0, 2**31 - 1)}),
+                      max_len=MAX_RECORD_VOLUMES),
+                  # the directories its hostPath volumes may name (`config.host_path_roots`)
+                  "host_path_roots": schema.ListOf(str, max_len=MAX_HOST_PATH_ROOTS)},
     ),
     names_signer="peer_id",
 )
@@ -126,6 +134,8 @@ class MachineRecord:
     draining: bool = False
     workplane: WorkPlaneHost | None = None
     cert: bytes | None = None
+    volumes: tuple[tuple[str, int], ...] = ()  # (workload id, ordinal) of its claim volumes
+    host_path_roots: tuple[str, ...] = ()  # where hostPath volumes may point there
 
     def to_body(self) -> dict[str, Any]:
         cap = self.capacity
@@ -147,6 +157,11 @@ class MachineRecord:
             body["workplane"] = self.workplane.to_json()
         if self.cert is not None:
             body["cert"] = self.cert
+        if self.volumes:
+            body["volumes"] = [{"workload_id": w, "ordinal": o}
+                               for w, o in self.volumes[:MAX_RECORD_VOLUMES]]
+        if self.host_path_roots:
+            body["host_path_roots"] = list(self.host_path_roots[:MAX_HOST_PATH_ROOTS])
         return body
 
     @classmethod
@@ -163,7 +178,9 @@ class MachineRecord:
             pods=tuple(PodSummary.from_body(p) for p in body.get("pods", [])),
             cordoned=body.get("cordoned", False), draining=body.get("draining", False),
             workplane=WorkPlaneHost.from_json(workplane) if workplane is not None else None,
-            cert=body.get("cert"))
+            cert=body.get("cert"), volumes=tuple(
+                (v["workload_id"], v["ordinal"]) for v in body.get("volumes", [])),
+            host_path_roots=tuple(body.get("host_path_roots", [])))
 
 
 @dataclass(frozen=True)
@@ -190,6 +207,7 @@ class MachineEntry:
             "cordoned": rec.cordoned,
             "draining": rec.draining,
             "pods": len(rec.pods),
+            "volumes": [{"workload_id": w, "ordinal": o} for w, o in rec.volumes],
             "age_s": round(max(0.0, now - self.ts), 1),
             "expires_in_s": round(max(0.0, self.expires_at - now), 1),
             "self": self.peer_id == self_id,

@@ -94,6 +94,8 @@ class LocalNode:
         self.runtime_ok = False
         self.runtime_error = "not checked yet"
         self.images: frozenset[str] | None = None  # stored images (None: not listed yet)
+        # (workload, ordinal) of the claim volumes here, listed with the images
+        self.claims: frozenset[tuple[str, int]] = frozenset()
         self._images_at: float | None = None  # monotonic time they were listed (None: due)
         self._capacity: Capacity | None = None
         self._capacity_at = 0.0
@@ -159,6 +161,10 @@ class LocalNode:
             pods = await trio.to_thread.run_sync(self.runtime.list_pods)
             if self._images_at is None or time.monotonic() - self._images_at >= IMAGES_POLL_S:
                 self.images = await trio.to_thread.run_sync(self.runtime.images)
+                claims = await trio.to_thread.run_sync(self.runtime.claims)
+                if claims != self.claims:
+                    self.claims = claims
+                    self.announcer.announce_soon()  # where the data is: in the record
                 self._images_at = time.monotonic()
         except UserError as e:
             if self.runtime_ok or self.runtime_error != str(e):
@@ -201,7 +207,7 @@ class LocalNode:
             result = await self._deploy(job)
         finally:
             del self.in_flight[task_id]
-            self._images_at = None  # a pull may have added images
+            self._images_at = None  # a pull may have added images, a deploy a claim
             if result.pod is None:
                 self.reservations.release(task_id)
         return result

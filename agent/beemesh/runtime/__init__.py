@@ -201,6 +201,10 @@ class Runtime(Protocol):
         """The images in this machine's storage, named as `image_name` spells references."""
         ...
 
+    def claims(self) -> frozenset[tuple[str, int]]:
+        """(workload id, ordinal) of every claim volume this machine holds (`podman_volumes`)."""
+        ...
+
 
 def image_name(ref: str) -> str:
     """An image reference as Podman names what it stores: the registry and the tag spelled

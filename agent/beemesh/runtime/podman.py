@@ -85,6 +85,7 @@ from beemesh.runtime.podman_pod import (
     short_name,
 )
 from beemesh.runtime.podman_streams import lines, merged, read_output, response_socket, sequential
+from beemesh.runtime.podman_volumes import PodmanVolumes
 
 if TYPE_CHECKING:
     from beemesh.manifest import WorkloadSpec
@@ -134,6 +135,7 @@ class PodmanRuntime:
         self.pull_missing = pull_missing
         self.replace_grace_s = replace_grace_s
         self.capabilities = kernel_capabilities()
+        self.volumes = PodmanVolumes(self._request)
         self._client = podman.PodmanClient(
             base_url=socket_url, version=API_VERSION, timeout=timeout_s
         )
@@ -266,6 +268,7 @@ class PodmanRuntime:
         self._check_host_ports(spec, action)
         for c in spec.containers:
             self._ensure_image(c.image, c.pull_policy, action)
+        self.volumes.prepare(spec, ordinal, action)
 
         doc = pod_manifest(spec, ordinal, task_id, discovery_dir, self.capabilities, network)
         try:
@@ -332,6 +335,7 @@ class PodmanRuntime:
         t = self._stop(pod_name, grace_s, action)
         self._request("delete", f"/pods/{pod_name}", action, ok404=True,
                       params={"force": "true"}, timeout=self.timeout_s + t)
+        self.volumes.release(labels[LABEL_WORKLOAD], labels.get(LABEL_REPLICA, ""), action)
         return True
 
     def pod_address(self, pod_name: str) -> str | None:
@@ -539,6 +543,9 @@ class PodmanRuntime:
         return frozenset(image_name(n) for i in data
                          for n in (i.get("Names") or []) + (i.get("RepoTags") or [])
                          if isinstance(n, str) and n != "<none>:<none>")
+
+    def claims(self) -> frozenset[tuple[str, int]]:
+        return self.volumes.claims("listing volumes")
 
     def _ensure_image(self, image: str, policy: str, action: str) -> None:
         """Make sure image is in local storage (pulling as `policy` and the machine allow),

@@ -42,6 +42,7 @@ from beemesh.runtime import (
     PodInfo,
     PodNetwork,
 )
+from beemesh.runtime.podman_volumes import manifest_volume
 
 if TYPE_CHECKING:
     from beemesh.manifest import ContainerSpec, SecuritySpec, WorkloadSpec
@@ -105,10 +106,12 @@ def pod_manifest(spec: WorkloadSpec, ordinal: int, task_id: str,
         mounts.append({"name": HOSTS_VOLUME, "mountPath": "/etc/hosts", "readOnly": True})
         volumes.append({"name": HOSTS_VOLUME,
                         "hostPath": {"path": str(network.hosts_file), "type": "File"}})
+    volumes += [manifest_volume(spec, ordinal, v) for v in spec.volumes]
     if volumes:
         pod_spec["volumes"] = volumes
-    pod_spec["containers"] = [_container_manifest(c, env, mounts, known_capabilities,
-                                                  service_env) for c in spec.containers]
+    pod_spec["containers"] = [_container_manifest(c, env, mounts + [
+        {"name": m.name, "mountPath": m.path, "readOnly": m.read_only} for m in c.mounts],
+        known_capabilities, service_env) for c in spec.containers]
     return {
         "apiVersion": "v1",
         "kind": "Pod",

@@ -49,7 +49,8 @@ def advertised(record: MachineRecord) -> LocalState:
         cpu_milli_total=cap.cpu_milli, memory_bytes_total=cap.memory_bytes,
         cpu_milli_free=cap.cpu_milli, memory_bytes_free=cap.memory_bytes,
         replicas_here=dict(Counter(p.workload_id for p in record.pods)),
-        uptime_s=RELIABILITY_HORIZON_S, price=0.0, machine=record.peer_id)
+        uptime_s=RELIABILITY_HORIZON_S, price=0.0, machine=record.peer_id,
+        host_path_roots=record.host_path_roots, volumes_here=frozenset(record.volumes))
 
 
 def ceiling(req: TaskRequest, record: MachineRecord) -> int | None:

@@ -144,6 +144,11 @@ class AuctionDriver:
             price=self.cfg.price, running_elsewhere=kept_elsewhere,
             stateful_quorum=self.quorum.sample(now).majority_for >= self.cfg.record_ttl_s,
             images=self.node.images, pulls=self.cfg.image_pulls,
+            host_path_roots=tuple(self.cfg.host_path_roots),
+            volumes_here=self.node.claims,
+            volumes_elsewhere={replica: entry.peer_id for entry in self.view.entries(now)
+                               if entry.peer_id != self.machine
+                               for replica in entry.record.volumes},
             newest={w.workload_id: (w.generation, w.spec.template_hash)
                     for w in self.store.workloads()},
             machine=self.machine)

@@ -2,10 +2,10 @@
 each out, as far as their records tell (what `apply --wait` and `describe` say while a
 replica waits).
 
-A record tells arch, labels, capacity and whether the machine is cordoned or draining; it
-does not tell which images a machine stores, so a machine the record lets through may still
-refuse for its image. This machine's own refusal (`TaskStatus.ineligible_here`) is exact and
-is reported next to the counts.
+A record tells arch, labels, capacity, the hostPath roots a machine allows and whether it is
+cordoned or draining; it does not tell which images a machine stores, so a machine the record
+lets through may still refuse for its image. This machine's own
+refusal (`TaskStatus.ineligible_here`) is exact and is reported next to the counts.
 """
 
 from __future__ import annotations

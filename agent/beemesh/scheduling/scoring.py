@@ -39,6 +39,8 @@ class TaskRequest:
     # (image as `runtime.image_name` spells it, its pull policy) of each container
     images: tuple[tuple[str, str], ...] = ()
     generation: int = 0  # the apply it came from (`store.StoredWorkload.generation`)
+    host_paths: tuple[str, ...] = ()  # what its hostPath volumes name on the machine
+    claims: bool = False  # it has claim volumes (a StatefulSet's volumeClaimTemplates)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,10 @@ class LocalState:
     # workload id -> (generation, template) of the newest apply this machine keeps
     newest: Mapping[str, tuple[int, str]] = field(default_factory=dict)
     pulls: bool = True  # this machine may pull images (`image_pulls`)
+    host_path_roots: tuple[str, ...] = ()  # where hostPath volumes may point (`config`)
+    # (workload, ordinal) of the claim volumes here, and of those live machines' records list
+    volumes_here: frozenset[tuple[str, int]] = frozenset()
+    volumes_elsewhere: Mapping[tuple[str, int], str] = field(default_factory=dict)
 
 
 def ineligible_reason(req: TaskRequest, m: LocalState) -> str | None:
@@ -82,6 +88,10 @@ def ineligible_reason(req: TaskRequest, m: LocalState) -> str | None:
         return replica
     if m.cordoned:
         return "machine is cordoned"
+    replica = (req.workload_id, req.ordinal)
+    if req.claims and replica not in m.volumes_here and replica in m.volumes_elsewhere:
+        return (f"the volume of ordinal {req.ordinal} is on machine "
+                f"{m.volumes_elsewhere[replica]}, which is alive: it runs there (data gravity)")
     if req.arch and req.arch != m.arch:
         return f"arch {m.arch} != {req.arch}"
     for key, value in req.node_selector.items():
@@ -96,6 +106,11 @@ def ineligible_reason(req: TaskRequest, m: LocalState) -> str | None:
     clash = set(req.host_ports) & m.used_host_ports
     if clash:
         return f"host port {sorted(clash)[0][0]} already in use here"
+    for path in req.host_paths:
+        if not any(path == root or path.startswith(root + "/") for root in m.host_path_roots):
+            return (f"hostPath {path} is not under this machine's host_path_roots "
+                    f"({', '.join(m.host_path_roots) or 'none'}); add its directory to "
+                    "host_path_roots in agent.toml to allow it")
     return image_refusal(req, m)
 
 

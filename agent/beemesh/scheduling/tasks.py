@@ -46,7 +46,9 @@ class Task:
                            dict(self.spec.node_selector), self.spec.host_ports(), self.ordinal,
                            self.spec.kind == "StatefulSet", self.spec.template_hash,
                            tuple((image_name(c.image), c.pull_policy)
-                                 for c in self.spec.containers), self.generation)
+                                 for c in self.spec.containers), self.generation,
+                           self.spec.host_paths,
+                           any(v.source == "claim" for v in self.spec.volumes))
 
     def body(self) -> dict[str, Any]:
         """The Task message body (`scheduling.messages.TASK`)."""

@@ -266,8 +266,8 @@ ERROR_CASES: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str, ...]]]
      ("spec.template.spec.containers: must not be empty",)),
     ("containers not a list", set_in((*TS, "containers"), {"name": "web"}),
      ("spec.template.spec.containers: must be a list, got a mapping",)),
-    ("volumes", set_in((*TS, "volumes"), [{"name": "data", "emptyDir": {}}]),
-     ("spec.template.spec.volumes: not supported", "no volumes")),
+    ("volumes", set_in((*TS, "volumes"), [{"name": "data", "secret": {"secretName": "s"}}]),
+     ("spec.template.spec.volumes[0].secret: not supported", "Secret volumes")),
     ("initContainers", set_in((*TS, "initContainers"), [{"name": "i", "image": "x"}]),
      ("spec.template.spec.initContainers: not supported",)),
     ("affinity", set_in((*TS, "affinity"), {"nodeAffinity": {}}),
@@ -318,7 +318,7 @@ ERROR_CASES: list[tuple[str, Callable[[dict[str, Any]], None], tuple[str, ...]]]
     ("args item not string", set_in((*CT, "args"), ["-p", 8080]),
      (f"{C0}.args[1]: must be a string, got number 8080",)),
     ("volumeMounts", set_in((*CT, "volumeMounts"), [{"name": "d", "mountPath": "/d"}]),
-     (f"{C0}.volumeMounts: not supported",)),
+     (f"{C0}.volumeMounts[0].name: no volume named d",)),
     ("container securityContext", set_in((*CT, "securityContext"), {"privileged": True}),
      (f"{C0}.securityContext.privileged: privileged containers are refused",)),
     ("envFrom", set_in((*CT, "envFrom"), [{"configMapRef": {"name": "c"}}]),
@@ -394,7 +394,7 @@ def test_error_prefix_names_kind_and_name() -> None:
 
 def test_pod_errors_use_pod_paths() -> None:
     cases = [
-        (set_in(("spec", "volumes"), [{"name": "v"}]), "spec.volumes: not supported"),
+        (set_in(("spec", "volumes"), [{"name": "v"}]), "spec.volumes[0]: needs exactly one"),
         (set_in(("spec", "containers", 0, "image"), ""),
          "spec.containers[0].image: must not be empty"),
         (drop(("spec", "containers")), "spec.containers: missing"),
@@ -414,11 +414,18 @@ def test_statefulset_restart_policy_must_be_always() -> None:
         parse_one(sts)
 
 
-def test_statefulset_volume_claim_templates_rejected() -> None:
+def test_statefulset_volume_claim_templates_are_claims_a_container_mounts() -> None:
     sts = mutated(DEPLOYMENT, lambda d: d.update(kind="StatefulSet"))
-    sts["spec"]["volumeClaimTemplates"] = [{"metadata": {"name": "data"}}]
+    sts["spec"]["volumeClaimTemplates"] = [{"metadata": {"name": "data"}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]
+    container(sts)["volumeMounts"] = [{"name": "data", "mountPath": "/var/lib/data"}]
+    spec = parse_one(sts)
+    assert [(v.name, v.source, v.size_bytes) for v in spec.volumes] == [("data", "claim", 2**30)]
+    assert WorkloadSpec.from_dict(spec.to_dict()) == spec
+    deployment = mutated(DEPLOYMENT, lambda d: None)
+    deployment["spec"]["volumeClaimTemplates"] = sts["spec"]["volumeClaimTemplates"]
     with pytest.raises(ManifestError, match=r"spec\.volumeClaimTemplates: not supported"):
-        parse_one(sts)
+        parse_one(deployment)
 
 
 def test_duplicate_workload_in_one_file() -> None:

@@ -112,7 +112,7 @@ REFUSED = [
     ("unknown field", secured(ctr={"procMount": "Unmasked"}),
      (f"{C0}.securityContext.procMount: not supported",)),
     ("hostPath", secured(volumes=[{"name": "h", "hostPath": {"path": "/"}}]),
-     (f"{TS}.volumes[0].hostPath: host directories are refused",)),
+     (f"{TS}.volumes[0].hostPath.path: the machine's whole file system",)),
     ("hostNetwork", secured(hostNetwork=True), (f"{TS}.hostNetwork: not supported",
                                                 "network namespace")),
     ("hostPID", secured(hostPID=True), (f"{TS}.hostPID: not supported", "PID namespace")),

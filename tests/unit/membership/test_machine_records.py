@@ -10,6 +10,7 @@ from beemesh.membership.records import (
     MACHINE_RECORD,
     MACHINE_WITHDRAW,
     MAX_RECORD_TTL_S,
+    MAX_RECORD_VOLUMES,
     MachineRecord,
     PodSummary,
     RecordError,
@@ -120,7 +121,9 @@ def test_typed_record_round_trips_through_the_wire_schema() -> None:
                                     PodSummary("statefulset/default/db", 0, "t2", "db-0",
                                                "exited", T0 - 5, retiring=True)),
            "cordoned": True, "draining": True,
-           "workplane": WorkPlaneHost("12D3KooWwp", ("/ip4/10.0.0.1/tcp/4002",))})
+           "workplane": WorkPlaneHost("12D3KooWwp", ("/ip4/10.0.0.1/tcp/4002",)),
+           "volumes": (("statefulset/default/db", 0), ("statefulset/default/db", 2)),
+           "host_path_roots": ("/srv/data",)})
     data = wire.seal(KEY_A, MACHINE_RECORD.name, rec.to_body(), T0)
     env = wire.Verifier({MACHINE_RECORD.name: MACHINE_RECORD}, dict).check(data, T0)
     back = entry_from_envelope(env, T0).record
@@ -131,6 +134,19 @@ def test_typed_record_round_trips_through_the_wire_schema() -> None:
 
 def test_old_records_without_optional_fields_read_as_defaults() -> None:
     rec = MachineRecord.from_body(record_body(KEY_B))
-    assert (rec.pods, rec.cordoned, rec.draining, rec.workplane) == ((), False, False, None)
+    assert (rec.pods, rec.cordoned, rec.draining, rec.workplane, rec.volumes) == (
+        (), False, False, None, ())
     assert PodSummary.from_body({"workload": "w", "replica": 0, "task": "t", "pod": "w-0",
                                  "state": "running", "created": T0}).ready is False
+
+
+@pytest.mark.parametrize("volumes", [
+    [{"workload_id": "statefulset/default/db", "ordinal": -1}],
+    [{"workload_id": "statefulset/default/db"}],
+    [{"workload_id": "w", "ordinal": 0}] * (MAX_RECORD_VOLUMES + 1),
+])
+def test_a_record_listing_bad_volumes_is_refused(volumes: list[dict[str, object]]) -> None:
+    body = {**record_body(KEY_A), "volumes": volumes}
+    data = wire.seal(KEY_A, MACHINE_RECORD.name, body, T0)
+    with pytest.raises(wire.Rejected):
+        wire.Verifier({MACHINE_RECORD.name: MACHINE_RECORD}, dict).check(data, T0)

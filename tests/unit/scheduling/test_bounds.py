@@ -140,3 +140,16 @@ def test_a_claim_a_round_here_placed_counts_after_the_task_is_forgotten() -> Non
     view.listed.add(("honest", "t5"))
     claims.count("honest", "t5", {"honest"})
     assert claims.count("honest", "t5", None)
+
+
+def test_a_bid_for_a_host_path_is_believed_from_a_machine_whose_record_allows_it() -> None:
+    import dataclasses as dc
+
+    from beemesh.scheduling.bounds import advertised
+
+    req = dc.replace(request(), host_paths=("/srv/data/site",))
+    allowing = dc.replace(record(), host_path_roots=("/srv/data",))
+    assert advertised(allowing).host_path_roots == ("/srv/data",)
+    assert bid_refusal(req, allowing, 1) is None
+    refused = bid_refusal(req, record(), 1)
+    assert refused is not None and "host_path_roots" in refused

@@ -249,3 +249,26 @@ def test_alike_machines_split_the_ordinals_of_one_apply() -> None:
                 for m in ("m1", "m2", "m3")}
         winners.add(max(bids, key=lambda m: bids[m]))
     assert len(winners) >= 2
+
+
+def test_host_paths_only_under_the_machines_roots() -> None:
+    req = dataclasses.replace(request(), host_paths=("/srv/data/app", "/var/log"))
+    allowed = dataclasses.replace(machine(), host_path_roots=("/srv/data", "/var/log"))
+    assert ineligible_reason(req, allowed) is None
+    for roots in ((), ("/srv/dat",), ("/srv/data/app/sub", "/var/log")):
+        why = ineligible_reason(req, dataclasses.replace(machine(), host_path_roots=roots))
+        assert why is not None and "host_path_roots" in why and "agent.toml" in why
+
+
+def test_a_replica_with_claims_goes_where_its_volume_is_while_that_machine_lives() -> None:
+    req = dataclasses.replace(request(), stateful=True, claims=True, ordinal=1)
+    replica = (req.workload_id, 1)
+    elsewhere = dataclasses.replace(machine(), volumes_elsewhere={replica: "12D3KooWholder"})
+    why = ineligible_reason(req, elsewhere)
+    assert why is not None and "12D3KooWholder" in why and "data gravity" in why
+    # the holder itself bids, also if another machine has a volume of it too (it came back)
+    assert ineligible_reason(req, dataclasses.replace(
+        elsewhere, volumes_here=frozenset({replica}))) is None
+    assert ineligible_reason(req, machine()) is None  # the holder is gone: anywhere
+    assert ineligible_reason(dataclasses.replace(req, ordinal=0), elsewhere) is None
+    assert ineligible_reason(dataclasses.replace(req, claims=False), elsewhere) is None
