@@ -6,13 +6,15 @@
 #   podman runc catatonit conmon containernetworking-plugins iptables   the container runtime
 #       (runc: crun fails on cgroup v1 hybrid hosts; catatonit: podman's pod pause image)
 #   busybox-static          the workload image the demo and tests build with `podman import`
+#   etcd-server etcd-client the real Raft workload of the volume tests (an image built from them)
 #   iproute2 util-linux     network namespaces: one per demo/test machine
 #   gcc-aarch64-linux-gnu libc6-dev debootstrap qemu-user-static   the aarch64 .pyz and its
 #                           ARM proof (packaging/ci-setup.sh also registers binfmt for qemu)
 set -euo pipefail
 pkgs=(python3 python3-venv python3-dev gcc libc6-dev libgmp-dev make git ca-certificates procps
       podman runc catatonit conmon containernetworking-plugins iptables busybox-static
-      iproute2 util-linux gcc-aarch64-linux-gnu debootstrap qemu-user-static)
+      iproute2 util-linux gcc-aarch64-linux-gnu debootstrap qemu-user-static
+      etcd-server etcd-client)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -8,6 +8,7 @@ import io
 import os
 import subprocess
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -79,7 +80,12 @@ def busybox_tarball(cache: Path | None = None) -> Path:
 
 
 def ensure_busybox_image(service: PodmanService | str) -> str:
-    """Import the busybox rootfs as BUSYBOX_IMAGE into that machine's storage (once); the ref.
+    """Import the busybox rootfs as BUSYBOX_IMAGE into that machine's storage (once); the ref."""
+    return import_rootfs(service, BUSYBOX_IMAGE, busybox_tarball)
+
+
+def import_rootfs(service: PodmanService | str, ref: str, tarball: Callable[[], Path]) -> str:
+    """Import a rootfs tar as image `ref` into that machine's storage, unless it is there.
 
     Uses the REST API (POST /libpod/images/import): no registry, ~0.2 s per machine.
     """
@@ -88,19 +94,19 @@ def ensure_busybox_image(service: PodmanService | str) -> str:
     url = service.url if isinstance(service, PodmanService) else service
     client = podman.PodmanClient(base_url=url, version="4.0.0", timeout=60)
     try:
-        exists = client.api.get(f"/images/{quote(BUSYBOX_IMAGE, safe='')}/exists")
+        exists = client.api.get(f"/images/{quote(ref, safe='')}/exists")
         if exists.status_code == 204:
-            return BUSYBOX_IMAGE
+            return ref
         # Podman adds no PATH to kube-played containers: the image must carry one.
         params: dict[str, Any] = {
-            "reference": BUSYBOX_IMAGE, "changes": ['CMD ["/bin/sh"]', "ENV PATH=/bin"],
+            "reference": ref, "changes": ['CMD ["/bin/sh"]', "ENV PATH=/bin:/usr/bin"],
         }
         resp = client.api.post(
-            "/images/import", params=params, data=busybox_tarball().read_bytes(),
+            "/images/import", params=params, data=tarball().read_bytes(),
             headers={"Content-Type": "application/x-tar"},
         )
         if resp.status_code >= 400:
-            raise UserError(f"importing {BUSYBOX_IMAGE} into {url} failed: {resp.text.strip()}")
+            raise UserError(f"importing {ref} into {url} failed: {resp.text.strip()}")
     finally:
         client.close()
-    return BUSYBOX_IMAGE
+    return ref

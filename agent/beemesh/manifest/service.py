@@ -4,7 +4,9 @@ Supported: ``metadata`` as for workloads (the name a DNS-1035 label: a letter fi
 63 characters), ``spec.selector`` (labels of pod templates in the same namespace; required:
 Beemesh has no manual Endpoints), ``spec.ports[]`` (``name``, ``port``, ``targetPort`` as a
 number or the name of a container port, ``protocol`` TCP), ``spec.clusterIP: None``
-(headless: every replica has its own name, `NAME-0.SERVICE` for a StatefulSet) and
+(headless: every replica has its own name, `NAME-0.SERVICE` for a StatefulSet),
+``spec.publishNotReadyAddresses`` (connections also go to replicas that are not ready yet, as
+the members of a Raft group must reach each other before any is ready) and
 ``type: ClusterIP``. A cluster IP is not a thing here (each pod reaches a Service at an address
 Beemesh serves inside that pod), so a given ``clusterIP`` is ignored with a warning;
 NodePort and LoadBalancer are refused (a container's ``hostPort`` publishes on a machine).
@@ -40,10 +42,11 @@ if TYPE_CHECKING:
     from beemesh.manifest.model import WorkloadSpec
 
 MAX_SERVICE_PORTS = 32
-_SPEC_FIELDS = ("selector", "ports", "clusterIP", "clusterIPs", "type")
+_SPEC_FIELDS = ("selector", "ports", "clusterIP", "clusterIPs", "type",
+                "publishNotReadyAddresses")
 _SPEC_WARN = {
-    **dict.fromkeys(("sessionAffinity", "sessionAffinityConfig", "publishNotReadyAddresses",
-                     "internalTrafficPolicy", "trafficDistribution"), NOT_YET),
+    **dict.fromkeys(("sessionAffinity", "sessionAffinityConfig", "internalTrafficPolicy",
+                     "trafficDistribution"), NOT_YET),
     **dict.fromkeys(("ipFamilies", "ipFamilyPolicy"), READ_ONLY),
 }
 _PORT_FIELDS = ("name", "port", "targetPort", "protocol")
@@ -74,6 +77,7 @@ class ServiceSpec:
     labels: tuple[tuple[str, str], ...] = ()
     warnings: tuple[str, ...] = ()
     allow_from: tuple[str, ...] = ()  # NAMESPACE/WORKLOAD patterns; () = its own namespace
+    not_ready: bool = False  # publishNotReadyAddresses: not-ready replicas are endpoints too
 
     kind = "Service"
 
@@ -103,7 +107,8 @@ class ServiceSpec:
         return {"name": self.name, "namespace": self.namespace,
                 "labels": dict(self.labels), "selector": dict(self.selector),
                 "ports": [p.to_dict() for p in self.ports], "headless": self.headless,
-                **({"allow_from": list(self.allow_from)} if self.allow_from else {})}
+                **({"allow_from": list(self.allow_from)} if self.allow_from else {}),
+                **({"not_ready": True} if self.not_ready else {})}
 
     @classmethod
     def from_dict(cls, data: Any) -> ServiceSpec:
@@ -113,19 +118,21 @@ class ServiceSpec:
         if not isinstance(data, dict):
             fail(None, f"must be a mapping, got {describe(data)}", "apply it again")
         unknown = set(data) - {"name", "namespace", "labels", "selector", "ports", "headless",
-                               "allow_from"}
+                               "allow_from", "not_ready"}
         if unknown:
             fail(sorted(map(str, unknown))[0], "unknown field", "apply it again")
         name = service_name(data.get("name"), "name", fail)
         namespace = dns_label(data.get("namespace"), "namespace", "namespace", MAX_LABEL, fail)
-        headless = data.get("headless", False)
-        if not isinstance(headless, bool):
-            fail("headless", f"must be true or false, got {describe(headless)}", "apply it again")
+        headless, not_ready = data.get("headless", False), data.get("not_ready", False)
+        for key, flag in (("headless", headless), ("not_ready", not_ready)):
+            if not isinstance(flag, bool):
+                fail(key, f"must be true or false, got {describe(flag)}", "apply it again")
         return cls(name=name, namespace=namespace,
                    selector=selector_of(data.get("selector"), "selector", fail),
                    ports=ports_of(data.get("ports"), "ports", headless, fail, None),
                    headless=headless, labels=label_map(data.get("labels"), "labels", fail),
-                   allow_from=allow_from_of(data.get("allow_from", []), "allow_from", fail))
+                   allow_from=allow_from_of(data.get("allow_from", []), "allow_from", fail),
+                   not_ready=not_ready)
 
 
 def service_name(value: Any, path: str, fail: Fail) -> str:
@@ -222,6 +229,10 @@ def parse_service(d: Doc, name: str, namespace: str, labels: tuple[tuple[str, st
                "container a hostPort")
     cluster_ip = spec.get("clusterIP")
     headless = cluster_ip == _HEADLESS
+    not_ready = spec.get("publishNotReadyAddresses", False)
+    if not isinstance(not_ready, bool):
+        d.fail("spec.publishNotReadyAddresses", f"must be true or false, got "
+               f"{describe(not_ready)}", "write true or false")
     if cluster_ip not in (None, "", _HEADLESS) or spec.get("clusterIPs") not in (
             None, [], [_HEADLESS]):
         d.warnings.append("spec.clusterIP: pods reach a Service at an address Beemesh serves "
@@ -232,4 +243,4 @@ def parse_service(d: Doc, name: str, namespace: str, labels: tuple[tuple[str, st
                        headless=headless, labels=labels, warnings=tuple(d.warnings),
                        allow_from=allow_from_of(annotations[ALLOW_FROM],
                                                 f"metadata.annotations.{ALLOW_FROM}", d.fail)
-                       if ALLOW_FROM in annotations else ())
+                       if ALLOW_FROM in annotations else (), not_ready=not_ready)

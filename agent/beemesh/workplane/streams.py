@@ -218,7 +218,8 @@ class Streams:
                          None if r.machine == state.machine or r.machine not in hosts
                          else self.mesh.rtt(hosts[r.machine]), hosts.get(r.machine))
                 for r in self.plane.view.records(now)
-                if r.workload_id in svc.workloads and r.ready and not r.retiring
+                if r.workload_id in svc.workloads and (r.ready or svc.spec.not_ready)
+                and not r.retiring
                 and (ordinal is None or r.ordinal == ordinal)]
 
     async def _open(self, state: AgentView, svc: Service, port: Any, me: Identity,
@@ -334,7 +335,7 @@ class Streams:
             target = next((r for r in state.replicas if mine and r.pod == mine[0]), None)
             if mine is None or target is None or target.workload_id not in svc.workloads:
                 raise Refused("no_replica", "the replica asked for is not here")
-            if not target.ready:
+            if not target.ready and not svc.spec.not_ready:
                 raise Refused("not_ready", f"{target.pod} is not ready")
             tcp = await self._connect_pod(target, port.target)
             offered, keys, arrival = None, None, channel.Arrival()

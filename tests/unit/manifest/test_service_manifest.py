@@ -58,6 +58,17 @@ def test_headless_needs_no_ports_and_a_cluster_ip_is_ignored_with_a_warning() ->
     assert any("spec.clusterIP" in w for w in fixed.warnings)
 
 
+def test_publish_not_ready_addresses_makes_replicas_endpoints_before_they_are_ready() -> None:
+    spec = parse(changed(clusterIP="None", publishNotReadyAddresses=True))
+    assert spec.not_ready and spec.warnings == ()
+    assert ServiceSpec.from_dict(spec.to_dict()) == spec
+    assert "not_ready" not in parse(BACKEND).to_dict()  # the wire form it had before
+    with pytest.raises(ManifestError, match=r"spec\.publishNotReadyAddresses: must be true or"):
+        parse(changed(publishNotReadyAddresses="yes"))
+    with pytest.raises(ManifestError, match="not_ready"):
+        ServiceSpec.from_dict({**spec.to_dict(), "not_ready": 1})
+
+
 def test_services_and_workloads_apply_together_from_one_file() -> None:
     text = DEPLOY + "---\n" + yaml.safe_dump(BACKEND)
     kinds = [s.kind for s in parse_manifests(text, "app.yaml")]
