@@ -122,3 +122,4 @@ def test_the_wire_form_is_rechecked(change: Any) -> None:
     change(d)
     with pytest.raises(ManifestError):
         WorkloadSpec.from_dict(d)
+
