@@ -130,6 +130,13 @@ def test_a_three_member_etcd_forms_serves_and_keeps_its_data(mesh: LocalMesh,
               for m in MEMBERS]
     assert len({s["leader"] for s in status}) == 1
     print(f"[etcd] healthy 3-member cluster {time.monotonic() - t0:.1f} s after apply")
+    # each member knows its stable name and its group's (/run/beemesh)
+    files = {name: json.loads(mesh.podman(where["etcd-0"]).run(
+        "exec", "etcd-0-etcd", "cat", f"/run/beemesh/{name}").stdout)
+        for name in ("self.json", "peers.json")}
+    assert files["self.json"]["name"] == "etcd-0.etcd"
+    assert sorted(m["name"] for m in files["peers.json"]["members"]) == [
+        f"{m}.etcd" for m in MEMBERS]
 
     # 2. written through member 0, read through member 2
     assert etcdctl(mesh, "etcd-0", "put", "beemesh", "raft") is not None

@@ -14,6 +14,7 @@ from beemesh.lab.podman_service import containers_conf
 from beemesh.manifest.security import CAPABILITIES, DEFAULT_CAPABILITIES
 from beemesh.runtime import (
     LABEL_CPU,
+    LABEL_GRACE,
     LABEL_MEMORY,
     LABEL_REPLICA,
     LABEL_TASK,
@@ -87,6 +88,7 @@ def test_pod_manifest_for_one_replica() -> None:
         LABEL_CPU: "500",  # requests default to limits, as in Kubernetes
         LABEL_MEMORY: str(128 * 2**20),
         LABEL_TEMPLATE: spec.template_hash,  # which revision it runs (rollouts)
+        LABEL_GRACE: "10",  # how long it gets to stop (terminationGracePeriodSeconds)
     }
     app, side = doc["spec"]["containers"]
     assert app["command"] == ["/bin/sh", "-c"] and app["args"] == ["serve"]

@@ -49,7 +49,6 @@ from beemesh.workplane.stream_counters import REFUSED, STREAM_COUNTERS, STREAM_M
 
 log = logging.getLogger("beemesh.workplane_link")
 
-REMOVE_GRACE_S = 10
 RESPAWN_MAX_S = 30.0
 DIR_CLEANUP_S = 30.0
 
@@ -162,7 +161,7 @@ class WorkPlaneLink:
         """Surplus replicas the work plane asked to remove (each stop may take its grace)."""
         async with trio.open_nursery() as nursery:
             async for pod in self._removals_out:
-                nursery.start_soon(self.node.remove, pod, REMOVE_GRACE_S)
+                nursery.start_soon(self.node.remove, pod)  # within its own grace
 
     async def _cleanup_loop(self) -> None:
         """Discovery directories of pods that are gone (not running, not being deployed)."""

@@ -24,13 +24,17 @@ Supported fields:
   ``annotations``.
 - Pod spec: ``containers``, ``nodeSelector``, ``restartPolicy`` (only Always for controllers),
   ``securityContext`` (``runAsUser``, ``runAsGroup``, ``runAsNonRoot``, ``seccompProfile``
-  RuntimeDefault), ``volumes`` (``emptyDir``, ``hostPath``: ``beemesh.manifest.volumes``).
+  RuntimeDefault), ``volumes`` (``emptyDir``, ``hostPath``: ``beemesh.manifest.volumes``),
+  ``terminationGracePeriodSeconds`` (0-3600; Beemesh's default without it is 10 s, not
+  Kubernetes' 30).
   ``hostNetwork``, ``hostPID`` and ``hostIPC`` are refused. StatefulSet
   ``volumeClaimTemplates``: a volume per ordinal on the machine that runs it.
 - Container: ``name``, ``image``, ``command``, ``args``, ``env[]`` (``name`` and a literal
   ``value``), ``ports[]`` (``containerPort``, ``hostPort``, ``protocol`` TCP or UDP, ``name``),
   ``resources.requests``/``limits`` for ``cpu`` and ``memory`` (requests default to limits),
-  ``volumeMounts`` (``name``, ``mountPath``, ``readOnly``),
+  ``volumeMounts`` (``name``, ``mountPath``, ``readOnly``), ``lifecycle.postStart`` and
+  ``lifecycle.preStop`` with an ``exec`` command (a failing postStart fails the deploy; preStop
+  runs within the pod's grace before SIGTERM),
   ``startupProbe``, ``readinessProbe``, ``livenessProbe``, and ``securityContext``
   (the pod's fields plus ``readOnlyRootFilesystem``, ``capabilities.add``/``drop``;
   ``privileged`` and ``allowPrivilegeEscalation`` only as false). Every container runs

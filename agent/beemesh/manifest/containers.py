@@ -46,6 +46,7 @@ def parse_container(d: Doc, raw: Any, path: str, pod_security: Inherited) -> Con
     c = d.mapping(raw, path, required=True)
     d.check_fields(c, path, ("name", "image", "imagePullPolicy", "command", "args", "env",
                              "ports", "resources", "securityContext", "volumeMounts",
+                             "lifecycle",
                              *(key for key, _ in PROBE_FIELDS)))
     name = dns_label(c.get("name"), f"{path}.name", "container name", MAX_LABEL, d.fail)
     image = c.get("image")
@@ -111,7 +112,28 @@ def parse_container(d: Doc, raw: Any, path: str, pod_security: Inherited) -> Con
         security=parse_container_security(d, c.get("securityContext"), f"{path}.securityContext",
                                           pod_security),
         mounts=parse_mounts(d, c.get("volumeMounts"), f"{path}.volumeMounts"),
+        **_parse_lifecycle(d, c.get("lifecycle"), f"{path}.lifecycle"),
     )
+
+
+def _parse_lifecycle(d: Doc, raw: Any, path: str) -> dict[str, tuple[str, ...]]:
+    """lifecycle.postStart / preStop: an exec command each (httpGet and sleep are refused)."""
+    hooks = d.mapping(raw, path)
+    d.check_fields(hooks, path, ("postStart", "preStop"))
+    out = {}
+    for key, attr in (("postStart", "post_start"), ("preStop", "pre_stop")):
+        if hooks.get(key) is None:
+            continue
+        hook = d.mapping(hooks[key], f"{path}.{key}")
+        d.check_fields(hook, f"{path}.{key}", ("exec",))
+        handler = d.mapping(hook.get("exec"), f"{path}.{key}.exec", required=True)
+        d.check_fields(handler, f"{path}.{key}.exec", ("command",))
+        command = d.strings(handler.get("command"), f"{path}.{key}.exec.command")
+        if not command:
+            d.fail(f"{path}.{key}.exec.command", "must list the program to run",
+                   'write e.g. ["/bin/sh", "-c", "..."]')
+        out[attr] = command
+    return out
 
 
 def _parse_probe(d: Doc, raw: Any, path: str, which: str,

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from beemesh.manifest.checks import (
+    MAX_GRACE_S,
     MAX_LABEL,
     MAX_REPLICAS,
     MAX_WORKLOAD_NAME,
@@ -200,6 +201,11 @@ def _parse_document(doc: Any, where: Where) -> WorkloadSpec | ServiceSpec:
         pod = d.mapping(template.get("spec"), pod_base, required=True)
 
     containers, node_selector, restart_policy = _parse_pod_spec(d, pod, pod_base, kind)
+    grace = pod.get("terminationGracePeriodSeconds")
+    if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int)
+                              or not 0 <= grace <= MAX_GRACE_S):
+        d.fail(f"{pod_base}.terminationGracePeriodSeconds", f"must be a whole number of "
+               f"seconds from 0 to {MAX_GRACE_S}, got {describe(grace)}", "write e.g. 30")
     volumes = parse_volumes(d, pod.get("volumes"), f"{pod_base}.volumes")
     if kind == "StatefulSet":
         volumes += parse_claims(d, spec.get("volumeClaimTemplates"), "spec.volumeClaimTemplates")
@@ -210,6 +216,7 @@ def _parse_document(doc: Any, where: Where) -> WorkloadSpec | ServiceSpec:
         kind=kind, name=name, namespace=namespace, replicas=replicas, labels=labels,
         node_selector=node_selector, containers=containers, restart_policy=restart_policy,
         warnings=tuple(d.warnings), strategy=strategy, restarted_at=restarted, volumes=volumes,
+        grace_s=grace,
     )
 
 
@@ -233,8 +240,7 @@ def _check_selector(d: Doc, selector: Any, template_labels: dict[str, str]) -> N
 def _parse_pod_spec(d: Doc, pod: dict[Any, Any], base: str,
                     kind: str) -> tuple[tuple[ContainerSpec, ...], _Pairs, str]:
     d.check_fields(pod, base, ("containers", "nodeSelector", "restartPolicy", "securityContext",
-                               "volumes"),
-                   {"terminationGracePeriodSeconds": NOT_YET})
+                               "volumes", "terminationGracePeriodSeconds"))
     pod_security = parse_pod_security(d, pod.get("securityContext"), f"{base}.securityContext")
     node_selector = label_map(pod.get("nodeSelector"), f"{base}.nodeSelector", d.fail)
     restart = pod.get("restartPolicy")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from beemesh.manifest.checks import (
+    MAX_GRACE_S,
     MAX_INT,
     MAX_LABEL,
     MAX_REPLICAS,
@@ -137,6 +138,8 @@ class ContainerSpec:
     security: SecuritySpec = DEFAULT_SECURITY
     image_pull_policy: str = ""  # as the manifest said; "" is Kubernetes' default (`pull_policy`)
     mounts: tuple[Mount, ...] = ()  # its volumeMounts (`manifest.volumes`)
+    post_start: tuple[str, ...] = ()  # lifecycle.postStart.exec.command
+    pre_stop: tuple[str, ...] = ()  # lifecycle.preStop.exec.command
 
     @property
     def pull_policy(self) -> str:
@@ -165,6 +168,7 @@ class WorkloadSpec:
     strategy: UpdateStrategy = DEFAULT_STRATEGY
     restarted_at: str = ""  # the pod template's kubectl.kubernetes.io/restartedAt annotation
     volumes: tuple[Volume, ...] = ()  # the pod's volumes, then a StatefulSet's claims
+    grace_s: int | None = None  # terminationGracePeriodSeconds (None: DEFAULT_GRACE_S)
 
     @property
     def host_paths(self) -> tuple[str, ...]:
@@ -233,6 +237,7 @@ class WorkloadSpec:
             **({} if self.strategy == DEFAULT_STRATEGY else {"strategy": self.strategy.to_dict()}),
             **({"restarted_at": self.restarted_at} if self.restarted_at else {}),
             **({"volumes": [v.to_dict() for v in self.volumes]} if self.volumes else {}),
+            **({"grace_s": self.grace_s} if self.grace_s is not None else {}),
         }
 
     @classmethod
@@ -274,6 +279,8 @@ def _container_to_dict(c: ContainerSpec) -> dict[str, Any]:
         }}),
         **({"image_pull_policy": c.image_pull_policy} if c.image_pull_policy else {}),
         **({"mounts": [m.to_dict() for m in c.mounts]} if c.mounts else {}),
+        **({"post_start": list(c.post_start)} if c.post_start else {}),
+        **({"pre_stop": list(c.pre_stop)} if c.pre_stop else {}),
     }
 
 
@@ -353,11 +360,11 @@ class _Fields:
 
 
 _SPEC_KEYS = ("kind", "name", "namespace", "replicas", "labels", "node_selector", "containers",
-              "restart_policy", "warnings", "strategy", "restarted_at", "volumes")
+              "restart_policy", "warnings", "strategy", "restarted_at", "volumes", "grace_s")
 _CONTAINER_KEYS = ("name", "image", "command", "args", "env", "ports", "cpu_request_milli",
                    "memory_request_bytes", "cpu_limit_milli", "memory_limit_bytes",
                    *(which for _, which in PROBE_FIELDS), "security", "image_pull_policy",
-                   "mounts")
+                   "mounts", "post_start", "pre_stop")
 _SECURITY_KEYS = ("run_as_user", "run_as_group", "run_as_non_root", "read_only_root_filesystem",
                   "cap_add", "cap_drop")
 _PORT_KEYS = ("container_port", "host_port", "protocol", "name")
@@ -371,7 +378,11 @@ _PROBE_UNUSED = {"http": ("command",), "tcp": ("path", "headers", "command"),
 def _spec_from_dict(d: Any) -> WorkloadSpec:
     where = Where("workload spec")
     fail = where.fail
-    f = _Fields(d, "", _SPEC_KEYS, fail, optional=("strategy", "restarted_at", "volumes"))
+    f = _Fields(d, "", _SPEC_KEYS, fail,
+                optional=("strategy", "restarted_at", "volumes", "grace_s"))
+    grace = f.integer("grace_s") if "grace_s" in d else None
+    if grace is not None and grace > MAX_GRACE_S:
+        fail("grace_s", f"{grace} is more than {MAX_GRACE_S}", "send a shorter grace")
     kind = f.text("kind")
     if kind not in KINDS:
         fail("kind", f"{kind!r} is not a supported kind", f"use {', '.join(KINDS)}")
@@ -410,13 +421,13 @@ def _spec_from_dict(d: Any) -> WorkloadSpec:
         strategy=(strategy_from_dict(d["strategy"], "strategy", kind, fail)
                   if "strategy" in d else DEFAULT_STRATEGY),
         restarted_at=restarted_at(d.get("restarted_at", ""), "restarted_at", fail),
-        volumes=volumes,
+        volumes=volumes, grace_s=grace,
     )
 
 
 def _container_from_dict(raw: Any, path: str, fail: Fail) -> ContainerSpec:
     f = _Fields(raw, path, _CONTAINER_KEYS, fail,
-                optional=("security", "image_pull_policy", "mounts"))
+                optional=("security", "image_pull_policy", "mounts", "post_start", "pre_stop"))
     raw_mounts = f.items("mounts") if "mounts" in f.value else []
     if len(raw_mounts) > MAX_VOLUMES:
         fail(f.at("mounts"), f"more than {MAX_VOLUMES} mounts", "send fewer")
@@ -458,6 +469,8 @@ def _container_from_dict(raw: Any, path: str, fail: Fail) -> ContainerSpec:
         image_pull_policy=f.value.get("image_pull_policy", ""),
         mounts=tuple(mount_from_dict(m, f"{f.at('mounts')}[{i}]", fail)
                      for i, m in enumerate(raw_mounts)),
+        post_start=f.strings("post_start") if "post_start" in f.value else (),
+        pre_stop=f.strings("pre_stop") if "pre_stop" in f.value else (),
     )
     if spec.image_pull_policy not in ("", *PULL_POLICIES):
         fail(f.at("image_pull_policy"), f"{describe(spec.image_pull_policy)} is not a pull "

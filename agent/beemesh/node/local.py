@@ -239,7 +239,7 @@ class LocalNode:
         self.announcer.announce_soon()
         return Deployment(pod, took_s=took)
 
-    async def remove(self, pod_name: str, grace_s: float = 10) -> None:
+    async def remove(self, pod_name: str, grace_s: float | None = None) -> None:
         """Stop and remove a pod here (once at a time per pod); errors are logged."""
         if pod_name in self.removing:
             return

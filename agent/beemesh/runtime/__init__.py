@@ -28,7 +28,9 @@ __all__ = [
     "ENV_WORKLOAD",
     "EXEC_OUTPUT_LIMIT",
     "LABEL_CPU",
+    "LABEL_GRACE",
     "LABEL_MEMORY",
+    "LABEL_PRE_STOP",
     "LABEL_REPLICA",
     "LABEL_TASK",
     "LABEL_TEMPLATE",
@@ -54,6 +56,9 @@ LABEL_TEMPLATE = "beemesh.template"  # the spec's template_hash: which revision 
 # rebuilds its reservations from the pods alone.
 LABEL_CPU = "beemesh.cpu-milli"
 LABEL_MEMORY = "beemesh.memory-bytes"
+# How the pod stops: its terminationGracePeriodSeconds, and {container: preStop argv} as JSON.
+LABEL_GRACE = "beemesh.grace-s"
+LABEL_PRE_STOP = "beemesh.pre-stop"
 
 # What every application container is told about itself. A workload's own env var of the same
 # name is replaced: a replica must not be able to claim another's identity by accident.
@@ -168,8 +173,9 @@ class Runtime(Protocol):
         """Log lines of all containers of the pod, prefixed "<container>: " if more than one."""
         ...
 
-    def remove(self, pod_name: str, grace_s: float = 10) -> bool:
-        """Stop and remove the pod; False if it was not there (idempotent)."""
+    def remove(self, pod_name: str, grace_s: float | None = None) -> bool:
+        """Run its preStop hooks, stop and remove the pod within grace_s (None: the pod's own
+        terminationGracePeriodSeconds); False if it was not there (idempotent)."""
         ...
 
     def pod_address(self, pod_name: str) -> str | None:

@@ -48,6 +48,7 @@ period is a pod kill (SIGKILL) instead.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -63,8 +64,11 @@ import podman.errors  # also binds `podman` (PodmanClient); a bare `import podma
 import requests  # sorted as first-party by ruff because of the tests/podman directory
 import urllib3
 
+from beemesh.manifest.checks import DEFAULT_GRACE_S
 from beemesh.runtime import (
     EXEC_OUTPUT_LIMIT,
+    LABEL_GRACE,
+    LABEL_PRE_STOP,
     LABEL_REPLICA,
     LABEL_TASK,
     LABEL_WORKLOAD,
@@ -91,6 +95,7 @@ if TYPE_CHECKING:
     from beemesh.manifest import WorkloadSpec
 
 __all__ = ["PodmanRuntime", "default_socket_url"]
+log = logging.getLogger("beemesh.runtime")
 
 # Any Podman >= 4 serves this API prefix; podman-py's default (its own version) is newer than
 # the Podman in Debian 12.
@@ -98,6 +103,7 @@ API_VERSION = "4.0.0"
 
 STABLE_S = 2.0  # a (re)started pod counts as started once its containers ran this long
 START_ATTEMPTS = 3
+POST_START_TIMEOUT_S = 60.0  # a postStart hook still running then fails the deploy
 SETTLE_S = 1.0  # after a stop, conmon's cleanups have (almost always) run within this time
 _JSON = {"Content-Type": "application/json"}
 
@@ -285,6 +291,7 @@ class PodmanRuntime:
             if errors:
                 raise RuntimeFailure(f"{action}: {_one_line(errors[0])}")
             self._check_limits(name, spec, action)
+            self._post_start(name, spec, action)
         except RuntimeFailure:
             self._cleanup_failed(name, task_id)
             raise
@@ -292,6 +299,21 @@ class PodmanRuntime:
         if info is None:
             raise RuntimeFailure(f"{action}: Podman reported success but the pod is not there")
         return info
+
+    def _post_start(self, name: str, spec: WorkloadSpec, action: str) -> None:
+        """Each container's postStart command, once it runs; one that fails fails the
+        deploy (Kubernetes kills that container)."""
+        for c in spec.containers:
+            if not c.post_start:
+                continue
+            try:
+                code, out = self.exec_in(name, c.name, c.post_start, POST_START_TIMEOUT_S)
+            except ExecTimeout:
+                code, out = -1, f"still running after {POST_START_TIMEOUT_S:.0f} s"
+            if code != 0:
+                raise RuntimeFailure(f"{action}: postStart hook of container {c.name} failed "
+                                     f"(exit {code}): {out.strip()[-200:]}; fix the hook's "
+                                     "command")
 
     def list_pods(self) -> list[PodInfo]:
         """Every pod carrying beemesh labels: what a restarted agent re-adopts."""
@@ -321,8 +343,9 @@ class PodmanRuntime:
             return sequential(targets, lambda cid: self._log_lines(cid, follow, action), prefix)
         return merged(targets, lambda cid, opened: self._log_lines(cid, True, action, opened))
 
-    def remove(self, pod_name: str, grace_s: float = 10) -> bool:
-        """Stop (SIGTERM, then SIGKILL after grace_s) and remove; False if already gone."""
+    def remove(self, pod_name: str, grace_s: float | None = None) -> bool:
+        """Run the preStop hooks, stop (SIGTERM, then SIGKILL when the grace is over) and
+        remove; grace_s None: the pod's own. False if already gone."""
         action = f"removing pod {pod_name}"
         existing = self._pod_labels(pod_name)
         if existing is None:
@@ -332,11 +355,37 @@ class PodmanRuntime:
             raise RuntimeFailure(
                 f"{action}: it was not started by beemesh, so beemesh leaves it alone"
             )
-        t = self._stop(pod_name, grace_s, action)
+        if grace_s is None:
+            grace = labels.get(LABEL_GRACE, "")
+            grace_s = int(grace) if grace.isdigit() and len(grace) < 6 else DEFAULT_GRACE_S
+        end = time.monotonic() + grace_s
+        self._pre_stop(pod_name, labels.get(LABEL_PRE_STOP, ""), grace_s, action)
+        t = self._stop(pod_name, max(0.0, end - time.monotonic()), action)
         self._request("delete", f"/pods/{pod_name}", action, ok404=True,
                       params={"force": "true"}, timeout=self.timeout_s + t)
         self.volumes.release(labels[LABEL_WORKLOAD], labels.get(LABEL_REPLICA, ""), action)
         return True
+
+    def _pre_stop(self, pod_name: str, hooks: str, grace_s: float, action: str) -> None:
+        """Each container's preStop command, all within grace_s (a hook that fails or runs
+        out of time is logged and the pod stops anyway, as in Kubernetes)."""
+        try:
+            commands = json.loads(hooks) if hooks and grace_s > 0 else {}
+        except ValueError:
+            commands = {}
+        end = time.monotonic() + grace_s
+        for container, argv in (commands.items() if isinstance(commands, dict) else ()):
+            left = end - time.monotonic()
+            if left <= 0 or not isinstance(argv, list) or not argv or not all(
+                    isinstance(a, str) for a in argv):
+                continue
+            try:
+                code, out = self.exec_in(pod_name, container, argv, timeout_s=left)
+            except RuntimeFailure as e:
+                code, out = -1, str(e)
+            if code != 0:
+                log.warning("%s: preStop hook of %s failed (exit %d): %s", action, container,
+                            code, out.strip()[-200:])
 
     def pod_address(self, pod_name: str) -> str | None:
         """The IP of the pod's network namespace, where probes connect; None if the pod is

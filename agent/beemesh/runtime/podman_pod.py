@@ -20,11 +20,13 @@ Kubernetes does for none else.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from beemesh.manifest.checks import DEFAULT_GRACE_S
 from beemesh.manifest.model import TEMPLATE_LEN
 from beemesh.manifest.security import CAPABILITIES
 from beemesh.runtime import (
@@ -34,7 +36,9 @@ from beemesh.runtime import (
     ENV_POD,
     ENV_WORKLOAD,
     LABEL_CPU,
+    LABEL_GRACE,
     LABEL_MEMORY,
+    LABEL_PRE_STOP,
     LABEL_REPLICA,
     LABEL_TASK,
     LABEL_TEMPLATE,
@@ -89,7 +93,10 @@ def pod_manifest(spec: WorkloadSpec, ordinal: int, task_id: str,
         LABEL_CPU: str(cpu_milli),
         LABEL_MEMORY: str(memory_bytes),
         LABEL_TEMPLATE: spec.template_hash,
+        LABEL_GRACE: str(DEFAULT_GRACE_S if spec.grace_s is None else spec.grace_s),
     })
+    if hooks := {c.name: list(c.pre_stop) for c in spec.containers if c.pre_stop}:
+        labels[LABEL_PRE_STOP] = json.dumps(hooks)
     env = {ENV_WORKLOAD: spec.workload_id, ENV_ORDINAL: str(ordinal), ENV_POD: name}
     mounts: list[dict[str, Any]] = []
     pod_spec: dict[str, Any] = {"restartPolicy": spec.restart_policy}

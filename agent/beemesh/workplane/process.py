@@ -299,7 +299,9 @@ class WorkPlane:
         for mine in self.local.values():
             me = next((r for r in records if r["peer_id"] == mine.key.peer_id), None)
             if me is not None:
-                discovery.write(self.pods_dir / mine.pod, mine.workload_id, me, records)
+                naming = next((s.spec.name for s in state.services
+                               if s.spec.headless and mine.workload_id in s.workloads), None)
+                discovery.write(self.pods_dir / mine.pod, mine.workload_id, me, records, naming)
 
     # ---- receiving -------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from manifest_testlib import (
     template_spec,
 )
 
-from beemesh.manifest import ContainerSpec, ManifestError, ProbeSpec, parse_manifests
+from beemesh.manifest import ContainerSpec, ManifestError, ProbeSpec, WorkloadSpec, parse_manifests
 
 # --- resources and ports -----------------------------------------------------------------------
 
@@ -288,3 +288,26 @@ PROBE_ERRORS: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
 def test_probe_errors_name_the_field(probes: dict[str, Any], fragments: tuple[str, ...]) -> None:
     message = field_error(probed(**probes), *fragments)
     assert message.startswith("app.yaml: document 1 (Deployment web): ")
+
+
+def test_grace_and_lifecycle_hooks_are_parsed_and_rechecked() -> None:
+    def hooks(d: dict[str, Any]) -> None:
+        template_spec(d)["terminationGracePeriodSeconds"] = 45
+        container(d)["lifecycle"] = {"preStop": {"exec": {"command": ["/bin/leave"]}},
+                                     "postStart": {"exec": {"command": ["/bin/join", "x"]}}}
+
+    spec = parse_one(mutated(DEPLOYMENT, hooks))
+    c = spec.containers[0]
+    assert (spec.grace_s, c.pre_stop, c.post_start) == (45, ("/bin/leave",), ("/bin/join", "x"))
+    assert WorkloadSpec.from_dict(spec.to_dict()) == spec
+    plain = parse_one(DEPLOYMENT).to_dict()
+    assert "grace_s" not in plain and "pre_stop" not in plain["containers"][0]
+    for bad in ({**spec.to_dict(), "grace_s": 10**6}, {**spec.to_dict(), "grace_s": -1}):
+        with pytest.raises(ManifestError):
+            WorkloadSpec.from_dict(bad)
+    field_error(mutated(DEPLOYMENT, lambda d: container(d).update(
+        lifecycle={"preStop": {"httpGet": {"port": 80}}})),
+        f"{C0}.lifecycle.preStop.httpGet: not supported")
+    field_error(mutated(DEPLOYMENT, lambda d: template_spec(d).update(
+        terminationGracePeriodSeconds=-5)),
+        "spec.template.spec.terminationGracePeriodSeconds: must be a whole number")

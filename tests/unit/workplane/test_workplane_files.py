@@ -103,7 +103,7 @@ def record(ordinal: int, peer: str, *, ready: bool = True, workload: str = WID,
             "expires_in_s": 14.0, **extra}
 
 
-FIELDS = {"ordinal", "pod", "peer_id", "ready", "addrs", "ports"}
+FIELDS = {"ordinal", "pod", "name", "peer_id", "ready", "addrs", "ports"}
 
 
 def read(directory: Path, name: str) -> Any:
@@ -117,13 +117,13 @@ def test_discovery_files(tmp_path: Path) -> None:
     assert discovery.write(tmp_path, WID, me, records) is True
 
     self_file = read(tmp_path, discovery.SELF_FILE)
-    assert self_file == {"workload": WID, "ordinal": 1, "pod": "web-1", "peer_id": "p1",
-                         "ready": True, "addrs": ["10.0.0.2"],
+    assert self_file == {"workload": WID, "ordinal": 1, "pod": "web-1", "name": "web-1",
+                         "peer_id": "p1", "ready": True, "addrs": ["10.0.0.2"],
                          "ports": [{"name": "http", "port": 80, "host_port": 8001,
                                     "protocol": "TCP"}]}
 
     peers = read(tmp_path, discovery.PEERS_FILE)
-    assert set(peers) == {"workload", "peers"}
+    assert set(peers) == {"workload", "peers", "members"}
     assert peers["workload"] == WID
     # Only ready replicas of this workload, sorted by ordinal, this one marked.
     assert [(p["ordinal"], p["peer_id"], p["self"]) for p in peers["peers"]] == [
@@ -133,6 +133,17 @@ def test_discovery_files(tmp_path: Path) -> None:
         assert p["ready"] is True
     for name in (discovery.SELF_FILE, discovery.PEERS_FILE):
         assert mode(tmp_path / name) == 0o644
+    # Every live replica is a member, ready or not (a Raft group's view of itself).
+    assert [(m["ordinal"], m["ready"], m["self"]) for m in peers["members"]] == [
+        (0, True, False), (1, True, True), (2, True, False), (3, False, False)]
+
+
+def test_a_headless_service_gives_each_replica_its_stable_name(tmp_path: Path) -> None:
+    me = record(1, "p1")
+    discovery.write(tmp_path, WID, me, [record(0, "p0"), me], service="web")
+    assert read(tmp_path, discovery.SELF_FILE)["name"] == "web-1.web"
+    assert [m["name"] for m in read(tmp_path, discovery.PEERS_FILE)["members"]] == [
+        "web-0.web", "web-1.web"]
 
 
 def test_discovery_lists_duplicates_of_an_ordinal(tmp_path: Path) -> None:
