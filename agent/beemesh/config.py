@@ -18,6 +18,7 @@ from beemesh.errors import UserError
 DEFAULT_STATE_DIR = Path("/var/lib/beemesh")
 DEFAULT_LISTEN = "/ip4/0.0.0.0/tcp/4001"
 DEFAULT_WORKPLANE_LISTEN = "/ip4/0.0.0.0/tcp/4002"
+DEFAULT_POD_FILES = Path("/run/beemesh/pod-files")
 
 
 @dataclass
@@ -37,6 +38,9 @@ class AgentConfig:
     image_pulls: bool = True  # false on air-gapped sites: only images already stored run here
     # Machine directories a hostPath volume may name (and what is below them); none by default.
     host_path_roots: list[str] = field(default_factory=list)
+    # Where the files of configMap and secret volumes are written: a tmpfs (mounted there by
+    # a root agent when it is not one already). Default: /run/beemesh/pod-files.
+    pod_files: Path | None = None
     price: float = 0.5  # 0 = cheapest/greenest machine, 1 = most expensive (10 % of the score)
     # Offer at most this much to workloads (like kubelet's system-reserved); 0 = all of it.
     max_cpu_milli: int = 0
@@ -75,6 +79,10 @@ class AgentConfig:
         return self.state_dir / "machine.key"
 
     @property
+    def pod_files_dir(self) -> Path:
+        return self.pod_files or DEFAULT_POD_FILES
+
+    @property
     def workplane_dir(self) -> Path:
         return self.state_dir / "workplane"
 
@@ -96,7 +104,7 @@ class AgentConfig:
                             "healing)")
 
 
-_PATHS = {"state_dir", "fleet", "api", "workplane_key", "cert"}
+_PATHS = {"state_dir", "fleet", "api", "workplane_key", "cert", "pod_files"}
 
 
 def parse_labels(text: str) -> dict[str, str]:

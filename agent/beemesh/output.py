@@ -114,6 +114,13 @@ SERVICE_COLUMNS = [
     ("selector", lambda r: ",".join(f"{k}={v}" for k, v in sorted(r["selector"].items()))),
     ("age", lambda r: f"{r['age_s']}s"),
 ]
+CONFIG_COLUMNS = [  # ConfigMaps and Secrets (a Secret's keys, never its values)
+    ("name", lambda r: r["name"]),
+    ("namespace", lambda r: r["namespace"]),
+    ("kind", lambda r: r["kind"] if r["kind"] == "ConfigMap" else f"Secret ({r['type']})"),
+    ("data", lambda r: str(len(r["keys"]) if "keys" in r else len(r["data"]) + len(r["binary"]))),
+    ("age", lambda r: f"{r['age_s']}s"),
+]
 SERVICE_WIDE = [
     ("workloads", lambda r: ",".join(r["workloads"]) or "-"),
     ("pods", lambda r: ",".join(f"{e['pod']}@{str(e.get('machine', ''))[-8:]}"

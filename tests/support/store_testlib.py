@@ -8,7 +8,7 @@ from typing import Any
 from beemesh import wire
 from beemesh.identity import KeyPair
 from beemesh.manifest import WorkloadSpec, parse_manifests
-from beemesh.workloads.messages import DELETE, SERVICE, WORKLOAD
+from beemesh.workloads.messages import DELETE, OBJECT_KINDS, WORKLOAD
 from beemesh.workloads.store import WorkloadStore
 
 T0 = 1_700_000_000.0
@@ -53,9 +53,9 @@ def verifiers() -> tuple[wire.Verifier, wire.Verifier]:
 
 def make_store(directory: Path) -> WorkloadStore:
     wv, dv = verifiers()
-    sv = wire.Verifier({SERVICE.name: SERVICE}, operator_list)
+    sv = wire.Verifier(OBJECT_KINDS, operator_list)
     return WorkloadStore(directory, wv.authenticate, dv.authenticate,
-                         authenticate_service=sv.authenticate)
+                         authenticate_object=sv.authenticate)
 
 
 def apply_blob(s: WorkloadSpec, ts: float, key: KeyPair = OPERATOR) -> bytes:

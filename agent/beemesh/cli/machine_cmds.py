@@ -80,6 +80,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
             "workplane_listen": args.workplane_listen,
             "workplane_user": args.workplane_user,
             "cert": args.cert,
+            "pod_files": args.pod_files,
         },
     )
     key = load_key(cfg.machine_key_path, "machine key",

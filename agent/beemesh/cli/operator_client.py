@@ -19,7 +19,7 @@ from beemesh import wire
 from beemesh.api.client import call, stream_lines
 from beemesh.errors import UserError
 from beemesh.fleet import Fleet
-from beemesh.manifest import ServiceSpec, WorkloadSpec, load_manifest_file
+from beemesh.manifest import WorkloadSpec, load_manifest_file
 from beemesh.workloads.messages import (
     CORDON,
     DELETE,
@@ -27,13 +27,13 @@ from beemesh.workloads.messages import (
     EXEC_REQUEST,
     LOGS_REQUEST,
     MAX_EXEC_S,
-    SERVICE,
     WORKLOAD,
 )
 
 KIND_ALIASES = {"deployment": "deployment", "deploy": "deployment", "statefulset": "statefulset",
                 "sts": "statefulset", "pod": "pod", "po": "pod", "service": "service",
-                "svc": "service"}
+                "svc": "service", "configmap": "configmap", "cm": "configmap",
+                "secret": "secret"}
 
 
 def fleet_dir(flag: Path | None) -> Path:
@@ -50,16 +50,28 @@ def sign(fleet_flag: Path | None, kind: str, body: dict[str, Any]) -> str:
 
 
 def apply(api: Path, fleet_flag: Path | None, manifest: Path) -> list[dict[str, Any]]:
-    """Sign every object of a manifest file (workloads and Services) and hand them to the
-    agent together: it checks them all before it acts on any."""
-    blobs = []
-    for spec in load_manifest_file(manifest):
-        name = spec.service_id if isinstance(spec, ServiceSpec) else spec.workload_id
+    """Sign every object of a manifest file and hand them to the agent together (it checks
+    them all before it acts on any); then apply again the stored workloads that roll on a
+    changed ConfigMap or Secret, and seal the file's Secrets for the machines that start pods
+    using them (`config_apply`)."""
+    from beemesh.cli import config_apply
+
+    key = Fleet.load(fleet_dir(fleet_flag)).operator_key()
+    specs = load_manifest_file(manifest)
+    for spec in specs:
         for warning in spec.warnings:
-            print(f"warning: {name}: {warning}", file=sys.stderr)
-        kind = SERVICE if isinstance(spec, ServiceSpec) else WORKLOAD
-        blobs.append(sign(fleet_flag, kind.name, {"spec": spec.to_dict()}))
-    return call(api, "POST", "/v1/apply", {"workloads": blobs})
+            print(f"warning: {config_apply.name_of(spec)}: {warning}", file=sys.stderr)
+    planned = config_apply.plan(api, key, specs,
+                                lambda wid: signed_spec(api, fleet_flag, wid))
+    blobs = [base64.b64encode(wire.seal(key, config_apply.kind_of(spec), {
+        "spec": spec.to_dict()}, time.time())).decode() for spec in planned.specs]
+    rows: list[dict[str, Any]] = call(api, "POST", "/v1/apply", {"workloads": blobs})
+    for wid, change in planned.rolled:
+        print(f"{wid} rolls: a ConfigMap or Secret it uses changed", file=sys.stderr)
+        rows += reapply(api, fleet_flag, wid, change)
+    if planned.values:
+        config_apply.seal_for_waiting(api, planned.values)
+    return rows
 
 
 # Exit codes of `apply --wait` (also in the CLI's module doc and the README).
@@ -140,7 +152,8 @@ def workload_id(name: str, namespace: str, kind: str = "deployment") -> str:
         kind, name = parts
     canonical = KIND_ALIASES.get(kind.lower())
     if canonical is None:
-        raise UserError(f"unknown kind {kind!r}; use deployment, statefulset, pod or service")
+        raise UserError(f"unknown kind {kind!r}; use deployment, statefulset, pod, service, "
+                        "configmap or secret")
     return f"{canonical}/{namespace}/{name}"
 
 

@@ -8,9 +8,10 @@ import argparse
 import json
 import sys
 
-from beemesh.cli.service_cmds import SERVICE_WORDS, get_services
+from beemesh.cli.service_cmds import CONFIG_WORDS, SERVICE_WORDS, get_services
 from beemesh.cli.workload_cmds import WORKLOAD_WORDS, get_workloads
 from beemesh.output import (
+    CONFIG_COLUMNS,
     ENDPOINT_COLUMNS,
     EVENT_COLUMNS,
     NODE_COLUMNS,
@@ -78,6 +79,12 @@ def cmd_get(args: argparse.Namespace) -> int:
         get_workloads(api, args.what, args.name, args.namespace, args.output)
     elif args.what in SERVICE_WORDS:
         get_services(api, args.name, args.namespace, args.output)
+    elif args.what in CONFIG_WORDS:
+        kind = "Secret" if args.what.startswith("secret") else "ConfigMap"
+        rows = [r for r in call(api, "GET", "/v1/objects") if r["kind"] == kind
+                and (not args.name or (r["name"], r["namespace"]) == (args.name,
+                                                                     args.namespace))]
+        emit(rows, CONFIG_COLUMNS, args.output, empty=f"no {kind}s")
     elif args.what in ("endpoints", "endpoint", "ep"):
         from urllib.parse import quote
 

@@ -38,7 +38,7 @@ from beemesh.cli.operator_cmds import (
     cmd_status,
 )
 from beemesh.cli.rollout_cmds import cmd_rollout_render_config, cmd_rollout_render_unit
-from beemesh.cli.service_cmds import SERVICE_WORDS
+from beemesh.cli.service_cmds import CONFIG_WORDS, SERVICE_WORDS
 from beemesh.cli.workload_cmds import (
     WORKLOAD_WORDS,
     cmd_describe,
@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workplane-listen", action="append", help="multiaddr of the work plane "
                     "(repeatable; default /ip4/0.0.0.0/tcp/4002)")
     sp.add_argument("--workplane-user", help="run the work plane as this user (agent as root)")
+    sp.add_argument("--pod-files", type=Path, help="where configMap and secret volume files "
+                    "are written, on a tmpfs (default /run/beemesh/pod-files)")
     sp.add_argument("--no-workplane", action="store_true", help="run without a work plane (no "
                     "service records, no self-healing): machine-plane tests and drills only")
     sp.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -147,13 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_api(sub.add_parser("get", help="list workloads, pods, nodes or a workload's "
                                  "endpoints"))
     sp.add_argument("what", choices=["pods", "pod", "po", "nodes", "node", "no", "endpoints",
-                                     "endpoint", "ep", *WORKLOAD_WORDS, *SERVICE_WORDS])
+                                     "endpoint", "ep", *WORKLOAD_WORDS, *SERVICE_WORDS,
+                                     *CONFIG_WORDS])
     sp.add_argument("name", nargs="?", help="endpoints, workloads: a workload, as NAME (a "
                     "Deployment), KIND/NAME or the full id kind/namespace/name")
     sp.add_argument("-n", "--namespace", default="default")
     sp.set_defaults(func=cmd_get)
     sp = with_api(sub.add_parser("delete", help="stop a workload everywhere"))
-    sp.add_argument("kind", help="deployment | statefulset | pod | service")
+    sp.add_argument("kind", help="deployment | statefulset | pod | service | configmap | "
+                    "secret")
     sp.add_argument("name")
     sp.add_argument("-n", "--namespace", default="default")
     sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")

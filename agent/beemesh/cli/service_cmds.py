@@ -9,6 +9,7 @@ from beemesh.errors import UserError
 from beemesh.output import ENDPOINT_COLUMNS, SERVICE_COLUMNS, SERVICE_WIDE, emit, table
 
 SERVICE_WORDS = ("services", "service", "svc")
+CONFIG_WORDS = ("configmaps", "configmap", "cm", "secrets", "secret")
 
 
 def service_rows(api: Any, name: str | None, namespace: str) -> list[dict[str, Any]]:

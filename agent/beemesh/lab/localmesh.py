@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -164,6 +165,12 @@ class LocalMesh:
                 f"{self.netns_prefix}-{len(self.namespaces)}")
         return self.namespaces[name]
 
+    @property
+    def pod_files(self) -> Path:
+        """Where its machines write configMap and secret files: a tmpfs (/dev/shm), one
+        directory per machine (removed by close())."""
+        return Path("/dev/shm") / self.netns_prefix
+
     def podman(self, name: str) -> Any:
         """This machine's PodmanService in its namespace (started on first use)."""
         if name not in self.podmans:
@@ -201,7 +208,8 @@ class LocalMesh:
         ip, port = "127.0.0.1", previous.port if previous else free_port()
         wp_listen = "/ip4/127.0.0.1/tcp/0"
         if podman:  # the whole machine lives in its namespace: agent, children and Podman
-            extra = ["--podman-socket", self.podman(name).url, *(extra or [])]
+            extra = ["--podman-socket", self.podman(name).url,
+                     "--pod-files", str(self.pod_files / name), *(extra or [])]
             ns = self.netns(name)
             prefix, ip, port = ns.exec_prefix(), ns.ip, AGENT_PORT
             wp_listen = f"/ip4/{ns.ip}/tcp/{WORKPLANE_PORT}"
@@ -293,3 +301,4 @@ class LocalMesh:
             self.rejoin()
         for ns in self.namespaces.values():
             ns.delete()
+        shutil.rmtree(self.pod_files, ignore_errors=True)

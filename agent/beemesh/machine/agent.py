@@ -31,6 +31,7 @@ from beemesh.machine.inbound import TOPIC_KINDS, Drops, Inbound, PlaneGuard
 from beemesh.machine.listeners import Listeners
 from beemesh.machine.persistence import Persister
 from beemesh.machine.pod_access import PodAccess
+from beemesh.machine.pod_configs import PodConfigs, secrets_used
 from beemesh.machine.pods import Pods
 from beemesh.machine.requests import OperatorRequests
 from beemesh.machine.routes import AgentApi
@@ -52,6 +53,8 @@ from beemesh.node.cordon import Cordon
 from beemesh.node.evictions import Evictions
 from beemesh.node.kubelet import Kubelet
 from beemesh.node.local import LocalNode
+from beemesh.podconfig.holding import SecretCopies
+from beemesh.podconfig.writing import PodFiles
 from beemesh.runtime import Runtime
 from beemesh.scheduling.driver import AuctionDriver
 from beemesh.scheduling.leases import LEASE_NS, LeaseValidator
@@ -63,7 +66,7 @@ from beemesh.workloads.messages import (
     DRAIN,
     EXEC_REQUEST,
     LOGS_REQUEST,
-    SERVICE,
+    OBJECT_KINDS,
     WORKLOAD,
 )
 from beemesh.workloads.store import WorkloadStore
@@ -90,9 +93,9 @@ class Agent:
                              remembered.trusted else time.time() + cfg.quorum_memory_s)
         workloads = self.verifier_for({WORKLOAD.name: WORKLOAD})
         deletes = self.verifier_for({DELETE.name: DELETE})  # any age: stored and relayed
-        services = self.verifier_for({SERVICE.name: SERVICE})
+        objects = self.verifier_for(OBJECT_KINDS)
         self.store = WorkloadStore(cfg.state_dir, workloads.authenticate, deletes.authenticate,
-                                   self.files, services.authenticate)
+                                   self.files, objects.authenticate)
 
         self.persister = Persister(self.files, self.events, self.machine)
         self.audit = AuditLog(cfg.state_dir, self.files, self.events,
@@ -135,6 +138,12 @@ class Agent:
             key=key, cfg=cfg, mesh=self.mesh, node=self.node, cordon=self.cordon,
             view=self.view, quorum=self.quorum, lateness=self.lateness, store=self.store,
             events=self.events, metrics=self.metrics, on_drop=self.drops.count)
+        self.secrets = SecretCopies(
+            key=key, mesh=self.mesh, secrets=self.store, tasks=self.driver,
+            directory=cfg.state_dir / "secrets", events=self.events, metrics=self.metrics,
+            used=self._secrets_used)
+        self.node.configs = PodConfigs(store=self.store, copies=self.secrets,
+                                       files=PodFiles(cfg.pod_files_dir))
         self.kubelet = Kubelet(node=self.node, specs=self.driver, deletions=self.store,
                                events=self.events, announcer=self.membership)
         self.evictions = Evictions(
@@ -164,16 +173,17 @@ class Agent:
         self.exchange = ManifestExchange(machine=self.machine, view=self.view, store=self.store,
                                          authenticate=workloads.authenticate, mesh=self.mesh,
                                          events=self.events,
-                                         authenticate_service=services.authenticate)
+                                         authenticate_object=objects.authenticate)
         self.inbound = Inbound(
             machine=self.machine, verifier_for=self.verifier_for,
             authenticate_workload=workloads.authenticate, guard=guard, drops=self.drops,
             membership=self.membership, driver=self.driver,
             deleter=self.deleter, cordon=self.cordon, admitting=self.admitting,
-            metrics=self.metrics, audit=self.audit.accepted, keep_service=self.store.add_service)
+            metrics=self.metrics, audit=self.audit.accepted, keep_object=self.store.add_object,
+            secrets=self.secrets)
         self.requests = OperatorRequests(
             driver=self.driver, store=self.store, pods=self.pods, mesh=self.mesh,
-            applies=self.verifier_for({WORKLOAD.name: WORKLOAD, SERVICE.name: SERVICE}),
+            applies=self.verifier_for({WORKLOAD.name: WORKLOAD, **OBJECT_KINDS}),
             requests=self.verifier_for({k.name: k for k in (DELETE, CORDON, DRAIN, REVOKE)}),
             audit=self.audit.accepted)
         self.pod_access = PodAccess(
@@ -185,11 +195,17 @@ class Agent:
                  membership=self.membership, lateness=self.lateness, node=self.node,
                  persister=self.persister, admission=self.admission,
                  driver=self.driver, requests=self.requests, pods=self.pods, link=self.link,
-                 pod_access=self.pod_access, events=self.events, metrics=self.metrics)
+                 pod_access=self.pod_access, events=self.events, metrics=self.metrics,
+                 secrets=self.secrets)
 
     def verifier_for(self, kinds: dict[str, wire.Kind]) -> wire.Verifier:
         """Verifiers share one replay cache and the fleet's operator trust list."""
         return wire.Verifier(kinds, self.fleet.trusted_operators, replay=self._replay)
+
+    def _secrets_used(self) -> set[str]:
+        specs = [self.driver.spec_of(p) for p in self.node.pods.values()]
+        return secrets_used([s for s in specs if s is not None]
+                            + [f.spec for f in self.node.in_flight.values()])
 
     def _addrs(self) -> list[str]:
         return dialable(self.mesh.addrs())
@@ -226,6 +242,7 @@ class Agent:
             nursery.start_soon(self.kubelet.run)
             nursery.start_soon(self.evictions.run)
             nursery.start_soon(self.exchange.run)
+            nursery.start_soon(self.secrets.run)
             nursery.start_soon(self.admitting.run)
             if self.link is not None:
                 await nursery.start(self.link.run)

@@ -8,10 +8,11 @@ workload id, the answer the operator-signed Workload bytes, checked here like an
 Workload (trusted operator, schema, size cap, the workload that was asked for). A peer can
 only hand over what an operator signed; it cannot make one up or swap in another workload.
 
-Services are in no record, so a machine also asks one live peer for every Service it keeps
-(`{"services": true}`: a CBOR list of operator-signed Service messages, at most
-SERVICES_ANSWER_BYTES) once its first peer is in view and every SERVICES_EVERY_S after; each is
-checked and kept like a published one (a Service deleted here stays deleted).
+Services, ConfigMaps and Secrets (without values) are in no record, so a machine also asks
+one live peer for every such object it keeps (`{"objects": true}`: a CBOR list of
+operator-signed messages, newest first, at most OBJECTS_ANSWER_BYTES) once its first peer is in
+view and every OBJECTS_EVERY_S after; each is checked and kept like a published one (an object
+deleted here stays deleted).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from beemesh.manifest import ManifestError, WorkloadSpec
 from beemesh.membership.view import MachineView
 from beemesh.mesh.framing import read_request, send_request
 from beemesh.mesh.host import MeshHost
-from beemesh.workloads.messages import MAX_WORKLOAD_BYTES, check_service
+from beemesh.workloads.messages import MAX_WORKLOAD_BYTES, check_object
 from beemesh.workloads.store import WorkloadStore
 
 log = logging.getLogger("beemesh.manifests")
@@ -39,8 +40,8 @@ log = logging.getLogger("beemesh.manifests")
 MANIFEST_PROTOCOL = "/beemesh/manifest/1.0.0"
 ASK_AGAIN_S = 10.0
 TIMEOUT_S = 5.0
-SERVICES_EVERY_S = 60.0
-SERVICES_ANSWER_BYTES = 1024 * 1024
+OBJECTS_EVERY_S = 60.0
+OBJECTS_ANSWER_BYTES = 4 * 1024 * 1024
 
 
 def wanted(view: MachineView, store: WorkloadStore, machine: str,
@@ -72,36 +73,36 @@ def accept(store: WorkloadStore, authenticate: Callable[[bytes], wire.Envelope],
     return store.add_workload(data, env) is not None
 
 
-def services_answer(store: WorkloadStore) -> bytes:
-    """The Services this machine keeps, as signed, newest first up to SERVICES_ANSWER_BYTES."""
+def objects_answer(store: WorkloadStore) -> bytes:
+    """The objects this machine keeps, as signed, newest first up to OBJECTS_ANSWER_BYTES."""
     blobs: list[bytes] = []
     size = 0
-    for svc in sorted(store.services(), key=lambda s: -s.ts):
-        if size + len(svc.blob) + 16 > SERVICES_ANSWER_BYTES:
+    for obj in sorted(store.objects(), key=lambda s: -s.ts):
+        if size + len(obj.blob) + 16 > OBJECTS_ANSWER_BYTES:
             break
-        blobs.append(svc.blob)
-        size += len(svc.blob) + 16
+        blobs.append(obj.blob)
+        size += len(obj.blob) + 16
     return cbor2.dumps(blobs)
 
 
-def accept_services(store: WorkloadStore, authenticate: Callable[[bytes], wire.Envelope],
-                    data: bytes) -> list[str]:
-    """Keep the Services a peer sent that an operator signed; the ids of the ones new here.
-    Rejected if the answer is not a list of signed Services."""
+def accept_objects(store: WorkloadStore, authenticate: Callable[[bytes], wire.Envelope],
+                   data: bytes) -> list[str]:
+    """Keep the objects a peer sent that an operator signed; the ids of the ones new here.
+    Rejected if the answer is not a list of signed objects."""
     try:
         blobs = cbor.loads(data)
     except cbor.CBORError as e:
-        raise wire.Rejected("schema", f"services answer: {e}") from None
+        raise wire.Rejected("schema", f"objects answer: {e}") from None
     if not isinstance(blobs, list) or not all(isinstance(b, bytes) for b in blobs):
-        raise wire.Rejected("schema", "services answer is not a list of signed Services")
+        raise wire.Rejected("schema", "objects answer is not a list of signed objects")
     new = []
     for blob in blobs:
         env = authenticate(blob)
-        sid = check_service(blob, env).service_id
-        before = store.service(sid)
-        kept = store.add_service(blob, env)
+        oid = check_object(blob, env).object_id
+        before = store.object(oid)
+        kept = store.add_object(blob, env)
         if kept is not None and kept is not before:
-            new.append(sid)
+            new.append(oid)
     return new
 
 
@@ -109,10 +110,10 @@ class ManifestExchange:
     def __init__(self, *, machine: str, view: MachineView, store: WorkloadStore,
                  authenticate: Callable[[bytes], wire.Envelope], mesh: MeshHost,
                  events: EventLog,
-                 authenticate_service: Callable[[bytes], wire.Envelope]) -> None:
+                 authenticate_object: Callable[[bytes], wire.Envelope]) -> None:
         """`authenticate`: checks an operator-signed Workload (trusted signer, any age);
-        `authenticate_service` a Service."""
-        self.authenticate_service = authenticate_service
+        `authenticate_object` a Service, ConfigMap or Secret."""
+        self.authenticate_object = authenticate_object
         self.machine = machine
         self.view = view
         self.store = store
@@ -126,8 +127,8 @@ class ManifestExchange:
         try:
             with trio.fail_after(TIMEOUT_S):
                 request = cbor.loads(await read_request(stream, 1024))
-                if request.get("services") is True:
-                    await send_request(stream, services_answer(self.store))
+                if request.get("objects") is True:
+                    await send_request(stream, objects_answer(self.store))
                     return
                 stored = self.store.workload(str(request["workload_id"]))
                 await send_request(stream, stored.blob if stored is not None else b"")
@@ -139,7 +140,7 @@ class ManifestExchange:
 
     async def run(self) -> None:
         """Ask for what is missing, each workload at most every ASK_AGAIN_S."""
-        services_at = -SERVICES_EVERY_S
+        objects_at = -OBJECTS_EVERY_S
         async with trio.open_nursery() as nursery:
             while True:
                 now = time.time()
@@ -148,28 +149,28 @@ class ManifestExchange:
                         self._asked[wid] = now
                         nursery.start_soon(self._ask, peer, wid)
                 peers = sorted(self.view.machine_ids(now) - {self.machine})
-                if peers and time.monotonic() - services_at >= SERVICES_EVERY_S:
-                    services_at = time.monotonic()
-                    nursery.start_soon(self._ask_services, random.choice(peers))
+                if peers and time.monotonic() - objects_at >= OBJECTS_EVERY_S:
+                    objects_at = time.monotonic()
+                    nursery.start_soon(self._ask_objects, random.choice(peers))
                 await trio.sleep(2)
 
-    async def _ask_services(self, peer: str) -> None:
+    async def _ask_objects(self, peer: str) -> None:
         try:
             with trio.fail_after(TIMEOUT_S):
                 stream = await self.mesh.open_stream(peer, MANIFEST_PROTOCOL)
                 try:
-                    await send_request(stream, cbor2.dumps({"services": True}))
-                    data = await read_request(stream, SERVICES_ANSWER_BYTES + 64)
+                    await send_request(stream, cbor2.dumps({"objects": True}))
+                    data = await read_request(stream, OBJECTS_ANSWER_BYTES + 64)
                 finally:
                     with trio.move_on_after(1):
                         await stream.close()
-            for sid in accept_services(self.store, self.authenticate_service, data):
-                self.events.add(time.time(), "ManifestLearned", f"signed Service {sid} from "
-                                f"{peer}", workload=sid, machine=self.machine)
+            for oid in accept_objects(self.store, self.authenticate_object, data):
+                self.events.add(time.time(), "ManifestLearned", f"signed {oid} from {peer}",
+                                workload=oid, machine=self.machine)
         except wire.Rejected as e:
-            log.warning("services from %s refused (%s): %s", peer, e.reason, e.detail)
+            log.warning("objects from %s refused (%s): %s", peer, e.reason, e.detail)
         except Exception as e:  # unreachable peer, timeout, closed stream: ask again later
-            log.debug("could not get the services of %s: %s", peer, e)
+            log.debug("could not get the objects of %s: %s", peer, e)
 
     async def _ask(self, peer: str, workload_id: str) -> None:
         try:

@@ -32,6 +32,7 @@ from beemesh.mesh.host import publisher
 from beemesh.metrics import Metrics
 from beemesh.node.cordon import Cordon
 from beemesh.once import Once
+from beemesh.podconfig.holding import SECRET_WANT, SecretCopies
 from beemesh.scheduling.driver import AuctionDriver
 from beemesh.scheduling.messages import BID, DEPLOYED, FAILED, LEASE, TASK
 from beemesh.scheduling.tasks import check_task
@@ -40,10 +41,10 @@ from beemesh.workloads.messages import (
     CORDON,
     DELETE,
     DRAIN,
+    OBJECT_KINDS,
     RELAYED_DELETE,
-    SERVICE,
     WORKLOAD,
-    check_service,
+    check_object,
     check_workload,
 )
 
@@ -51,11 +52,11 @@ log = logging.getLogger("beemesh.inbound")
 
 # Which kinds each topic carries; anything else on a topic is dropped as unknown_kind.
 TOPIC_KINDS: dict[str, dict[str, wire.Kind]] = {
-    TOPIC_TASKS: {k.name: k for k in (TASK, WORKLOAD, SERVICE, DELETE, CORDON, DRAIN,
-                                      RELAYED_DELETE, REVOKE)},
+    TOPIC_TASKS: {**{k.name: k for k in (TASK, WORKLOAD, DELETE, CORDON, DRAIN,
+                                         RELAYED_DELETE, REVOKE)}, **OBJECT_KINDS},
     TOPIC_PROPOSALS: {BID.name: BID},
     TOPIC_EVENTS: {k.name: k for k in (MACHINE_RECORD, MACHINE_WITHDRAW, DEPLOYED, FAILED,
-                                       LEASE)},
+                                       LEASE, SECRET_WANT)},
 }
 WORKLOAD_PEERS_REFRESH_S = 1.0
 
@@ -134,12 +135,14 @@ class Inbound:
                  drops: Drops, membership: Membership,
                  driver: AuctionDriver, deleter: Deleter, cordon: Cordon,
                  admitting: AdmissionService, metrics: Metrics, audit: Audit,
-                 keep_service: Callable[[bytes, wire.Envelope], object]) -> None:
+                 keep_object: Callable[[bytes, wire.Envelope], object],
+                 secrets: SecretCopies) -> None:
         """`audit` keeps each operator request this machine acts on (a Delete; a Cordon or
-        Drain of this machine); `keep_service` keeps a Service if it is the newest
-        (`store.WorkloadStore.add_service`)."""
+        Drain of this machine); `keep_object` keeps a Service, ConfigMap or Secret if it is
+        the newest (`store.WorkloadStore.add_object`)."""
         self.machine = machine
-        self.keep_service = keep_service
+        self.keep_object = keep_object
+        self.secrets = secrets
         self.verifiers = {topic: verifier_for(kinds) for topic, kinds in TOPIC_KINDS.items()}
         self.authenticate_workload = authenticate_workload
         self.guard = guard
@@ -171,8 +174,8 @@ class Inbound:
                     self.deleter.check_relayed(env)
                 elif env.kind == WORKLOAD.name:
                     check_workload(msg.data, env)
-                elif env.kind == SERVICE.name:
-                    check_service(msg.data, env)
+                elif env.kind in OBJECT_KINDS:
+                    check_object(msg.data, env)
                 elif env.kind == BID.name:
                     self.driver.refuse_bid(env)
             except wire.Rejected as e:
@@ -214,9 +217,11 @@ class Inbound:
         elif kind == WORKLOAD.name:
             self.audit(env, time.time(), "")
             self.driver.on_workload(data, env)
-        elif kind == SERVICE.name:
+        elif kind in OBJECT_KINDS:
             self.audit(env, time.time(), "")
-            self.keep_service(data, env)
+            self.keep_object(data, env)
+        elif kind == SECRET_WANT.name:
+            self.secrets.on_want(env)
         elif kind == DELETE.name:
             self.audit(env, time.time(), "")
             self.deleter.on_delete(env)

@@ -9,13 +9,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from beemesh.machine.workplane_link import CertifiedKeys
+from beemesh.manifest.config import object_id
 from beemesh.membership.records import PodSummary
 from beemesh.membership.view import MachineView
 from beemesh.node.evictions import Evictions
 from beemesh.node.kubelet import Kubelet
 from beemesh.node.local import LocalNode
 from beemesh.runtime import PodInfo
-from beemesh.workloads.store import StoredService, StoredWorkload
+from beemesh.workloads.store import StoredObject, StoredWorkload
 from beemesh.workplane.names import address
 
 
@@ -91,6 +92,7 @@ def workload_rows(workloads: Iterable[StoredWorkload], pods: list[dict[str, Any]
             "name": spec.name, "desired": spec.replicas, "current": len(mine),
             "ready": len({p["replica"] for p in ready}), "up_to_date": len(up_to_date),
             "template": spec.template_hash, "generation": w.generation,
+            "uses": sorted(object_id(src, spec.namespace, n) for src, n in spec.config_refs()),
             "strategy": spec.strategy.type,
             "state": "complete" if settled else (
                 seen["state"] if seen.get("state") in ("stalled", "paused") else "progressing"),
@@ -100,7 +102,7 @@ def workload_rows(workloads: Iterable[StoredWorkload], pods: list[dict[str, Any]
     return sorted(rows, key=lambda r: r["workload"])
 
 
-def service_rows(services: Iterable[StoredService], workloads: Iterable[StoredWorkload],
+def service_rows(services: Iterable[StoredObject], workloads: Iterable[StoredWorkload],
                  endpoints: Iterable[Mapping[str, Any]], now: float) -> list[dict[str, Any]]:
     """Rows of `beemesh get services` (like `kubectl get svc` with its endpoints): each
     Service this machine keeps, the workloads its selector picks (pod template labels, same

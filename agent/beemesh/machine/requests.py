@@ -21,12 +21,18 @@ from beemesh import wire
 from beemesh.errors import UserError
 from beemesh.machine.audit_log import Audit
 from beemesh.machine.pods import Pods
-from beemesh.manifest import ServiceSpec, WorkloadSpec
+from beemesh.manifest import WorkloadSpec
 from beemesh.mesh.host import MeshHost
 from beemesh.scheduling.apply import plan_apply
 from beemesh.scheduling.driver import AuctionDriver
 from beemesh.topics import TOPIC_TASKS
-from beemesh.workloads.messages import DELETE, SERVICE, check_service, check_workload
+from beemesh.workloads.messages import (
+    DELETE,
+    OBJECT_KINDS,
+    ObjectSpec,
+    check_object,
+    check_workload,
+)
 from beemesh.workloads.store import WorkloadStore
 
 REPLICA_STAGGER_S = 0.4  # > the longest selection window: replica k+1 sees who won replica k
@@ -47,23 +53,25 @@ class OperatorRequests:
         self.audit = audit
 
     async def apply(self, blobs: list[bytes]) -> list[dict[str, Any]]:
-        """Verify operator-signed workloads and Services (all before acting on any), keep
-        and publish each, and publish a Task for each missing replica of a workload."""
+        """Verify operator-signed workloads and objects (all before acting on any), keep
+        and publish each (objects first: the pods of the workloads read them), and publish a
+        Task for each missing replica of a workload."""
         now = time.time()
-        accepted: list[tuple[WorkloadSpec | ServiceSpec, bytes, wire.Envelope]] = []
+        accepted: list[tuple[WorkloadSpec | ObjectSpec, bytes, wire.Envelope]] = []
         for blob in blobs:
             try:
                 # unremembered: our own delivery of it must not look like a replay (py-libp2p
                 # validates what we publish, and forwards nothing it refuses)
                 env = self.applies.check(blob, now, remember=False)
-                spec = (check_service if env.kind == SERVICE.name else check_workload)(blob, env)
+                spec = (check_object if env.kind in OBJECT_KINDS else check_workload)(blob, env)
             except wire.Rejected as e:
                 raise UserError(f"apply rejected ({e.reason}): {e.detail}") from None
             accepted.append((spec, blob, env))
         out: list[dict[str, Any]] = []
+        accepted.sort(key=lambda a: isinstance(a[0], WorkloadSpec))
         for spec, blob, env in accepted:
-            if isinstance(spec, ServiceSpec):
-                out.append(await self._apply_service(spec, blob, env, now))
+            if not isinstance(spec, WorkloadSpec):
+                out.append(await self._apply_object(spec, blob, env, now))
                 continue
             stored = self.store.add_workload(blob, env)
             if stored is None:
@@ -85,15 +93,16 @@ class OperatorRequests:
                 out.append(step.to_dict())
         return out
 
-    async def _apply_service(self, spec: ServiceSpec, blob: bytes, env: wire.Envelope,
-                             now: float) -> dict[str, Any]:
-        """Keep a Service and publish it: every machine keeps the newest."""
-        if self.store.add_service(blob, env) is None:
-            raise UserError(f"{spec.service_id}: a newer apply or delete is already known; "
+    async def _apply_object(self, spec: ObjectSpec, blob: bytes, env: wire.Envelope,
+                            now: float) -> dict[str, Any]:
+        """Keep a Service, ConfigMap or Secret and publish it: every machine keeps the
+        newest."""
+        if self.store.add_object(blob, env) is None:
+            raise UserError(f"{spec.object_id}: a newer apply or delete is already known; "
                             "check the clock of this machine and apply again")
-        self.audit(env, now, spec.service_id)
+        self.audit(env, now, spec.object_id)
         await self.mesh.publish(TOPIC_TASKS, blob)
-        return {"workload": spec.service_id, "replica": "-", "task_id": "-", "state": "applied"}
+        return {"workload": spec.object_id, "replica": "-", "task_id": "-", "state": "applied"}
 
     async def forward(self, blob: bytes) -> wire.Envelope:
         """Check an operator-signed Delete/Cordon/Drain and publish it."""

@@ -29,6 +29,7 @@ from beemesh.mesh.host import MeshHost
 from beemesh.metrics import Metrics
 from beemesh.node.capacity import machine_arch
 from beemesh.node.local import LocalNode
+from beemesh.podconfig.holding import SecretCopies
 from beemesh.scheduling.driver import AuctionDriver
 from beemesh.workloads.messages import CORDON, DRAIN
 from beemesh.workloads.store import StoredWorkload
@@ -42,7 +43,7 @@ class AgentApi:
                  persister: Persister, admission: Admission,
                  driver: AuctionDriver, requests: OperatorRequests, pods: Pods,
                  link: WorkPlaneLink | None, pod_access: PodAccess, events: EventLog,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, secrets: SecretCopies) -> None:
         self.machine = machine
         self.mesh = mesh
         self.view = view
@@ -58,6 +59,7 @@ class AgentApi:
         self.pod_access = pod_access
         self.events = events
         self.metrics = metrics
+        self.secrets = secrets
         for method, path, handler in (
                 ("GET", "/v1/nodes", self._nodes), ("GET", "/v1/status", self._status),
                 ("GET", "/v1/metrics", self._metrics_json), ("GET", "/metrics", self._metrics),
@@ -70,7 +72,9 @@ class AgentApi:
                 ("POST", "/v1/exec", self._pod_request), ("GET", "/v1/workloads", self._workloads),
                 ("GET", "/v1/workloads/manifest", self._manifest),
                 ("GET", "/v1/workloads/history", self._history),
-                ("GET", "/v1/services", self._services)):
+                ("GET", "/v1/services", self._services), ("GET", "/v1/objects", self._objects),
+                ("GET", "/v1/secret-wants", self._secret_wants),
+                ("POST", "/v1/secret-copies", self._secret_copies)):
             server.route(method, path, handler)
 
     async def _workloads(self, _req: Request) -> Response:
@@ -84,6 +88,38 @@ class AgentApi:
         records = self.link.endpoints(None) if self.link else []
         return Response(200, service_rows(store.services(), store.workloads(), records,
                                           time.time()))
+
+    async def _objects(self, _req: Request) -> Response:
+        """ConfigMaps and Secrets this machine keeps (a Secret: its keys, never values)."""
+        now = time.time()
+        return Response(200, [{"object": o.object_id, "kind": o.spec.kind,
+                               "namespace": o.spec.namespace, "name": o.spec.name,
+                               "age_s": round(max(0.0, now - o.ts)), **o.spec.to_dict(),
+                               "digest": o.spec.digest}
+                              for o in self.driver.store.objects()
+                              if o.spec.kind in ("ConfigMap", "Secret")])
+
+    async def _secret_wants(self, req: Request) -> Response:
+        """Machines waiting for a copy of these Secrets whose wants this machine verified:
+        a sealing `apply` seals for them."""
+        ids = {i for i in req.query.get("ids", "").split(",") if i}
+        return Response(200, [{"machine": w.machine, "public_key": w.public_key.hex(),
+                               "secret": w.secret, "digest": w.digest, "task_id": w.task_id}
+                              for w in self.secrets.wants(ids)])
+
+    async def _secret_copies(self, req: Request) -> Response:
+        """Copies sealed by the operator's `apply`, each for a want verified here."""
+        sent = 0
+        for copy in (req.json() or {}).get("copies", []):
+            if not isinstance(copy, dict):
+                raise ApiError(400, "each copy is a mapping")
+            want = self.secrets.want(str(copy.get("secret")), str(copy.get("digest")),
+                                     str(copy.get("machine")))
+            if want is None:
+                continue  # answered or expired meanwhile; it asks again if it still waits
+            await self.secrets.send(want, _b64(copy.get("box", "")))
+            sent += 1
+        return Response(200, {"sent": sent})
 
     async def _manifest(self, req: Request) -> Response:
         """The operator-signed Workload this machine keeps of one workload, or of one of its

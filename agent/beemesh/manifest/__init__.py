@@ -20,17 +20,21 @@ Supported fields:
   ``progressDeadlineSeconds`` (``beemesh.manifest.strategy``); v1 Pod: the pod spec directly
   under ``spec``.
 - v1 Service: ``beemesh.manifest.service`` (selector, ports, headless).
+- v1 ConfigMap and Secret: ``beemesh.manifest.config`` (data, binaryData / stringData, type,
+  immutable; a Secret travels without its values).
 - ``metadata``: ``name`` (at most 53 characters), ``namespace`` (default "default"), ``labels``,
   ``annotations``.
 - Pod spec: ``containers``, ``nodeSelector``, ``restartPolicy`` (only Always for controllers),
   ``securityContext`` (``runAsUser``, ``runAsGroup``, ``runAsNonRoot``, ``seccompProfile``
-  RuntimeDefault), ``volumes`` (``emptyDir``, ``hostPath``: ``beemesh.manifest.volumes``),
+  RuntimeDefault), ``volumes`` (``emptyDir``, ``hostPath``, ``configMap``, ``secret``:
+  ``beemesh.manifest.volumes``),
   ``terminationGracePeriodSeconds`` (0-3600; Beemesh's default without it is 10 s, not
   Kubernetes' 30).
   ``hostNetwork``, ``hostPID`` and ``hostIPC`` are refused. StatefulSet
   ``volumeClaimTemplates``: a volume per ordinal on the machine that runs it.
 - Container: ``name``, ``image``, ``command``, ``args``, ``env[]`` (``name`` and a literal
-  ``value``), ``ports[]`` (``containerPort``, ``hostPort``, ``protocol`` TCP or UDP, ``name``),
+  ``value`` or ``valueFrom`` a ConfigMap or Secret key), ``envFrom[]``, ``ports[]``
+  (``containerPort``, ``hostPort``, ``protocol`` TCP or UDP, ``name``),
   ``resources.requests``/``limits`` for ``cpu`` and ``memory`` (requests default to limits),
   ``volumeMounts`` (``name``, ``mountPath``, ``readOnly``), ``lifecycle.postStart`` and
   ``lifecycle.preStop`` with an ``exec`` command (a failing postStart fails the deploy; preStop
@@ -54,7 +58,8 @@ documents: Deployment, StatefulSet, Pod and their pod spec) with ``containers`` 
 containers and probes) and ``fields`` (used, warned and refused fields of one document),
 ``checks`` (rules and one-line errors shared by the walker and ``from_dict``) and
 ``quantities`` (cpu and memory amounts), ``security`` (securityContext and the
-confinement every container gets) and ``volumes`` (pod volumes and mounts). Import from
+confinement every container gets), ``volumes`` (pod volumes and mounts) and ``config``
+(ConfigMaps and Secrets) with ``references`` (what a pod takes from them). Import from
 ``beemesh.manifest`` itself.
 """
 

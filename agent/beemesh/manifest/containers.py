@@ -22,7 +22,7 @@ from beemesh.manifest.checks import (
     port_protocol,
     probe_int,
 )
-from beemesh.manifest.fields import NOT_YET, UNSUPPORTED_FIX, Doc
+from beemesh.manifest.fields import NOT_YET, Doc
 from beemesh.manifest.model import (
     PROBE_FIELDS,
     PROBE_TIMING,
@@ -32,6 +32,7 @@ from beemesh.manifest.model import (
     ProbeSpec,
 )
 from beemesh.manifest.quantities import cpu_milli, memory_bytes, show_cpu, show_memory
+from beemesh.manifest.references import KeyRef, parse_env_from, parse_key_ref
 from beemesh.manifest.security import Inherited, parse_container_security
 from beemesh.manifest.volumes import parse_mounts
 
@@ -45,7 +46,7 @@ def parse_container(d: Doc, raw: Any, path: str, pod_security: Inherited) -> Con
     """
     c = d.mapping(raw, path, required=True)
     d.check_fields(c, path, ("name", "image", "imagePullPolicy", "command", "args", "env",
-                             "ports", "resources", "securityContext", "volumeMounts",
+                             "envFrom", "ports", "resources", "securityContext", "volumeMounts",
                              "lifecycle",
                              *(key for key, _ in PROBE_FIELDS)))
     name = dns_label(c.get("name"), f"{path}.name", "container name", MAX_LABEL, d.fail)
@@ -65,7 +66,7 @@ def parse_container(d: Doc, raw: Any, path: str, pod_security: Inherited) -> Con
         d.fail(f"{path}.imagePullPolicy", f"{describe(policy)} is not a pull policy",
                f"use one of {', '.join(PULL_POLICIES)}")
 
-    env = _parse_env(d, c.get("env"), f"{path}.env")
+    env, env_refs = _parse_env(d, c.get("env"), f"{path}.env")
     raw_ports = c.get("ports")
     if raw_ports is not None and not isinstance(raw_ports, list):
         d.fail(f"{path}.ports", f"must be a list, got {describe(raw_ports)}",
@@ -105,7 +106,8 @@ def parse_container(d: Doc, raw: Any, path: str, pod_security: Inherited) -> Con
         name=name, image=image, image_pull_policy=policy,
         command=d.strings(c.get("command"), f"{path}.command"),
         args=d.strings(c.get("args"), f"{path}.args"),
-        env=env, ports=ports,
+        env=env, env_refs=env_refs,
+        env_from=parse_env_from(d, c.get("envFrom"), f"{path}.envFrom"), ports=ports,
         cpu_request_milli=cpu_request, memory_request_bytes=mem_request,
         cpu_limit_milli=cpu_limit, memory_limit_bytes=mem_limit,
         startup=probes["startup"], readiness=probes["readiness"], liveness=probes["liveness"],
@@ -216,21 +218,25 @@ def _parse_headers(d: Doc, raw: Any, path: str) -> tuple[tuple[str, str], ...]:
     return tuple(headers)
 
 
-def _parse_env(d: Doc, raw: Any, path: str) -> tuple[tuple[str, str], ...]:
+def _parse_env(d: Doc, raw: Any, path: str) -> tuple[tuple[tuple[str, str], ...],
+                                                    tuple[KeyRef, ...]]:
+    """(literal values, valueFrom references) of a container's env."""
     if raw is None:
-        return ()
+        return (), ()
     if not isinstance(raw, list):
         d.fail(path, f"must be a list, got {describe(raw)}",
                "write one '- name: X' / 'value: \"...\"' entry per variable")
-    env = []
+    env, refs = [], []
     for i, item in enumerate(raw):
         item_path = f"{path}[{i}]"
         entry = d.mapping(item, item_path, required=True)
-        if "valueFrom" in entry:
-            d.fail(f"{item_path}.valueFrom", "not supported by beemesh",
-                   UNSUPPORTED_FIX["valueFrom"])
-        d.check_fields(entry, item_path, ("name", "value"))
+        d.check_fields(entry, item_path, ("name", "value", "valueFrom"))
         name = env_name(entry.get("name"), f"{item_path}.name", d.fail)
+        if entry.get("valueFrom") is not None:
+            if entry.get("value"):
+                d.fail(item_path, "has both value and valueFrom", "keep one")
+            refs.append(parse_key_ref(d, name, entry["valueFrom"], f"{item_path}.valueFrom"))
+            continue
         value = entry.get("value")
         value = "" if value is None else value
         if not isinstance(value, str):
@@ -238,7 +244,7 @@ def _parse_env(d: Doc, raw: Any, path: str) -> tuple[tuple[str, str], ...]:
             d.fail(f"{item_path}.value", f"must be a string, got {describe(value)}",
                    f'quote it: value: "{shown}"')
         env.append((name, value))
-    return tuple(env)
+    return tuple(env), tuple(refs)
 
 
 def _parse_port(d: Doc, raw: Any, path: str) -> PortSpec:

@@ -16,8 +16,6 @@ NOT_YET = "not applied by beemesh yet; ignored"
 READ_ONLY = "set by a Kubernetes cluster, meaningless here; ignored"
 # Better fixes than "remove it" for fields people commonly reach for.
 UNSUPPORTED_FIX = {
-    "valueFrom": "give the variable a literal value instead",
-    "envFrom": "list each variable under env with a literal value instead",
     "matchExpressions": "select with matchLabels instead",
     "grpc": "use httpGet, tcpSocket or exec instead",
     "host": "remove it (probes always connect to the pod's own IP)",

@@ -27,6 +27,7 @@ from beemesh.manifest.checks import (
     label_map,
     pod_restart_policy,
 )
+from beemesh.manifest.config import ConfigMapSpec, SecretSpec, parse_config_map, parse_secret
 from beemesh.manifest.containers import parse_container
 from beemesh.manifest.fields import NOT_YET, READ_ONLY, Doc
 from beemesh.manifest.model import ContainerSpec, WorkloadSpec
@@ -40,8 +41,13 @@ from beemesh.manifest.strategy import (
 )
 from beemesh.manifest.volumes import check_mounts, parse_claims, parse_volumes
 
-_API_VERSIONS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Pod": "v1", "Service": "v1"}
-_SUPPORTED_TEXT = "apps/v1 Deployment, apps/v1 StatefulSet, v1 Pod or v1 Service"
+_API_VERSIONS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Pod": "v1", "Service": "v1",
+                 "ConfigMap": "v1", "Secret": "v1"}
+_SUPPORTED_TEXT = ("apps/v1 Deployment, apps/v1 StatefulSet, v1 Pod, v1 Service, v1 ConfigMap "
+                   "or v1 Secret")
+# In a pod template's annotations: "true" rolls the workload when a ConfigMap or Secret it uses
+# changes (`beemesh apply` records their digest in the template).
+ROLL_ON_CONFIG = "beemesh.io/roll-on-config-change"
 # Document fields ignored with a warning (a container's own are in manifest.containers).
 _META_READ_ONLY = dict.fromkeys(
     ("creationTimestamp", "uid", "resourceVersion", "generation", "managedFields", "selfLink"),
@@ -92,9 +98,12 @@ def _load_documents(text: str, source: str) -> list[Any]:
         raise ManifestError(f"{where}: invalid YAML: {problem}; {fix}") from None
 
 
-def parse_manifests(text: str, source: str = "<manifest>") -> list[WorkloadSpec | ServiceSpec]:
+Spec = WorkloadSpec | ServiceSpec | ConfigMapSpec | SecretSpec
+
+
+def parse_manifests(text: str, source: str = "<manifest>") -> list[Spec]:
     """Parse single- or multi-document YAML; empty documents are skipped, so [] is possible."""
-    specs: list[WorkloadSpec | ServiceSpec] = []
+    specs: list[Spec] = []
     first_seen: dict[tuple[str, str, str], int] = {}
     for number, doc in enumerate(_load_documents(text, source), start=1):
         if doc is None:
@@ -112,7 +121,7 @@ def parse_manifests(text: str, source: str = "<manifest>") -> list[WorkloadSpec 
     return specs
 
 
-def load_manifest_file(path: Path) -> list[WorkloadSpec | ServiceSpec]:
+def load_manifest_file(path: Path) -> list[Spec]:
     """Read and parse a manifest file; any read problem becomes a ManifestError naming it."""
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -127,7 +136,7 @@ def load_manifest_file(path: Path) -> list[WorkloadSpec | ServiceSpec]:
     return parse_manifests(text, str(path))
 
 
-def _parse_document(doc: Any, where: Where) -> WorkloadSpec | ServiceSpec:
+def _parse_document(doc: Any, where: Where) -> Spec:
     if not isinstance(doc, dict):
         fix = ("put each object in its own document, separated by '---'"
                if isinstance(doc, list) else "check the indentation")
@@ -151,13 +160,17 @@ def _parse_document(doc: Any, where: Where) -> WorkloadSpec | ServiceSpec:
     meta = d.mapping(doc.get("metadata"), "metadata", required=True)
     name = dns_label(meta.get("name"), "metadata.name", "name", MAX_WORKLOAD_NAME, d.fail)
     where.name = name
-    d.check_fields(doc, "", ("apiVersion", "kind", "metadata", "spec"), {"status": READ_ONLY})
     d.check_fields(meta, "metadata", ("name", "namespace", "labels", "annotations"),
                    _META_READ_ONLY)
     namespace = meta.get("namespace")
     namespace = "default" if namespace is None else dns_label(
         namespace, "metadata.namespace", "namespace", MAX_LABEL, d.fail)
     labels = label_map(meta.get("labels"), "metadata.labels", d.fail)
+    if kind == "ConfigMap":
+        return parse_config_map(d, name, namespace, labels, doc)
+    if kind == "Secret":
+        return parse_secret(d, name, namespace, labels, doc)
+    d.check_fields(doc, "", ("apiVersion", "kind", "metadata", "spec"), {"status": READ_ONLY})
     spec = d.mapping(doc.get("spec"), "spec", required=True)
     if kind == "Service":
         annotations = d.mapping(meta.get("annotations"), "metadata.annotations")
@@ -166,6 +179,7 @@ def _parse_document(doc: Any, where: Where) -> WorkloadSpec | ServiceSpec:
     if kind == "Pod":
         replicas, pod_base = 1, "spec"
         pod, strategy, restarted = spec, DEFAULT_STRATEGY, ""
+        annotations = d.mapping(meta.get("annotations"), "metadata.annotations")
     else:
         allowed = ["replicas", "selector", "template", "minReadySeconds"]
         if kind == "StatefulSet":
@@ -216,8 +230,16 @@ def _parse_document(doc: Any, where: Where) -> WorkloadSpec | ServiceSpec:
         kind=kind, name=name, namespace=namespace, replicas=replicas, labels=labels,
         node_selector=node_selector, containers=containers, restart_policy=restart_policy,
         warnings=tuple(d.warnings), strategy=strategy, restarted_at=restarted, volumes=volumes,
-        grace_s=grace,
+        grace_s=grace, roll_on_config=_roll_on_config(d, annotations),
     )
+
+
+def _roll_on_config(d: Doc, annotations: dict[Any, Any]) -> bool:
+    value = annotations.get(ROLL_ON_CONFIG)
+    if value not in (None, "true", "false"):
+        d.fail(f"annotations.{ROLL_ON_CONFIG}", f"must be \"true\" or \"false\", got "
+               f"{describe(value)}", 'write "true" (quoted)')
+    return value == "true"
 
 
 def _check_selector(d: Doc, selector: Any, template_labels: dict[str, str]) -> None:

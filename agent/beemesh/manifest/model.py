@@ -40,7 +40,9 @@ from beemesh.manifest.checks import (
     port_protocol,
     probe_int,
 )
+from beemesh.manifest.config import MAX_ITEMS
 from beemesh.manifest.quantities import show_cpu, show_memory
+from beemesh.manifest.references import EnvFrom, KeyRef
 from beemesh.manifest.security import (
     DEFAULT_SECURITY,
     SecuritySpec,
@@ -140,6 +142,8 @@ class ContainerSpec:
     mounts: tuple[Mount, ...] = ()  # its volumeMounts (`manifest.volumes`)
     post_start: tuple[str, ...] = ()  # lifecycle.postStart.exec.command
     pre_stop: tuple[str, ...] = ()  # lifecycle.preStop.exec.command
+    env_refs: tuple[KeyRef, ...] = ()  # env[].valueFrom (`manifest.config`)
+    env_from: tuple[EnvFrom, ...] = ()  # envFrom[]
 
     @property
     def pull_policy(self) -> str:
@@ -169,6 +173,18 @@ class WorkloadSpec:
     restarted_at: str = ""  # the pod template's kubectl.kubernetes.io/restartedAt annotation
     volumes: tuple[Volume, ...] = ()  # the pod's volumes, then a StatefulSet's claims
     grace_s: int | None = None  # terminationGracePeriodSeconds (None: DEFAULT_GRACE_S)
+    # The pod template's annotation ROLL_ON_CONFIG: a change of the ConfigMaps and Secrets it
+    # uses rolls it. `beemesh apply` then sets config_digest, a digest of them, so that a change
+    # is a new template.
+    roll_on_config: bool = False
+    config_digest: str = ""
+
+    def config_refs(self) -> frozenset[tuple[str, str]]:
+        """(ConfigMap or Secret, name) of every object its pods read, in its namespace."""
+        refs = {(r.source, r.name) for c in self.containers for r in c.env_refs}
+        refs.update((e.source, e.name) for c in self.containers for e in c.env_from)
+        refs.update((v.files.source, v.files.name) for v in self.volumes if v.files is not None)
+        return frozenset(refs)
 
     @property
     def host_paths(self) -> tuple[str, ...]:
@@ -238,6 +254,8 @@ class WorkloadSpec:
             **({"restarted_at": self.restarted_at} if self.restarted_at else {}),
             **({"volumes": [v.to_dict() for v in self.volumes]} if self.volumes else {}),
             **({"grace_s": self.grace_s} if self.grace_s is not None else {}),
+            **({"roll_on_config": True} if self.roll_on_config else {}),
+            **({"config_digest": self.config_digest} if self.config_digest else {}),
         }
 
     @classmethod
@@ -281,6 +299,8 @@ def _container_to_dict(c: ContainerSpec) -> dict[str, Any]:
         **({"mounts": [m.to_dict() for m in c.mounts]} if c.mounts else {}),
         **({"post_start": list(c.post_start)} if c.post_start else {}),
         **({"pre_stop": list(c.pre_stop)} if c.pre_stop else {}),
+        **({"env_refs": [r.to_dict() for r in c.env_refs]} if c.env_refs else {}),
+        **({"env_from": [e.to_dict() for e in c.env_from]} if c.env_from else {}),
     }
 
 
@@ -360,11 +380,12 @@ class _Fields:
 
 
 _SPEC_KEYS = ("kind", "name", "namespace", "replicas", "labels", "node_selector", "containers",
-              "restart_policy", "warnings", "strategy", "restarted_at", "volumes", "grace_s")
+              "restart_policy", "warnings", "strategy", "restarted_at", "volumes", "grace_s",
+              "roll_on_config", "config_digest")
 _CONTAINER_KEYS = ("name", "image", "command", "args", "env", "ports", "cpu_request_milli",
                    "memory_request_bytes", "cpu_limit_milli", "memory_limit_bytes",
                    *(which for _, which in PROBE_FIELDS), "security", "image_pull_policy",
-                   "mounts", "post_start", "pre_stop")
+                   "mounts", "post_start", "pre_stop", "env_refs", "env_from")
 _SECURITY_KEYS = ("run_as_user", "run_as_group", "run_as_non_root", "read_only_root_filesystem",
                   "cap_add", "cap_drop")
 _PORT_KEYS = ("container_port", "host_port", "protocol", "name")
@@ -379,7 +400,11 @@ def _spec_from_dict(d: Any) -> WorkloadSpec:
     where = Where("workload spec")
     fail = where.fail
     f = _Fields(d, "", _SPEC_KEYS, fail,
-                optional=("strategy", "restarted_at", "volumes", "grace_s"))
+                optional=("strategy", "restarted_at", "volumes", "grace_s", "roll_on_config",
+                          "config_digest"))
+    digest = f.text("config_digest") if "config_digest" in d else ""
+    if digest and not (len(digest) == 64 and all(ch in "0123456789abcdef" for ch in digest)):
+        fail("config_digest", "must be 64 hex digits", "send WorkloadSpec.to_dict() output")
     grace = f.integer("grace_s") if "grace_s" in d else None
     if grace is not None and grace > MAX_GRACE_S:
         fail("grace_s", f"{grace} is more than {MAX_GRACE_S}", "send a shorter grace")
@@ -421,13 +446,19 @@ def _spec_from_dict(d: Any) -> WorkloadSpec:
         strategy=(strategy_from_dict(d["strategy"], "strategy", kind, fail)
                   if "strategy" in d else DEFAULT_STRATEGY),
         restarted_at=restarted_at(d.get("restarted_at", ""), "restarted_at", fail),
-        volumes=volumes, grace_s=grace,
+        volumes=volumes, grace_s=grace, config_digest=digest,
+        roll_on_config=f.boolean("roll_on_config") if "roll_on_config" in d else False,
     )
 
 
 def _container_from_dict(raw: Any, path: str, fail: Fail) -> ContainerSpec:
     f = _Fields(raw, path, _CONTAINER_KEYS, fail,
-                optional=("security", "image_pull_policy", "mounts", "post_start", "pre_stop"))
+                optional=("security", "image_pull_policy", "mounts", "post_start", "pre_stop",
+                          "env_refs", "env_from"))
+    refs = f.items("env_refs") if "env_refs" in f.value else []
+    froms = f.items("env_from") if "env_from" in f.value else []
+    if len(refs) > MAX_ITEMS or len(froms) > MAX_ITEMS:
+        fail(f.at("env_refs"), "too many references", "send fewer")
     raw_mounts = f.items("mounts") if "mounts" in f.value else []
     if len(raw_mounts) > MAX_VOLUMES:
         fail(f.at("mounts"), f"more than {MAX_VOLUMES} mounts", "send fewer")
@@ -471,6 +502,10 @@ def _container_from_dict(raw: Any, path: str, fail: Fail) -> ContainerSpec:
                      for i, m in enumerate(raw_mounts)),
         post_start=f.strings("post_start") if "post_start" in f.value else (),
         pre_stop=f.strings("pre_stop") if "pre_stop" in f.value else (),
+        env_refs=tuple(KeyRef.from_dict(r, f"{f.at('env_refs')}[{i}]", fail)
+                       for i, r in enumerate(refs)),
+        env_from=tuple(EnvFrom.from_dict(e, f"{f.at('env_from')}[{i}]", fail)
+                       for i, e in enumerate(froms)),
     )
     if spec.image_pull_policy not in ("", *PULL_POLICIES):
         fail(f.at("image_pull_policy"), f"{describe(spec.image_pull_policy)} is not a pull "

@@ -85,6 +85,11 @@ class ServiceSpec:
     def service_id(self) -> str:
         return f"service/{self.namespace}/{self.name}"
 
+    @property
+    def object_id(self) -> str:
+        """The id it shares with ConfigMaps and Secrets (`workloads.store` keeps all three)."""
+        return self.service_id
+
     def selects(self, namespace: str, labels: tuple[tuple[str, str], ...]) -> bool:
         """Whether pods of a template with these labels, in that namespace, are endpoints."""
         have = dict(labels)

@@ -13,10 +13,12 @@
   ``accessModes`` ReadWriteOnce): a Podman named volume per (workload, ordinal, claim) on the
   machine that runs the ordinal, kept across pod and agent restarts; a container mounts it by
   the template's name, as in Kubernetes.
+- ``configMap`` and ``secret``: the object's keys as files (``beemesh.manifest.config``), written
+  when the pod starts into a directory on a tmpfs of the machine and mounted read-only.
 - ``volumeMounts`` (``name``, ``mountPath``, ``readOnly``) on each container.
 
-ConfigMap and Secret volumes, PersistentVolumeClaim objects, ``subPath`` and mount propagation
-are refused with the fix named.
+PersistentVolumeClaim objects, ``subPath`` and mount propagation are refused with the fix
+named.
 """
 
 from __future__ import annotations
@@ -26,17 +28,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from beemesh.manifest.checks import MAX_INT, MAX_LABEL, Fail, describe, dns_label
+from beemesh.manifest.config import CONFIG_MAP, SECRET
 from beemesh.manifest.fields import NOT_YET, Doc
 from beemesh.manifest.quantities import memory_bytes
+from beemesh.manifest.references import ConfigFiles, parse_config_files
 
-SOURCES = ("emptyDir", "hostPath", "claim")
+SOURCES = ("emptyDir", "hostPath", "claim", "configMap", "secret")
 PATH_TYPES = ("", "Directory", "DirectoryOrCreate", "File", "FileOrCreate")
 MAX_VOLUMES = 64  # per pod
 MAX_PATH = 1024
 RESERVED = "beemesh-"  # the volumes Beemesh mounts itself (discovery files, /etc/hosts)
 _NOT_YET_SOURCES = {
-    "configMap": "ConfigMap volumes are not supported yet; remove the volume",
-    "secret": "Secret volumes are not supported yet; remove the volume",
     "persistentVolumeClaim": "PersistentVolumeClaim objects do not exist in Beemesh; use a "
                              "StatefulSet with volumeClaimTemplates (a volume per ordinal)",
 }
@@ -50,10 +52,12 @@ class Volume:
     size_bytes: int | None = None  # emptyDir sizeLimit; a claim's storage request
     path: str = ""  # hostPath
     path_type: str = ""  # hostPath type
+    files: ConfigFiles | None = None  # configMap, secret
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "medium": self.medium,
-                "size_bytes": self.size_bytes, "path": self.path, "path_type": self.path_type}
+                "size_bytes": self.size_bytes, "path": self.path, "path_type": self.path_type,
+                **({"files": self.files.to_dict()} if self.files is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -93,15 +97,21 @@ def parse_volumes(d: Doc, raw: Any, base: str) -> tuple[Volume, ...]:
         for key, fix in _NOT_YET_SOURCES.items():
             if v.get(key) is not None:
                 d.fail(f"{path}.{key}", "not supported by beemesh", fix)
-        d.check_fields(v, path, ("name", "emptyDir", "hostPath"))
-        sources = [key for key in ("emptyDir", "hostPath") if v.get(key) is not None]
+        kinds = ("emptyDir", "hostPath", "configMap", "secret")
+        d.check_fields(v, path, ("name", *kinds))
+        sources = [key for key in kinds if v.get(key) is not None]
         if len(sources) != 1:
             d.fail(path, f"needs exactly one source, got {len(sources)}",
-                   "give it one of emptyDir or hostPath")
-        if sources == ["emptyDir"]:
-            volumes.append(_empty_dir(d, name, v["emptyDir"], f"{path}.emptyDir"))
+                   "give it one of emptyDir, hostPath, configMap or secret")
+        source = sources[0]
+        where = f"{path}.{source}"
+        if source == "emptyDir":
+            volumes.append(_empty_dir(d, name, v[source], where))
+        elif source == "hostPath":
+            volumes.append(_host_path(d, name, v[source], where))
         else:
-            volumes.append(_host_path(d, name, v["hostPath"], f"{path}.hostPath"))
+            volumes.append(Volume(name, source, files=parse_config_files(
+                d, CONFIG_MAP if source == "configMap" else SECRET, v[source], where)))
     return tuple(volumes)
 
 
@@ -223,8 +233,8 @@ def check_mounts(volumes: tuple[Volume, ...], mounts_by_container: list[tuple[st
 
 
 def volume_from_dict(raw: Any, path: str, fail: Fail) -> Volume:
-    if not isinstance(raw, dict) or set(raw) != {"name", "source", "medium", "size_bytes",
-                                                 "path", "path_type"}:
+    keys = {"name", "source", "medium", "size_bytes", "path", "path_type"}
+    if not isinstance(raw, dict) or set(raw) - {"files"} != keys:
         fail(path, f"expected a volume mapping, got {describe(raw)}",
              "send WorkloadSpec.to_dict() output")
     name = dns_label(raw["name"], f"{path}.name", "volume name", MAX_LABEL, fail)
@@ -237,7 +247,15 @@ def volume_from_dict(raw: Any, path: str, fail: Fail) -> Volume:
     host = _absolute(raw["path"], f"{path}.path", "path", fail) if source == "hostPath" else ""
     if source != "hostPath" and (raw["path"] or raw["path_type"]):
         fail(f"{path}.path", "only a hostPath volume has a path", "send to_dict() output")
-    return Volume(name, source, medium, size, host, raw["path_type"])
+    files = None
+    if source in ("configMap", "secret"):
+        files = ConfigFiles.from_dict(raw.get("files"), f"{path}.files", fail)
+        if files.source != (CONFIG_MAP if source == "configMap" else SECRET):
+            fail(f"{path}.files", "names the other kind of object", "send to_dict() output")
+    elif "files" in raw:
+        fail(f"{path}.files", "only a configMap or secret volume has files",
+             "send to_dict() output")
+    return Volume(name, source, medium, size, host, raw["path_type"], files)
 
 
 def mount_from_dict(raw: Any, path: str, fail: Fail) -> Mount:

@@ -25,7 +25,7 @@ from beemesh.events import EventLog
 from beemesh.manifest import WorkloadSpec
 from beemesh.node.capacity import Capacity, probe_capacity
 from beemesh.node.reservations import Reservations
-from beemesh.runtime import PodInfo, PodNetwork, Runtime
+from beemesh.runtime import PodConfig, PodInfo, PodNetwork, Runtime
 
 log = logging.getLogger("beemesh.node")
 
@@ -46,6 +46,18 @@ class PodNetworks(Protocol):
     """How a pod reaches Services (`machine.listeners`), prepared before its deploy."""
 
     def network_for(self, spec: WorkloadSpec, ordinal: int) -> PodNetwork | None: ...
+
+
+class PodConfigs(Protocol):
+    """What a pod takes from ConfigMaps and Secrets (`machine.pod_configs`), made ready before
+    its deploy (UserError: why it cannot start), and removed after the pod."""
+
+    async def prepare(self, spec: WorkloadSpec, ordinal: int,
+                      task_id: str) -> PodConfig | None: ...
+
+    def release(self, pod: str) -> None: ...
+
+    def tidy(self, keep: set[str]) -> None: ...
 
 
 class Announcer(Protocol):
@@ -79,7 +91,7 @@ class Deployment:
 class LocalNode:
     def __init__(self, *, machine: str, cfg: AgentConfig, runtime: Runtime, events: EventLog,
                  announcer: Announcer, pod_dirs: PodDirs | None,
-                 networks: PodNetworks | None = None) -> None:
+                 networks: PodNetworks | None = None, configs: PodConfigs | None = None) -> None:
         self.machine = machine
         self.cfg = cfg
         self.runtime = runtime
@@ -87,6 +99,7 @@ class LocalNode:
         self.announcer = announcer
         self.pod_dirs = pod_dirs
         self.networks = networks
+        self.configs = configs
         self.pods: dict[str, PodInfo] = {}  # name -> pod, as the runtime last reported
         self.in_flight: dict[str, InFlight] = {}  # task id -> deploy in flight
         self.removing: set[str] = set()  # pods being stopped and removed
@@ -183,6 +196,8 @@ class LocalNode:
             self.announcer.announce_soon()
         self.pods = fresh
         self._rebuild_reservations()
+        if self.configs is not None:
+            self.configs.tidy(set(fresh) | self.deploying_pods())
 
     def _rebuild_reservations(self) -> None:
         cap = self.capacity()
@@ -226,9 +241,14 @@ class LocalNode:
         try:
             network = self.networks.network_for(job.spec, job.ordinal) \
                 if self.networks is not None else None
+            config = await self.configs.prepare(job.spec, job.ordinal, job.task_id) \
+                if self.configs is not None else None
             pod = await trio.to_thread.run_sync(
-                self.runtime.deploy, job.spec, job.ordinal, job.task_id, directory, network)
+                self.runtime.deploy, job.spec, job.ordinal, job.task_id, directory, network,
+                config)
         except UserError as e:
+            if self.configs is not None:
+                self.configs.release(job.pod)
             return Deployment(None, str(e))
         took = time.monotonic() - t0
         if took > self.cfg.deploy_timeout_s:  # kept: the lease held others back
@@ -251,6 +271,8 @@ class LocalNode:
             return
         finally:
             self.removing.discard(pod_name)
+        if self.configs is not None:
+            self.configs.release(pod_name)
         self.pods.pop(pod_name, None)
         self._rebuild_reservations()
         self.announcer.announce_soon()

@@ -37,6 +37,7 @@ __all__ = [
     "LABEL_WORKLOAD",
     "ROOT_PODMAN_SOCKET",
     "ExecTimeout",
+    "PodConfig",
     "PodInfo",
     "PodNetwork",
     "Runtime",
@@ -140,6 +141,16 @@ class PodNetwork:
     env: tuple[tuple[str, str], ...] = ()
 
 
+@dataclass(frozen=True)
+class PodConfig:
+    """What a pod takes from ConfigMaps and Secrets (`podconfig`): each container's variables
+    from its env and envFrom (they replace its literal env), and the directory of each
+    configMap/secret volume (its files already written; mounted read-only)."""
+
+    env: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()  # (container, variables)
+    dirs: tuple[tuple[str, Path], ...] = ()  # (volume name, directory on this machine)
+
+
 @runtime_checkable
 class Runtime(Protocol):
     """What the agent needs from a container runtime. All methods block: call them in a thread.
@@ -152,12 +163,14 @@ class Runtime(Protocol):
         ...
 
     def deploy(self, spec: WorkloadSpec, ordinal: int, task_id: str,
-               discovery_dir: Path | None = None, network: PodNetwork | None = None) -> PodInfo:
+               discovery_dir: Path | None = None, network: PodNetwork | None = None,
+               config: PodConfig | None = None) -> PodInfo:
         """Run replica ``ordinal`` of ``spec`` as pod ``spec.pod_name(ordinal)``.
 
         Every container gets the ENV_* variables; with discovery_dir (an existing directory
         on this machine) also a read-only mount of it at DISCOVERY_MOUNT_PATH; with network,
-        its hosts file at /etc/hosts and its env vars.
+        its hosts file at /etc/hosts and its env vars; with config, its variables and
+        directories (needed when the spec uses ConfigMaps or Secrets).
         """
         ...
 

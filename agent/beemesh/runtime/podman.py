@@ -74,6 +74,7 @@ from beemesh.runtime import (
     LABEL_WORKLOAD,
     ROOT_PODMAN_SOCKET,
     ExecTimeout,
+    PodConfig,
     PodInfo,
     PodNetwork,
     RuntimeFailure,
@@ -236,7 +237,8 @@ class PodmanRuntime:
             raise self._unavailable(f"/_ping answered HTTP {resp.status_code}")
 
     def deploy(self, spec: WorkloadSpec, ordinal: int, task_id: str,
-               discovery_dir: Path | None = None, network: PodNetwork | None = None) -> PodInfo:
+               discovery_dir: Path | None = None, network: PodNetwork | None = None,
+               config: PodConfig | None = None) -> PodInfo:
         """Run one replica; see the module doc for what happens when the name is taken.
 
         discovery_dir must exist on this machine: it is mounted read-only, never created.
@@ -276,7 +278,8 @@ class PodmanRuntime:
             self._ensure_image(c.image, c.pull_policy, action)
         self.volumes.prepare(spec, ordinal, action)
 
-        doc = pod_manifest(spec, ordinal, task_id, discovery_dir, self.capabilities, network)
+        doc = pod_manifest(spec, ordinal, task_id, discovery_dir, self.capabilities, network,
+                           config)
         try:
             report = self._request(
                 "post", "/play/kube", action,

@@ -43,6 +43,7 @@ from beemesh.runtime import (
     LABEL_TASK,
     LABEL_TEMPLATE,
     LABEL_WORKLOAD,
+    PodConfig,
     PodInfo,
     PodNetwork,
 )
@@ -72,7 +73,8 @@ _STATES = {
 def pod_manifest(spec: WorkloadSpec, ordinal: int, task_id: str,
                  discovery_dir: Path | None = None,
                  known_capabilities: tuple[str, ...] = CAPABILITIES,
-                 network: PodNetwork | None = None) -> dict[str, Any]:
+                 network: PodNetwork | None = None,
+                 config: PodConfig | None = None) -> dict[str, Any]:
     """The single-replica Pod that ``kube play`` runs (JSON is YAML, so it is sent as JSON).
 
     beemesh labels win over the workload's own labels of the same key, and the ENV_*
@@ -81,7 +83,9 @@ def pod_manifest(spec: WorkloadSpec, ordinal: int, task_id: str,
     machine's kernel has (Podman refuses to drop one it does not know). network: its hosts
     file is mounted read-only at /etc/hosts (Podman then leaves /etc/hosts alone) and its
     Service env vars are set (the workload's own of the same name win, as in Kubernetes).
-    The hostname is the pod name (Podman's doing) and $HOSTNAME says so.
+    The hostname is the pod name (Podman's doing) and $HOSTNAME says so. config: each
+    container's variables (in place of its literal env) and the directories of its configMap
+    and secret volumes, mounted read-only.
     """
     cpu_milli, memory_bytes = spec.requests()
     name = spec.pod_name(ordinal)
@@ -113,12 +117,16 @@ def pod_manifest(spec: WorkloadSpec, ordinal: int, task_id: str,
         mounts.append({"name": HOSTS_VOLUME, "mountPath": "/etc/hosts", "readOnly": True})
         volumes.append({"name": HOSTS_VOLUME,
                         "hostPath": {"path": str(network.hosts_file), "type": "File"}})
-    volumes += [manifest_volume(spec, ordinal, v) for v in spec.volumes]
+    dirs = dict(config.dirs) if config is not None else {}
+    variables = dict(config.env) if config is not None else {}
+    files = {v.name for v in spec.volumes if v.files is not None}
+    volumes += [manifest_volume(spec, ordinal, v, dirs.get(v.name)) for v in spec.volumes]
     if volumes:
         pod_spec["volumes"] = volumes
     pod_spec["containers"] = [_container_manifest(c, env, mounts + [
-        {"name": m.name, "mountPath": m.path, "readOnly": m.read_only} for m in c.mounts],
-        known_capabilities, service_env) for c in spec.containers]
+        {"name": m.name, "mountPath": m.path, "readOnly": m.read_only or m.name in files}
+        for m in c.mounts], known_capabilities, service_env, variables.get(c.name, c.env))
+        for c in spec.containers]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -156,18 +164,18 @@ def security_context(s: SecuritySpec, known: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _container_manifest(c: ContainerSpec, env: dict[str, str], mounts: list[dict[str, Any]],
-                        known_capabilities: tuple[str, ...],
-                        service_env: dict[str, str]) -> dict[str, Any]:
+                        known_capabilities: tuple[str, ...], service_env: dict[str, str],
+                        own_env: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": c.name, "image": c.image, "imagePullPolicy": "Never",
                            "securityContext": security_context(c.security, known_capabilities)}
     if c.command:
         out["command"] = list(c.command)
     if c.args:
         out["args"] = list(c.args)
-    own = {k for k, _ in c.env}
+    own = {k for k, _ in own_env}
     out["env"] = [{"name": k, "value": v} for k, v in service_env.items()
                   if k not in own and k not in env]
-    out["env"] += [{"name": k, "value": v} for k, v in c.env if k not in env]
+    out["env"] += [{"name": k, "value": v} for k, v in own_env if k not in env]
     out["env"] += [{"name": k, "value": v} for k, v in env.items()]
     if mounts:
         out["volumeMounts"] = list(mounts)

@@ -7,6 +7,8 @@
 - a claim -> a named volume per (workload, ordinal, claim) (`bm-c-<workload>-<name>-<ordinal>`),
   made when first needed and kept when the pod goes (pod restarts, agent restarts, a
   replacement on the same machine); labelled with its workload, ordinal and claim.
+- configMap, secret -> the directory the agent wrote their files into (`podconfig.writing`,
+  on a tmpfs), mounted read-only.
 - hostPath -> mounted as named, after checking that no part of the path is a symbolic link
   (root never follows a link someone else may have planted); whether the machine allows the
   path at all was decided before it bid (`scheduling.scoring`).
@@ -21,6 +23,7 @@ import json
 import os
 import stat
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from beemesh.manifest import WorkloadSpec
@@ -43,8 +46,15 @@ def volume_name(spec: WorkloadSpec, ordinal: int, volume: Volume) -> str:
     return f"bm-e-{_digest(f'{spec.workload_id}/{ordinal}')}-{volume.name}"
 
 
-def manifest_volume(spec: WorkloadSpec, ordinal: int, volume: Volume) -> dict[str, Any]:
-    """The volume as the Pod manifest kube play runs names it."""
+def manifest_volume(spec: WorkloadSpec, ordinal: int, volume: Volume,
+                    files: Path | None = None) -> dict[str, Any]:
+    """The volume as the Pod manifest kube play runs names it (`files`: the directory written
+    for a configMap or secret volume)."""
+    if volume.files is not None:
+        if files is None:
+            raise RuntimeFailure(f"volume {volume.name}: its {volume.source} files were not "
+                                 "written (deploy it through the agent)")
+        return {"name": volume.name, "hostPath": {"path": str(files), "type": "Directory"}}
     if volume.source == "hostPath":
         return {"name": volume.name, "hostPath": {"path": volume.path,
                                                   **({"type": volume.path_type}
@@ -79,6 +89,8 @@ class PodmanVolumes:
     def prepare(self, spec: WorkloadSpec, ordinal: int, action: str) -> None:
         """Before the pod is played: fresh emptyDirs, existing or new claims, checked paths."""
         for v in spec.volumes:
+            if v.files is not None:
+                continue  # written by the agent (`podconfig.writing`)
             if v.source == "hostPath":
                 check_host_path(v.path)
                 continue

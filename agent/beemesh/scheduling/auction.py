@@ -309,6 +309,12 @@ class Auctioneer:
         st = self.tasks.get(task_id)
         return None if st is None else set(st.winners) | set(st.bidders)
 
+    def picked(self, task_id: str) -> frozenset[str]:
+        """Machines a round of this task picked here (none: no round closed, or not followed):
+        only they may be given the task's Secrets (`podconfig.holding`)."""
+        st = self.tasks.get(task_id)
+        return frozenset(st.winners) if st is not None else frozenset()
+
     def _of_replica(self, workload_id: str, ordinal: int) -> list[TaskState]:
         """Every auction this machine follows for replica `ordinal` of `workload_id`."""
         return [st for st in self.tasks.values()

@@ -196,6 +196,14 @@ class AuctionDriver:
                         None})
         return out
 
+    def task_spec(self, task_id: str) -> WorkloadSpec | None:
+        """The workload of a task this machine follows."""
+        task = self.tasks.get(task_id)
+        return task.spec if task is not None else None
+
+    def picked(self, task_id: str) -> frozenset[str]:
+        return self.auction.picked(task_id)
+
     def deployed_replicas(self) -> set[tuple[str, int]]:
         """(workload, ordinal) of tasks reported Deployed (the record may still be on its way)."""
         return {(t.workload_id, t.ordinal) for tid, t in self.tasks.items()

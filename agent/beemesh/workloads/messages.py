@@ -11,14 +11,24 @@ from typing import Any, TypeVar
 
 from beemesh import schema, wire
 from beemesh.manifest import ManifestError, ServiceSpec, WorkloadSpec
+from beemesh.manifest.config import MAX_CONFIG_BYTES, ConfigMapSpec, SecretSpec
 
 MAX_WORKLOAD_BYTES = 64 * 1024
+MAX_OBJECT_BYTES = MAX_CONFIG_BYTES + 32 * 1024  # a ConfigMap's values, base64 and framing
 T = TypeVar("T")
 MAX_GRACE_S = 24 * 3600  # the longest a drain lets a replica take to stop
 
 WORKLOAD = wire.Kind("Workload", wire.OPERATOR, schema.Struct(
     required={"spec": schema.OPAQUE}))
 SERVICE = wire.Kind("Service", wire.OPERATOR, schema.Struct(required={"spec": schema.OPAQUE}))
+CONFIG_MAP = wire.Kind("ConfigMap", wire.OPERATOR, schema.Struct(required={"spec": schema.OPAQUE}))
+SECRET = wire.Kind("Secret", wire.OPERATOR, schema.Struct(required={"spec": schema.OPAQUE}))
+# Objects every machine keeps beside workloads (`store.WorkloadStore.add_object`); a Secret
+# without its values (`manifest.config`).
+OBJECT_KINDS = {k.name: k for k in (SERVICE, CONFIG_MAP, SECRET)}
+ObjectSpec = ServiceSpec | ConfigMapSpec | SecretSpec
+_OBJECT_SPECS: dict[str, type[ObjectSpec]] = {"Service": ServiceSpec, "ConfigMap": ConfigMapSpec,
+                                              "Secret": SecretSpec}
 DELETE = wire.Kind("Delete", wire.OPERATOR, schema.Struct(required={"workload_id": str}))
 CORDON = wire.Kind("Cordon", wire.OPERATOR, schema.Struct(
     required={"machine": str, "cordoned": bool}))
@@ -43,16 +53,19 @@ def check_workload(data: bytes, env: wire.Envelope) -> WorkloadSpec:
     return _checked(data, env, "workload", WorkloadSpec.from_dict)
 
 
-def check_service(data: bytes, env: wire.Envelope) -> ServiceSpec:
-    """A verified Service (an apply of a v1 Service): its size and its spec; Rejected
-    otherwise. Every machine keeps the newest (`store.WorkloadStore.add_service`)."""
-    return _checked(data, env, "service", ServiceSpec.from_dict)
+def check_object(data: bytes, env: wire.Envelope) -> ObjectSpec:
+    """A verified Service, ConfigMap or Secret (an apply): its size and its spec; Rejected
+    otherwise. Every machine keeps the newest (`store.WorkloadStore.add_object`)."""
+    parse = _OBJECT_SPECS.get(env.kind)
+    if parse is None:
+        raise wire.Rejected("unknown_kind", f"{env.kind} is not a Service, ConfigMap or Secret")
+    return _checked(data, env, env.kind, parse.from_dict, MAX_OBJECT_BYTES)
 
 
-def _checked(data: bytes, env: wire.Envelope, what: str, parse: Callable[[Any], T]) -> T:
-    if len(data) > MAX_WORKLOAD_BYTES:
-        raise wire.Rejected("oversized", f"{what} of {len(data)} bytes, over the "
-                            f"{MAX_WORKLOAD_BYTES} cap")
+def _checked(data: bytes, env: wire.Envelope, what: str, parse: Callable[[Any], T],
+             cap: int = MAX_WORKLOAD_BYTES) -> T:
+    if len(data) > cap:
+        raise wire.Rejected("oversized", f"{what} of {len(data)} bytes, over the {cap} cap")
     try:
         return parse(env.body["spec"])
     except ManifestError as e:

@@ -1,10 +1,10 @@
-"""Operator-signed workloads, Services and deletes, kept on disk: recovery must not need the
+"""Operator-signed workloads, objects and deletes, kept on disk: recovery must not need the
 operator.
 
 Every machine keeps the newest signed `Workload` of each workload it has seen (from an apply,
-from a Task, or asked of a peer), the newest signed `Service` of each Service, and every
-operator `Delete` for `DELETE_TTL_S` (a Delete names a workload or a Service by its id,
-`kind/namespace/name`). A machine
+from a Task, or asked of a peer), the newest signed object (a Service, a ConfigMap, or a Secret
+without its values) of each, and every operator `Delete` for `DELETE_TTL_S` (a Delete names a
+workload or an object by its id, `kind/namespace/name`). A machine
 that restarts, or that is cut off from the operator, can still heal what it knows about and
 still refuse what was deleted. The files hold the operator's own signed bytes, so a file that
 was altered on disk fails verification on load and is set aside (renamed `*.bad`) rather than
@@ -28,6 +28,8 @@ from typing import TypeVar
 from beemesh import wire
 from beemesh.files import TMP_SUFFIX, WriteBehind
 from beemesh.manifest import ManifestError, ServiceSpec, WorkloadSpec
+from beemesh.manifest.config import ConfigMapSpec, SecretSpec
+from beemesh.workloads.messages import ObjectSpec, check_object
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +53,16 @@ class StoredWorkload:
 
 
 @dataclass(frozen=True)
-class StoredService:
-    spec: ServiceSpec
-    blob: bytes  # the operator-signed Service envelope
+class StoredObject:
+    """A Service, ConfigMap or Secret (its values never: `manifest.config`)."""
+
+    spec: ObjectSpec
+    blob: bytes  # the operator-signed envelope
     ts: float  # the operator's signing time
 
     @property
-    def service_id(self) -> str:
-        return self.spec.service_id
+    def object_id(self) -> str:
+        return self.spec.object_id
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class MisfiledError(ValueError):
 
 
 _Keep = Callable[[Path, bytes, wire.Envelope, float], None]
-_S = TypeVar("_S", "StoredWorkload", "StoredService")
+_S = TypeVar("_S", "StoredWorkload", "StoredObject")
 
 
 def _file_name(workload_id: str) -> str:
@@ -91,14 +95,14 @@ class WorkloadStore:
                  authenticate_workload: Callable[[bytes], wire.Envelope],
                  authenticate_delete: Callable[[bytes], wire.Envelope],
                  files: WriteBehind | None = None,
-                 authenticate_service: Callable[[bytes], wire.Envelope] | None = None) -> None:
+                 authenticate_object: Callable[[bytes], wire.Envelope] | None = None) -> None:
         """`files`: where changes go to disk (written behind, by the agent's persister);
-        the store itself is always current in memory. Without `authenticate_service` no
-        stored Service is loaded (a store that keeps workloads only)."""
+        the store itself is always current in memory. Without `authenticate_object` no
+        stored Service, ConfigMap or Secret is loaded (a store that keeps workloads only)."""
         self.files = files if files is not None else WriteBehind()
-        self.service_dir = directory / "services"
-        self._auth_service = authenticate_service
-        self._services: dict[str, StoredService] = {}
+        self.object_dir = directory / "objects"
+        self._auth_object = authenticate_object
+        self._objects: dict[str, StoredObject] = {}
         self.workload_dir = directory / "workloads"
         self.delete_dir = directory / "deleted"
         self.revision_dir = directory / "revisions"
@@ -123,11 +127,25 @@ class WorkloadStore:
         first; the last one is the current template."""
         return list(self._revisions.get(workload_id, ()))
 
-    def service(self, service_id: str) -> StoredService | None:
-        return self._services.get(service_id)
+    def object(self, object_id: str) -> StoredObject | None:
+        """A Service, ConfigMap or Secret by its id (`kind/namespace/name`)."""
+        return self._objects.get(object_id)
 
-    def services(self) -> list[StoredService]:
-        return sorted(self._services.values(), key=lambda s: s.service_id)
+    def objects(self) -> list[StoredObject]:
+        return sorted(self._objects.values(), key=lambda s: s.object_id)
+
+    def services(self) -> list[StoredObject]:
+        return [s for s in self.objects() if isinstance(s.spec, ServiceSpec)]
+
+    def config_map(self, namespace: str, name: str) -> ConfigMapSpec | None:
+        stored = self._objects.get(f"configmap/{namespace}/{name}")
+        return stored.spec if stored is not None and isinstance(stored.spec,
+                                                                ConfigMapSpec) else None
+
+    def secret(self, namespace: str, name: str) -> SecretSpec | None:
+        stored = self._objects.get(f"secret/{namespace}/{name}")
+        return stored.spec if stored is not None and isinstance(stored.spec,
+                                                                SecretSpec) else None
 
     def delete_of(self, workload_id: str) -> StoredDelete | None:
         """The operator's Delete in force for this workload, if any."""
@@ -169,17 +187,18 @@ class WorkloadStore:
         self._kept(self.workload_dir, wid, blob, save)
         return stored
 
-    def add_service(self, blob: bytes, env: wire.Envelope,
-                    save: bool = True) -> StoredService | None:
-        """Keep a verified Service if it is the newest apply and not deleted; returns it."""
-        spec = ServiceSpec.from_dict(env.body["spec"])
+    def add_object(self, blob: bytes, env: wire.Envelope,
+                   save: bool = True) -> StoredObject | None:
+        """Keep a verified Service, ConfigMap or Secret if it is the newest apply and not
+        deleted; returns it (wire.Rejected if it is none of them or out of bounds)."""
+        spec = check_object(blob, env)
         ts = env.ts_ms / 1000
-        sid = spec.service_id
-        unchanged, current = self._unchanged(self._services, sid, ts)
+        oid = spec.object_id
+        unchanged, current = self._unchanged(self._objects, oid, ts)
         if unchanged:
             return current
-        stored = self._services[sid] = StoredService(spec, blob, ts)
-        self._kept(self.service_dir, sid, blob, save)
+        stored = self._objects[oid] = StoredObject(spec, blob, ts)
+        self._kept(self.object_dir, oid, blob, save)
         return stored
 
     def _unchanged(self, kept: Mapping[str, _S], key: str, ts: float) -> tuple[bool, _S | None]:
@@ -211,7 +230,7 @@ class WorkloadStore:
         current = self._deletes.get(wid)
         if current is not None and current.ts >= ts:
             return False
-        applied = self._workloads.get(wid) or self._services.get(wid)
+        applied = self._workloads.get(wid) or self._objects.get(wid)
         if applied is not None and applied.ts > ts:
             return False  # the operator applied it again after this Delete
         self._deletes[wid] = StoredDelete(wid, blob, ts)
@@ -219,8 +238,8 @@ class WorkloadStore:
             self._save(self.delete_dir, wid, blob)
         if self._workloads.pop(wid, None) is not None:
             self.files.remove(self.workload_dir / _file_name(wid))
-        if self._services.pop(wid, None) is not None:
-            self.files.remove(self.service_dir / _file_name(wid))
+        if self._objects.pop(wid, None) is not None:
+            self.files.remove(self.object_dir / _file_name(wid))
         for old in self._revisions.pop(wid, ()):
             self.files.remove(self._revision_path(old))
         return True
@@ -267,8 +286,8 @@ class WorkloadStore:
             (self.delete_dir, self._auth_delete, self._keep_delete),
             (self.revision_dir, self._auth_workload, self._keep_revision),
             (self.workload_dir, self._auth_workload, self._keep_workload)]
-        if self._auth_service is not None:
-            kinds.append((self.service_dir, self._auth_service, self._keep_service))
+        if self._auth_object is not None:
+            kinds.append((self.object_dir, self._auth_object, self._keep_object))
         for directory, auth, keep in kinds:
             if not directory.is_dir():
                 continue
@@ -305,11 +324,10 @@ class WorkloadStore:
             return
         self._remember_revision(stored)
 
-    def _keep_service(self, path: Path, blob: bytes, env: wire.Envelope, _now: float) -> None:
-        sid = ServiceSpec.from_dict(env.body["spec"]).service_id
-        if path.name != _file_name(sid):
-            raise MisfiledError("file name does not match the Service it holds")
-        if self.add_service(blob, env, save=False) is None:
+    def _keep_object(self, path: Path, blob: bytes, env: wire.Envelope, _now: float) -> None:
+        if path.name != _file_name(check_object(blob, env).object_id):
+            raise MisfiledError("file name does not match the object it holds")
+        if self.add_object(blob, env, save=False) is None:
             path.unlink(missing_ok=True)  # deleted after this apply
 
     def _keep_workload(self, path: Path, blob: bytes, env: wire.Envelope, _now: float) -> None:

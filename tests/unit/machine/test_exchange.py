@@ -13,7 +13,7 @@ from store_testlib import OPERATOR, STRANGER, WID, make_store, manifest, verifie
 from beemesh import wire
 from beemesh.machine import exchange
 from beemesh.manifest import parse_manifests
-from beemesh.workloads.messages import DELETE, MAX_WORKLOAD_BYTES, SERVICE, WORKLOAD
+from beemesh.workloads.messages import DELETE, MAX_WORKLOAD_BYTES, OBJECT_KINDS, SERVICE, WORKLOAD
 from beemesh.workloads.store import WorkloadStore
 
 
@@ -94,19 +94,19 @@ def service_blob(name: str = "web", key=OPERATOR, ts: float | None = None) -> by
 
 
 def service_auth() -> wire.Verifier:
-    return wire.Verifier({SERVICE.name: SERVICE}, lambda: {OPERATOR.public_key: "ops"})
+    return wire.Verifier(OBJECT_KINDS, lambda: {OPERATOR.public_key: "ops"})
 
 
 def test_a_late_joiner_keeps_the_services_a_peer_keeps(tmp_path: Path) -> None:
     peer, late = make_store(tmp_path / "peer"), make_store(tmp_path / "late")
     for name in ("web", "db"):
         blob = service_blob(name)
-        peer.add_service(blob, wire.decode(blob))
-    answer = exchange.services_answer(peer)
-    new = exchange.accept_services(late, service_auth().authenticate, answer)
+        peer.add_object(blob, wire.decode(blob))
+    answer = exchange.objects_answer(peer)
+    new = exchange.accept_objects(late, service_auth().authenticate, answer)
     assert sorted(new) == ["service/default/db", "service/default/web"]
-    assert [s.service_id for s in late.services()] == sorted(new)
-    assert exchange.accept_services(late, service_auth().authenticate, answer) == []  # known
+    assert [s.object_id for s in late.services()] == sorted(new)
+    assert exchange.accept_objects(late, service_auth().authenticate, answer) == []  # known
 
 
 @pytest.mark.parametrize("answer", [
@@ -114,10 +114,10 @@ def test_a_late_joiner_keeps_the_services_a_peer_keeps(tmp_path: Path) -> None:
     cbor2.dumps([service_blob(key=STRANGER)]),
     cbor2.dumps([wire.seal(OPERATOR, SERVICE.name, {"spec": {"name": "x"}}, time.time())]),
 ])
-def test_a_bad_services_answer_is_refused(tmp_path: Path, answer: bytes) -> None:
+def test_a_bad_objects_answer_is_refused(tmp_path: Path, answer: bytes) -> None:
     late = make_store(tmp_path)
     with pytest.raises(wire.Rejected):
-        exchange.accept_services(late, service_auth().authenticate, answer)
+        exchange.accept_objects(late, service_auth().authenticate, answer)
     assert late.services() == []
 
 
@@ -125,7 +125,7 @@ def test_the_answer_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     peer = make_store(tmp_path)
     for i in range(5):
         blob = service_blob(f"s{i}", ts=time.time() + i)
-        peer.add_service(blob, wire.decode(blob))
+        peer.add_object(blob, wire.decode(blob))
     one = len(service_blob("s0"))
-    monkeypatch.setattr(exchange, "SERVICES_ANSWER_BYTES", 2 * (one + 16))
-    assert len(cbor2.loads(exchange.services_answer(peer))) == 2  # the newest two
+    monkeypatch.setattr(exchange, "OBJECTS_ANSWER_BYTES", 2 * (one + 16))
+    assert len(cbor2.loads(exchange.objects_answer(peer))) == 2  # the newest two

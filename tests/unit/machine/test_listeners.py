@@ -17,10 +17,10 @@ from beemesh.workloads.messages import SERVICE
 from beemesh.workplane.names import address
 
 
-def add_service(store, name: str, ts: float) -> None:
+def add_object(store, name: str, ts: float) -> None:
     svc = ServiceSpec(name, "default", (("app", "web"),), (ServicePort("", 80, 8080),))
     blob = wire.seal(OPERATOR, SERVICE.name, {"spec": svc.to_dict()}, ts)
-    store.add_service(blob, wire.decode(blob))
+    store.add_object(blob, wire.decode(blob))
     store.files.flush()
 
 
@@ -28,7 +28,7 @@ def add_service(store, name: str, ts: float) -> None:
 def listeners(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Listeners:
     store = make_store(tmp_path / "store")
     add_apply(store, spec("web", 1), 1000.0)
-    add_service(store, "backend", 1001.0)
+    add_object(store, "backend", 1001.0)
     ls = Listeners(runtime=None, store=store, directory=tmp_path / "names",  # type: ignore
                    running=list, deploying=set, metrics=Metrics())
     ls.enabled = True  # the unit test is not about root
@@ -48,7 +48,7 @@ def test_a_new_service_rewrites_the_file_in_place(listeners: Listeners) -> None:
     net = listeners.network_for(spec("web", 1), 0)
     assert net is not None
     inode = net.hosts_file.stat().st_ino
-    add_service(listeners.store, "cache", 1002.0)
+    add_object(listeners.store, "cache", 1002.0)
     listeners.network_for(spec("web", 1), 0)
     assert net.hosts_file.stat().st_ino == inode
     assert "cache cache.default" in net.hosts_file.read_text()

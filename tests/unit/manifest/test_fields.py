@@ -102,7 +102,6 @@ def test_check_fields_gives_the_better_fix_for_common_fields(key: str, fix: str)
 
 
 def test_the_fix_hints_are_specific() -> None:
-    assert UNSUPPORTED_FIX["valueFrom"] == "give the variable a literal value instead"
     assert UNSUPPORTED_FIX["matchExpressions"] == "select with matchLabels instead"
     assert all(fix and fix != "remove it" for fix in UNSUPPORTED_FIX.values())
 

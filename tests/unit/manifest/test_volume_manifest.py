@@ -55,8 +55,9 @@ def test_a_workload_without_volumes_keeps_its_wire_form() -> None:
 
 
 @pytest.mark.parametrize("volumes, mounts, fragments", [
-    ([{"name": "c", "configMap": {"name": "x"}}], [],
-     ("spec.template.spec.volumes[0].configMap: not supported", "ConfigMap volumes")),
+    ([{"name": "c", "configMap": {"name": "x", "items": [{"key": "k", "path": "../x"}]}}], [],
+     ("spec.template.spec.volumes[0].configMap.items[0].path: string '../x' must be a "
+      "relative path",)),
     ([{"name": "c", "persistentVolumeClaim": {"claimName": "x"}}], [],
      ("spec.template.spec.volumes[0].persistentVolumeClaim: not supported",
       "volumeClaimTemplates")),

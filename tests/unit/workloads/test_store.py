@@ -541,32 +541,32 @@ def test_a_service_is_kept_newest_first_deleted_by_its_id_and_reloaded(tmp_path:
     """A Service is kept like a workload (the newest signed apply, on disk), a Delete naming
     `service/NS/NAME` removes it, and a later apply lifts that Delete."""
     store = make_store(tmp_path)
-    first = store.add_service(*service_blob(80, T0))
-    assert first is not None and first.service_id == "service/default/web"
-    assert store.add_service(*service_blob(81, T0 - 1)) is None  # older: ignored
-    assert store.add_service(*service_blob(82, T0 + 1)).spec.ports[0].port == 82
-    assert store.workload(first.service_id) is None  # a Service is not a workload
+    first = store.add_object(*service_blob(80, T0))
+    assert first is not None and first.object_id == "service/default/web"
+    assert store.add_object(*service_blob(81, T0 - 1)) is None  # older: ignored
+    assert store.add_object(*service_blob(82, T0 + 1)).spec.ports[0].port == 82
+    assert store.workload(first.object_id) is None  # a Service is not a workload
     store.files.flush()
     again = make_store(tmp_path)
     assert again.load(T0 + 2) == []
     assert [s.spec.ports[0].port for s in again.services()] == [82]
     assert add_delete(again, "service/default/web", T0 + 3, T0 + 3)
-    assert again.services() == [] and not list((tmp_path / "services").glob("*.cbor"))
-    assert again.add_service(*service_blob(83, T0 + 2)) is None  # shadowed by the Delete
-    assert again.add_service(*service_blob(84, T0 + 4)) is not None  # lifts it
+    assert again.services() == [] and not list((tmp_path / "objects").glob("*.cbor"))
+    assert again.add_object(*service_blob(83, T0 + 2)) is None  # shadowed by the Delete
+    assert again.add_object(*service_blob(84, T0 + 4)) is not None  # lifts it
     assert not again.deleted("service/default/web")
 
 
 def test_a_misfiled_or_altered_service_file_is_set_aside(tmp_path: Path) -> None:
     store = make_store(tmp_path)
-    store.add_service(*service_blob(80, T0))
+    store.add_object(*service_blob(80, T0))
     store.files.flush()
-    (path,) = (tmp_path / "services").glob("*.cbor")
+    (path,) = (tmp_path / "objects").glob("*.cbor")
     path.rename(path.with_name(_file_name("service/default/other")))
     problems = make_store(tmp_path).load(T0)
-    assert len(problems) == 1 and "does not match the Service" in problems[0]
+    assert len(problems) == 1 and "does not match the object" in problems[0]
     blob, _ = service_blob(80, T0)
-    bad = tmp_path / "services" / _file_name("service/default/web")
+    bad = tmp_path / "objects" / _file_name("service/default/web")
     bad.write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))
     problems = make_store(tmp_path).load(T0)
     assert any(str(bad) in p for p in problems), problems
