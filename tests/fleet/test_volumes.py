@@ -129,6 +129,79 @@ def test_a_host_path_runs_only_where_agent_toml_allows_it(mesh: LocalMesh,
     assert deleted.returncode == 0, deleted.stdout + deleted.stderr
 
 
+def claimed(mesh: LocalMesh, workload: str) -> set[int]:
+    """Ordinals of `workload` whose claim volumes some machine's record lists."""
+    return {v["ordinal"] for a in mesh.agents.values() if a.alive()
+            for row in a.get_json("nodes") for v in row.get("volumes", [])
+            if v["workload_id"] == workload}
+
+
+def ordered(name: str, replicas: int, retention: str = "") -> str:
+    """A StatefulSet (OrderedReady, the default) whose pods get ready 2 s after they start."""
+    return statefulset().replace("name: db}", f"name: {name}}}").replace(
+        "app: db", f"app: {name}").replace("serviceName: db", f"serviceName: {name}").replace(
+        "replicas: 2", f"replicas: {replicas}" + retention).replace(
+        json.dumps(WRITE), json.dumps("sleep 2; " + WRITE))
+
+
+def test_ordinals_start_in_order_and_their_volumes_go_as_the_policy_says(
+        mesh: LocalMesh, tmp_path: Path) -> None:
+    m1, wid = mesh.agents["m1"], "statefulset/default/ord"
+    done = apply(mesh, tmp_path, ordered("ord", 3, "\n  persistentVolumeClaimRetentionPolicy: "
+                                         "{whenScaled: Delete}"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    pods = wait_for(lambda: len(p := {r["replica"]: r for r in m1.get_json("get", "pods")
+                                      if r["workload"] == wid and r["ready"]}) == 3 and p, 90,
+                    "the three ordinals ready")
+    created = [pods[k]["created"] for k in range(3)]
+    # each ordinal was created only once the one before was ready (>= 2 s after it started)
+    assert created[1] - created[0] >= 2 and created[2] - created[1] >= 2, created
+    wait_for(lambda: claimed(mesh, wid) == {0, 1, 2}, 60, "the records to list the claims")
+
+    # scaled down: ordinals 1 and 2 go, and so do their volumes (whenScaled: Delete)
+    done = mesh.operator(m1.api, "scale", "statefulset/ord", "--replicas", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_for(lambda: claimed(mesh, wid) == {0}, 90, "the volumes of ordinals 1 and 2 removed")
+
+    # deleted: the volume stays unless asked (Kubernetes keeps PVCs)
+    done = mesh.operator(m1.api, "delete", "statefulset", "ord", "--delete-volumes")
+    assert done.returncode == 0 and "its claim volumes too" in done.stderr + done.stdout, \
+        done.stdout + done.stderr
+    wait_for(lambda: claimed(mesh, wid) == set(), 90, "ordinal 0's volume removed")
+
+
+def test_drain_keeps_data_when_asked_and_describe_says_when_an_ordinal_started_afresh(
+        mesh: LocalMesh, tmp_path: Path) -> None:
+    m1, wid = mesh.agents["m1"], "statefulset/default/kd"
+    done = apply(mesh, tmp_path, ordered("kd", 1))
+    assert done.returncode == 0, done.stdout + done.stderr
+    home = wait_for(lambda: placement(m1, wid).get("kd-0"), 60, "kd-0 ready")
+    name = machine_name(mesh, home)
+    done = mesh.operator(m1.api, "drain", home, "--keep-data", "--wait", "--timeout", "60")
+    assert done.returncode == 0, done.stdout + done.stderr
+    time.sleep(8)  # long enough for a replacement to have started elsewhere: none does
+    assert placement(m1, wid) == {}
+    other = next(a for a in mesh.agents.values() if a.peer_id != home)
+    described = mesh.operator(other.api, "describe", "statefulset/kd").stdout
+    assert "is on machine" in described and "data gravity" in described, described
+    done = mesh.operator(m1.api, "uncordon", home)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_for(lambda: placement(m1, wid).get("kd-0") == home and data(mesh, name, "kd-0") == [
+        "start kd-0", "start kd-0"], 90, "kd-0 back on its machine, beside its data")
+
+    # a plain drain moves it, and it starts afresh elsewhere; describe says so
+    done = mesh.operator(m1.api, "drain", home, "--wait", "--timeout", "90")
+    assert done.returncode == 0, done.stdout + done.stderr
+    moved = wait_for(lambda: (m := placement(m1, wid).get("kd-0")) and m != home and m, 90,
+                     "kd-0 on another machine")
+    wait_for(lambda: data(mesh, machine_name(mesh, moved), "kd-0") == ["start kd-0"], 30,
+             "kd-0 to start with an empty volume")
+    described = mesh.operator(m1.api, "describe", "statefulset/kd").stdout
+    assert f"Replica 0:   started afresh on {moved}" in described, described
+    assert mesh.operator(m1.api, "uncordon", home).returncode == 0
+    assert mesh.operator(m1.api, "delete", "statefulset", "kd").returncode == 0
+
+
 def test_each_ordinal_goes_back_to_its_volume_and_starts_afresh_when_it_is_gone(
         mesh: LocalMesh, tmp_path: Path) -> None:
     m1 = mesh.agents["m1"]

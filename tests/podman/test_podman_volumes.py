@@ -73,16 +73,27 @@ def test_a_claim_keeps_its_data_when_the_pod_goes(runtime: PodmanRuntime) -> Non
     spec = workload("StatefulSet", [], [{"name": "data", "mountPath": "/data"}], claim, "db")
     info = runtime.deploy(spec, 0, "t1")
     try:
+        assert not info.afresh  # a first start is not a replacement
         sh(runtime, info.name, "a", "echo kept >> /data/log")
         runtime.remove(info.name, grace_s=0)
         assert volume_name(spec, 0, spec.volumes[0]) in volumes_of(runtime)
-        again = runtime.deploy(spec, 0, "t2")
+        again = runtime.deploy(spec, 0, "t2", replacing=True)
         assert sh(runtime, again.name, "b", "cat /data/log") == "kept\n"
-        other = runtime.deploy(spec, 1, "t3")  # ordinal 1 has its own
+        assert not again.afresh  # it found its volume
+        other = runtime.deploy(spec, 1, "t3", replacing=True)  # ordinal 1 has its own
         assert sh(runtime, other.name, "a", "ls /data") == ""
+        assert other.afresh  # a replacement that found no volume here starts empty
+        assert runtime.claims() >= {("statefulset/default/db", 0), ("statefulset/default/db", 1)}
+        runtime.remove("db-1", grace_s=0)
+        assert runtime.remove_claims("statefulset/default/db", 1) == 1
+        assert ("statefulset/default/db", 1) not in runtime.claims()
+        assert ("statefulset/default/db", 0) in runtime.claims()
+        disk = runtime.disk()
+        assert disk is not None and 0 < disk[0] <= disk[1]
     finally:
         for pod in ("db-0", "db-1"):
             runtime.remove(pod, grace_s=0)
+        runtime.remove_claims("statefulset/default/db")
 
 
 def test_host_paths_are_mounted_as_asked_and_never_through_a_link(

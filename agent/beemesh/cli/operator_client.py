@@ -137,10 +137,13 @@ def waiting_reason(status: dict[str, Any]) -> str:
 
 
 def ruled_out(status: dict[str, Any]) -> bool:
-    """Every machine in view (this one too) cannot run this replica, as far as is known."""
+    """Every machine in view (this one too) cannot run this replica, as far as is known (an
+    ordinal waiting for the lower ones to be ready is not ruled out: it is waiting)."""
+    from beemesh.scheduling.scoring import ORDERED_READY
+
     fleet = status.get("fleet") or {}
     return bool(status.get("ineligible_here")) and not status.get("reason") and \
-        fleet.get("fit", 1) == 0
+        fleet.get("fit", 1) == 0 and ORDERED_READY not in status["ineligible_here"]
 
 
 def workload_id(name: str, namespace: str, kind: str = "deployment") -> str:
@@ -158,10 +161,13 @@ def workload_id(name: str, namespace: str, kind: str = "deployment") -> str:
 
 
 def delete(api: Path, fleet_flag: Path | None, kind: str, name: str,
-           namespace: str) -> dict[str, Any]:
+           namespace: str, volumes: bool = False) -> dict[str, Any]:
+    """Delete a workload or object; `volumes`: a StatefulSet's claim volumes go too."""
     wid = workload_id(name, namespace, kind)
-    return call(api, "POST", "/v1/delete",
-                {"request": sign(fleet_flag, DELETE.name, {"workload_id": wid})})
+    if volumes and not wid.startswith("statefulset/"):
+        raise UserError("--delete-volumes is for a StatefulSet (its claim volumes)")
+    return call(api, "POST", "/v1/delete", {"request": sign(
+        fleet_flag, DELETE.name, {"workload_id": wid, **({"volumes": True} if volumes else {})})})
 
 
 def resolve_machine(api: Path, name: str) -> str:
@@ -182,12 +188,13 @@ def cordon(api: Path, fleet_flag: Path | None, machine: str, cordoned: bool) -> 
         fleet_flag, CORDON.name, {"machine": peer, "cordoned": cordoned})})
 
 
-def drain(api: Path, fleet_flag: Path | None, machine: str, grace_s: int) -> dict[str, Any]:
+def drain(api: Path, fleet_flag: Path | None, machine: str, grace_s: int,
+          keep_data: bool = False) -> dict[str, Any]:
     if grace_s < 0:
         raise UserError("--grace must be 0 or more seconds")
     peer = resolve_machine(api, machine)
-    return call(api, "POST", "/v1/drain",
-                {"request": sign(fleet_flag, DRAIN.name, {"machine": peer, "grace_s": grace_s})})
+    return call(api, "POST", "/v1/drain", {"request": sign(fleet_flag, DRAIN.name, {
+        "machine": peer, "grace_s": grace_s, **({"keep_data": True} if keep_data else {})})})
 
 
 def wait_drained(api: Path, machine: str, timeout: float) -> tuple[bool, str]:

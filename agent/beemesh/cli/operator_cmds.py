@@ -106,10 +106,14 @@ def cmd_delete(args: argparse.Namespace) -> int:
     from beemesh.cli import operator_client as client
 
     result = client.delete(api_path(args.api), args.fleet, args.kind, args.name,
-                             args.namespace)
-    service = result["workload"].startswith("service/")
-    report(result, f"{result['workload']} deleted" + ("" if service else
-           f" ({result['replicas']} replica(s) being removed)"), args.output)
+                           args.namespace, args.delete_volumes)
+    workload = result["workload"].split("/")[0] in ("deployment", "statefulset", "pod")
+    volumes = "; its claim volumes too" if args.delete_volumes else (
+        "; claim volumes kept (--delete-volumes removes them)"
+        if result["workload"].startswith("statefulset/") else "")
+    report(result, f"{result['workload']} deleted" + (
+        f" ({result['replicas']} replica(s) being removed{volumes})" if workload else ""),
+        args.output)
     return 0
 
 
@@ -128,7 +132,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
     from beemesh.cli import operator_client as client
 
     api = api_path(args.api)
-    result = client.drain(api, args.fleet, args.machine, args.grace)
+    result = client.drain(api, args.fleet, args.machine, args.grace, args.keep_data)
     print(f"draining {result['machine']}: {result['replicas']} replica(s) to move", file=sys.stderr)
     ok = True
     if args.wait:

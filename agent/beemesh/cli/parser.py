@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("kind", help="deployment | statefulset | pod | service | configmap | "
                     "secret")
     sp.add_argument("name")
+    sp.add_argument("--delete-volumes", action="store_true", help="a StatefulSet's claim "
+                    "volumes go too (kept by default, as Kubernetes keeps PVCs)")
     sp.add_argument("-n", "--namespace", default="default")
     sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")
     sp.set_defaults(func=cmd_delete)
@@ -174,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("machine", metavar="NODE", help="a machine: its Peer ID, or a unique "
                     "prefix/suffix of one")
     sp.add_argument("--grace", type=int, default=30, help="seconds each replica gets to stop")
+    sp.add_argument("--keep-data", action="store_true", help="StatefulSet ordinals whose claim "
+                    "volumes are there stop and stay (they start there again after uncordon) "
+                    "instead of starting elsewhere with empty volumes")
     sp.add_argument("--wait", action="store_true", help="wait until no replica runs there")
     sp.add_argument("--timeout", type=float, default=300.0)
     sp.add_argument("--fleet", type=Path, help="fleet material (default: $BEEMESH_FLEET)")

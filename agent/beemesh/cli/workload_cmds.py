@@ -196,6 +196,10 @@ def describe(workload: dict[str, Any] | None, pods: list[dict[str, Any]],
             if ordinal not in running:
                 why = (waiting or {}).get(ordinal) or why_not(events)
                 lines.append(f"Replica {ordinal}:   not running: {why}")
+        for p in pods:
+            if p.get("afresh"):
+                lines.append(f"Replica {p['replica']}:   started afresh on {p['machine']}: "
+                             "empty claim volumes, the machine that held its data is gone")
     else:
         lines.append(f"Pod:         {what}")
     lines.append("Pods:" if pods else "Pods:        none")

@@ -146,6 +146,7 @@ class Agent:
                                        files=PodFiles(cfg.pod_files_dir))
         self.kubelet = Kubelet(node=self.node, specs=self.driver, deletions=self.store,
                                events=self.events, announcer=self.membership)
+        self.driver.ready_here = self.kubelet.ready
         self.evictions = Evictions(
             node=self.node, specs=self.driver, store=self.store, quorum=self.quorum,
             cordon=self.cordon, replacer=self.driver, events=self.events,
@@ -221,7 +222,10 @@ class Agent:
             ttl_s=self.cfg.record_ttl_s, pods=self.pods.here(), cordoned=self.cordon.cordoned,
             draining=self.cordon.draining,
             workplane=self.link.host if self.link is not None else None, cert=self.cert,
-            volumes=tuple(sorted(self.node.claims)),
+            # A drain that moves the data-holding ordinals away releases them (data gravity
+            # would keep them here); `drain --keep-data` keeps them here.
+            volumes=() if self.cordon.draining and not self.cordon.keep_data
+            else tuple(sorted(self.node.claims)),
             host_path_roots=tuple(self.cfg.host_path_roots))
 
     # ---- lifecycle -------------------------------------------------------------------------

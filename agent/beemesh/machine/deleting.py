@@ -50,6 +50,7 @@ class Deleter:
         self.authenticate_delete = authenticate_delete
         self.policy = RelayPolicy()
         self._wake = trio.Event()
+        self._claims_go: set[str] = set()  # deleted workloads whose claim volumes go too
 
     # ---- checks (in the topic validator) -----------------------------------------------------
 
@@ -80,6 +81,10 @@ class Deleter:
         if not self.store.add_delete(wire.encode(env), env, now) and \
                 self.store.delete_of(wid) is None:
             return  # older than a newer apply, or expired
+        stored = self.store.workload(wid)
+        if env.body.get("volumes") or (stored is not None
+                                       and stored.spec.delete_claims_on_delete):
+            self._claims_go.add(wid)
         self.tasks.forget_workload(wid)
         doomed_here = [p for p in self.node.pods.values() if p.workload_id == wid]
         self.events.add(now, "Deleted", f"{wid}: removing {len(doomed_here)} pod(s) here",
@@ -98,6 +103,10 @@ class Deleter:
                 for pod in doomed(self.node.pods.values(), self.store.deleted,
                                   self.node.removing):
                     nursery.start_soon(self.node.remove, pod)
+                for wid in [w for w in self._claims_go if not any(
+                        p.workload_id == w for p in self.node.pods.values())]:
+                    self._claims_go.discard(wid)  # its pods are gone: their volumes go
+                    nursery.start_soon(self.node.remove_claims, wid)
                 with trio.move_on_after(TICK_S):
                     await self._wake.wait()
 

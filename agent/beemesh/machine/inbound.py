@@ -237,5 +237,5 @@ class Inbound:
             self.cordon.set_cordoned(body["cordoned"])
         elif kind == DRAIN.name and body["machine"] == self.machine:
             self.audit(env, time.time(), "")
-            self.cordon.set_draining(body["grace_s"])
+            self.cordon.set_draining(body["grace_s"], body.get("keep_data", False))
 

@@ -38,7 +38,7 @@ class Pods:
         return PodSummary(pod.workload_id, pod.ordinal, pod.task_id, pod.name, pod.state,
                           float(pod.created), self.kubelet.ready(pod),
                           self.evictions.retiring(pod.name), self.certified.peer_of(pod.name),
-                          pod.template)
+                          pod.template, pod.afresh)
 
     def here(self) -> tuple[PodSummary, ...]:
         """This machine's pods, for its record."""

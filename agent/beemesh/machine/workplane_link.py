@@ -161,7 +161,17 @@ class WorkPlaneLink:
         """Surplus replicas the work plane asked to remove (each stop may take its grace)."""
         async with trio.open_nursery() as nursery:
             async for pod in self._removals_out:
-                nursery.start_soon(self.node.remove, pod)  # within its own grace
+                nursery.start_soon(self._remove_surplus, pod)
+
+    async def _remove_surplus(self, name: str) -> None:
+        """Stop it within its own grace; a StatefulSet ordinal scaled away whose
+        persistentVolumeClaimRetentionPolicy says whenScaled: Delete loses its volumes."""
+        pod = self.node.pods.get(name)
+        await self.node.remove(name)
+        stored = self.store.workload(pod.workload_id) if pod is not None else None
+        if pod is not None and stored is not None and stored.spec.delete_claims_on_scale \
+                and pod.ordinal >= stored.spec.replicas and name not in self.node.pods:
+            await self.node.remove_claims(pod.workload_id, pod.ordinal)
 
     async def _cleanup_loop(self) -> None:
         """Discovery directories of pods that are gone (not running, not being deployed)."""

@@ -55,10 +55,7 @@ _META_READ_ONLY = dict.fromkeys(
 )
 _CONTROLLER_WARN = {
     "Deployment": dict.fromkeys(("revisionHistoryLimit",), NOT_YET),
-    "StatefulSet": dict.fromkeys(
-        ("podManagementPolicy", "revisionHistoryLimit", "persistentVolumeClaimRetentionPolicy"),
-        NOT_YET,
-    ),
+    "StatefulSet": dict.fromkeys(("revisionHistoryLimit",), NOT_YET),
 }
 _Pairs = tuple[tuple[str, str], ...]
 
@@ -183,7 +180,8 @@ def _parse_document(doc: Any, where: Where) -> Spec:
     else:
         allowed = ["replicas", "selector", "template", "minReadySeconds"]
         if kind == "StatefulSet":
-            allowed += ["serviceName", "updateStrategy", "volumeClaimTemplates"]
+            allowed += ["serviceName", "updateStrategy", "volumeClaimTemplates",
+                        "podManagementPolicy", "persistentVolumeClaimRetentionPolicy"]
         else:
             allowed += ["strategy", "progressDeadlineSeconds"]
             service = spec.get("serviceName", "")
@@ -231,7 +229,34 @@ def _parse_document(doc: Any, where: Where) -> Spec:
         node_selector=node_selector, containers=containers, restart_policy=restart_policy,
         warnings=tuple(d.warnings), strategy=strategy, restarted_at=restarted, volumes=volumes,
         grace_s=grace, roll_on_config=_roll_on_config(d, annotations),
+        parallel=kind == "StatefulSet" and _parallel(d, spec.get("podManagementPolicy")),
+        **(_retention(d, spec.get("persistentVolumeClaimRetentionPolicy"))
+           if kind == "StatefulSet" else {}),
     )
+
+
+def _parallel(d: Doc, value: Any) -> bool:
+    if value not in (None, "OrderedReady", "Parallel"):
+        d.fail("spec.podManagementPolicy", f"{describe(value)} is not a policy",
+               "use OrderedReady (the default) or Parallel")
+    return value == "Parallel"
+
+
+def _retention(d: Doc, value: Any) -> dict[str, bool]:
+    """persistentVolumeClaimRetentionPolicy: whether claims go when the StatefulSet is deleted
+    and when it scales down (Retain, Kubernetes' default, keeps them)."""
+    path = "spec.persistentVolumeClaimRetentionPolicy"
+    policy = d.mapping(value, path)
+    d.check_fields(policy, path, ("whenDeleted", "whenScaled"))
+    out = {}
+    for key, field in (("whenDeleted", "delete_claims_on_delete"),
+                       ("whenScaled", "delete_claims_on_scale")):
+        given = policy.get(key)
+        if given not in (None, "Retain", "Delete"):
+            d.fail(f"{path}.{key}", f"{describe(given)} is not Retain or Delete",
+                   "use Retain (the default) or Delete")
+        out[field] = given == "Delete"
+    return out
 
 
 def _roll_on_config(d: Doc, annotations: dict[Any, Any]) -> bool:

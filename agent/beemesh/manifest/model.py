@@ -178,6 +178,13 @@ class WorkloadSpec:
     # is a new template.
     roll_on_config: bool = False
     config_digest: str = ""
+    # StatefulSet podManagementPolicy Parallel (else OrderedReady: each ordinal starts once
+    # the lower ones are ready, `scheduling.scoring`)
+    parallel: bool = False
+    # persistentVolumeClaimRetentionPolicy Delete: claim volumes go with the StatefulSet's
+    # Delete (whenDeleted), or with an ordinal removed by a scale-down (whenScaled)
+    delete_claims_on_delete: bool = False
+    delete_claims_on_scale: bool = False
 
     def config_refs(self) -> frozenset[tuple[str, str]]:
         """(ConfigMap or Secret, name) of every object its pods read, in its namespace."""
@@ -197,7 +204,8 @@ class WorkloadSpec:
         many replicas there are nor how they are updated. Replicas of another template are
         rolled (`workplane.rollout`)."""
         d = self.to_dict()
-        for key in ("replicas", "warnings", "strategy"):
+        for key in ("replicas", "warnings", "strategy", "parallel", "delete_claims_on_delete",
+                    "delete_claims_on_scale"):
             d.pop(key, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:TEMPLATE_LEN]
 
@@ -256,6 +264,9 @@ class WorkloadSpec:
             **({"grace_s": self.grace_s} if self.grace_s is not None else {}),
             **({"roll_on_config": True} if self.roll_on_config else {}),
             **({"config_digest": self.config_digest} if self.config_digest else {}),
+            **({"parallel": True} if self.parallel else {}),
+            **({"delete_claims_on_delete": True} if self.delete_claims_on_delete else {}),
+            **({"delete_claims_on_scale": True} if self.delete_claims_on_scale else {}),
         }
 
     @classmethod
@@ -381,7 +392,8 @@ class _Fields:
 
 _SPEC_KEYS = ("kind", "name", "namespace", "replicas", "labels", "node_selector", "containers",
               "restart_policy", "warnings", "strategy", "restarted_at", "volumes", "grace_s",
-              "roll_on_config", "config_digest")
+              "roll_on_config", "config_digest", "parallel", "delete_claims_on_delete",
+              "delete_claims_on_scale")
 _CONTAINER_KEYS = ("name", "image", "command", "args", "env", "ports", "cpu_request_milli",
                    "memory_request_bytes", "cpu_limit_milli", "memory_limit_bytes",
                    *(which for _, which in PROBE_FIELDS), "security", "image_pull_policy",
@@ -401,7 +413,8 @@ def _spec_from_dict(d: Any) -> WorkloadSpec:
     fail = where.fail
     f = _Fields(d, "", _SPEC_KEYS, fail,
                 optional=("strategy", "restarted_at", "volumes", "grace_s", "roll_on_config",
-                          "config_digest"))
+                          "config_digest", "parallel", "delete_claims_on_delete",
+                          "delete_claims_on_scale"))
     digest = f.text("config_digest") if "config_digest" in d else ""
     if digest and not (len(digest) == 64 and all(ch in "0123456789abcdef" for ch in digest)):
         fail("config_digest", "must be 64 hex digits", "send WorkloadSpec.to_dict() output")
@@ -448,6 +461,11 @@ def _spec_from_dict(d: Any) -> WorkloadSpec:
         restarted_at=restarted_at(d.get("restarted_at", ""), "restarted_at", fail),
         volumes=volumes, grace_s=grace, config_digest=digest,
         roll_on_config=f.boolean("roll_on_config") if "roll_on_config" in d else False,
+        parallel=f.boolean("parallel") if "parallel" in d else False,
+        delete_claims_on_delete=f.boolean("delete_claims_on_delete")
+        if "delete_claims_on_delete" in d else False,
+        delete_claims_on_scale=f.boolean("delete_claims_on_scale")
+        if "delete_claims_on_scale" in d else False,
     )
 
 

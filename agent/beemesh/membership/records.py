@@ -33,7 +33,7 @@ POD_SUMMARY = schema.Struct(
     required={"workload": str, "replica": schema.Int(-1, MAX_REPLICAS - 1), "task": str,
               "pod": str, "state": str,
               "created": float},
-    optional={"ready": bool, "peer": str, "retiring": bool, "template": str})
+    optional={"ready": bool, "peer": str, "retiring": bool, "template": str, "afresh": bool})
 
 MACHINE_RECORD = wire.Kind(
     "MachineRecord",
@@ -91,6 +91,7 @@ class PodSummary:
     retiring: bool = False
     peer: str = ""  # the replica's workload Peer ID, once its work plane has one certified
     template: str = ""  # the pod template it runs (`WorkloadSpec.template_hash`)
+    afresh: bool = False  # started with empty claim volumes (`runtime.LABEL_AFRESH`)
 
     def to_body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"workload": self.workload_id, "replica": self.ordinal,
@@ -101,13 +102,16 @@ class PodSummary:
             body["peer"] = self.peer
         if self.template:
             body["template"] = self.template
+        if self.afresh:
+            body["afresh"] = True
         return body
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> PodSummary:
         return cls(body["workload"], body["replica"], body["task"], body["pod"], body["state"],
                    body["created"], body.get("ready", False), body.get("retiring", False),
-                   body.get("peer", ""), body.get("template", "")[:TEMPLATE_LEN])
+                   body.get("peer", ""), body.get("template", "")[:TEMPLATE_LEN],
+                   body.get("afresh", False))
 
 
 @dataclass(frozen=True)

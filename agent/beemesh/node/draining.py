@@ -6,7 +6,9 @@ is cordoned, so the replacement lands elsewhere. A Deployment replica keeps runn
 work plane sees the replacement ready (then it is surplus and goes), so a Deployment never
 drops to zero ready replicas; a StatefulSet replica stops first and is replaced after, so its
 ordinal never runs twice. A replica whose manifest this machine does not have cannot be
-replaced by it and is left alone.
+replaced by it and is left alone. With `drain --keep-data` a StatefulSet ordinal whose claim
+volumes are here is stopped and not replaced: it starts again here, beside its data, once the
+machine is uncordoned (data gravity keeps it from starting elsewhere meanwhile).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class Candidate:
     pod: str
     replaceable: bool  # this machine holds its workload's signed manifest
     stateful: bool
+    claims: bool = False  # a StatefulSet ordinal with claim volumes (here)
 
 
 @dataclass(frozen=True)
@@ -30,10 +33,11 @@ class Retire:
 
     pod: str
     stop_first: bool
+    replace: bool = True  # False: stopped only (`drain --keep-data`)
 
 
-def retirements(candidates: Iterable[Candidate], retiring: set[str],
-                removing: set[str]) -> list[Retire]:
+def retirements(candidates: Iterable[Candidate], retiring: set[str], removing: set[str],
+                keep_data: bool = False) -> list[Retire]:
     """The replicas to retire now: not retired yet, not being removed, replaceable."""
-    return [Retire(c.pod, c.stateful) for c in candidates
+    return [Retire(c.pod, c.stateful, not (keep_data and c.claims)) for c in candidates
             if c.pod not in retiring and c.pod not in removing and c.replaceable]

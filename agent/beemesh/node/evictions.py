@@ -16,7 +16,7 @@ import trio
 from beemesh.events import EventLog
 from beemesh.membership.quorum import Quorum
 from beemesh.node.cordon import Cordon
-from beemesh.node.draining import Candidate, retirements
+from beemesh.node.draining import Candidate, Retire, retirements
 from beemesh.node.fencing import FENCE_STOP_GRACE_S, fences
 from beemesh.node.kubelet import PodSpecs
 from beemesh.node.local import Announcer, LocalNode
@@ -79,17 +79,24 @@ class Evictions:
             return
         pods = list(self.node.pods.values())
         candidates = [Candidate(p.name, self.store.workload(p.workload_id) is not None
-                                and self.specs.spec_of(p) is not None, self._stateful(p))
+                                and self.specs.spec_of(p) is not None, self._stateful(p),
+                                (p.workload_id, p.ordinal) in self.node.claims)
                       for p in pods]
         by_name = {p.name: p for p in pods}
-        for order in retirements(candidates, self._retiring, self.node.removing):
+        for order in retirements(candidates, self._retiring, self.node.removing,
+                                 self.cordon.keep_data):
             self._retiring.add(order.pod)
             self.announcer.announce_soon()
-            nursery.start_soon(self._replace, by_name[order.pod], order.stop_first, grace)
+            nursery.start_soon(self._replace, by_name[order.pod], order, grace)
 
-    async def _replace(self, pod: PodInfo, stop_first: bool, grace: int) -> None:
-        if stop_first:
+    async def _replace(self, pod: PodInfo, order: Retire, grace: int) -> None:
+        if order.stop_first:
             await self.node.remove(pod.name, grace)  # the ordinal must never run twice
+        if not order.replace:
+            self.events.add(time.time(), "Stopped", f"{pod.name}: stopped with its data "
+                            "here (drain --keep-data); it starts here again once this machine "
+                            "is uncordoned", workload=pod.workload_id, machine=self.node.machine)
+            return
         tid = await self.replacer.replace(pod.workload_id, pod.ordinal, pod.task_id)
         if tid is None:
             return  # deleted meanwhile

@@ -73,6 +73,7 @@ class InFlight:
     task_id: str
     spec: WorkloadSpec
     ordinal: int
+    replacing: bool = False  # an earlier copy of the replica ran (a heal, drain or update)
 
     @property
     def pod(self) -> str:
@@ -109,6 +110,7 @@ class LocalNode:
         self.images: frozenset[str] | None = None  # stored images (None: not listed yet)
         # (workload, ordinal) of the claim volumes here, listed with the images
         self.claims: frozenset[tuple[str, int]] = frozenset()
+        self.disk: tuple[int, int] | None = None  # (free, total) bytes for volumes
         self._images_at: float | None = None  # monotonic time they were listed (None: due)
         self._capacity: Capacity | None = None
         self._capacity_at = 0.0
@@ -175,6 +177,7 @@ class LocalNode:
             if self._images_at is None or time.monotonic() - self._images_at >= IMAGES_POLL_S:
                 self.images = await trio.to_thread.run_sync(self.runtime.images)
                 claims = await trio.to_thread.run_sync(self.runtime.claims)
+                self.disk = await trio.to_thread.run_sync(self.runtime.disk)
                 if claims != self.claims:
                     self.claims = claims
                     self.announcer.announce_soon()  # where the data is: in the record
@@ -210,9 +213,10 @@ class LocalNode:
                 res.reserve(f.task_id, cpu, mem, cap)
         self.reservations = res
 
-    def expect(self, task_id: str, spec: WorkloadSpec, ordinal: int) -> None:
+    def expect(self, task_id: str, spec: WorkloadSpec, ordinal: int,
+               replacing: bool = False) -> None:
         """The auction won `task_id` here: count it from now on, before `deploy` runs."""
-        self.in_flight[task_id] = InFlight(task_id, spec, ordinal)
+        self.in_flight[task_id] = InFlight(task_id, spec, ordinal, replacing)
 
     async def deploy(self, task_id: str) -> Deployment:
         """Reserve and deploy an expected task; the pod, or why not. Ends the expectation."""
@@ -245,7 +249,7 @@ class LocalNode:
                 if self.configs is not None else None
             pod = await trio.to_thread.run_sync(
                 self.runtime.deploy, job.spec, job.ordinal, job.task_id, directory, network,
-                config)
+                config, job.replacing)
         except UserError as e:
             if self.configs is not None:
                 self.configs.release(job.pod)
@@ -254,6 +258,11 @@ class LocalNode:
         if took > self.cfg.deploy_timeout_s:  # kept: the lease held others back
             self.events.add(time.time(), "SlowDeploy", f"{pod.name} took {took:.1f} s to "
                             "start", task=job.task_id, workload=job.spec.workload_id,
+                            machine=self.machine)
+        if pod.afresh:
+            self.events.add(time.time(), "StartedAfresh", f"{pod.name} started with empty "
+                            "claim volumes: none were on this machine (the machine that held "
+                            "them is gone)", task=job.task_id, workload=job.spec.workload_id,
                             machine=self.machine)
         self.pods[pod.name] = pod
         self.announcer.announce_soon()
@@ -276,6 +285,20 @@ class LocalNode:
         self.pods.pop(pod_name, None)
         self._rebuild_reservations()
         self.announcer.announce_soon()
+
+    async def remove_claims(self, workload_id: str, ordinal: int | None = None) -> None:
+        """Remove a workload's claim volumes here (of one ordinal, or all); errors logged."""
+        try:
+            n = await trio.to_thread.run_sync(self.runtime.remove_claims, workload_id, ordinal)
+        except UserError as e:
+            log.error("could not remove the claim volumes of %s: %s", workload_id, e)
+            return
+        if n:
+            which = "" if ordinal is None else f" ordinal {ordinal}"
+            self.events.add(time.time(), "VolumesDeleted", f"{n} claim volume(s) of "
+                            f"{workload_id}{which} removed", workload=workload_id,
+                            machine=self.machine)
+            self._images_at = None  # the record lists the claims left
 
     async def start(self, pod_name: str) -> None:
         """Start a stopped pod again (restartPolicy Always)."""

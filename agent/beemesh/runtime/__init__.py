@@ -27,6 +27,7 @@ __all__ = [
     "ENV_POD",
     "ENV_WORKLOAD",
     "EXEC_OUTPUT_LIMIT",
+    "LABEL_AFRESH",
     "LABEL_CPU",
     "LABEL_GRACE",
     "LABEL_MEMORY",
@@ -60,6 +61,9 @@ LABEL_MEMORY = "beemesh.memory-bytes"
 # How the pod stops: its terminationGracePeriodSeconds, and {container: preStop argv} as JSON.
 LABEL_GRACE = "beemesh.grace-s"
 LABEL_PRE_STOP = "beemesh.pre-stop"
+# "true" on a pod that replaced an earlier copy of its replica and found no claim volume here:
+# it started with empty volumes (the machine that held them was gone).
+LABEL_AFRESH = "beemesh.afresh"
 
 # What every application container is told about itself. A workload's own env var of the same
 # name is replaced: a replica must not be able to claim another's identity by accident.
@@ -113,6 +117,7 @@ class PodInfo:
     cpu_milli: int = 0
     memory_bytes: int = 0
     template: str = ""  # WorkloadSpec.template_hash it was made from ("": before labels had it)
+    afresh: bool = False  # a replacement that started with empty claim volumes (LABEL_AFRESH)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/CBOR-ready data for the control API and `beemesh get pods`."""
@@ -128,6 +133,7 @@ class PodInfo:
             "cpu_milli": self.cpu_milli,
             "memory_bytes": self.memory_bytes,
             "template": self.template,
+            "afresh": self.afresh,
         }
 
 
@@ -164,8 +170,9 @@ class Runtime(Protocol):
 
     def deploy(self, spec: WorkloadSpec, ordinal: int, task_id: str,
                discovery_dir: Path | None = None, network: PodNetwork | None = None,
-               config: PodConfig | None = None) -> PodInfo:
-        """Run replica ``ordinal`` of ``spec`` as pod ``spec.pod_name(ordinal)``.
+               config: PodConfig | None = None, replacing: bool = False) -> PodInfo:
+        """Run replica ``ordinal`` of ``spec`` as pod ``spec.pod_name(ordinal)``
+        (`replacing`: an earlier copy of the replica ran somewhere; LABEL_AFRESH).
 
         Every container gets the ENV_* variables; with discovery_dir (an existing directory
         on this machine) also a read-only mount of it at DISCOVERY_MOUNT_PATH; with network,
@@ -222,6 +229,14 @@ class Runtime(Protocol):
 
     def claims(self) -> frozenset[tuple[str, int]]:
         """(workload id, ordinal) of every claim volume this machine holds (`podman_volumes`)."""
+        ...
+
+    def remove_claims(self, workload_id: str, ordinal: int | None = None) -> int:
+        """Remove the claim volumes of a workload here (of one ordinal, or all); how many."""
+        ...
+
+    def disk(self) -> tuple[int, int] | None:
+        """(free, total) bytes where the runtime keeps volumes; None if it does not say."""
         ...
 
 

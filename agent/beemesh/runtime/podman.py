@@ -238,7 +238,7 @@ class PodmanRuntime:
 
     def deploy(self, spec: WorkloadSpec, ordinal: int, task_id: str,
                discovery_dir: Path | None = None, network: PodNetwork | None = None,
-               config: PodConfig | None = None) -> PodInfo:
+               config: PodConfig | None = None, replacing: bool = False) -> PodInfo:
         """Run one replica; see the module doc for what happens when the name is taken.
 
         discovery_dir must exist on this machine: it is mounted read-only, never created.
@@ -276,10 +276,10 @@ class PodmanRuntime:
         self._check_host_ports(spec, action)
         for c in spec.containers:
             self._ensure_image(c.image, c.pull_policy, action)
-        self.volumes.prepare(spec, ordinal, action)
+        created = self.volumes.prepare(spec, ordinal, action)
 
         doc = pod_manifest(spec, ordinal, task_id, discovery_dir, self.capabilities, network,
-                           config)
+                           config, afresh=replacing and created)
         try:
             report = self._request(
                 "post", "/play/kube", action,
@@ -598,6 +598,22 @@ class PodmanRuntime:
 
     def claims(self) -> frozenset[tuple[str, int]]:
         return self.volumes.claims("listing volumes")
+
+    def remove_claims(self, workload_id: str, ordinal: int | None = None) -> int:
+        return self.volumes.remove_claims(workload_id, ordinal, "removing claim volumes")
+
+    def disk(self) -> tuple[int, int] | None:
+        """(free, total) bytes of the file system Podman keeps volumes on (`/info`)."""
+        info = self._request("get", "/info", "asking Podman where it keeps volumes") or {}
+        path = (info.get("store") or {}).get("volumePath") or \
+            (info.get("store") or {}).get("graphRoot")
+        if not isinstance(path, str):
+            return None
+        try:
+            st = os.statvfs(path)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
 
     def _ensure_image(self, image: str, policy: str, action: str) -> None:
         """Make sure image is in local storage (pulling as `policy` and the machine allow),

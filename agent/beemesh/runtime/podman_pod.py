@@ -35,6 +35,7 @@ from beemesh.runtime import (
     ENV_ORDINAL,
     ENV_POD,
     ENV_WORKLOAD,
+    LABEL_AFRESH,
     LABEL_CPU,
     LABEL_GRACE,
     LABEL_MEMORY,
@@ -74,7 +75,7 @@ def pod_manifest(spec: WorkloadSpec, ordinal: int, task_id: str,
                  discovery_dir: Path | None = None,
                  known_capabilities: tuple[str, ...] = CAPABILITIES,
                  network: PodNetwork | None = None,
-                 config: PodConfig | None = None) -> dict[str, Any]:
+                 config: PodConfig | None = None, afresh: bool = False) -> dict[str, Any]:
     """The single-replica Pod that ``kube play`` runs (JSON is YAML, so it is sent as JSON).
 
     beemesh labels win over the workload's own labels of the same key, and the ENV_*
@@ -99,6 +100,8 @@ def pod_manifest(spec: WorkloadSpec, ordinal: int, task_id: str,
         LABEL_TEMPLATE: spec.template_hash,
         LABEL_GRACE: str(DEFAULT_GRACE_S if spec.grace_s is None else spec.grace_s),
     })
+    if afresh:
+        labels[LABEL_AFRESH] = "true"
     if hooks := {c.name: list(c.pre_stop) for c in spec.containers if c.pre_stop}:
         labels[LABEL_PRE_STOP] = json.dumps(hooks)
     env = {ENV_WORKLOAD: spec.workload_id, ENV_ORDINAL: str(ordinal), ENV_POD: name}
@@ -255,6 +258,7 @@ def pod_info(pod: dict[str, Any], ctrs: list[dict[str, Any]]) -> PodInfo:
         cpu_milli=max(0, _int_label(labels, LABEL_CPU, 0)),
         memory_bytes=max(0, _int_label(labels, LABEL_MEMORY, 0)),
         template=str(labels.get(LABEL_TEMPLATE, ""))[:TEMPLATE_LEN],
+        afresh=labels.get(LABEL_AFRESH) == "true",
     )
 
 

@@ -86,8 +86,10 @@ class PodmanVolumes:
     def __init__(self, request: _Request) -> None:
         self.request = request
 
-    def prepare(self, spec: WorkloadSpec, ordinal: int, action: str) -> None:
-        """Before the pod is played: fresh emptyDirs, existing or new claims, checked paths."""
+    def prepare(self, spec: WorkloadSpec, ordinal: int, action: str) -> bool:
+        """Before the pod is played: fresh emptyDirs, existing or new claims, checked paths.
+        True if a claim volume had to be made (it starts empty)."""
+        created = False
         for v in spec.volumes:
             if v.files is not None:
                 continue  # written by the agent (`podconfig.writing`)
@@ -100,6 +102,8 @@ class PodmanVolumes:
                              params={"force": "true"})
             elif self.request("get", f"/volumes/{name}/json", action, ok404=True) is not None:
                 continue  # a claim keeps its data
+            else:
+                created = True
             options = {}
             if v.medium == "Memory":
                 options = {"type": "tmpfs", "device": "tmpfs"}
@@ -112,6 +116,7 @@ class PodmanVolumes:
                     LABEL_VOLUME: v.source, **({LABEL_CLAIM: v.name}
                                                if v.source == "claim" else {})}}),
                 headers={"Content-Type": "application/json"})
+        return created
 
     def release(self, workload_id: str, ordinal: str, action: str) -> None:
         """After the pod is removed: its emptyDirs go (claims stay)."""
@@ -121,6 +126,19 @@ class PodmanVolumes:
                 continue  # (Podman ORs several label filters)
             self.request("delete", f"/volumes/{volume['Name']}", action, ok404=True,
                          params={"force": "true"})
+
+    def remove_claims(self, workload_id: str, ordinal: int | None, action: str) -> int:
+        """Remove a workload's claim volumes here (of one ordinal, or all of them)."""
+        removed = 0
+        for volume in self._listed(action, {"label": [f"{LABEL_VOLUME}=claim"]}):
+            labels = volume.get("Labels") or {}
+            if labels.get(LABEL_WORKLOAD) != workload_id or (
+                    ordinal is not None and labels.get(LABEL_REPLICA) != str(ordinal)):
+                continue
+            self.request("delete", f"/volumes/{volume['Name']}", action, ok404=True,
+                         params={"force": "true"})
+            removed += 1
+        return removed
 
     def claims(self, action: str) -> frozenset[tuple[str, int]]:
         """(workload id, ordinal) of the claim volumes here."""

@@ -98,6 +98,9 @@ class AuctionDriver:
         self.tasks: dict[str, Task] = {}  # what each followed task is (the auction: its state)
         self._published_at: dict[str, float] = {}  # tasks we originated: last publication
         self.on_drop = on_drop
+        # Whether a pod here is ready (the kubelet's probes; set once the kubelet exists):
+        # a StatefulSet ordinal under OrderedReady waits for the lower ones.
+        self.ready_here: Callable[[PodInfo], bool] = lambda _pod: False
         self.claims = Claims(view, cfg.record_ttl_s, self._claim_refused)
         self._pending: list[a.Action] = []  # actions from messages, carried out by the loop
         self._wake = trio.Event()
@@ -146,6 +149,12 @@ class AuctionDriver:
             images=self.node.images, pulls=self.cfg.image_pulls,
             host_path_roots=tuple(self.cfg.host_path_roots),
             volumes_here=self.node.claims,
+            ready_replicas=frozenset(
+                [(pod.workload_id, pod.ordinal) for _, pod in self.claims_elsewhere(now)
+                 if pod.ready] + [(p.workload_id, p.ordinal) for p in self.node.pods.values()
+                                  if self.ready_here(p)]),
+            disk_free_bytes=self.node.disk[0] if self.node.disk else None,
+            disk_total_bytes=self.node.disk[1] if self.node.disk else 0,
             volumes_elsewhere={replica: entry.peer_id for entry in self.view.entries(now)
                                if entry.peer_id != self.machine
                                for replica in entry.record.volumes},
@@ -181,6 +190,8 @@ class AuctionDriver:
         out: list[dict[str, Any]] = []
         now = time.time()
         others = [e.record for e in self.view.entries(now) if e.peer_id != self.machine]
+        local = self.local_state()
+        holders = {**local.volumes_elsewhere, **dict.fromkeys(local.volumes_here, self.machine)}
         for tid in ids:
             task, status = self.tasks.get(tid), self.auction.status(tid)
             if task is None or status is None:
@@ -192,8 +203,8 @@ class AuctionDriver:
                         "pod": task.pod if not pending else "",
                         "reason": status.reason, "failures": list(status.failures),
                         "ineligible_here": status.ineligible_here,
-                        "fleet": fleet_fit(task.request(), others).to_dict() if pending else
-                        None})
+                        "fleet": fleet_fit(task.request(), others, holders,
+                                           local.ready_replicas).to_dict() if pending else None})
         return out
 
     def task_spec(self, task_id: str) -> WorkloadSpec | None:
@@ -424,7 +435,7 @@ class AuctionDriver:
             task = self.tasks[act.task_id]
             refusal = self._refusal(task)
             if refusal is None:
-                self.node.expect(task.task_id, task.spec, task.ordinal)
+                self.node.expect(task.task_id, task.spec, task.ordinal, bool(task.epoch))
                 expected.add(task.task_id)
             else:
                 self._deployed(task, False, refusal)

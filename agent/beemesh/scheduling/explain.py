@@ -11,6 +11,7 @@ refusal (`TaskStatus.ineligible_here`) is exact and is reported next to the coun
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from beemesh.membership.records import MachineRecord
@@ -41,12 +42,18 @@ def as_recorded(record: MachineRecord) -> LocalState:
                    memory_bytes_free=record.capacity.memory_available_bytes)
 
 
-def fleet_fit(req: TaskRequest, records: list[MachineRecord]) -> FleetFit:
-    """Count `records` by whether they could run `req` and, if not, why."""
+def fleet_fit(req: TaskRequest, records: list[MachineRecord],
+              holders: Mapping[tuple[str, int], str] | None = None,
+              ready: frozenset[tuple[str, int]] = frozenset()) -> FleetFit:
+    """Count `records` by whether they could run `req` and, if not, why. `holders`: which
+    machine holds each replica's claim volumes (data gravity); `ready`: the ready replicas
+    (an OrderedReady ordinal waits for the lower ones)."""
     counts: Counter[str] = Counter()
     fit = 0
     for record in records:
-        reason = ineligible_reason(req, as_recorded(record))
+        state = replace(as_recorded(record), ready_replicas=ready, volumes_elsewhere={
+            k: v for k, v in (holders or {}).items() if v != record.peer_id})
+        reason = ineligible_reason(req, state)
         if reason is None:
             fit += 1
         else:

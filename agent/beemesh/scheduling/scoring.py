@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from beemesh.runtime import local_only
 
 SCORE_MAX = 1_000_000
+ORDERED_READY = "podManagementPolicy OrderedReady"  # why an ordinal waits for the lower ones
 WEIGHTS = {"fit": 0.45, "locality": 0.25, "reliability": 0.1, "price": 0.1, "images": 0.1}
 RELIABILITY_HORIZON_S = 3600.0
 TIE_BREAK = 0.01  # the rendezvous hash's share of the score
@@ -41,6 +42,10 @@ class TaskRequest:
     generation: int = 0  # the apply it came from (`store.StoredWorkload.generation`)
     host_paths: tuple[str, ...] = ()  # what its hostPath volumes name on the machine
     claims: bool = False  # it has claim volumes (a StatefulSet's volumeClaimTemplates)
+    # A StatefulSet ordinal under podManagementPolicy OrderedReady: it starts only once every
+    # lower ordinal is ready.
+    ordered: bool = False
+    storage_bytes: int = 0  # what its claim volumes request (`storage`)
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,10 @@ class LocalState:
     # (workload, ordinal) of the claim volumes here, and of those live machines' records list
     volumes_here: frozenset[tuple[str, int]] = frozenset()
     volumes_elsewhere: Mapping[tuple[str, int], str] = field(default_factory=dict)
+    # (workload, ordinal) of the replicas that are ready, here and in live records
+    ready_replicas: frozenset[tuple[str, int]] = frozenset()
+    disk_free_bytes: int | None = None  # where the runtime keeps volumes (None: unknown)
+    disk_total_bytes: int = 0
 
 
 def ineligible_reason(req: TaskRequest, m: LocalState) -> str | None:
@@ -92,6 +101,11 @@ def ineligible_reason(req: TaskRequest, m: LocalState) -> str | None:
     if req.claims and replica not in m.volumes_here and replica in m.volumes_elsewhere:
         return (f"the volume of ordinal {req.ordinal} is on machine "
                 f"{m.volumes_elsewhere[replica]}, which is alive: it runs there (data gravity)")
+    if req.ordered:
+        waiting = next((k for k in range(req.ordinal)
+                        if (req.workload_id, k) not in m.ready_replicas), None)
+        if waiting is not None:
+            return f"ordinal {waiting} is not ready yet ({ORDERED_READY})"
     if req.arch and req.arch != m.arch:
         return f"arch {m.arch} != {req.arch}"
     for key, value in req.node_selector.items():
@@ -103,6 +117,10 @@ def ineligible_reason(req: TaskRequest, m: LocalState) -> str | None:
         return f"needs {req.cpu_milli}m cpu, {m.cpu_milli_free}m free"
     if req.memory_bytes > m.memory_bytes_free:
         return f"needs {req.memory_bytes} B memory, {m.memory_bytes_free} B free"
+    storage = storage_needed(req, m)
+    if m.disk_free_bytes is not None and storage > m.disk_free_bytes:
+        return (f"its claim volumes request {storage} B of disk, {m.disk_free_bytes} B free "
+                "here")
     clash = set(req.host_ports) & m.used_host_ports
     if clash:
         return f"host port {sorted(clash)[0][0]} already in use here"
@@ -112,6 +130,11 @@ def ineligible_reason(req: TaskRequest, m: LocalState) -> str | None:
                     f"({', '.join(m.host_path_roots) or 'none'}); add its directory to "
                     "host_path_roots in agent.toml to allow it")
     return image_refusal(req, m)
+
+
+def storage_needed(req: TaskRequest, m: LocalState) -> int:
+    """Disk its claims take here: nothing where its volume already is."""
+    return 0 if (req.workload_id, req.ordinal) in m.volumes_here else req.storage_bytes
 
 
 def image_refusal(req: TaskRequest, m: LocalState) -> str | None:
@@ -164,7 +187,11 @@ def score(req: TaskRequest, m: LocalState) -> int:
     """Deterministic score of an eligible machine (higher is better)."""
     cpu_left = (m.cpu_milli_free - req.cpu_milli) / max(1, m.cpu_milli_total)
     mem_left = (m.memory_bytes_free - req.memory_bytes) / max(1, m.memory_bytes_total)
-    fit = max(0.0, min(1.0, (cpu_left + mem_left) / 2))
+    lefts = [cpu_left, mem_left]
+    storage = storage_needed(req, m)
+    if storage and m.disk_free_bytes is not None and m.disk_total_bytes:
+        lefts.append((m.disk_free_bytes - storage) / m.disk_total_bytes)
+    fit = max(0.0, min(1.0, sum(lefts) / len(lefts)))
     # Spread: a machine already holding replicas of this workload is a worse place for one more.
     locality = 1.0 / (1 + m.replicas_here.get(req.workload_id, 0))
     reliability = max(0.0, min(1.0, m.uptime_s / RELIABILITY_HORIZON_S))

@@ -48,7 +48,11 @@ class Task:
                            tuple((image_name(c.image), c.pull_policy)
                                  for c in self.spec.containers), self.generation,
                            self.spec.host_paths,
-                           any(v.source == "claim" for v in self.spec.volumes))
+                           any(v.source == "claim" for v in self.spec.volumes),
+                           self.spec.kind == "StatefulSet" and not self.spec.parallel
+                           and self.ordinal > 0,
+                           sum(v.size_bytes or 0 for v in self.spec.volumes
+                               if v.source == "claim"))
 
     def body(self) -> dict[str, Any]:
         """The Task message body (`scheduling.messages.TASK`)."""

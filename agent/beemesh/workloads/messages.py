@@ -29,11 +29,14 @@ OBJECT_KINDS = {k.name: k for k in (SERVICE, CONFIG_MAP, SECRET)}
 ObjectSpec = ServiceSpec | ConfigMapSpec | SecretSpec
 _OBJECT_SPECS: dict[str, type[ObjectSpec]] = {"Service": ServiceSpec, "ConfigMap": ConfigMapSpec,
                                               "Secret": SecretSpec}
-DELETE = wire.Kind("Delete", wire.OPERATOR, schema.Struct(required={"workload_id": str}))
+# `volumes`: a StatefulSet's claim volumes go too (`beemesh delete --delete-volumes`)
+DELETE = wire.Kind("Delete", wire.OPERATOR, schema.Struct(required={"workload_id": str},
+                                                          optional={"volumes": bool}))
 CORDON = wire.Kind("Cordon", wire.OPERATOR, schema.Struct(
     required={"machine": str, "cordoned": bool}))
 DRAIN = wire.Kind("Drain", wire.OPERATOR, schema.Struct(
-    required={"machine": str, "grace_s": schema.Int(0, MAX_GRACE_S)}))
+    required={"machine": str, "grace_s": schema.Int(0, MAX_GRACE_S)},
+    optional={"keep_data": bool}))
 # A machine passing on an operator's Delete to machines that missed it (the Delete itself is
 # too old for the live replay/skew window, so it travels embedded, like a Workload in a Task).
 RELAYED_DELETE = wire.Kind("RelayedDelete", wire.MACHINE, schema.Struct(

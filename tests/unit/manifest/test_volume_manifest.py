@@ -124,3 +124,24 @@ def test_the_wire_form_is_rechecked(change: Any) -> None:
     with pytest.raises(ManifestError):
         WorkloadSpec.from_dict(d)
 
+
+
+def statefulset(**spec: Any) -> dict[str, Any]:
+    return mutated(DEPLOYMENT, lambda d: (d.update(kind="StatefulSet"), d["spec"].update(spec)))
+
+
+def test_pod_management_and_claim_retention_are_honoured_not_warned() -> None:
+    ordered = parse_one(statefulset())
+    assert not ordered.parallel and ordered.warnings == ()  # OrderedReady, Kubernetes' default
+    spec = parse_one(statefulset(podManagementPolicy="Parallel",
+                                 persistentVolumeClaimRetentionPolicy={
+                                     "whenDeleted": "Delete", "whenScaled": "Retain"}))
+    assert spec.parallel and spec.delete_claims_on_delete and not spec.delete_claims_on_scale
+    assert spec.warnings == () and WorkloadSpec.from_dict(spec.to_dict()) == spec
+    assert spec.template_hash == ordered.template_hash  # not part of the pod template
+    field_error(statefulset(podManagementPolicy="Sometimes"),
+                "spec.podManagementPolicy: string 'Sometimes' is not a policy", "OrderedReady")
+    field_error(statefulset(persistentVolumeClaimRetentionPolicy={"whenScaled": "Keep"}),
+                "whenScaled: string 'Keep' is not Retain or Delete")
+    field_error(mutated(DEPLOYMENT, lambda d: d["spec"].update(podManagementPolicy="Parallel")),
+                "spec.podManagementPolicy: not supported")
