@@ -4,8 +4,10 @@ Groups (`--only` runs one): `agent` (import cost, join time, idle cost on loopba
 `scheduling` (scheduling_bench.py), `healing` (healing_bench.py: machine death to ready
 replacement, work-plane memory), `rollout` (rollout_bench.py: a 3-replica rolling
 update), `streams` (streams_bench.py: a workload stream against direct TCP between two
-machines' namespaces). The whole run is sized to finish in ~15 minutes on a
-2-core host (see scheduling_bench.py for why 20 pods, not 100).
+machines' namespaces), `etcd` (etcd_bench.py: a 3-member etcd StatefulSet, its formation,
+a member's recovery and its write latency against the same containers on one Podman
+network). The whole run is sized to finish in ~20 minutes on a 2-core host (see
+scheduling_bench.py for why 20 pods, not 100).
 
 Machines here are noisy, so every timing is a median (and p99) over repeats (or over agents)
 and the memory figures are broken down by what is imported, to show where the memory goes.
@@ -99,7 +101,8 @@ def main() -> int:
                     help="machine deaths timed by the healing group")
     ap.add_argument("--roll-rounds", type=int, default=3,
                     help="rolling updates timed by the rollout group")
-    ap.add_argument("--only", choices=["agent", "scheduling", "healing", "rollout", "streams"],
+    ap.add_argument("--only", choices=["agent", "scheduling", "healing", "rollout", "streams",
+                                       "etcd"],
                     help="run one group only")
     args = ap.parse_args()
     results: dict[str, Any] = {
@@ -116,6 +119,8 @@ def main() -> int:
         rows += bench_rollout_group(args, results)
     if args.only in (None, "streams"):
         rows += bench_streams_group(results)
+    if args.only in (None, "etcd"):
+        rows += bench_etcd_group(results)
     width = max(len(r[0]) for r in rows)
     print(f"\n{'metric'.ljust(width)}  value\n{'-' * width}  -----")
     for k, v in rows:
@@ -260,6 +265,26 @@ def bench_streams_group(results: dict[str, Any]) -> Rows:
          f"{s['setup_ms']['p50']:.1f} / {d['setup_ms']['p50']:.1f} ms"),
         ("  work-plane RSS per extra replica with a Service listener",
          f"{r['workplane_rss_mb_per_extra_replica']:.2f} MB"),
+    ]
+
+
+def bench_etcd_group(results: dict[str, Any]) -> Rows:
+    from etcd_bench import WRITES
+    from etcd_bench import run as run_etcd
+
+    print(f"[bench] etcd: a 3-member StatefulSet on 3 machines vs the same containers on one "
+          f"Podman network ({WRITES} sequential writes each) ...", flush=True)
+    r = results["etcd"] = run_etcd()
+    b, o = r["beemesh"], r["one_network"]
+    return [
+        ("etcd: apply -> 3 members healthy", f"{b['apply_to_healthy_s']:.1f} s"),
+        ("etcd: a member's pod removed -> healthy again (same machine, its data)",
+         f"{b['killed_to_healthy_s']:.1f} s"),
+        ("etcd write latency p50 / p99: over Beemesh workload streams",
+         f"{b['write_ms']['p50']:.2f} / {b['write_ms']['p99']:.2f} ms"),
+        ("etcd write latency p50 / p99: one Podman network",
+         f"{o['write_ms']['p50']:.2f} / {o['write_ms']['p99']:.2f} ms"),
+        ("  ratio of the p50s", f"{r['write_p50_ratio']:.2f} x"),
     ]
 
 

@@ -15,64 +15,15 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from etcd_image import ETCD_IMAGE, ensure_etcd_image
-from healing_lib import kill_machine, machine_name
+from etcd_image import MANIFEST, MEMBERS, ensure_etcd_image, etcdctl, healthy, members, placement
+from healing_lib import kill_machine
 from podman_mesh import podman_mesh
 
 from beemesh.lab.localmesh import LocalMesh, wait_for
 
 pytestmark = pytest.mark.slow
-
-MEMBERS = ("etcd-0", "etcd-1", "etcd-2")
-CLUSTER = ",".join(f"{m}=http://{m}.etcd:2380" for m in MEMBERS)
-RUN = ("exec etcd --name $HOSTNAME --data-dir /var/lib/etcd/data "
-       "--listen-peer-urls http://0.0.0.0:2380 --listen-client-urls http://0.0.0.0:2379 "
-       "--advertise-client-urls http://$HOSTNAME.etcd:2379 "
-       "--initial-advertise-peer-urls http://$HOSTNAME.etcd:2380 "
-       f"--initial-cluster {CLUSTER} --initial-cluster-state new "
-       "--initial-cluster-token beemesh-test")
-MANIFEST = f"""\
-apiVersion: v1
-kind: Service
-metadata: {{name: etcd}}
-spec:
-  clusterIP: None
-  publishNotReadyAddresses: true
-  selector: {{app: etcd}}
-  ports: [{{name: client, port: 2379}}, {{name: peer, port: 2380}}]
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {{name: etcd}}
-spec:
-  replicas: 3
-  serviceName: etcd
-  podManagementPolicy: Parallel
-  selector: {{matchLabels: {{app: etcd}}}}
-  template:
-    metadata: {{labels: {{app: etcd}}}}
-    spec:
-      containers:
-      - name: etcd
-        image: {ETCD_IMAGE}
-        command: ["/bin/sh", "-c", {json.dumps(RUN)}]
-        ports: [{{name: client, containerPort: 2379}}, {{name: peer, containerPort: 2380}}]
-        volumeMounts: [{{name: data, mountPath: /var/lib/etcd}}]
-        readinessProbe:
-          exec: {{command: [etcdctl, --endpoints=http://127.0.0.1:2379, endpoint, health]}}
-          periodSeconds: 2
-          timeoutSeconds: 3
-        resources: {{requests: {{cpu: 50m, memory: 128Mi}}, limits: {{memory: 256Mi}}}}
-  volumeClaimTemplates:
-  - metadata: {{name: data}}
-    spec:
-      accessModes: [ReadWriteOnce]
-      resources: {{requests: {{storage: 64Mi}}}}
-"""
-
 
 @pytest.fixture(scope="module")
 def mesh(podman_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
@@ -83,32 +34,6 @@ def mesh(podman_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         for name in mesh.agents:
             ensure_etcd_image(mesh.podmans[name])
         yield mesh
-
-
-def placement(mesh: LocalMesh) -> dict[str, str]:
-    """member -> machine name, of the running pods."""
-    via = next(a for a in mesh.agents.values() if a.alive())
-    return {p["pod"]: machine_name(mesh, p["machine"]) for p in via.get_json("get", "pods")
-            if p["workload"] == "statefulset/default/etcd" and p["state"] == "running"}
-
-
-def etcdctl(mesh: LocalMesh, member: str, *args: str) -> Any:
-    machine = placement(mesh).get(member)
-    if machine is None:
-        return None
-    done = mesh.podman(machine).run("exec", f"{member}-etcd", "etcdctl",
-                                    "--endpoints=http://127.0.0.1:2379", "--command-timeout=5s",
-                                    *args, timeout=30)
-    return done.stdout if done.returncode == 0 else None
-
-
-def members(mesh: LocalMesh, via: str) -> list[dict[str, Any]] | None:
-    out = etcdctl(mesh, via, "member", "list", "-w", "json")
-    return json.loads(out)["members"] if out else None
-
-
-def healthy(mesh: LocalMesh, *names: str) -> bool:
-    return all(etcdctl(mesh, m, "endpoint", "health") is not None for m in names)
 
 
 def test_a_three_member_etcd_forms_serves_and_keeps_its_data(mesh: LocalMesh,

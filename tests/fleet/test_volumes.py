@@ -182,8 +182,9 @@ def test_drain_keeps_data_when_asked_and_describe_says_when_an_ordinal_started_a
     time.sleep(8)  # long enough for a replacement to have started elsewhere: none does
     assert placement(m1, wid) == {}
     other = next(a for a in mesh.agents.values() if a.peer_id != home)
-    described = mesh.operator(other.api, "describe", "statefulset/kd").stdout
-    assert "is on machine" in described and "data gravity" in described, described
+    wait_for(lambda: "(data gravity)" in mesh.operator(other.api, "describe",
+                                                       "statefulset/kd").stdout, 60,
+             "describe to say the ordinal waits for the machine that holds its data")
     done = mesh.operator(m1.api, "uncordon", home)
     assert done.returncode == 0, done.stdout + done.stderr
     wait_for(lambda: placement(m1, wid).get("kd-0") == home and data(mesh, name, "kd-0") == [

@@ -1,23 +1,77 @@
-"""A local etcd image for the real-workload tests: Debian's etcd-server and etcd-client
-binaries (Go, linked against libc only) with their libc, the name service files and the lab's
-busybox, imported with `podman import` (no registry)."""
+"""A local etcd image for the real-workload tests and the bench: Debian's etcd-server and
+etcd-client binaries (Go, linked against libc only) with their libc, the name service files
+and the lab's busybox, imported with `podman import` (no registry); the 3-member StatefulSet
+that runs it on Beemesh, and `etcdctl` in its members."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import subprocess
 import tarfile
 from pathlib import Path
+from typing import Any
+
+from healing_lib import machine_name
 
 from beemesh.files import write_atomic
 from beemesh.lab.busybox import busybox_tarball, cache_dir, import_rootfs
+from beemesh.lab.localmesh import LocalMesh
 from beemesh.lab.podman_service import PodmanService
 
 ETCD_IMAGE = "localhost/beemesh/etcd:3.4"
 BINARIES = (Path("/usr/bin/etcd"), Path("/usr/bin/etcdctl"))
 INSTALL = "apt-get install -y etcd-server etcd-client (or: make install)"
+MEMBERS = ("etcd-0", "etcd-1", "etcd-2")
+CLUSTER = ",".join(f"{m}=http://{m}.etcd:2380" for m in MEMBERS)
+RUN = ("exec etcd --name $HOSTNAME --data-dir /var/lib/etcd/data "
+       "--listen-peer-urls http://0.0.0.0:2380 --listen-client-urls http://0.0.0.0:2379 "
+       "--advertise-client-urls http://$HOSTNAME.etcd:2379 "
+       "--initial-advertise-peer-urls http://$HOSTNAME.etcd:2380 "
+       f"--initial-cluster {CLUSTER} --initial-cluster-state new "
+       "--initial-cluster-token beemesh-test")
+MANIFEST = f"""\
+apiVersion: v1
+kind: Service
+metadata: {{name: etcd}}
+spec:
+  clusterIP: None
+  publishNotReadyAddresses: true
+  selector: {{app: etcd}}
+  ports: [{{name: client, port: 2379}}, {{name: peer, port: 2380}}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: etcd}}
+spec:
+  replicas: 3
+  serviceName: etcd
+  podManagementPolicy: Parallel
+  selector: {{matchLabels: {{app: etcd}}}}
+  template:
+    metadata: {{labels: {{app: etcd}}}}
+    spec:
+      containers:
+      - name: etcd
+        image: {ETCD_IMAGE}
+        command: ["/bin/sh", "-c", {json.dumps(RUN)}]
+        ports: [{{name: client, containerPort: 2379}}, {{name: peer, containerPort: 2380}}]
+        volumeMounts: [{{name: data, mountPath: /var/lib/etcd}}]
+        readinessProbe:
+          exec: {{command: [etcdctl, --endpoints=http://127.0.0.1:2379, endpoint, health]}}
+          periodSeconds: 2
+          timeoutSeconds: 3
+        resources: {{requests: {{cpu: 50m, memory: 128Mi}}, limits: {{memory: 256Mi}}}}
+  volumeClaimTemplates:
+  - metadata: {{name: data}}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {{requests: {{storage: 64Mi}}}}
+"""
+
+
 
 
 def _libraries(binary: Path) -> list[Path]:
@@ -66,3 +120,29 @@ def etcd_tarball() -> Path:
 
 def ensure_etcd_image(service: PodmanService | str) -> str:
     return import_rootfs(service, ETCD_IMAGE, etcd_tarball)
+
+
+def placement(mesh: LocalMesh) -> dict[str, str]:
+    """member -> machine name, of the running pods."""
+    via = next(a for a in mesh.agents.values() if a.alive())
+    return {p["pod"]: machine_name(mesh, p["machine"]) for p in via.get_json("get", "pods")
+            if p["workload"] == "statefulset/default/etcd" and p["state"] == "running"}
+
+
+def etcdctl(mesh: LocalMesh, member: str, *args: str) -> Any:
+    machine = placement(mesh).get(member)
+    if machine is None:
+        return None
+    done = mesh.podman(machine).run("exec", f"{member}-etcd", "etcdctl",
+                                    "--endpoints=http://127.0.0.1:2379", "--command-timeout=5s",
+                                    *args, timeout=30)
+    return done.stdout if done.returncode == 0 else None
+
+
+def members(mesh: LocalMesh, via: str) -> list[dict[str, Any]] | None:
+    out = etcdctl(mesh, via, "member", "list", "-w", "json")
+    return json.loads(out)["members"] if out else None
+
+
+def healthy(mesh: LocalMesh, *names: str) -> bool:
+    return all(etcdctl(mesh, m, "endpoint", "health") is not None for m in names)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from typing import Protocol
 
 from beemesh.membership.records import MachineRecord
@@ -39,10 +40,14 @@ class LeaseLimits(Protocol):
     def max_lease_hold_s(self) -> float: ...
 
 
+UNBOUNDED_DISK = 2**62
+
+
 def advertised(record: MachineRecord) -> LocalState:
     """The most a machine with this record could have to offer: everything it advertises free,
-    up for the whole reliability horizon, free of charge. Its replicas are the pods its record
-    lists (an honest machine counts those and the ones it is deploying)."""
+    up for the whole reliability horizon, free of charge, an empty disk of unbounded size
+    (records do not carry disk). Its replicas are the pods its record lists (an honest machine
+    counts those and the ones it is deploying)."""
     cap = record.capacity
     return LocalState(
         arch=record.arch, labels=dict(record.labels), cordoned=False, runtime_ok=True,
@@ -50,12 +55,16 @@ def advertised(record: MachineRecord) -> LocalState:
         cpu_milli_free=cap.cpu_milli, memory_bytes_free=cap.memory_bytes,
         replicas_here=dict(Counter(p.workload_id for p in record.pods)),
         uptime_s=RELIABILITY_HORIZON_S, price=0.0, machine=record.peer_id,
-        host_path_roots=record.host_path_roots, volumes_here=frozenset(record.volumes))
+        host_path_roots=record.host_path_roots, volumes_here=frozenset(record.volumes),
+        disk_free_bytes=UNBOUNDED_DISK, disk_total_bytes=UNBOUNDED_DISK)
 
 
 def ceiling(req: TaskRequest, record: MachineRecord) -> int | None:
     """The highest score a machine with this record can bid for `req`; None: it cannot bid
-    at all (wrong arch, labels the nodeSelector wants, or less capacity than the task needs)."""
+    at all (wrong arch, labels the nodeSelector wants, or less capacity than the task needs).
+    Whether an OrderedReady ordinal may start yet is the fleet's state, not the bidder's: the
+    bidder judged it from what it saw."""
+    req = replace(req, ordered=False)
     state = advertised(record)
     if ineligible_reason(req, state) is not None:
         return None

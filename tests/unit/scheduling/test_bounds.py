@@ -153,3 +153,21 @@ def test_a_bid_for_a_host_path_is_believed_from_a_machine_whose_record_allows_it
     assert bid_refusal(req, allowing, 1) is None
     refused = bid_refusal(req, record(), 1)
     assert refused is not None and "host_path_roots" in refused
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_bid_for_an_ordered_ordinal_with_claims_is_judged_by_the_record_alone(
+        seed: int) -> None:
+    """Whether lower ordinals are ready is the fleet's state, which the validator does not
+    hold; disk is not in records: an honest bid is never refused for either."""
+    import dataclasses
+
+    rng = random.Random(seed)
+    req = dataclasses.replace(REQ, ordinal=2, stateful=True, ordered=True, claims=True,
+                              storage_bytes=rng.randint(1, 100) * GIB)
+    honest = dataclasses.replace(
+        machine(cpu_free=4000, mem_free=8 * GIB, cpu_total=4000, mem_total=8 * GIB,
+                uptime_s=10**5, price=0.0),
+        ready_replicas=frozenset({(req.workload_id, 0), (req.workload_id, 1)}),
+        disk_free_bytes=rng.randint(100, 1000) * GIB, disk_total_bytes=1000 * GIB)
+    assert bid_refusal(req, record(), score(req, honest)) is None
