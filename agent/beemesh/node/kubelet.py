@@ -184,7 +184,7 @@ class Kubelet:
             self.events.add(time.time(), "Restarted", f"{name} was {state}; restartPolicy "
                             "Always starts it again", workload=tracked.spec.workload_id,
                             machine=self.node.machine)
-            await self.node.start(name)
+            await self.node.start(name, tracked.spec)
             self._backoff.setdefault(name, RestartBackoff()).restarted(time.time())
             tracked.health.reset(time.time())
             tracked.address = None

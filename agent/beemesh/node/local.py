@@ -300,9 +300,13 @@ class LocalNode:
                             machine=self.machine)
             self._images_at = None  # the record lists the claims left
 
-    async def start(self, pod_name: str) -> None:
-        """Start a stopped pod again (restartPolicy Always)."""
+    async def start(self, pod_name: str, spec: WorkloadSpec | None = None) -> None:
+        """Start a stopped pod again (restartPolicy Always); its configMap and secret files
+        are written again first (a reboot empties the tmpfs they were on)."""
+        pod = self.pods.get(pod_name)
         try:
+            if self.configs is not None and spec is not None and pod is not None:
+                await self.configs.prepare(spec, pod.ordinal, pod.task_id)
             await trio.to_thread.run_sync(self.runtime.start, pod_name)
         except UserError as e:
             log.error("could not start %s again: %s", pod_name, e)

@@ -116,7 +116,8 @@ class SecretCopies:
         self.events = events
         self.metrics = metrics
         self._boxes: dict[tuple[str, str], bytes] = {}  # (secret id, digest) -> box
-        self._waiting: dict[tuple[str, str], trio.Event] = {}
+        # (secret id, digest) -> (set when a copy arrived, deploys waiting for it)
+        self._waiting: dict[tuple[str, str], tuple[trio.Event, int]] = {}
         self._wants: dict[tuple[str, str, str], Want] = {}  # verified, for a sealing `apply`
         metrics.describe("secret_copies", "Secret copies sealed to another machine, and "
                          "refused wants, by outcome", "outcome")
@@ -174,17 +175,24 @@ class SecretCopies:
         if found is not None:
             return found
         wanted = (spec.object_id, spec.digest)
-        event = self._waiting.setdefault(wanted, trio.Event())
+        event, waiters = self._waiting.get(wanted, (trio.Event(), 0))
+        self._waiting[wanted] = (event, waiters + 1)
         body = {"machine": self.machine, "secret": spec.object_id, "digest": spec.digest,
                 "task_id": task_id}
-        with trio.move_on_after(wait_s):
-            while not event.is_set():
-                await self.mesh.publish(TOPIC_EVENTS, wire.seal(self.key, SECRET_WANT.name,
-                                                                body, time.time()))
-                with trio.move_on_after(WANT_EVERY_S):
-                    await event.wait()
-        if self._waiting.get(wanted) is event and not event.is_set():
-            del self._waiting[wanted]
+        try:
+            with trio.move_on_after(wait_s):
+                while not event.is_set():
+                    await self.mesh.publish(TOPIC_EVENTS, wire.seal(
+                        self.key, SECRET_WANT.name, body, time.time()))
+                    with trio.move_on_after(WANT_EVERY_S):
+                        await event.wait()
+        finally:
+            current = self._waiting.get(wanted)
+            if current is not None and current[0] is event:
+                if current[1] <= 1:
+                    del self._waiting[wanted]  # nobody waits any more: copies are not wanted
+                else:
+                    self._waiting[wanted] = (event, current[1] - 1)
         found = self.local(spec)
         if found is None:
             raise UserError(f"no copy of {spec.object_id} reached this machine in "
@@ -197,7 +205,7 @@ class SecretCopies:
             with trio.fail_after(SEND_TIMEOUT_S):
                 data = cbor.loads(await read_request(stream, MAX_BOX_BYTES + 1024))
             sid, digest, box = data["secret"], data["digest"], data["box"]
-            event = self._waiting.get((sid, digest))
+            event = self._waiting.get((sid, digest), (None, 0))[0]
             split = _split(sid) if isinstance(sid, str) else None
             spec = self.secrets.secret(*split) if split else None
             if event is None or spec is None or spec.digest != digest \
@@ -206,7 +214,6 @@ class SecretCopies:
             open_box(box, self.key.signing_key, spec)
             self._keep(sid, digest, box)
             event.set()
-            self._waiting.pop((sid, digest), None)
         except (SealError, UserError, ValueError, KeyError, TypeError, trio.TooSlowError) as e:
             log.warning("a secret copy was refused: %s", e)
         finally:
