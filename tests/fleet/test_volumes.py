@@ -125,8 +125,9 @@ def test_a_host_path_runs_only_where_agent_toml_allows_it(mesh: LocalMesh,
     assert "hostPath /tmp/beemesh-fleet-elsewhere is not under this machine's host_path_roots " \
         "(none)" in said, said
     assert f"host_path_roots ({ALLOWED})" in said, said
-    deleted = mesh.operator(mesh.agents["m1"].api, "delete", "deployment", "stray")
-    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    for name in ("stray", "reader"):  # reader cannot move: a drain of m3 would wait for it
+        deleted = mesh.operator(mesh.agents["m1"].api, "delete", "deployment", name)
+        assert deleted.returncode == 0, deleted.stdout + deleted.stderr
 
 
 def claimed(mesh: LocalMesh, workload: str) -> set[int]:

@@ -120,7 +120,7 @@ def test_pod_info_to_dict() -> None:
     assert info.to_dict() == {
         "name": "web-0", "workload_id": "deployment/default/web", "ordinal": 0,
         "task_id": "t", "state": "running", "created": 1.5, "containers": ["httpd"],
-        "host_ports": [18080], "cpu_milli": 0, "memory_bytes": 0, "template": "",
+        "host_ports": [18080], "cpu_milli": 0, "memory_bytes": 0, "template": "", "afresh": False,
     }
 
 

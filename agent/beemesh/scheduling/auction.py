@@ -43,7 +43,14 @@ from beemesh.scheduling.actions import (
 )
 from beemesh.scheduling.bounds import duplicate_rank, lease_refusal
 from beemesh.scheduling.messages import MAX_LEASE_AHEAD_S
-from beemesh.scheduling.scoring import SCORE_MAX, LocalState, TaskRequest, ineligible_reason, score
+from beemesh.scheduling.scoring import (
+    ORDERED_READY,
+    SCORE_MAX,
+    LocalState,
+    TaskRequest,
+    ineligible_reason,
+    score,
+)
 
 BidKey = tuple[int, str]  # (score, machine id): the total order every machine agrees on
 MAX_BIDDERS = 1_024  # bidders remembered per task (only admitted machines can bid at all)
@@ -64,6 +71,7 @@ class Params:
     max_lease_hold_s: float = 600.0
     max_tasks: int = 10_000  # tasks followed at once (finished ones are forgotten after 10 min)
     max_tasks_per_replica: int = 8  # an apply, heals and drains of one replica: a handful
+    recheck_ordered_s: float = 1.0  # how often a waiting OrderedReady ordinal is looked at
     suppression: bool = True  # withhold a bid when a better one was already seen
 
     @property
@@ -93,6 +101,9 @@ class TaskState:
     window_end: float = 0.0
     deadline: float | None = None
     renew_at: float | None = None
+    # An OrderedReady ordinal this machine may not bid for yet: when to look again (a lower
+    # ordinal getting ready starts the next round at once, not after the lease wait)
+    recheck_at: float | None = None
     deployed_by: str | None = None  # the highest-ranked winner that reported Deployed
     winners: dict[str, float] = field(default_factory=dict)  # machine -> when it first won
     # machine -> when it first bid: a bidder may have won in its own view of a round (views
@@ -366,6 +377,9 @@ class Auctioneer:
             elif st.phase is Phase.DEPLOYING and st.renew_at is not None and now >= st.renew_at:
                 st.renew_at = now + self.params.lease_renew_s
                 actions.append(WriteLease(st.task_id, self.params.lease_ttl_s))
+            elif (st.phase is Phase.WAITING and st.recheck_at is not None
+                  and now >= st.recheck_at and st.winner is None and st.deployed_by is None):
+                actions += self._recheck(st, now, local)
             elif st.phase is Phase.WAITING and st.deadline is not None and now >= st.deadline:
                 st.phase = Phase.CHECKING
                 st.deadline = None
@@ -379,7 +393,8 @@ class Auctioneer:
     def next_deadline(self) -> float | None:
         times: list[float] = []
         for st in self.tasks.values():
-            times += [t for t in (st.bid_at, st.renew_at, st.deadline) if t is not None]
+            times += [t for t in (st.bid_at, st.renew_at, st.deadline, st.recheck_at)
+                      if t is not None]
             if st.phase is Phase.BIDDING:
                 times.append(st.window_end)
             if st.phase is Phase.DONE and st.finished_at is not None:
@@ -404,6 +419,8 @@ class Auctioneer:
             return []
         state = local()
         st.ineligible = ineligible_reason(st.request, state)
+        st.recheck_at = now + p.recheck_ordered_s if st.ineligible is not None and \
+            ORDERED_READY in st.ineligible else None
         if st.ineligible is not None:
             return [Note(st.task_id, f"round {round_}: not bidding ({st.ineligible})")]
         s = score(st.request, state)
@@ -426,6 +443,17 @@ class Auctioneer:
             return [Note(st.task_id, f"round {st.round}: no bids")]
         return []
 
+    def _recheck(self, st: TaskState, now: float,
+                 local: Callable[[], LocalState]) -> list[Action]:
+        """An OrderedReady ordinal nobody could bid for: the next round as soon as the lower
+        ordinals are ready here (the others follow this machine's bid into it)."""
+        why = ineligible_reason(st.request, local())
+        if why is not None and ORDERED_READY in why:
+            st.recheck_at = now + self.params.recheck_ordered_s
+            return []
+        st.recheck_at = None
+        return self._enter_round(st, st.round + 1, now, local, bid_now=True)
+
     def _wait(self, st: TaskState, now: float) -> None:
         p = self.params
         st.phase = Phase.WAITING
@@ -434,7 +462,7 @@ class Auctioneer:
     def _finish(self, st: TaskState, phase: Phase, now: float) -> None:
         st.phase = phase
         st.finished_at = now
-        st.bid_at = st.deadline = st.renew_at = None
+        st.bid_at = st.deadline = st.renew_at = st.recheck_at = None
 
     def _lease_refusal(self, st: TaskState, holder: str, expires_at: float,
                        now: float) -> tuple[str, str] | None:

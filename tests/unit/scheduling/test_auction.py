@@ -1043,3 +1043,24 @@ def test_a_task_whose_pod_is_gone_is_released_then_forgotten() -> None:
     a.tick(now + 40 + a.params.keep_done_s + 1, local)
     assert a.status("t") is None
     a.release("unknown", now)  # nothing to release: no error
+
+
+def test_an_ordered_ordinal_is_bid_for_as_soon_as_the_lower_ones_are_ready() -> None:
+    """An OrderedReady ordinal nobody may bid for yet is looked at again every second (not
+    only after the lease wait of a round nobody bid in): once ordinal 0 is ready here, the
+    next round starts with this machine's bid."""
+    import dataclasses
+
+    req = dataclasses.replace(REQ, workload_id="statefulset/default/db", ordinal=1,
+                              stateful=True, ordered=True)
+    a = Auctioneer("n1", Lowest())
+    state = {"m": machine()}
+    local: Local = lambda: state["m"]  # noqa: E731
+    a.task("t", req, 0.0, local)
+    acts = run(a, 2.5, local, lease=lambda _t: (None, 0.0))
+    assert of(PublishBid, acts) == [] and a.tasks["t"].round == 1
+    state["m"] = dataclasses.replace(machine(), ready_replicas=frozenset(
+        {("statefulset/default/db", 0)}))
+    acts = run(a, 3.6, local, lease=lambda _t: (None, 0.0))
+    bids = of(PublishBid, acts)
+    assert len(bids) == 1 and bids[0].round == 2  # well before the 4 s lease wait ends
