@@ -1,6 +1,7 @@
 """`make bench`: measure the agent on real processes; print a table and write JSON.
 
-Groups (`--only` runs one): `agent` (import cost, join time, idle cost on loopback),
+Groups (`--only` runs one): `footprint` (footprint_bench.py: memory, start -> joined and idle
+CPU of agents and work planes on loopback, from the venv and the .pyz),
 `scheduling` (scheduling_bench.py), `healing` (healing_bench.py: machine death to ready
 replacement, work-plane memory), `rollout` (rollout_bench.py: a 3-replica rolling
 update), `streams` (streams_bench.py: a workload stream against direct TCP between two
@@ -19,75 +20,15 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from beemesh.lab.localmesh import LocalMesh, wait_for
-
-IMPORT_STEPS = {
-    "python": "pass",
-    "+ trio, cbor2, nacl, psutil": "import trio, cbor2, nacl.signing, psutil",
-    "+ libp2p": "import trio, cbor2, nacl.signing, psutil, libp2p",
-    "+ beemesh.machine.agent": "import beemesh.machine.agent",
-}
-
-
-def rss_of_import(code: str) -> int:
-    out = subprocess.run(
-        [sys.executable, "-c", f"{code}\nimport psutil; print(psutil.Process().memory_info().rss)"],
-        capture_output=True, text=True, check=True)
-    return int(out.stdout.split()[-1])
-
-
-def bench_agents(n: int, idle_s: float) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix="beemesh-bench-"))
-    mesh = LocalMesh.create(root)
-    try:
-        t0 = time.monotonic()
-        seed = mesh.start("m1")
-        starts = {"m1": t0}
-        for i in range(2, n + 1):
-            starts[f"m{i}"] = time.monotonic()
-            mesh.start(f"m{i}", bootstrap=[seed.addr], wait=False)
-        joined: dict[str, float] = {}
-        in_process: dict[str, float] = {}
-        expected = n
-
-        def all_joined() -> bool:
-            for name, a in mesh.agents.items():
-                if name in joined or not a.api.exists():
-                    continue
-                st = a.status()
-                if st["joined"] and st["known_machines"] == expected:
-                    joined[name] = time.monotonic() - starts[name]
-                    in_process[name] = st["joined_after_s"]
-            return len(joined) == n
-
-        wait_for(all_joined, 60, "every agent to join", interval=0.1)
-        probe = mesh.agents["m2"]
-        time.sleep(5)  # let start-up work settle before measuring idle cost
-        s0 = probe.status()
-        time.sleep(idle_s)
-        s1 = probe.status()
-        cpu_per_min = (s1["cpu_seconds"] - s0["cpu_seconds"]) * 60 / (s1["uptime_s"] -
-                                                                      s0["uptime_s"])
-        rss = [a.status()["rss_bytes"] for a in mesh.agents.values()]
-        return {
-            "agents": n,
-            "start_to_joined_s_median": statistics.median(joined.values()),
-            "start_to_joined_s_max": max(joined.values()),
-            "in_process_join_s_median": statistics.median(in_process.values()),
-            "idle_rss_mb_with_peers_median": statistics.median(rss) / 2**20,
-            "idle_cpu_s_per_min": cpu_per_min,
-            "idle_window_s": idle_s,
-        }
-    finally:
-        mesh.close()
+ROOT = Path(__file__).resolve().parents[2]
+# One line per run: the commit and its footprint figures, so a regression shows against the
+# runs of earlier commits (`make bench` prints the last other commit's figures beside these).
+HISTORY = ROOT / "bench-history.jsonl"
 
 
 def main() -> int:
@@ -101,16 +42,17 @@ def main() -> int:
                     help="machine deaths timed by the healing group")
     ap.add_argument("--roll-rounds", type=int, default=3,
                     help="rolling updates timed by the rollout group")
-    ap.add_argument("--only", choices=["agent", "scheduling", "healing", "rollout", "streams",
+    ap.add_argument("--only", choices=["footprint", "scheduling", "healing", "rollout", "streams",
                                        "etcd"],
                     help="run one group only")
     args = ap.parse_args()
     results: dict[str, Any] = {
+        "commit": commit(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"python": platform.python_version(), "arch": platform.machine(),
                     "cpus": os.cpu_count()}}
     rows: list[tuple[str, str]] = []
-    if args.only in (None, "agent"):
-        rows += bench_agent_group(args, results)
+    if args.only in (None, "footprint"):
+        rows += bench_footprint_group(args, results)
     if args.only in (None, "scheduling"):
         rows += bench_scheduling_group(args, results)
     if args.only in (None, "healing"):
@@ -125,12 +67,41 @@ def main() -> int:
     print(f"\n{'metric'.ljust(width)}  value\n{'-' * width}  -----")
     for k, v in rows:
         print(f"{k.ljust(width)}  {v}")
+    rows += history_rows(results)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"\nwritten to {args.out}")
     return 0
 
 
 Rows = list[tuple[str, str]]
+
+
+def commit() -> str:
+    out = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                         capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def history_rows(results: dict[str, Any]) -> Rows:
+    """Append this run's footprint to HISTORY; rows comparing it with the last other commit."""
+    mine = {k: v for k, v in results.items() if k.startswith("footprint_")}
+    if not mine:
+        return []
+    earlier = [json.loads(line) for line in HISTORY.read_text().splitlines()
+               if line.strip()] if HISTORY.exists() else []
+    with HISTORY.open("a") as f:
+        f.write(json.dumps({"commit": results["commit"], "at": results["at"], **mine}) + "\n")
+    other = next((e for e in reversed(earlier) if e.get("commit") != results["commit"]), None)
+    if other is None:
+        return []
+    out: Rows = []
+    for key, r in mine.items():
+        if key in other:
+            o = other[key]
+            out.append((f"{key}: machine cost / agent RSS, this vs {other['commit']}",
+                        f"{r['machine_cost_mb']:.1f} / {r['agent']['rss_mb']:.1f} MB vs "
+                        f"{o['machine_cost_mb']:.1f} / {o['agent']['rss_mb']:.1f} MB"))
+    return out
 
 
 def bench_scheduling_group(args: argparse.Namespace, results: dict[str, Any]) -> Rows:
@@ -288,26 +259,22 @@ def bench_etcd_group(results: dict[str, Any]) -> Rows:
     ]
 
 
-def bench_agent_group(args: argparse.Namespace, results: dict[str, Any]) -> Rows:
+def bench_footprint_group(args: argparse.Namespace, results: dict[str, Any]) -> Rows:
+    from footprint_bench import MACHINES
+    from footprint_bench import rows as footprint_rows
+    from footprint_bench import run as run_footprint
 
-    print(f"[bench] memory by import step ({len(IMPORT_STEPS)} runs) ...", flush=True)
-    imports = {name: rss_of_import(code) / 2**20 for name, code in IMPORT_STEPS.items()}
-    print(f"[bench] {args.agents} agents on loopback, {args.idle_seconds:.0f} s idle window ...",
-          flush=True)
-    agents = bench_agents(args.agents, args.idle_seconds)
-    results["rss_mb_by_import"] = imports
-    results["agent_mesh"] = agents
-    rows = [(f"RSS after import: {k}", f"{v:.1f} MB") for k, v in imports.items()]
-    rows += [
-        (f"idle agent RSS with {args.agents - 1} peers (median)",
-         f"{agents['idle_rss_mb_with_peers_median']:.1f} MB"),
-        ("process start -> joined (median / max)",
-         f"{agents['start_to_joined_s_median']:.2f} / {agents['start_to_joined_s_max']:.2f} s"),
-        ("agent init -> joined, in process (median)",
-         f"{agents['in_process_join_s_median']:.2f} s"),
-        ("idle CPU per minute", f"{agents['idle_cpu_s_per_min']:.2f} CPU-s"),
-    ]
-    return rows
+    out: Rows = []
+    builds: list[tuple[str, list[str] | None]] = [("venv", None)]
+    pyz = sorted((ROOT / "dist").glob(f"beemesh-*-linux-{platform.machine()}.pyz"))
+    if pyz:
+        builds.append(("pyz", [str(pyz[-1])]))
+    for label, command in builds:
+        print(f"[bench] footprint ({label}): {MACHINES} machines with work planes on loopback, "
+              f"{args.idle_seconds:.0f} s idle window ...", flush=True)
+        r = results[f"footprint_{label}"] = run_footprint(args.idle_seconds, command)
+        out += footprint_rows(r, label)
+    return out
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from beemesh.cli.service_cmds import CONFIG_WORDS, SERVICE_WORDS, get_services
 from beemesh.cli.workload_cmds import WORKLOAD_WORDS, get_workloads
@@ -37,10 +38,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     from beemesh.api.client import api_path, call
 
     status = call(api_path(args.api), "GET", "/v1/status")
-    rows = [{"key": k, "value": v} for k, v in status.items()]
+    rows = [{"key": k, "value": v} for k, v in status.items() if k != "footprint"]
+    for process, f in (status.get("footprint") or {}).items():
+        rows.append({"key": process, "value": _footprint_line(f)})
     emit(status if args.output == "json" else rows,
          [("key", lambda r: r["key"]), ("value", lambda r: r["value"])], args.output)
     return 0
+
+
+def _footprint_line(f: dict[str, Any] | None) -> str:
+    if not f:
+        return "not running"
+    mb = {k: f[f"{k}_bytes"] / 2**20 for k in ("rss", "pss", "uss")}
+    return (f"rss {mb['rss']:.1f} MB, pss {mb['pss']:.1f} MB, uss {mb['uss']:.1f} MB, "
+            f"cpu {f['cpu_seconds']:.1f} s, {f['threads']} threads, {f['open_files']} fds")
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:

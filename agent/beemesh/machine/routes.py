@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import time
 from typing import Any
 
-import psutil
 import trio
 
-from beemesh import __version__
+from beemesh import __version__, footprint
 from beemesh.api.server import ApiError, ApiServer, Request, Response
 from beemesh.events import EventLog
 from beemesh.machine.persistence import Persister
@@ -154,8 +154,10 @@ class AgentApi:
         return Response(200, [e.to_dict(now, self.machine) for e in self.view.entries(now)])
 
     async def _status(self, _req: Request) -> Response:
-        proc = psutil.Process()
-        cpu = proc.cpu_times()
+        agent = footprint.measure(os.getpid())
+        plane_proc = self.link.proc if self.link else None
+        plane = footprint.measure(plane_proc.pid) if plane_proc and plane_proc.returncode is None \
+            else None
         joined = self.membership.joined_after_s
         return Response(200, {
             "peer_id": self.machine,
@@ -171,8 +173,10 @@ class AgentApi:
             "disk": self.persister.status,
             "admission": self._admission(),
             "uptime_s": round(time.monotonic() - self.membership.started, 1),
-            "rss_bytes": proc.memory_info().rss,
-            "cpu_seconds": cpu.user + cpu.system,
+            "rss_bytes": agent.rss_bytes if agent else 0,
+            "cpu_seconds": agent.cpu_seconds if agent else 0.0,
+            "footprint": {"agent": agent.to_dict() if agent else None,
+                          "workplane": plane.to_dict() if plane else None},
         })
 
     def _admission(self) -> dict[str, Any]:
