@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""Benchmark the single-file builds: file size per arch, cold and warm start of `--version`,
-idle agent RSS from the .pyz vs from the venv. Prints a table, writes JSON.
+"""Benchmark the single-file builds: file size per arch, cold and warm start of `--version`.
+Prints a table, writes JSON. (The memory of agents and work planes run from the .pyz and from
+the venv is `make bench`'s footprint group: tests/bench/footprint_bench.py.)
 
-    python packaging/bench_pyz.py OUT.json [--runs 7] [--cold-runs 3] [--agent-seconds 10]
+    python packaging/bench_pyz.py OUT.json [--runs 7] [--cold-runs 3]
 
 Cold start = first run into an empty PEX_ROOT (extraction included); warm = the same file
 again (median of --runs). The aarch64 file is timed under qemu-aarch64-static when the arm64
 userland and binfmt handler are there (emulated: says nothing about a real Pi's speed, only
-that the numbers stay sane). RSS = VmRSS of the agent's process tree after it has sat alone
-for --agent-seconds on loopback. Needs `make pyz` first (and `make install` for the venv).
+that the numbers stay sane). Needs `make pyz` first (and `make install` for the venv).
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import hashlib
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -112,70 +110,6 @@ def arm_ready() -> bool:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def tree_rss_kb(pid: int) -> int:
-    """VmRSS of `pid` and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        todo.extend(children.get(p, []))
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
-
-
-def idle_agent_rss(
-    cli: Sequence[str | Path], env: dict[str, str], tmp: Path, seconds: float
-) -> dict[str, Any]:
-    """Start one agent alone on loopback, let it idle, read its RSS."""
-    fleet, state, api = tmp / "fleet", tmp / "state", tmp / "api.sock"
-    for args in (["fleet", "init", "--out", fleet], ["init", "--state-dir", state]):
-        subprocess.run([*map(str, cli), *map(str, args)], env=env, capture_output=True, check=True)
-    log = (tmp / "agent.log").open("w")
-    argv = [*cli, "agent", "--state-dir", state, "--fleet", fleet]
-    argv += ["--listen", f"/ip4/127.0.0.1/tcp/{free_port()}", "--api", api]
-    proc = subprocess.Popen(
-        [str(a) for a in argv],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        samples = []
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            time.sleep(1)
-            if proc.poll() is not None:
-                raise RuntimeError(f"agent exited early: {(tmp / 'agent.log').read_text()[-800:]}")
-            samples.append(tree_rss_kb(proc.pid))
-        return {"rss_mb": round(samples[-1] / 1024, 1), "max_rss_mb": round(max(samples) / 1024, 1)}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -185,7 +119,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="JSON file to write")
     parser.add_argument("--runs", type=int, default=7, help="warm runs (median)")
     parser.add_argument("--cold-runs", type=int, default=3, help="cold runs (median)")
-    parser.add_argument("--agent-seconds", type=float, default=10.0)
     parser.add_argument("--no-arm", action="store_true", help="skip the emulated aarch64 timing")
     args = parser.parse_args(argv)
 
@@ -205,7 +138,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             for a in ("x86_64", "aarch64")
         },
         "start": {},
-        "agent_idle_rss": {},
     }
     with tempfile.TemporaryDirectory(prefix="bench-pyz-") as tmp_s:
         tmp = Path(tmp_s)
@@ -226,21 +158,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 1,
                 QEMU_LD_PREFIX=str(ARM_ROOT),
             )
-        (tmp / "rss-pyz").mkdir()
-        result["agent_idle_rss"]["pyz"] = idle_agent_rss(
-            [SYSTEM_PYTHON, "-I", pyz("x86_64")],
-            env_for(tmp / "rss-pyz", tmp / "x86" / "cold-0"),
-            tmp / "rss-pyz",
-            args.agent_seconds,
-        )
-        if VENV_PYTHON.exists():
-            (tmp / "rss-venv").mkdir()
-            result["agent_idle_rss"]["venv"] = idle_agent_rss(
-                [VENV_PYTHON, "-m", "beemesh"],
-                env_for(tmp / "rss-venv"),
-                tmp / "rss-venv",
-                args.agent_seconds,
-            )
 
     rows = [(f"size {a}", f"{f['bytes'] / 1e6:.1f} MB") for a, f in result["files"].items()]
     for name, s in result["start"].items():
@@ -252,10 +169,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
         rows.append((f"{name} warm --version", f"{s['warm_s']:.2f} s"))
-    for name, r in result["agent_idle_rss"].items():
-        rows.append(
-            (f"idle agent RSS ({name})", f"{r['rss_mb']:.0f} MB (max {r['max_rss_mb']:.0f})")
-        )
     width = max(len(k) for k, _ in rows)
     print(f"{'measure':<{width}}  value")
     for k, v in rows:

@@ -56,6 +56,11 @@ SUITE = "bookworm"
 ARCHES = ("x86_64", "aarch64")
 DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 TRIPLET = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}
+# Distributions py-libp2p requires that Beemesh never runs: left out of the .pyz with what
+# only they need (pyOpenSSL, pylsqpack, httpcore, ...). agent/beemesh/import_guard.py stands in
+# for their modules; tests/unit/test_import_guard.py checks the two lists agree.
+EXCLUDED = ("aioquic", "coincurve", "dnspython", "fastecdsa", "grpcio", "httpx", "miniupnpc",
+            "mypy-protobuf", "prometheus-client", "trio-websocket", "types-requests", "zeroconf")
 PIP_VERSION = "24.2"  # pex's bundled pip cannot resolve these complete platforms
 RUNTIME_PEX_ROOT = "~/.cache/pex"
 # Free disk the preamble asks for in PEX_ROOT before the first run (measured: ~105 MB after
@@ -574,6 +579,7 @@ def build_pyz(
         *("--python-shebang", "/usr/bin/env python3"),
         *("--preamble-file", preamble),
         "--no-emit-warnings",
+        *(f"--exclude={name}" for name in EXCLUDED),
     ]
     if constraints.exists():
         options += ["--constraints", constraints]
@@ -627,13 +633,19 @@ def ca_bundle_option() -> list[str]:
 
 
 def check_contents(pyz: Path, arch: str) -> None:
-    """Every native wheel in the file is for `arch`, and our compiled ones were used."""
+    """Every native wheel in the file is for `arch`, our compiled ones were used, and the
+    EXCLUDED distributions are not in it."""
     with zipfile.ZipFile(pyz) as zf:
         dists = list(json.loads(zf.read("PEX-INFO"))["distributions"])
     wrong = [d for d in dists if not d.endswith(("-any.whl", f"{arch}.whl"))]
     if wrong:
         raise BuildError(f"{pyz.name} got wheels for another machine: {wrong}")
+    names = {d.split("-")[0].lower().replace("_", "-") for d in dists}
+    if names & set(EXCLUDED):
+        raise BuildError(f"{pyz.name} holds excluded distributions: {names & set(EXCLUDED)}")
     for name, version, _ in native_requirements():
+        if name in EXCLUDED:
+            continue  # compiled only so that pex can resolve py-libp2p's requirements
         want = f"{name}-{version}-cp311-cp311-linux_{arch}.whl"
         if want not in dists:
             raise BuildError(f"{pyz.name} lacks {want} (pex picked something else)")

@@ -3,9 +3,10 @@
 MACHINES machines on loopback, each an agent with its work plane (no Podman: the footprint
 of Beemesh alone). For each process, from `beemesh status` (beemesh/footprint.py): RSS, PSS,
 USS, threads and open files, medians over machines; the machine cost, agent RSS + work plane
-USS (their shared pages are paid once); process start -> joined; idle CPU of both over the
-idle window, as a share of one core. Where the memory goes: RSS of a fresh interpreter after
-each import step (the code each process loads) against the running processes (the rest is
+USS (the issue's figure: shared pages paid once) and the sum of both PSS (each page counted
+once, split between its users); process start -> joined; idle CPU of both over the idle
+window, as a share of one core. Where the memory goes: RSS of a fresh interpreter after each
+import step (the code each process loads) against the running processes (the rest is
 state, buffers and the allocator's slack).
 """
 
@@ -100,12 +101,15 @@ def summarize(imports: dict[str, float], joined: dict[str, float],
         }
     costs = [after[n][1]["agent"]["rss_bytes"] + after[n][1]["workplane"]["uss_bytes"]
              for n in after]
+    pss = [after[n][1]["agent"]["pss_bytes"] + after[n][1]["workplane"]["pss_bytes"]
+           for n in after]
     return {
         "machines": MACHINES,
         "rss_mb_by_import": imports,
         "agent": per["agent"],
         "workplane": per["workplane"],
         "machine_cost_mb": round(statistics.median(costs) / 2**20, 1),
+        "machine_pss_mb": round(statistics.median(pss) / 2**20, 1),
         "start_to_joined_s_median": round(statistics.median(joined.values()), 2),
         "start_to_joined_s_max": round(max(joined.values()), 2),
         "idle_window_s": round(statistics.median(after[n][0] - before[n][0] for n in after), 1),
@@ -121,7 +125,10 @@ def rows(r: dict[str, Any], label: str) -> list[tuple[str, str]]:
          f"{a['rss_mb']:.1f} / {a['pss_mb']:.1f} / {a['uss_mb']:.1f} MB"),
         (f"[{label}] work plane RSS / PSS / USS, 0 replicas (median)",
          f"{w['rss_mb']:.1f} / {w['pss_mb']:.1f} / {w['uss_mb']:.1f} MB"),
-        (f"[{label}] machine cost: agent RSS + work plane USS", f"{r['machine_cost_mb']:.1f} MB"),
+        (f"[{label}] machine cost: agent RSS + work plane USS",
+         f"{r['machine_cost_mb']:.1f} MB"),
+        (f"[{label}] machine memory: PSS of both summed (each page counted once)",
+         f"{r['machine_pss_mb']:.1f} MB"),
         (f"[{label}] process start -> joined (median / max)",
          f"{r['start_to_joined_s_median']:.2f} / {r['start_to_joined_s_max']:.2f} s"),
         (f"[{label}] idle CPU, agent / work plane ({r['idle_window_s']:.0f} s window)",

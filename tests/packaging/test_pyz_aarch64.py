@@ -55,15 +55,20 @@ def test_arm_version(arm_python: Path, pyz_arm: Path, arm_pex_root: Path, tmp_pa
 def test_arm_native_extensions_are_arm64(
     arm_python: Path, pyz_arm: Path, arm_pex_root: Path, tmp_path: Path
 ) -> None:
-    """The extracted fastecdsa (compiled by the build) and coincurve (PyPI wheel) are
-    aarch64 ELF files, and they load and work under the arm64 interpreter."""
+    """The native extensions Beemesh runs (libsodium through PyNaCl, cryptography's X25519,
+    pycryptodome's Salsa20 for the private network) are aarch64 ELF files and work under the
+    arm64 interpreter; the distributions left out of the file (fastecdsa, coincurve) are not
+    there to load."""
     code = (
-        "import fastecdsa.curvemath as m, coincurve, nacl.bindings, platform; "
-        "from fastecdsa import curve, ecdsa, keys; "
-        "k = keys.gen_private_key(curve.P256); "
-        "sig = ecdsa.sign('x', k); "
-        "assert ecdsa.verify(sig, 'x', keys.get_public_key(k, curve.P256)); "
-        "print(platform.machine(), m.__file__)"
+        "import importlib.util, platform, nacl._sodium, nacl.signing; "
+        "from cryptography.hazmat.primitives.asymmetric import x25519; "
+        "from Crypto.Cipher import Salsa20; "
+        "k = nacl.signing.SigningKey.generate(); k.verify_key.verify(k.sign(b'x')); "
+        "x25519.X25519PrivateKey.generate().public_key(); "
+        "Salsa20.new(key=bytes(32), nonce=bytes(8)).encrypt(b'x'); "
+        "assert importlib.util.find_spec('fastecdsa') is None; "
+        "assert importlib.util.find_spec('coincurve') is None; "
+        "print(platform.machine(), nacl._sodium.__file__)"
     )
     env = arm_env(tmp_path, arm_pex_root, PEX_INTERPRETER="1")
     proc = run([arm_python, "-I", pyz_arm, "-c", code], env=env, timeout=ARM_TIMEOUT)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from libp2p.crypto.ed25519 import create_new_key_pair
-from libp2p.crypto.secp256k1 import create_new_key_pair as create_secp256k1_key_pair
 from libp2p.peer.id import ID
 
 from beemesh.errors import UserError
@@ -95,7 +94,8 @@ def test_public_key_from_peer_id_bytes_round_trip() -> None:
 
 
 def test_public_key_from_peer_id_bytes_none_for_other_keys() -> None:
-    secp_raw = ID.from_pubkey(create_secp256k1_key_pair().public_key).to_bytes()
+    # A secp256k1 peer id: identity multihash of PublicKey{Type: 2, Data: 33-byte point}.
+    secp_raw = b"\x00\x25\x08\x02\x12\x21\x02" + bytes(32)
     assert public_key_from_peer_id_bytes(secp_raw) is None
     ed_raw = ID.from_pubkey(create_new_key_pair(SEEDS[1]).public_key).to_bytes()
     assert public_key_from_peer_id_bytes(b"") is None

@@ -14,11 +14,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import multiaddr
 import trio
-from libp2p import new_host
 from libp2p.abc import (
     IHost,
     INetConn,
@@ -32,18 +31,26 @@ from libp2p.abc import (
 from libp2p.crypto.ed25519 import create_new_key_pair as libp2p_ed25519_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.host.basic_host import BasicHost
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.peer.peerstore import PeerStore
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.rcmgr import new_resource_manager
 from libp2p.records.validator import NamespacedValidator, Validator
 from libp2p.security.exceptions import HandshakeFailure
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
+from libp2p.transport.manager import TransportManager
+from libp2p.transport.tcp.tcp import TCP
+from libp2p.transport.upgrader import TransportUpgrader
 
 from beemesh.identity import KeyPair
 from beemesh.mesh import tcp_timeouts
@@ -82,12 +89,21 @@ class MeshHost:
         kp = libp2p_ed25519_key_pair(settings.key.seed)
         self.gated = 0  # connections ended because allow_peer refused the peer
         noise = _GatedNoise(self, kp, noise_privkey=create_x25519_key_pair().private_key)
-        self.host: IHost = new_host(
-            key_pair=kp,
-            sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
-            psk=settings.psk_hex,
-            listen_addrs=[multiaddr.Multiaddr(a) for a in settings.listen],
+        # What libp2p.new_host builds for TCP + Noise + Yamux, from its parts (import_guard.py:
+        # its package __init__ imports every other transport too). Yamux alone: every peer
+        # is a Beemesh agent, so mplex is never negotiated.
+        peer_id = ID.from_pubkey(kp.public_key)
+        peerstore = PeerStore()
+        peerstore.add_key_pair(peer_id, kp)
+        upgrader = TransportUpgrader(
+            secure_transports_by_protocol={TProtocol(NOISE_PROTOCOL_ID): noise},
+            muxer_transports_by_protocol={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         )
+        limits = new_resource_manager()
+        swarm = Swarm(peer_id, peerstore, upgrader, transports=[TCP()], psk=settings.psk_hex,
+                      transport_manager=TransportManager(port_demuxers={}))
+        swarm.set_resource_manager(limits)
+        self.host: IHost = BasicHost(network=swarm, resource_manager=limits)
         self.gossipsub = GossipSub(
             protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
             degree=6,
@@ -108,7 +124,7 @@ class MeshHost:
             enable_providers=False,
             strict_validation=True,
         )
-        self.swarm = cast(Swarm, self.host.get_network())
+        self.swarm = swarm
         # The Peer ID of every new connection the gate let in, for whoever wants to know.
         self.new_connections: trio.MemorySendChannel[str]
         self.new_connections, self.connections = trio.open_memory_channel[str](
