@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 JOBS ?= 2
 
-.PHONY: install deps run test test-unit test-mesh lint bench clean
+.PHONY: install deps run test test-unit test-mesh lint bench soak clean
 
 install: deps $(STAMP)
 
@@ -23,7 +23,7 @@ run: install
 	$(PY) -m beemesh demo
 
 test: install pyz
-	$(PY) -m pytest -n $(JOBS) --dist loadfile -q
+	$(PY) -m pytest -n $(JOBS) --dist loadfile -q --durations=30
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit
@@ -37,6 +37,10 @@ lint: install
 bench: install pyz
 	$(PY) tests/bench/run.py --out bench-results.json
 	$(PY) packaging/bench_pyz.py bench-pyz.json
+
+# 30 minutes of apply/scale/delete on 3 machines: RSS and open files over time (not in CI).
+soak: install
+	$(PY) tests/bench/soak.py --minutes 30 --out soak-results.json
 
 clean:
 	rm -rf $(VENV) dist build .cache .pytest_cache

@@ -37,6 +37,7 @@ def mesh(podman_tools: None, tmp_path: Path) -> Iterator[LocalMesh]:
     """Three machines, each agent and Podman in its own namespace, all seeing each other."""
     mesh = LocalMesh.create(tmp_path)
     try:
+        mesh.prepare_podmans(["m1", "m2", "m3"])
         seed = mesh.start("m1", podman=True)
         for name in ("m2", "m3"):
             mesh.start(name, podman=True, bootstrap=[seed.addr])

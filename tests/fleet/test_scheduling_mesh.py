@@ -48,6 +48,7 @@ def mesh3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
     small = root / "small.toml"
     small.write_text(f"max_memory_bytes = {256 * 2**20}\n")
     try:
+        mesh.prepare_podmans(["m1", "m2", "m3"])
         seed = mesh.start("m1", podman=True, extra=["--labels", "zone=a"])
         mesh.start("m2", podman=True, bootstrap=[seed.addr], extra=["--labels", "zone=b"])
         mesh.start("m3", podman=True, bootstrap=[seed.addr],

@@ -210,6 +210,7 @@ def mesh(podman_tools: None, tmp_path_factory: pytest.TempPathFactory
     logs = tmp_path_factory.mktemp("wp-logs")
     mesh = LocalMesh.create(root)
     try:
+        mesh.prepare_podmans(["m1", "m2", "m3"])
         seed = mesh.start("m1", podman=True, extra=["--labels", "pool=main"])
         for name in ("m2", "m3"):
             mesh.start(name, podman=True, bootstrap=[seed.addr], extra=["--labels", "pool=main"])

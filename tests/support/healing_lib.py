@@ -63,6 +63,7 @@ def start_machines(root: Path, names: tuple[str, ...]) -> LocalMesh:
     """A mesh of podman machines (the first is everyone's bootstrap peer), all joined."""
     mesh = LocalMesh.create(root)
     try:
+        mesh.prepare_podmans(names)
         seed = mesh.start(names[0], podman=True)
         for name in names[1:]:
             mesh.start(name, podman=True, bootstrap=[seed.addr])

@@ -19,9 +19,10 @@ def podman_mesh(prefix: str, logs: Path, machines: dict[str, list[str]]) -> Iter
     root = Path(tempfile.mkdtemp(prefix=prefix))
     mesh = LocalMesh.create(root)
     try:
+        mesh.prepare_podmans(machines)
         seed = None
-        for name, extra in machines.items():
-            agent = mesh.start(name, podman=True, extra=extra,
+        for name, extra in machines.items():  # the others start side by side
+            agent = mesh.start(name, podman=True, extra=extra, wait=seed is None,
                                bootstrap=[seed.addr] if seed is not None else None)
             seed = seed or agent
         ids = {a.peer_id for a in mesh.agents.values()}

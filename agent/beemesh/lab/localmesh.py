@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -174,13 +175,24 @@ class LocalMesh:
     def podman(self, name: str) -> Any:
         """This machine's PodmanService in its namespace (started on first use)."""
         if name not in self.podmans:
-            from beemesh.lab.busybox import ensure_busybox_image
-            from beemesh.lab.podman_service import PodmanService
+            self.prepare_podmans([name])
+        return self.podmans[name]
 
-            service = PodmanService(self.root / f"{name}-podman", netns=self.netns(name).name)
+    def prepare_podmans(self, names: Iterable[str]) -> None:
+        """Start the PodmanServices of `names` side by side (each with its busybox image):
+        a machine's Podman takes seconds to start, most of it waiting."""
+        from beemesh.lab.busybox import ensure_busybox_image
+        from beemesh.lab.podman_service import PodmanService
+
+        def prepare(name: str, netns: str) -> None:
+            service = PodmanService(self.root / f"{name}-podman", netns=netns)
             self.podmans[name] = service
             ensure_busybox_image(service)
-        return self.podmans[name]
+
+        todo = {n: self.netns(n).name for n in names if n not in self.podmans}
+        with ThreadPoolExecutor(max(1, len(todo))) as pool:
+            for done in [pool.submit(prepare, n, ns) for n, ns in todo.items()]:
+                done.result()
 
     @classmethod
     def create(cls, root: Path) -> LocalMesh:
@@ -295,8 +307,9 @@ class LocalMesh:
         for a in self.agents.values():  # a work plane that outlived its agent
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(a.proc.pid, signal.SIGKILL)
-        for service in self.podmans.values():
-            service.stop()
+        with ThreadPoolExecutor(max(1, len(self.podmans))) as pool:  # each waits for its pods
+            for stopped in [pool.submit(s.stop) for s in self.podmans.values()]:
+                stopped.result()
         if self.namespaces:
             self.rejoin()
         for ns in self.namespaces.values():
