@@ -39,6 +39,7 @@ UNUSED: dict[str, str] = {
     "libp2p.discovery.upnp": "UPnP port mapping",
     "libp2p.peer.persistent": "persistent peer stores",
     "libp2p.bitswap": "Bitswap",
+    "cryptography.x509": "X.509 certificates (py-libp2p's AutoTLS reads them)",
     "libp2p.crypto.rsa": "RSA keys (Beemesh keys are Ed25519)",
     "libp2p.crypto.secp256k1": "secp256k1 keys (Beemesh keys are Ed25519)",
     "libp2p.crypto.ecc": "ECDSA keys (Beemesh keys are Ed25519)",
