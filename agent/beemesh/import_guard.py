@@ -13,7 +13,13 @@ gossipsub and Kademlia, built from py-libp2p's parts (mesh/host.py), and none of
   stand-in classes: importing, subclassing, `isinstance`, `except` and annotations work, and
   calling one gives an inert object (py-libp2p builds some eagerly, e.g. a DNS resolver per
   swarm) that raises UnusedModuleError naming the module as soon as anything touches it. If
-  anything ever needs one of them, it fails there and then with that name, never silently.
+  anything ever needs one of them, it fails there and then with that name, never silently;
+- refuses the modules in REFUSED with an ImportError, for code that has a fallback: pycryptodome
+  (pnet's Salsa20) then binds its C code with ctypes instead of parsing C declarations with
+  cffi and pycparser at import (~1.5 MB per process);
+- answers `libp2p.utils.version` with its one function, reading py-libp2p's version from its
+  `.dist-info` directory's name, rather than loading `importlib.metadata` (64 modules, ~3 MB)
+  for that one string (identify's agent version).
 
 tests/unit/test_import_guard.py starts a host in a fresh interpreter and fails if any of them
 is loaded for real; packaging/build_pyz.py leaves their distributions out of the .pyz.
@@ -25,6 +31,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import os
 import sys
 from types import ModuleType
 from typing import Any
@@ -61,6 +68,13 @@ UNUSED: dict[str, str] = {
 }
 
 
+# Module -> what takes its place when an import of it is refused.
+REFUSED: dict[str, str] = {
+    "cffi": "pycryptodome binds its C code with ctypes instead",
+}
+VERSION_MODULE = "libp2p.utils.version"  # the module answered with its one function
+
+
 class UnusedModuleError(RuntimeError):
     """A part of py-libp2p (or one of its dependencies) Beemesh leaves out was used."""
 
@@ -80,7 +94,8 @@ def _why(module: str) -> str | None:
 
 
 class _StandIn(type):
-    """Metaclass of the stand-in classes: any attribute is another stand-in; calls raise."""
+    """Metaclass of the stand-in classes: any attribute is another stand-in; calling one
+    gives an inert object (`_Inert`)."""
 
     _left_out: tuple[str, str]  # (module, name) of the stand-in (a subclass inherits it)
 
@@ -145,9 +160,33 @@ class _Loader(importlib.abc.Loader):
             importlib.import_module("libp2p.transport")
 
 
+def libp2p_version() -> str:
+    """`py-libp2p/<version>` from the name of the `.dist-info` directory beside the package
+    (a venv and the .pyz both install it so), without importlib.metadata."""
+    for location in getattr(sys.modules.get("libp2p"), "__path__", []):
+        parent = os.path.dirname(location)
+        for entry in sorted(os.listdir(parent)):
+            if entry.startswith("libp2p-") and entry.endswith(".dist-info"):
+                return f"py-libp2p/{entry[len('libp2p-'):-len('.dist-info')]}"
+    return "py-libp2p/unknown"
+
+
+class _VersionLoader(importlib.abc.Loader):
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        return None  # the default: an empty module
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.get_agent_version = libp2p_version  # type: ignore[attr-defined]
+
+
 class _Finder(importlib.abc.MetaPathFinder):
     def find_spec(self, name: str, path: Any = None, target: Any = None
                   ) -> importlib.machinery.ModuleSpec | None:
+        if name in REFUSED:
+            raise ImportError(f"{name} is not loaded in Beemesh processes "
+                              f"({REFUSED[name]}; see beemesh/import_guard.py)", name=name)
+        if name == VERSION_MODULE:
+            return importlib.util.spec_from_loader(name, _VersionLoader())
         if name == "libp2p":
             real = importlib.machinery.PathFinder.find_spec(name)
             if real is None:
@@ -168,6 +207,8 @@ def install() -> None:
 
 
 def loaded() -> list[str]:
-    """Modules of UNUSED that were loaded for real (empty when the guard did its job)."""
+    """Modules of UNUSED or REFUSED that were loaded for real, and importlib.metadata
+    (empty when the guard did its job)."""
     return sorted(name for name, module in sys.modules.items()
-                  if _why(name) is not None and not isinstance(module, _StandInModule))
+                  if (_why(name) is not None and not isinstance(module, _StandInModule))
+                  or name.split(".")[0] in REFUSED or name == "importlib.metadata")

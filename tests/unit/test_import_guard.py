@@ -2,8 +2,9 @@
 
 The first test is the one that fails when a forbidden module gets imported: a fresh
 interpreter loads everything the agent and the work plane load, runs two hosts that connect,
-open a stream and gossip, and then no module of import_guard.UNUSED may have been loaded for
-real, nor the libp2p package's own __init__ run."""
+open a stream and gossip, and then no module of import_guard.UNUSED or REFUSED may have been
+loaded for real, nor importlib.metadata or PyYAML, nor the libp2p package's own __init__
+run."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ async def main():
     return got
 
 got = trio.run(main)
-print(json.dumps({"echo": got, "loaded": import_guard.loaded(),
+print(json.dumps({"echo": got, "loaded": import_guard.loaded(), "yaml": "yaml" in sys.modules,
                   "libp2p_init_ran": hasattr(sys.modules["libp2p"], "new_host"),
                   "modules": len(sys.modules)}))
 """
@@ -70,6 +71,7 @@ def test_agent_and_work_plane_code_runs_hosts_without_loading_the_unused_parts()
     result = json.loads(out.stdout.splitlines()[-1])
     assert result["echo"] == ["hello", "gossip"]
     assert result["loaded"] == [], f"loaded for real: {result['loaded']}"
+    assert result["yaml"] is False, "only the CLI reads YAML"
     assert result["libp2p_init_ran"] is False
     assert result["modules"] < 1000  # ~1,360 with the whole of py-libp2p
 
@@ -93,6 +95,25 @@ def test_a_left_out_class_imports_and_subclasses_but_using_it_names_the_module()
     message = str(e.value)
     assert "libp2p.transport.quic.transport" in message and "QUIC" in message
     assert "import_guard.py" in message
+
+
+def test_a_refused_module_raises_import_error_naming_its_replacement() -> None:
+    code = ("import beemesh, sys\n"
+            "try:\n    import cffi\nexcept ImportError as e:\n    print(e)\n"
+            "import Crypto.Util._raw_api as raw\nprint(raw.backend)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr[-3000:]
+    refused, backend = out.stdout.splitlines()
+    assert "cffi is not loaded" in refused and "ctypes" in refused
+    assert backend == "ctypes"
+
+
+def test_identify_names_the_installed_libp2p_version_without_importlib_metadata() -> None:
+    from libp2p.identity.identify import identify
+
+    announced = identify.AGENT_VERSION
+    assert announced == f"py-libp2p/{importlib.metadata.version('libp2p')}"
 
 
 def test_modules_outside_the_list_load_for_real() -> None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from beemesh.manifest.checks import (
     MAX_GRACE_S,
     MAX_LABEL,
@@ -60,49 +58,18 @@ _CONTROLLER_WARN = {
 _Pairs = tuple[tuple[str, str], ...]
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys, which PyYAML would silently let the last win."""
-
-    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, yaml.MappingNode):
-            seen: set[Any] = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    duplicate = key in seen
-                    seen.add(key)
-                except TypeError:  # unhashable key: the base class reports it properly
-                    continue
-                if duplicate:
-                    raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping", node.start_mark,
-                        f"found duplicate key {key!r}", key_node.start_mark,
-                    )
-        return super().construct_mapping(node, deep=deep)
-
-
-def _load_documents(text: str, source: str) -> list[Any]:
-    try:
-        return list(yaml.load_all(text, Loader=_StrictLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
-        where = f"{source}: line {mark.line + 1}, column {mark.column + 1}" if mark else source
-        fix = ("keep only one of them" if "duplicate key" in problem
-               else "fix the syntax (indentation, quoting, colons)")
-        raise ManifestError(f"{where}: invalid YAML: {problem}; {fix}") from None
-
-
 Spec = WorkloadSpec | ServiceSpec | ConfigMapSpec | SecretSpec
 
 
 def parse_manifests(text: str, source: str = "<manifest>") -> list[Spec]:
     """Parse single- or multi-document YAML; empty documents are skipped, so [] is possible."""
+    # PyYAML loads here only: the agent and the work plane, which never read YAML, do not keep
+    # its 25 modules (~1 MB) in memory.
+    from beemesh.manifest.yaml_docs import load_documents
+
     specs: list[Spec] = []
     first_seen: dict[tuple[str, str, str], int] = {}
-    for number, doc in enumerate(_load_documents(text, source), start=1):
+    for number, doc in enumerate(load_documents(text, source), start=1):
         if doc is None:
             continue
         where = Where(f"{source}: document {number}")
