@@ -25,6 +25,7 @@ import trio
 import beemesh.cli, beemesh.machine.agent, beemesh.workplane.process
 from beemesh import import_guard
 from beemesh.identity import KeyPair
+from beemesh.mesh import sender_records
 from beemesh.mesh.host import HostSettings, MeshHost
 
 def host():
@@ -59,6 +60,7 @@ async def main():
 
 got = trio.run(main)
 print(json.dumps({"echo": got, "loaded": import_guard.loaded(), "yaml": "yaml" in sys.modules,
+                  "records_skipped": sender_records.install().skipped,
                   "libp2p_init_ran": hasattr(sys.modules["libp2p"], "new_host"),
                   "modules": len(sys.modules)}))
 """
@@ -72,6 +74,8 @@ def test_agent_and_work_plane_code_runs_hosts_without_loading_the_unused_parts()
     assert result["echo"] == ["hello", "gossip"]
     assert result["loaded"] == [], f"loaded for real: {result['loaded']}"
     assert result["yaml"] is False, "only the CLI reads YAML"
+    # the peers' signed records rode on every RPC; each was checked once (sender_records.py)
+    assert result["records_skipped"] > 0
     assert result["libp2p_init_ran"] is False
     assert result["modules"] < 1000  # ~1,360 with the whole of py-libp2p
 

@@ -53,7 +53,7 @@ from libp2p.transport.tcp.tcp import TCP
 from libp2p.transport.upgrader import TransportUpgrader
 
 from beemesh.identity import KeyPair
-from beemesh.mesh import tcp_timeouts
+from beemesh.mesh import sender_records, tcp_timeouts
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class MeshHost:
             eclipse_protection_enabled=False,  # a site's machines often share one IP or LAN
         )
         self.pubsub = Pubsub(self.host, self.gossipsub, max_inbound_rpc_size=MAX_RPC_BYTES)
+        self.sender_records = sender_records.install()  # each peer's record checked once
         self.dht = KadDHT(
             self.host,
             DHTMode.SERVER,
