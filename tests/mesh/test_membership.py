@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
+from beemesh.lab.localmesh import AgentExited, wait_for
 from beemesh.lab.localmesh import LocalMesh as Cluster
-from beemesh.lab.localmesh import wait_for
 
 pytestmark = pytest.mark.mesh
 
@@ -74,3 +74,13 @@ def test_agent_with_another_fleet_key_cannot_join(cluster: Cluster, tmp_path) ->
     assert stranger.peer_id not in a.status()["connected_peers"]
     assert stranger.status()["connected_peers"] == []
     assert stranger.alive() and a.alive()
+
+
+def test_an_agent_that_exits_is_reported_with_its_log_not_waited_for(cluster: Cluster) -> None:
+    """Harness: machines started without waiting fail the wait on them at their exit."""
+    with pytest.raises(AgentExited, match="agent bad exited") as e:
+        cluster.start("bad", extra=["--no-such-flag"])
+    assert "--no-such-flag" in str(e.value)
+    late = cluster.start("late", extra=["--no-such-flag"], wait=False)
+    with pytest.raises(AgentExited):
+        wait_for(lambda: late.ensure_alive() or False, 60, "an answer that never comes")

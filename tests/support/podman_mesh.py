@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from beemesh.lab.localmesh import LocalMesh, wait_for
+from beemesh.lab.localmesh import AgentProc, LocalMesh, wait_for
 
 
 @contextmanager
@@ -26,8 +26,13 @@ def podman_mesh(prefix: str, logs: Path, machines: dict[str, list[str]]) -> Iter
                                bootstrap=[seed.addr] if seed is not None else None)
             seed = seed or agent
         ids = {a.peer_id for a in mesh.agents.values()}
+        def ready(a: AgentProc) -> bool:
+            for other in mesh.agents.values():  # started without waiting: fail at an exit
+                other.ensure_alive()
+            return a.api.exists() and a.node_ids() == ids and a.status()["runtime"] == "ok"
+
         for a in mesh.agents.values():
-            wait_for(lambda a=a: a.node_ids() == ids and a.status()["runtime"] == "ok", 120,
+            wait_for(lambda a=a: ready(a), 120,
                      f"{a.name} to see all machines with a working runtime")
         yield mesh
     finally:

@@ -12,6 +12,7 @@ them (`LocalMesh.partition`) and restore them (`LocalMesh.rejoin`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -81,6 +82,18 @@ def admit_machine(fleet: Path, peer: str, labels: dict[str, str], out: Path,
     write_atomic(out, data, 0o644)
 
 
+class AgentExited(Exception):
+    """An agent process of the mesh ended when it should run."""
+
+
+def _side_by_side(calls: list[Callable[[], object]]) -> None:
+    """Run `calls` in threads at once (each mostly waits on a process); re-raise the first
+    error."""
+    with ThreadPoolExecutor(max(1, len(calls))) as pool:
+        for done in [pool.submit(call) for call in calls]:
+            done.result()
+
+
 def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.3) -> T:
     """Poll until `predicate()` is truthy; TimeoutError naming `what` and the last value."""
     deadline = time.monotonic() + timeout
@@ -132,6 +145,12 @@ class AgentProc:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def ensure_alive(self) -> None:
+        """Raise AgentExited with its log if the agent exited (a wait on it would only time
+        out; `wait_for` lets AgentExited through)."""
+        if not self.alive():
+            raise AgentExited(f"agent {self.name} exited:\n{self.log_text()}")
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -190,9 +209,7 @@ class LocalMesh:
             ensure_busybox_image(service)
 
         todo = {n: self.netns(n).name for n in names if n not in self.podmans}
-        with ThreadPoolExecutor(max(1, len(todo))) as pool:
-            for done in [pool.submit(prepare, n, ns) for n, ns in todo.items()]:
-                done.result()
+        _side_by_side([functools.partial(prepare, n, ns) for n, ns in todo.items()])
 
     @classmethod
     def create(cls, root: Path) -> LocalMesh:
@@ -242,8 +259,7 @@ class LocalMesh:
         self.agents[name] = agent
         if wait:
             wait_for(lambda: api.exists() or not agent.alive(), 60, f"{name}'s API socket")
-            if not agent.alive():
-                raise RuntimeError(f"agent {name} exited:\n{agent.log_text()}")
+            agent.ensure_alive()
         return agent
 
     def revoke(self, api: Path, peer: str, reason: str = "test") -> subprocess.CompletedProcess:
@@ -307,9 +323,7 @@ class LocalMesh:
         for a in self.agents.values():  # a work plane that outlived its agent
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(a.proc.pid, signal.SIGKILL)
-        with ThreadPoolExecutor(max(1, len(self.podmans))) as pool:  # each waits for its pods
-            for stopped in [pool.submit(s.stop) for s in self.podmans.values()]:
-                stopped.result()
+        _side_by_side([s.stop for s in self.podmans.values()])  # each waits for its pods
         if self.namespaces:
             self.rejoin()
         for ns in self.namespaces.values():
