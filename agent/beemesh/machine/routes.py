@@ -173,8 +173,6 @@ class AgentApi:
             "disk": self.persister.status,
             "admission": self._admission(),
             "uptime_s": round(time.monotonic() - self.membership.started, 1),
-            "rss_bytes": agent.rss_bytes if agent else 0,
-            "cpu_seconds": agent.cpu_seconds if agent else 0.0,
             "footprint": {"agent": agent.to_dict() if agent else None,
                           "workplane": plane.to_dict() if plane else None},
         })
