@@ -367,7 +367,10 @@ class _Fields:
                       "send WorkloadSpec.to_dict() output")
         return value
 
-    def boolean(self, key: str) -> bool:
+    def boolean(self, key: str, *, absent: bool | None = None) -> bool:
+        """`absent`: the value of an optional key that is not there (None: required)."""
+        if absent is not None and key not in self.value:
+            return absent
         value = self.value[key]
         if not isinstance(value, bool):
             self.fail(self.at(key), f"expected true or false, got {describe(value)}",
@@ -460,12 +463,10 @@ def _spec_from_dict(d: Any) -> WorkloadSpec:
                   if "strategy" in d else DEFAULT_STRATEGY),
         restarted_at=restarted_at(d.get("restarted_at", ""), "restarted_at", fail),
         volumes=volumes, grace_s=grace, config_digest=digest,
-        roll_on_config=f.boolean("roll_on_config") if "roll_on_config" in d else False,
-        parallel=f.boolean("parallel") if "parallel" in d else False,
-        delete_claims_on_delete=f.boolean("delete_claims_on_delete")
-        if "delete_claims_on_delete" in d else False,
-        delete_claims_on_scale=f.boolean("delete_claims_on_scale")
-        if "delete_claims_on_scale" in d else False,
+        roll_on_config=f.boolean("roll_on_config", absent=False),
+        parallel=f.boolean("parallel", absent=False),
+        delete_claims_on_delete=f.boolean("delete_claims_on_delete", absent=False),
+        delete_claims_on_scale=f.boolean("delete_claims_on_scale", absent=False),
     )
 
 
