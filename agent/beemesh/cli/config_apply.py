@@ -31,8 +31,8 @@ from pathlib import Path
 from beemesh.api.client import call
 from beemesh.errors import UserError
 from beemesh.identity import KeyPair, peer_id
-from beemesh.manifest import ServiceSpec, WorkloadSpec
-from beemesh.manifest.config import CONFIG_MAP, ConfigMapSpec, SecretSpec, object_id
+from beemesh.manifest import WorkloadSpec
+from beemesh.manifest.config import ConfigMapSpec, SecretSpec, object_id
 from beemesh.manifest.kube import Spec
 from beemesh.podconfig.sealing import Opened, digest, digest_key, seal
 
@@ -137,12 +137,8 @@ def seal_for_waiting(api: Path, values: dict[str, tuple[SecretSpec, Opened]],
 
 
 def kind_of(spec: Spec) -> str:
-    """The signed message kind of an applied object."""
-    if isinstance(spec, WorkloadSpec):
-        return "Workload"
-    if isinstance(spec, ServiceSpec):
-        return "Service"
-    return CONFIG_MAP if isinstance(spec, ConfigMapSpec) else "Secret"
+    """The signed message kind of an applied object (an object spec's kind is its own)."""
+    return "Workload" if isinstance(spec, WorkloadSpec) else spec.kind
 
 
 def name_of(spec: Spec) -> str:
