@@ -66,6 +66,14 @@ class Doc:
             self.fail(field, "not supported by beemesh",
                       UNSUPPORTED_FIX.get(str(key), "remove it"))
 
+    def items(self, value: Any, path: str, cap: int, what: str, fix: str) -> list[Any]:
+        """The list at path, of at most `cap` `what`; [] when absent."""
+        if value is None:
+            return []
+        if not isinstance(value, list) or len(value) > cap:
+            self.fail(path, f"must be a list of at most {cap} {what}, got {describe(value)}", fix)
+        return value
+
     def strings(self, value: Any, path: str) -> tuple[str, ...]:
         """A list of strings at path; () when absent."""
         if value is None:

@@ -161,13 +161,9 @@ def parse_key_ref(d: Doc, env: str, raw: Any, path: str) -> KeyRef:
 
 
 def parse_env_from(d: Doc, raw: Any, path: str) -> tuple[EnvFrom, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list) or len(raw) > MAX_ITEMS:
-        d.fail(path, f"must be a list of at most {MAX_ITEMS} sources", "write - configMapRef: "
-               "{name: NAME}")
     out = []
-    for i, item in enumerate(raw):
+    for i, item in enumerate(d.items(raw, path, MAX_ITEMS, "sources",
+                                     "write - configMapRef: {name: NAME}")):
         where = f"{path}[{i}]"
         e = d.mapping(item, where, required=True)
         d.check_fields(e, where, ("configMapRef", "secretRef", "prefix"))
@@ -191,12 +187,9 @@ def parse_config_files(d: Doc, source: str, raw: Any, path: str) -> ConfigFiles:
     v = d.mapping(raw, path, required=True)
     name_key = "name" if source == CONFIG_MAP else "secretName"
     d.check_fields(v, path, (name_key, "items", "defaultMode", "optional"))
-    items = v.get("items") or []
-    if not isinstance(items, list) or len(items) > MAX_ITEMS:
-        d.fail(f"{path}.items", f"must be a list of at most {MAX_ITEMS} items",
-               "write - key: K, path: FILE")
     parsed = []
-    for i, item in enumerate(items):
+    for i, item in enumerate(d.items(v.get("items"), f"{path}.items", MAX_ITEMS, "items",
+                                     "write - key: K, path: FILE")):
         where = f"{path}.items[{i}]"
         it = d.mapping(item, where, required=True)
         d.check_fields(it, where, ("key", "path", "mode"))

@@ -84,13 +84,9 @@ def _absolute(value: Any, path: str, what: str, fail: Fail) -> str:
 
 def parse_volumes(d: Doc, raw: Any, base: str) -> tuple[Volume, ...]:
     """A pod spec's `volumes`."""
-    if raw is None:
-        return ()
-    if not isinstance(raw, list) or len(raw) > MAX_VOLUMES:
-        d.fail(base, f"must be a list of at most {MAX_VOLUMES} volumes, got {describe(raw)}",
-               "list each volume with a name and one source")
     volumes = []
-    for i, item in enumerate(raw):
+    for i, item in enumerate(d.items(raw, base, MAX_VOLUMES, "volumes",
+                                     "list each volume with a name and one source")):
         path = f"{base}[{i}]"
         v = d.mapping(item, path)
         name = _volume_name(d, v.get("name"), f"{path}.name")
@@ -151,13 +147,9 @@ def _host_path(d: Doc, name: str, raw: Any, path: str) -> Volume:
 
 def parse_claims(d: Doc, raw: Any, base: str) -> tuple[Volume, ...]:
     """A StatefulSet's `volumeClaimTemplates`."""
-    if raw is None:
-        return ()
-    if not isinstance(raw, list) or len(raw) > MAX_VOLUMES:
-        d.fail(base, f"must be a list of at most {MAX_VOLUMES} claims, got {describe(raw)}",
-               "list each claim with metadata.name and spec.resources.requests.storage")
     claims = []
-    for i, item in enumerate(raw):
+    for i, item in enumerate(d.items(raw, base, MAX_VOLUMES, "claims", "list each claim with "
+                                     "metadata.name and spec.resources.requests.storage")):
         path = f"{base}[{i}]"
         c = d.mapping(item, path)
         d.check_fields(c, path, ("metadata", "spec"), {"apiVersion": NOT_YET, "kind": NOT_YET})
@@ -186,13 +178,9 @@ def parse_claims(d: Doc, raw: Any, base: str) -> tuple[Volume, ...]:
 
 def parse_mounts(d: Doc, raw: Any, base: str) -> tuple[Mount, ...]:
     """A container's `volumeMounts`."""
-    if raw is None:
-        return ()
-    if not isinstance(raw, list) or len(raw) > MAX_VOLUMES:
-        d.fail(base, f"must be a list of at most {MAX_VOLUMES} mounts, got {describe(raw)}",
-               "list each mount with name and mountPath")
     mounts = []
-    for i, item in enumerate(raw):
+    for i, item in enumerate(d.items(raw, base, MAX_VOLUMES, "mounts",
+                                     "list each mount with name and mountPath")):
         path = f"{base}[{i}]"
         m = d.mapping(item, path)
         d.check_fields(m, path, ("name", "mountPath", "readOnly"))
