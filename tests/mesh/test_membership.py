@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,18 @@ def test_an_agent_that_exits_is_reported_with_its_log_not_waited_for(cluster: Cl
     late = cluster.start("late", extra=["--no-such-flag"], wait=False)
     with pytest.raises(AgentExited):
         wait_for(lambda: late.ensure_alive() or False, 60, "an answer that never comes")
+
+
+def test_a_joining_machine_asks_its_peers_for_their_records(cluster: Cluster,
+                                                            tmp_path: Path) -> None:
+    """Nobody announces for 4 minutes here: each machine learns the other's record by asking
+    it over /beemesh/machine-record/1.0.0 as soon as the connection is admitted."""
+    quiet = tmp_path / "quiet.toml"
+    quiet.write_text("record_ttl_s = 300\nrecord_refresh_s = 240\n")
+    a = cluster.start("a", extra=["--config", str(quiet)])
+    b = cluster.start("b", bootstrap=[a.addr], extra=["--config", str(quiet)])
+    both = {a.peer_id, b.peer_id}
+    wait_for(lambda: a.node_ids() == both and b.node_ids() == both, 30, "both to list both")
+    for agent in (a, b):
+        assert agent.metrics().get("records_fetched", 0) >= 1
+        assert agent.status()["joined"]

@@ -169,7 +169,8 @@ class Agent:
         self.admitting = AdmissionService(
             admission=self.admission, cert=self.cert, mesh=self.mesh, view=self.view,
             state_dir=cfg.state_dir, files=self.files, events=self.events, metrics=self.metrics,
-            revokes=self.verifier_for({REVOKE.name: REVOKE}), on_drop=self.drops.count)
+            revokes=self.verifier_for({REVOKE.name: REVOKE}), on_drop=self.drops.count,
+            on_admitted=self.membership.peer_admitted)
         self.admitting.load()
         self.exchange = ManifestExchange(machine=self.machine, view=self.view, store=self.store,
                                          authenticate=workloads.authenticate, mesh=self.mesh,

@@ -156,14 +156,8 @@ class ManifestExchange:
 
     async def _ask_objects(self, peer: str) -> None:
         try:
-            with trio.fail_after(TIMEOUT_S):
-                stream = await self.mesh.open_stream(peer, MANIFEST_PROTOCOL)
-                try:
-                    await send_request(stream, cbor2.dumps({"objects": True}))
-                    data = await read_request(stream, OBJECTS_ANSWER_BYTES + 64)
-                finally:
-                    with trio.move_on_after(1):
-                        await stream.close()
+            data = await self.mesh.ask(peer, MANIFEST_PROTOCOL, cbor2.dumps({"objects": True}),
+                                       OBJECTS_ANSWER_BYTES + 64, TIMEOUT_S)
             for oid in accept_objects(self.store, self.authenticate_object, data):
                 self.events.add(time.time(), "ManifestLearned", f"signed {oid} from {peer}",
                                 workload=oid, machine=self.machine)
@@ -174,14 +168,9 @@ class ManifestExchange:
 
     async def _ask(self, peer: str, workload_id: str) -> None:
         try:
-            with trio.fail_after(TIMEOUT_S):
-                stream = await self.mesh.open_stream(peer, MANIFEST_PROTOCOL)
-                try:
-                    await send_request(stream, cbor2.dumps({"workload_id": workload_id}))
-                    data = await read_request(stream, MAX_WORKLOAD_BYTES)
-                finally:
-                    with trio.move_on_after(1):
-                        await stream.close()
+            data = await self.mesh.ask(peer, MANIFEST_PROTOCOL,
+                                       cbor2.dumps({"workload_id": workload_id}),
+                                       MAX_WORKLOAD_BYTES, TIMEOUT_S)
             if accept(self.store, self.authenticate, workload_id, data):
                 self.events.add(time.time(), "ManifestLearned", f"signed manifest of "
                                 f"{workload_id} from {peer}", workload=workload_id,

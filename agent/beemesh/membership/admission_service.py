@@ -30,7 +30,7 @@ from beemesh.membership import revocations_file
 from beemesh.membership.admission import Admission, Revocation, revocation
 from beemesh.membership.certs import MAX_CERT_BYTES, CertError, check_cert
 from beemesh.membership.view import MachineView
-from beemesh.mesh.framing import read_request, send_request
+from beemesh.mesh.framing import send_request
 from beemesh.mesh.host import MeshHost
 from beemesh.metrics import Metrics
 
@@ -48,9 +48,12 @@ class AdmissionService:
     def __init__(self, *, admission: Admission, cert: bytes | None, mesh: MeshHost,
                  view: MachineView, state_dir: Path, files: WriteBehind, events: EventLog,
                  metrics: Metrics, revokes: wire.Verifier,
-                 on_drop: Callable[[str, str, str, str], None]) -> None:
+                 on_drop: Callable[[str, str, str, str], None],
+                 on_admitted: Callable[[str], None]) -> None:
         """`cert`: this machine's own certificate (None when the fleet does not require one);
-        `revokes` checks Revoke envelopes (signature, trusted operator; any age)."""
+        `revokes` checks Revoke envelopes (signature, trusted operator; any age);
+        `on_admitted(peer)`: a new connection's peer showed a valid certificate (or none is
+        required), so membership may learn its record now rather than at its next pass."""
         self.admission = admission
         self.cert = cert
         self.mesh = mesh
@@ -61,6 +64,7 @@ class AdmissionService:
         self.metrics = metrics
         self.revokes = revokes
         self.on_drop = on_drop
+        self.on_admitted = on_admitted
         metrics.describe("connections_refused", "connections closed by admission", "reason")
         mesh.handle(ADMISSION_PROTOCOL, self._answer, unadmitted=True)
 
@@ -100,12 +104,8 @@ class AdmissionService:
 
     async def _ask(self, peer: str) -> None:
         try:
-            with trio.fail_after(ASK_TIMEOUT_S):
-                stream = await self.mesh.open_stream(peer, ADMISSION_PROTOCOL)
-                try:
-                    data = await read_request(stream, MAX_ANSWER_BYTES)
-                finally:
-                    await stream.close()
+            data = await self.mesh.ask(peer, ADMISSION_PROTOCOL, None, MAX_ANSWER_BYTES,
+                                       ASK_TIMEOUT_S)
             answer = cbor.loads(data)
             schema.check(answer, ANSWER, "answer")
         except (trio.TooSlowError, schema.SchemaError, cbor.CBORError) as e:
@@ -119,7 +119,9 @@ class AdmissionService:
                 self.take(self.check_revoke(item))
             except wire.Rejected as e:
                 self.on_drop("admission", peer, e.reason, f"revocation from a peer: {e.detail}")
-        if "cert" in answer and self.admission.required:
+        if not self.admission.required:
+            self.on_admitted(peer)
+        elif "cert" in answer:
             try:
                 cert = self.admission.learn(answer["cert"], time.time())
                 if cert.peer_id != peer:
@@ -127,6 +129,8 @@ class AdmissionService:
                                     f"{cert.peer_id}")
             except CertError as e:
                 self.on_drop("admission", peer, "unadmitted", str(e))
+                return
+            self.on_admitted(peer)
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:

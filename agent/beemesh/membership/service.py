@@ -5,10 +5,12 @@
   from records are dialed too (up to `MAX_DIALED_PEERS`), so the mesh outlives its bootstrap
   peer.
 - **Announce**: every `record_refresh_s`, and at once when something in it changed
-  (`announce_soon`), this machine signs its `MachineRecord`, publishes it and stores it in the
-  Machine DHT.
-- **Learn**: records arrive on pub/sub (`apply_record`); for a connected peer with no record
-  yet, its record is read from the DHT. The member list is saved for quorum after a restart.
+  (`announce_soon`), this machine signs its `MachineRecord` and publishes it.
+- **Learn**: records arrive on pub/sub (`on_message`); a connected peer with no record yet is
+  asked for its own over `RECORD_PROTOCOL` (admitted peers only), at once when it passes
+  admission. (Records used to be stored in the Machine DHT every refresh for that one read:
+  ~a quarter of an idle agent's CPU went to those puts.) The member list is saved for quorum
+  after a restart.
 - **Leave**: a signed `MachineWithdraw` on shutdown.
 """
 
@@ -20,6 +22,7 @@ from collections.abc import Callable
 
 import psutil
 import trio
+from libp2p.abc import INetStream
 from libp2p.peer.id import ID
 
 from beemesh import wire
@@ -27,7 +30,6 @@ from beemesh.config import AgentConfig
 from beemesh.files import WriteBehind
 from beemesh.identity import KeyPair
 from beemesh.membership import members_file
-from beemesh.membership.dht import machine_dht_key
 from beemesh.membership.lateness import Lateness
 from beemesh.membership.records import (
     MACHINE_RECORD,
@@ -37,6 +39,7 @@ from beemesh.membership.records import (
     entry_from_envelope,
 )
 from beemesh.membership.view import MachineView
+from beemesh.mesh.framing import send_request
 from beemesh.mesh.host import MeshHost
 from beemesh.metrics import Metrics
 from beemesh.topics import TOPIC_EVENTS
@@ -45,6 +48,8 @@ log = logging.getLogger("beemesh.membership")
 
 MAX_DIALED_PEERS = 16
 DIAL_TIMEOUT_S = 5.0
+RECORD_PROTOCOL = "/beemesh/machine-record/1.0.0"  # a peer's own signed record, on request
+FETCH_TIMEOUT_S = 5.0
 MEMBERS_SAVE_EVERY_S = 60.0
 
 
@@ -67,7 +72,7 @@ class Membership:
                  metrics: Metrics, authenticate: Callable[[bytes], wire.Envelope],
                  on_drop: Callable[[str, str, str, str], None], files: WriteBehind,
                  lateness: Lateness) -> None:
-        """`authenticate`: checks a record read from the DHT (signature, signer, plane);
+        """`authenticate`: checks a record a peer sent (signature, signer, plane);
         `on_drop(topic, origin, reason, detail)`: counts and logs a refused one; `lateness`
         is timed by the records this view accepts from pub/sub."""
         self.key = key
@@ -83,9 +88,16 @@ class Membership:
         self.started = time.monotonic()
         self.joined_after_s: float | None = None
         self._announce_now = trio.Event()
+        self._maintain_now = trio.Event()
         self._members_saved: tuple[frozenset[str], float] = (frozenset(), 0.0)
+        self._signed: bytes | None = None  # this machine's latest signed record
         metrics.describe("bootstrap_attempts", "dials to bootstrap peers", "result")
-        metrics.describe("dht_records_fetched", "machine records read from the DHT")
+        metrics.describe("records_fetched", "machine records asked of connected peers")
+
+    def peer_admitted(self, _peer: str) -> None:
+        """A new peer passed admission: run the maintenance pass now (ask for its record, add
+        it to the routing table) rather than within the next second."""
+        self._maintain_now.set()
 
     def announce_soon(self) -> None:
         """Something in this machine's record changed: announce it now, not at the refresh."""
@@ -124,17 +136,14 @@ class Membership:
     # ---- announcing --------------------------------------------------------------------------
 
     async def announce_loop(self, record: Callable[[], MachineRecord]) -> None:
+        self.mesh.handle(RECORD_PROTOCOL, self._serve_record)  # the latest, to who asks
         while True:
             self._announce_now = trio.Event()
             now = time.time()
             data = wire.seal(self.key, MACHINE_RECORD.name, record().to_body(), now)
             self.view.apply(entry_from_envelope(wire.decode(data), now), now)
+            self._signed = data
             await self.mesh.publish(TOPIC_EVENTS, data)
-            try:
-                with trio.move_on_after(self.cfg.record_refresh_s):
-                    await self.mesh.put(machine_dht_key(self.machine), data)
-            except Exception as e:  # a DHT with no peers yet is normal at start-up
-                log.debug("machine record not stored in the DHT yet: %s", e)
             with trio.move_on_after(max(0.0, self.cfg.record_refresh_s - (time.time() - now))):
                 await self._announce_now.wait()
 
@@ -157,6 +166,7 @@ class Membership:
         if env.kind == MACHINE_RECORD.name:
             if self.view.apply(entry_from_envelope(env, now), now):
                 self.lateness.observe(env.sender.hex(), env.ts_ms / 1000, now)
+                self._note_joined(now)
         elif env.kind == MACHINE_WITHDRAW.name:
             self.view.withdraw(env.body["peer_id"], env.ts_ms / 1000, now)
 
@@ -168,21 +178,28 @@ class Membership:
             connected = set(self.mesh.connected())
             for pid in connected:
                 await self.mesh.dht.add_peer(pid)
-                if self.view.get(pid.to_base58()) is None:
-                    await self._fetch_record(pid.to_base58())
             connected_ids = {pid.to_base58() for pid in connected}
             todo = [e for e in known if e.peer_id != self.machine
                     and e.peer_id not in connected_ids]
             # At once, each within its budget: black-hole addresses cost one budget per pass.
             async with trio.open_nursery() as nursery:
+                for peer in sorted(connected_ids):
+                    if self.view.get(peer) is None:
+                        nursery.start_soon(self._fetch_record, peer)
                 for entry in todo[:max(0, MAX_DIALED_PEERS - len(connected))]:
                     nursery.start_soon(self.mesh.dial_any, list(entry.record.addrs),
                                        entry.peer_id, DIAL_TIMEOUT_S)
             self._save_members(now)
-            if self.joined_after_s is None and len(self.view.entries(time.time())) > 1:
-                self.joined_after_s = time.monotonic() - self.started
-                log.info("joined the mesh after %.2f s", self.joined_after_s)
-            await trio.sleep(1)
+            with trio.move_on_after(1):
+                await self._maintain_now.wait()
+            self._maintain_now = trio.Event()
+
+    def _note_joined(self, now: float) -> None:
+        """The first time the view holds another machine's record: joined (timed at once,
+        not at the next maintenance pass)."""
+        if self.joined_after_s is None and len(self.view.entries(now)) > 1:
+            self.joined_after_s = time.monotonic() - self.started
+            log.info("joined the mesh after %.2f s", self.joined_after_s)
 
     def _save_members(self, now: float) -> None:
         """When a member joins or leaves, and every minute (expiry times move on)."""
@@ -193,13 +210,27 @@ class Membership:
         members_file.save(self.files, self.cfg.state_dir, members)
         self._members_saved = (frozenset(members), now)
 
-    async def _fetch_record(self, pid: str) -> None:
-        data = await self.mesh.get(machine_dht_key(pid))
-        if data is None:
-            return
-        self.metrics.inc("dht_records_fetched")
+    async def _serve_record(self, stream: INetStream) -> None:
+        if self._signed is not None:
+            await send_request(stream, self._signed)
+        await stream.close()
+
+    async def _fetch_record(self, peer: str) -> None:
+        """Ask a connected peer for its own record (it has none yet in our view)."""
         try:
-            env = self.authenticate(data)
-            self.view.apply(entry_from_envelope(env, time.time()), time.time())
+            data = await self.mesh.ask(peer, RECORD_PROTOCOL, None, wire.MAX_ENVELOPE_BYTES,
+                                       FETCH_TIMEOUT_S)
+        except Exception as e:  # gone, refused, no record yet, too slow: the next pass asks
+            log.debug("no record from %s yet: %s", peer, e)
+            return
+        self.metrics.inc("records_fetched")
+        now = time.time()
+        try:
+            entry = entry_from_envelope(self.authenticate(data), now)
+            if entry.peer_id != peer:
+                raise wire.Rejected("untrusted", f"sent the record of {entry.peer_id}")
         except (wire.Rejected, RecordError) as e:
-            self.on_drop("dht", pid, getattr(e, "reason", "schema"), str(e))
+            self.on_drop("record", peer, getattr(e, "reason", "schema"), str(e))
+            return
+        if self.view.apply(entry, now):
+            self._note_joined(now)

@@ -54,6 +54,7 @@ from libp2p.transport.upgrader import TransportUpgrader
 
 from beemesh.identity import KeyPair
 from beemesh.mesh import sender_records, tcp_timeouts
+from beemesh.mesh.framing import read_request, send_request
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +272,21 @@ class MeshHost:
 
     async def open_stream(self, peer: str, protocol: str) -> INetStream:
         return await self.host.new_stream(ID.from_base58(peer), [TProtocol(protocol)])
+
+    async def ask(self, peer: str, protocol: str, request: bytes | None, max_bytes: int,
+                  timeout_s: float) -> bytes:
+        """One exchange of a request/response protocol (`framing`): open a stream, send
+        `request` (if any), read the one answer (refused over `max_bytes`), close. The whole
+        within `timeout_s` (trio.TooSlowError)."""
+        with trio.fail_after(timeout_s):
+            stream = await self.open_stream(peer, protocol)
+            try:
+                if request is not None:
+                    await send_request(stream, request)
+                return await read_request(stream, max_bytes)
+            finally:
+                with trio.move_on_after(1):
+                    await stream.close()
 
     async def put(self, key: str, value: bytes) -> None:
         await self.dht.put_value(key, value)
