@@ -55,6 +55,7 @@ from libp2p.transport.upgrader import TransportUpgrader
 from beemesh.identity import KeyPair
 from beemesh.mesh import sender_records, tcp_timeouts
 from beemesh.mesh.framing import read_request, send_request
+from beemesh.mesh.recent import EQUIVOCATION_WINDOW, Recent
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class MeshHost:
             max_messages_per_topic_per_second=SPAM_LIMIT_PER_S,
             eclipse_protection_enabled=False,  # a site's machines often share one IP or LAN
         )
+        self.gossipsub.equivocation_detection = Recent(EQUIVOCATION_WINDOW)  # see mesh/recent
         self.pubsub = Pubsub(self.host, self.gossipsub, max_inbound_rpc_size=MAX_RPC_BYTES)
         self.sender_records = sender_records.install()  # each peer's record checked once
         self.dht = KadDHT(
