@@ -60,6 +60,8 @@ async def main():
 
 got = trio.run(main)
 print(json.dumps({"echo": got, "loaded": import_guard.loaded(), "yaml": "yaml" in sys.modules,
+                  "cryptography": sorted(m for m in sys.modules
+                                         if m.startswith(("noise", "cryptography.hazmat"))),
                   "records_skipped": sender_records.install().skipped,
                   "libp2p_init_ran": hasattr(sys.modules["libp2p"], "new_host"),
                   "modules": len(sys.modules)}))
@@ -74,6 +76,9 @@ def test_agent_and_work_plane_code_runs_hosts_without_loading_the_unused_parts()
     assert result["echo"] == ["hello", "gossip"]
     assert result["loaded"] == [], f"loaded for real: {result['loaded']}"
     assert result["yaml"] is False, "only the CLI reads YAML"
+    # Noise on libsodium (mesh/noise.py); only the work plane's data channel loads cryptography
+    # (its bare package is imported, for the stand-in cryptography.x509)
+    assert result["cryptography"] == [], "cryptography's Rust extension is 11 MB per process"
     # the peers' signed records rode on every RPC; each was checked once (sender_records.py)
     assert result["records_skipped"] > 0
     assert result["libp2p_init_ran"] is False

@@ -29,7 +29,6 @@ from libp2p.abc import (
     ISubscriptionAPI,
 )
 from libp2p.crypto.ed25519 import create_new_key_pair as libp2p_ed25519_key_pair
-from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.host.basic_host import BasicHost
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
@@ -43,8 +42,6 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.rcmgr import new_resource_manager
 from libp2p.records.validator import NamespacedValidator, Validator
 from libp2p.security.exceptions import HandshakeFailure
-from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
-from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
@@ -55,6 +52,8 @@ from libp2p.transport.upgrader import TransportUpgrader
 from beemesh.identity import KeyPair
 from beemesh.mesh import sender_records, tcp_timeouts
 from beemesh.mesh.framing import read_request, send_request
+from beemesh.mesh.noise import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from beemesh.mesh.noise import NoiseTransport
 from beemesh.mesh.recent import EQUIVOCATION_WINDOW, Recent
 
 log = logging.getLogger(__name__)
@@ -90,7 +89,7 @@ class MeshHost:
         self.settings = settings
         kp = libp2p_ed25519_key_pair(settings.key.seed)
         self.gated = 0  # connections ended because allow_peer refused the peer
-        noise = _GatedNoise(self, kp, noise_privkey=create_x25519_key_pair().private_key)
+        noise = _GatedNoise(self, kp)
         # What libp2p.new_host builds for TCP + Noise + Yamux, from its parts (import_guard.py:
         # its package __init__ imports every other transport too). Yamux alone: every peer
         # is a Beemesh agent, so mplex is never negotiated.

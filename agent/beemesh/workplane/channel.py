@@ -13,7 +13,8 @@ and an await per layer, all in Python). So the handshake (`handshake`) also agre
   that issued the token (once, within `handshake`'s deadline) and closes any other.
 - Then each direction is a sequence of frames: a 4-byte big-endian length L
   (`TAG` ≤ L ≤ `MAX_FRAME` + `TAG`) and L bytes of AEAD ciphertext (OpenSSL's, through
-  `cryptography`, sealed and opened in place), nonce = the frame's number in its direction.
+  `cryptography`, imported with the first channel; sealed and opened in place),
+  nonce = the frame's number in its direction.
   The cipher is AES-256-GCM when both machines' CPUs have AES instructions (3.4 GB/s here),
   else ChaCha20-Poly1305 (2 GB/s here; several times AES's speed on CPUs without them, such as
   the Raspberry Pi 4's): the caller says whether it has them, the server chooses. An empty
@@ -39,8 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from libp2p.abc import INetStream
 from libp2p.network.stream.exceptions import StreamError
 from nacl.bindings import (
@@ -58,7 +57,7 @@ MAX_PENDING = 1024  # issued tokens not yet used
 MAX_GREETING = 256  # connections at once that have not shown a token yet
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close sends a reset
 CARRY_HERE = b"\x00"  # the caller's byte on the libp2p stream: "no channel, carry here"
-CIPHERS: dict[str, Any] = {"chacha20-poly1305": ChaCha20Poly1305, "aes-256-gcm": AESGCM}
+CIPHERS = ("chacha20-poly1305", "aes-256-gcm")
 
 
 class Broken(Exception):
@@ -111,11 +110,21 @@ def server_keys(caller_public: bytes, cipher: str) -> tuple[bytes, Keys]:
     return public, Keys(send, receive, cipher)
 
 
+def _aead(cipher: str, key: bytes) -> tuple[Any, type[Exception]]:
+    """`cryptography`'s AEAD for `cipher` and the error of a failed tag. Imported with the first
+    channel, not at start: its Rust extension is 11 MB of RSS, and a work plane that carries
+    no workload stream never needs it (its libp2p host runs Noise on libsodium)."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+    return {"chacha20-poly1305": ChaCha20Poly1305, "aes-256-gcm": AESGCM}[cipher](key), InvalidTag
+
+
 class Sealer:
     """One direction's sending side (sans-IO)."""
 
     def __init__(self, key: bytes, cipher: str) -> None:
-        self.aead = CIPHERS[cipher](key)
+        self.aead, _ = _aead(cipher, key)
         self.sent = 0
 
     def seal(self, buf: memoryview, length: int) -> int:
@@ -133,7 +142,7 @@ class Opener:
     """One direction's receiving side (sans-IO)."""
 
     def __init__(self, key: bytes, cipher: str) -> None:
-        self.aead = CIPHERS[cipher](key)
+        self.aead, self.invalid_tag = _aead(cipher, key)
         self.received = 0
 
     @staticmethod
@@ -148,7 +157,7 @@ class Opener:
         (0: the other side ended its direction)."""
         try:
             self.aead.decrypt_into(_nonce(self.received), buf[:size], None, buf[:size - TAG])
-        except InvalidTag:
+        except self.invalid_tag:
             raise Broken("a frame failed authentication") from None
         self.received += 1
         return size - TAG
