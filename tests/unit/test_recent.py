@@ -15,6 +15,9 @@ def test_adding_past_the_limit_drops_the_oldest_and_updates_keep_their_place() -
     recent[3] = "again"  # an existing key: nothing dropped
     assert list(recent) == [2, 3, 4] and recent[3] == "again"
     assert 0 not in recent and len(recent) == 3
+    recent.renew(2, "renewed")  # now the newest: the next one added drops 3
+    recent[5] = "m5"
+    assert list(recent.items()) == [(4, "m4"), (2, "renewed"), (5, "m5")]
 
 
 def test_the_gossipsub_of_a_mesh_host_keeps_a_bounded_equivocation_window() -> None:

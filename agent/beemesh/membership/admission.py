@@ -15,7 +15,6 @@ network key is a machine, as before; revocations still apply.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ from beemesh import schema, wire
 from beemesh.identity import peer_id
 from beemesh.membership.certs import CertError, MachineCert, check_cert
 from beemesh.membership.records import MACHINE_RECORD
+from beemesh.mesh.recent import Recent
 
 CONNECT_GRACE_S = 10.0  # a new connection's peer has this long to show a valid certificate
 REFUSE_S = 60.0  # then it is refused this long before it may try again
@@ -59,10 +59,10 @@ class Admission:
         self.required = required
         self.grace_s = grace_s
         self.refuse_s = refuse_s
-        self.certs: OrderedDict[str, MachineCert] = OrderedDict()
+        self.certs = Recent(MAX_CERTS)  # peer -> MachineCert, the least recently learned first
         self.revoked: dict[str, Revocation] = {}
-        self._pending: OrderedDict[str, float] = OrderedDict()  # peer -> connected at
-        self._refused: OrderedDict[str, float] = OrderedDict()  # peer -> refused until
+        self._pending = Recent(MAX_PENDING)  # peer -> connected at
+        self._refused = Recent(MAX_PENDING)  # peer -> refused until
 
     # ---- certificates ----------------------------------------------------------------------
 
@@ -74,10 +74,7 @@ class Admission:
             raise CertError("revoked", f"{cert.peer_id} is revoked")
         held = self.certs.get(cert.peer_id)
         if held is None or held.expires < cert.expires or held.expires <= now:
-            self.certs[cert.peer_id] = cert
-            self.certs.move_to_end(cert.peer_id)
-            while len(self.certs) > MAX_CERTS:
-                self.certs.popitem(last=False)
+            self.certs.renew(cert.peer_id, cert)
         self._pending.pop(cert.peer_id, None)
         self._refused.pop(cert.peer_id, None)
         return self.certs[cert.peer_id]
@@ -152,8 +149,6 @@ class Admission:
         if not self.required or self.cert(peer, now) is not None:
             return False
         if peer not in self._pending:
-            if len(self._pending) >= MAX_PENDING:
-                self._pending.popitem(last=False)
             self._pending[peer] = now
         return True
 
@@ -164,6 +159,4 @@ class Admission:
         for peer in late:
             del self._pending[peer]
             self._refused[peer] = now + self.refuse_s
-            while len(self._refused) > MAX_PENDING:
-                self._refused.popitem(last=False)
         return late

@@ -1,4 +1,8 @@
-"""A dict that keeps only its newest entries: for py-libp2p state that has no tighter bound.
+"""A dict that keeps only its newest entries: for state that has no tighter bound.
+
+Every map keyed by what peers send (peers, certificates, messages) needs a bound; this is the
+one kind used for all of them (admission's certificates and pending connections, the sender
+records checked once, GossipSub's equivocation window).
 
 GossipSub keeps the first copy of every message it receives in `equivocation_detection`
 (message id -> the whole protobuf message) to spot a sender that signs two contents under
@@ -31,3 +35,8 @@ class Recent(dict[Any, Any]):
         if key not in self and len(self) >= self.limit:
             del self[next(iter(self))]
         super().__setitem__(key, value)
+
+    def renew(self, key: Any, value: Any) -> None:
+        """Set `key` and make it the newest (least recently used goes first)."""
+        self.pop(key, None)
+        self[key] = value

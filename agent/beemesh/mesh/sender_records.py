@@ -16,13 +16,14 @@ checked in full; a failed check forgets the peer's entry. At most MAX_PEERS entr
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import libp2p.pubsub.gossipsub
 import libp2p.pubsub.pubsub
 from libp2p.pubsub import utils
+
+from beemesh.mesh.recent import Recent
 
 REVERIFY_S = 600.0
 MAX_PEERS = 4096
@@ -37,7 +38,7 @@ class SenderRecords:
     def __init__(self, check: Check, clock: Callable[[], float] = time.monotonic) -> None:
         self.check = check
         self.clock = clock
-        self.passed: OrderedDict[Any, tuple[bytes, float]] = OrderedDict()
+        self.passed = Recent(MAX_PEERS)  # peer -> (record bytes, checked at)
         self.skipped = 0
 
     def __call__(self, msg: Any, host: Any, peer_id: Any) -> bool:
@@ -51,10 +52,7 @@ class SenderRecords:
             return True
         ok = self.check(msg, host, peer_id)
         if ok:
-            self.passed[peer_id] = (record, now)
-            self.passed.move_to_end(peer_id)
-            while len(self.passed) > MAX_PEERS:
-                self.passed.popitem(last=False)
+            self.passed.renew(peer_id, (record, now))
         else:
             self.passed.pop(peer_id, None)
         return ok
