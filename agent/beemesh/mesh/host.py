@@ -36,7 +36,7 @@ from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.peer.peerstore import PeerStore
-from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.rcmgr import new_resource_manager
@@ -50,7 +50,7 @@ from libp2p.transport.tcp.tcp import TCP
 from libp2p.transport.upgrader import TransportUpgrader
 
 from beemesh.identity import KeyPair
-from beemesh.mesh import sender_records, tcp_timeouts
+from beemesh.mesh import sender_records, tcp_timeouts, yamux_window
 from beemesh.mesh.framing import read_request, send_request
 from beemesh.mesh.noise import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from beemesh.mesh.noise import NoiseTransport
@@ -106,7 +106,10 @@ class MeshHost:
         swarm.set_resource_manager(limits)
         self.host: IHost = BasicHost(network=swarm, resource_manager=limits)
         self.gossipsub = GossipSub(
-            protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
+            # Not v1.2: py-libp2p sends IDONTWANT for every message it publishes or forwards,
+            # whatever its size, to every mesh peer (go-libp2p: received messages over 1 KB
+            # only), which more than doubled the frames of an idle mesh.
+            protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
             degree=6,
             degree_low=4,
             degree_high=12,
@@ -118,6 +121,7 @@ class MeshHost:
         self.gossipsub.equivocation_detection = Recent(EQUIVOCATION_WINDOW)  # see mesh/recent
         self.pubsub = Pubsub(self.host, self.gossipsub, max_inbound_rpc_size=MAX_RPC_BYTES)
         self.sender_records = sender_records.install()  # each peer's record checked once
+        yamux_window.install()  # window updates at half the window, not after every read
         self.dht = KadDHT(
             self.host,
             DHTMode.SERVER,
