@@ -8,7 +8,8 @@ every transport, security protocol, discovery service and exporter py-libp2p shi
 gossipsub and Kademlia, built from py-libp2p's parts (mesh/host.py), and none of the above.
 
 `install()` puts a finder first on `sys.meta_path` that
-- loads the `libp2p` package without running its `__init__` (its submodules load as usual);
+- loads the packages in BARE (`libp2p`, `libp2p.relay`) without running their `__init__`
+  (their submodules load as usual);
 - answers every import of a module listed in UNUSED with a stand-in module whose names are
   stand-in classes: importing, subclassing, `isinstance`, `except` and annotations work, and
   calling one gives an inert object (py-libp2p builds some eagerly, e.g. a DNS resolver per
@@ -71,6 +72,13 @@ UNUSED: dict[str, str] = {
 # Module -> what takes its place when an import of it is refused.
 REFUSED: dict[str, str] = {
     "cffi": "pycryptodome binds its C code with ctypes instead",
+}
+# Packages loaded without running their __init__ (their submodules load as usual) -> why.
+BARE: dict[str, str] = {
+    "libp2p": "imports every transport, security protocol and service py-libp2p ships",
+    "libp2p.relay": "imports all of circuit relay v2 (91 modules, 3.9 MB); BasicHost needs "
+                    "one function of it (circuit_v2.nat.is_private_ip)",
+    "libp2p.relay.circuit_v2": "the same",
 }
 VERSION_MODULE = "libp2p.utils.version"  # the module answered with its one function
 
@@ -145,7 +153,7 @@ class _StandInModule(ModuleType):
 
 class _Loader(importlib.abc.Loader):
     def __init__(self, real: importlib.machinery.ModuleSpec | None = None) -> None:
-        self.real = real  # the libp2p package's own spec: a package without its __init__
+        self.real = real  # a package of BARE's own spec: the package without its __init__
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         module = ModuleType(spec.name) if self.real else _StandInModule(spec.name)
@@ -155,6 +163,7 @@ class _Loader(importlib.abc.Loader):
     def exec_module(self, module: ModuleType) -> None:
         if self.real is not None:
             module.__file__ = self.real.origin
+        if module.__name__ == "libp2p":
             # libp2p.abc and libp2p.transport import each other; the package __init__ loads
             # the transport side first, and only that order resolves.
             importlib.import_module("libp2p.transport")
@@ -187,8 +196,8 @@ class _Finder(importlib.abc.MetaPathFinder):
                               f"({REFUSED[name]}; see beemesh/import_guard.py)", name=name)
         if name == VERSION_MODULE:
             return importlib.util.spec_from_loader(name, _VersionLoader())
-        if name == "libp2p":
-            real = importlib.machinery.PathFinder.find_spec(name)
+        if name in BARE:
+            real = importlib.machinery.PathFinder.find_spec(name, path)
             if real is None:
                 return None
             return importlib.util.spec_from_loader(name, _Loader(real), is_package=True)

@@ -7,7 +7,8 @@ USS (the issue's figure: shared pages paid once) and the sum of both PSS (each p
 once, split between its users); process start -> joined; idle CPU of both over the idle
 window, as a share of one core. Where the memory goes: RSS of a fresh interpreter after each
 import step (the code each process loads) against the running processes (the rest is
-state, buffers and the allocator's slack).
+state, buffers and the allocator's slack). The work plane's cost per replica: one Podman
+machine, its work plane's RSS with no replica, one, and REPLICAS of a Deployment.
 """
 
 from __future__ import annotations
@@ -25,9 +26,13 @@ from beemesh.errors import UserError
 from beemesh.lab import localmesh
 from beemesh.lab.localmesh import LocalMesh, wait_for
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
+from healing_lib import apply, manifest, real_pods, start_machines
+
 MACHINES = 5
 SETTLE_S = 5.0
 REJOINS = 3  # warm restarts of one machine, timed from process start to joined
+REPLICAS = 6  # replicas on one machine for the work plane's per-replica cost
 IMPORT_STEPS = {
     "python": "pass",
     "+ trio, cbor2, nacl, psutil": "import trio, cbor2, nacl.signing, psutil",
@@ -89,6 +94,46 @@ def run(idle_s: float, beemesh: list[str] | None = None,
     result = summarize(imports, joined, in_process, before, after)
     result["warm_start_to_joined_s_median"] = round(statistics.median(rejoin), 2)
     return result
+
+
+def replica_cost() -> dict[str, Any]:
+    """Work plane RSS (median of 3 reads, SETTLE_S after the change) with 0, 1 and REPLICAS
+    replicas of a Deployment on one Podman machine; the cost of each past the first."""
+    root = Path(tempfile.mkdtemp(prefix="beemesh-replicas-"))
+    mesh = start_machines(root, ("r1",))
+    agent = mesh.agents["r1"]
+
+    def rss_with(replicas: int) -> float:
+        wait_for(lambda: len(real_pods(mesh, "deployment/default/cost", running_only=True))
+                 == replicas, 120, f"{replicas} replicas running")
+        time.sleep(SETTLE_S)
+        reads = []
+        for _ in range(3):
+            reads.append(agent.status()["footprint"]["workplane"]["rss_bytes"] / 2**20)
+            time.sleep(1)
+        return round(statistics.median(reads), 1)
+
+    try:
+        rss = {0: rss_with(0)}
+        apply(mesh, root, "r1", manifest("Deployment", "cost", 1, host_port=None,
+                                         readiness=False))
+        rss[1] = rss_with(1)
+        done = mesh.operator(agent.api, "scale", "deployment/cost", "--replicas", str(REPLICAS))
+        assert done.returncode == 0, done.stderr
+        rss[REPLICAS] = rss_with(REPLICAS)
+    finally:
+        mesh.close()
+    return {"workplane_rss_mb_by_replicas": rss,
+            "workplane_rss_mb_per_extra_replica": round((rss[REPLICAS] - rss[1])
+                                                        / (REPLICAS - 1), 2)}
+
+
+def replica_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    by = r["workplane_rss_mb_by_replicas"]
+    return [(f"work plane RSS with 0 / 1 / {REPLICAS} replicas (one Podman machine)",
+             " / ".join(f"{by[k]:.1f}" for k in sorted(by)) + " MB"),
+            ("work plane RSS per replica past the first",
+             f"{r['workplane_rss_mb_per_extra_replica']:.2f} MB")]
 
 
 def warm_rejoin(mesh: LocalMesh, name: str, seed: str) -> float:

@@ -96,7 +96,7 @@ def history_rows(results: dict[str, Any]) -> Rows:
         return []
     out: Rows = []
     for key, r in mine.items():
-        if key in other:
+        if key in other and "machine_cost_mb" in r:  # footprint_replicas has its own figures
             o = other[key]
             out.append((f"{key}: machine cost / agent RSS, this vs {other['commit']}",
                         f"{r['machine_cost_mb']:.1f} / {r['agent']['rss_mb']:.1f} MB vs "
@@ -260,7 +260,7 @@ def bench_etcd_group(results: dict[str, Any]) -> Rows:
 
 
 def bench_footprint_group(args: argparse.Namespace, results: dict[str, Any]) -> Rows:
-    from footprint_bench import MACHINES
+    from footprint_bench import MACHINES, REPLICAS, replica_cost, replica_rows
     from footprint_bench import rows as footprint_rows
     from footprint_bench import run as run_footprint
 
@@ -274,7 +274,10 @@ def bench_footprint_group(args: argparse.Namespace, results: dict[str, Any]) -> 
               f"{args.idle_seconds:.0f} s idle window ...", flush=True)
         r = results[f"footprint_{label}"] = run_footprint(args.idle_seconds, command)
         out += footprint_rows(r, label)
-    return out
+    print(f"[bench] footprint: work plane with 0, 1 and {REPLICAS} replicas on one Podman "
+          "machine ...", flush=True)
+    r = results["footprint_replicas"] = replica_cost()
+    return out + replica_rows(r)
 
 
 if __name__ == "__main__":
