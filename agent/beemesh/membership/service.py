@@ -93,6 +93,8 @@ class Membership:
         self._signed: bytes | None = None  # this machine's latest signed record
         metrics.describe("bootstrap_attempts", "dials to bootstrap peers", "result")
         metrics.describe("records_fetched", "machine records asked of connected peers")
+        metrics.describe("pubsub_streams_broken",
+                         "connections closed on a pub/sub RPC that could not be read")
 
     def peer_admitted(self, _peer: str) -> None:
         """A new peer passed admission: run the maintenance pass now (ask for its record, add
@@ -190,6 +192,7 @@ class Membership:
                     nursery.start_soon(self.mesh.dial_any, list(entry.record.addrs),
                                        entry.peer_id, DIAL_TIMEOUT_S)
             self._save_members(now)
+            self.metrics.set("pubsub_streams_broken", "", self.mesh.rpc_failures)
             with trio.move_on_after(1):
                 await self._maintain_now.wait()
             self._maintain_now = trio.Event()

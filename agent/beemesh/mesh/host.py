@@ -120,8 +120,11 @@ class MeshHost:
         )
         self.gossipsub.equivocation_detection = Recent(EQUIVOCATION_WINDOW)  # see mesh/recent
         self.pubsub = Pubsub(self.host, self.gossipsub, max_inbound_rpc_size=MAX_RPC_BYTES)
+        self.rpc_failures = 0  # pub/sub streams that broke on a bad RPC (connection closed)
+        self._read_rpcs = self.pubsub.continuously_read_stream
+        self.pubsub.continuously_read_stream = self._read_rpcs_or_close  # type: ignore[method-assign]
         self.sender_records = sender_records.install()  # each peer's record checked once
-        yamux_window.install()  # window updates at half the window, not after every read
+        yamux_window.install()  # window updates in 32 KiB steps, not after every read
         self.dht = KadDHT(
             self.host,
             DHTMode.SERVER,
@@ -137,6 +140,23 @@ class MeshHost:
         self.new_connections, self.connections = trio.open_memory_channel[str](
             MAX_NEW_CONNECTIONS)
         self.swarm.register_notifee(_ConnectionGuard(self))
+
+    async def _read_rpcs_or_close(self, stream: INetStream) -> None:
+        """py-libp2p's pub/sub read loop, failing closed: an RPC it cannot parse (protobuf's
+        DecodeError), or any other error its loop lets through, would otherwise escape into
+        the connection's nursery and end the whole host. The stream has lost its framing, so
+        the connection is closed; the peer redials (a fresh connection, fresh streams)."""
+        try:
+            await self._read_rpcs(stream)
+        except Exception as e:
+            peer = stream.muxed_conn.peer_id
+            self.rpc_failures += 1
+            log.warning("closed the connection with %s: its pub/sub stream broke (%s: %s)",
+                        peer, type(e).__name__, str(e)[:200])
+            with suppress(Exception):
+                await stream.reset()
+            with suppress(Exception):
+                await self.swarm.close_peer(peer)
 
     def allowed(self, peer: ID) -> bool:
         """Whether the peer gate lets this peer in."""
