@@ -5,6 +5,11 @@ py-libp2p's defaults are unsafe for us (plaintext/secio/TLS accepted, 120 s goss
 negative dial cache), so every one of them is set here, once, for both planes. The host's
 identity is the caller's Ed25519 key: the Peer ID on the wire is the key that signs our
 envelopes. An optional peer gate lets a plane refuse the other plane's keys.
+
+About 400 lines: every override of py-libp2p stays in this one module (the gate at the Noise
+handshake and on connections, the fail-closed pub/sub read loop, the streams' guard), so that
+what differs from py-libp2p's defaults can be read in one place; the larger replacements have
+their own modules (noise, yamux_window, sender_records, recent, tcp_timeouts).
 """
 
 from __future__ import annotations
