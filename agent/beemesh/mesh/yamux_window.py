@@ -7,7 +7,8 @@ waits until the sender has used half the window (`GrowTo`'s hysteresis). On a me
 gossip messages that is one extra frame, each through the yamux lock, Noise, the private
 network's cipher and a `send` system call, for every message received: measured with five hosts
 in one process gossiping 200 messages of 1.2 KB, 3,200 data frames drew 3,200-16,300 window
-updates (tests/bench: `gossip_cost` in docs/architecture.md, Footprint).
+updates (docs/architecture.md, Footprint: "Idle CPU"); tests/unit/test_yamux_window.py counts
+them on a real stream.
 
 `install()` replaces that method on py-libp2p's YamuxStream (once per process, as py-libp2p
 calls it by name from its reads) with go-yamux's rule at a lower mark: once what the reader has
