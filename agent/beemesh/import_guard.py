@@ -8,8 +8,8 @@ every transport, security protocol, discovery service and exporter py-libp2p shi
 gossipsub and Kademlia, built from py-libp2p's parts (mesh/host.py), and none of the above.
 
 `install()` puts a finder first on `sys.meta_path` that
-- loads the packages in BARE (`libp2p`, `libp2p.relay`) without running their `__init__`
-  (their submodules load as usual);
+- loads the packages in BARE (`libp2p`, `libp2p.relay`, `urllib3.http2`) without running their
+  `__init__` (their submodules load as usual);
 - answers every import of a module listed in UNUSED with a stand-in module whose names are
   stand-in classes: importing, subclassing, `isinstance`, `except` and annotations work, and
   calling one gives an inert object (py-libp2p builds some eagerly, e.g. a DNS resolver per
@@ -18,6 +18,11 @@ gossipsub and Kademlia, built from py-libp2p's parts (mesh/host.py), and none of
 - refuses the modules in REFUSED with an ImportError, for code that has a fallback: pycryptodome
   (pnet's Salsa20) then binds its C code with ctypes instead of parsing C declarations with
   cffi and pycparser at import (~1.5 MB per process);
+- keeps OpenSSL out (libcrypto and libssl, ~4.5 MB per process): `ssl` is refused (trio's TLS
+  stream modules are stood in for; requests and urllib3, under podman-py, run without ssl as
+  they are written to), and so is `_hashlib`: hashlib falls back to CPython's own SHA-2 and
+  BLAKE2 (SHA-256 at ~290 MB/s instead of ~1.7 GB/s here; Beemesh hashes records, manifests
+  and bundle files, never faster than a disk reads them);
 - answers `libp2p.utils.version` with its one function, reading py-libp2p's version from its
   `.dist-info` directory's name, rather than loading `importlib.metadata` (64 modules, ~3 MB)
   for that one string (identify's agent version).
@@ -66,12 +71,18 @@ UNUSED: dict[str, str] = {
     "fastecdsa": "ECDSA keys",
     "grpc": "gRPC (py-libp2p's AutoNAT service stubs)",
     "mypy_protobuf": "protobuf type stubs generator",
+    "trio._ssl": "TLS streams (Beemesh secures every connection with Noise)",
+    "trio._highlevel_ssl_helpers": "TLS streams (Beemesh secures every connection with Noise)",
 }
 
 
 # Module -> what takes its place when an import of it is refused.
 REFUSED: dict[str, str] = {
     "cffi": "pycryptodome binds its C code with ctypes instead",
+    "ssl": "trio's TLS stream is stood in for; requests and urllib3 run without ssl, which "
+           "they support (podman-py speaks HTTP over a unix socket)",
+    "urllib3.contrib.pyopenssl": "requests tries it when ssl is missing; it needs pyOpenSSL",
+    "_hashlib": "hashlib and hmac use CPython's own SHA-2 and BLAKE2 instead of OpenSSL's",
 }
 # Packages loaded without running their __init__ (their submodules load as usual) -> why.
 BARE: dict[str, str] = {
@@ -79,6 +90,8 @@ BARE: dict[str, str] = {
     "libp2p.relay": "imports all of circuit relay v2 (91 modules, 3.9 MB); BasicHost needs "
                     "one function of it (circuit_v2.nat.is_private_ip)",
     "libp2p.relay.circuit_v2": "the same",
+    "urllib3.http2": "loads importlib.metadata to check the version of h2, an HTTP/2 package "
+                     "urllib3 may use for HTTPS; urllib3's connections import http2.probe",
 }
 VERSION_MODULE = "libp2p.utils.version"  # the module answered with its one function
 

@@ -21,8 +21,9 @@ from beemesh import import_guard
 
 RUN_HOSTS = r"""
 import json, sys
+import beemesh  # first, as `python -m beemesh` and the .pyz do: the guard before trio
 import trio
-import beemesh.cli, beemesh.machine.agent, beemesh.workplane.process
+import beemesh.cli, beemesh.machine.agent, beemesh.runtime.podman, beemesh.workplane.process
 from beemesh import import_guard
 from beemesh.identity import KeyPair
 from beemesh.mesh import sender_records
@@ -65,6 +66,8 @@ print(json.dumps({"echo": got, "loaded": import_guard.loaded(), "yaml": "yaml" i
                   "records_skipped": sender_records.install().skipped,
                   "libp2p_init_ran": hasattr(sys.modules["libp2p"], "new_host"),
                   "relay_init_ran": hasattr(sys.modules["libp2p.relay"], "CircuitV2Protocol"),
+                  "openssl": sorted({line.split()[-1] for line in open("/proc/self/maps")
+                                     if "/libcrypto" in line or "/libssl" in line}),
                   "modules": len(sys.modules)}))
 """
 
@@ -82,6 +85,7 @@ def test_agent_and_work_plane_code_runs_hosts_without_loading_the_unused_parts()
     assert result["cryptography"] == [], "cryptography's Rust extension is 11 MB per process"
     # the peers' signed records rode on every RPC; each was checked once (sender_records.py)
     assert result["records_skipped"] > 0
+    assert result["openssl"] == [], "Noise and hashlib need no OpenSSL (~4.5 MB per process)"
     assert result["libp2p_init_ran"] is False
     assert result["relay_init_ran"] is False  # BasicHost imports one function of the relay
     assert result["modules"] < 1000  # ~1,360 with the whole of py-libp2p
