@@ -146,6 +146,12 @@ def test_arm_agent_joins_x86_mesh(
         )
         agents.append(x86)
         wait_for(lambda: x86.alive() and nodes(x86_cli, x86_env, x86_api), 60, "x86_64 API")
+        # From the .pyz the agent runs as `python -I -m beemesh` of the extracted venv (pex's
+        # launcher does not stay loaded under it; same pid), and maps no OpenSSL.
+        argv = Path(f"/proc/{x86.proc.pid}/cmdline").read_bytes().split(b"\0")
+        assert argv[1:5] == [b"-I", b"-m", b"beemesh", b"agent"], argv
+        maps = Path(f"/proc/{x86.proc.pid}/maps").read_text()
+        assert "/libcrypto" not in maps and "/libssl" not in maps
 
         arm = Agent(
             [
