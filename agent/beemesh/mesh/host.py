@@ -122,6 +122,12 @@ class MeshHost:
             heartbeat_interval=settings.heartbeat_s,  # type: ignore[arg-type]
             max_messages_per_topic_per_second=SPAM_LIMIT_PER_S,
             eclipse_protection_enabled=False,  # a site's machines often share one IP or LAN
+            # Its "adaptive gossip" rates the mesh every 30 s and below a health of 0.7 (a
+            # small or quiet mesh: fewer mesh peers than D, peer scores still 0) sets the
+            # heartbeat to 30-60 s, as if it were py-libp2p's default of 120 s: the message
+            # cache then held 5 minutes of messages instead of 5 s (issue 20's warm-up and
+            # soak growth) and the mesh was repaired once a minute.
+            adaptive_gossip_enabled=False,
         )
         self.gossipsub.equivocation_detection = Recent(EQUIVOCATION_WINDOW)  # see mesh/recent
         self.pubsub = Pubsub(self.host, self.gossipsub, max_inbound_rpc_size=MAX_RPC_BYTES)
