@@ -112,14 +112,19 @@ def test_a_left_out_class_imports_and_subclasses_but_using_it_names_the_module()
     assert "import_guard.py" in message
 
 
+def fresh_interpreter(code: str) -> list[str]:
+    """The lines `code` prints in a new interpreter (so the guard runs before any import)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.splitlines()
+
+
 def test_a_refused_module_raises_import_error_naming_its_replacement() -> None:
     code = ("import beemesh, sys\n"
             "try:\n    import cffi\nexcept ImportError as e:\n    print(e)\n"
             "import Crypto.Util._raw_api as raw\nprint(raw.backend)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, out.stderr[-3000:]
-    refused, backend = out.stdout.splitlines()
+    refused, backend = fresh_interpreter(code)
     assert "cffi is not loaded" in refused and "ctypes" in refused
     assert backend == "ctypes"
 
@@ -155,3 +160,17 @@ def test_every_distribution_left_out_of_the_pyz_has_its_modules_stood_in_for() -
     uncovered = {name: tops for name, tops in excluded.items()
                  if any(top not in import_guard.UNUSED for top in tops)}
     assert not uncovered
+
+
+def test_the_work_plane_loads_three_manifest_modules_not_the_walker_and_model() -> None:
+    """beemesh.manifest resolves its names on first use: the work plane needs the rules, the
+    Service and the update strategy (~0.6 MB), not the YAML walker and the model (~1.6 MB)."""
+    code = ("import beemesh.workplane.process, sys\n"
+            "print(sorted(m for m in sys.modules if m.startswith('beemesh.manifest.')))\n"
+            "from beemesh.manifest import WorkloadSpec, parse_manifests\n"
+            "print(WorkloadSpec.__module__, parse_manifests.__module__)")
+    loaded, resolved = fresh_interpreter(code)
+    assert json.loads(loaded.replace("'", '"')) == [
+        "beemesh.manifest.checks", "beemesh.manifest.fields", "beemesh.manifest.service",
+        "beemesh.manifest.strategy"]
+    assert resolved == "beemesh.manifest.model beemesh.manifest.kube"

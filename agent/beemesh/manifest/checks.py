@@ -38,6 +38,7 @@ MAX_WORKLOAD_NAME = 53  # leaves room for "-<ordinal>" inside a 63-character pod
 MAX_LABEL = 63
 MAX_INT = 2**63 - 1  # keeps every quantity a plain int64 in JSON and CBOR
 MAX_REPLICAS = 10_000  # one machine's worth of tables per workload, whoever signs it
+TEMPLATE_LEN = 10  # hex digits of `WorkloadSpec.template_hash`
 # terminationGracePeriodSeconds: Beemesh's default when a manifest sets none (Kubernetes': 30),
 # and the most a manifest may ask (a stop that never ends holds the replica's resources).
 DEFAULT_GRACE_S = 10

@@ -23,6 +23,7 @@ from beemesh.manifest.checks import (
     MAX_LABEL,
     MAX_REPLICAS,
     MAX_WORKLOAD_NAME,
+    TEMPLATE_LEN,
     Fail,
     Where,
     check_limit,
@@ -66,7 +67,6 @@ from beemesh.manifest.volumes import (
 )
 
 KINDS = ("Deployment", "StatefulSet", "Pod")
-TEMPLATE_LEN = 10  # hex digits of `WorkloadSpec.template_hash`
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")  # a container's imagePullPolicy
 _ARCH = {"amd64": "x86_64", "arm64": "aarch64"}
 ARCH_LABEL = "kubernetes.io/arch"

@@ -15,8 +15,7 @@ from typing import Any
 
 from beemesh import schema, wire
 from beemesh.identity import peer_id
-from beemesh.manifest.checks import MAX_REPLICAS
-from beemesh.manifest.model import TEMPLATE_LEN
+from beemesh.manifest.checks import MAX_REPLICAS, TEMPLATE_LEN
 from beemesh.workplane.sync import MAX_PODS, WORKPLANE_HOST, WorkPlaneHost
 
 PROTOCOL_VERSION = 1

@@ -26,8 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from beemesh.manifest.checks import DEFAULT_GRACE_S
-from beemesh.manifest.model import TEMPLATE_LEN
+from beemesh.manifest.checks import DEFAULT_GRACE_S, TEMPLATE_LEN
 from beemesh.manifest.security import CAPABILITIES
 from beemesh.runtime import (
     DISCOVERY_MOUNT_PATH,

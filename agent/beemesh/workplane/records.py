@@ -27,7 +27,7 @@ from typing import Any
 
 from beemesh import schema, wire
 from beemesh.identity import peer_id as peer_id_of
-from beemesh.manifest.model import TEMPLATE_LEN
+from beemesh.manifest.checks import TEMPLATE_LEN
 from beemesh.workplane.sync import ORDINAL, PORT
 
 TOPIC = "workplane-events"
