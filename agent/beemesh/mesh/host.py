@@ -9,7 +9,7 @@ envelopes. An optional peer gate lets a plane refuse the other plane's keys.
 About 400 lines: every override of py-libp2p stays in this one module (the gate at the Noise
 handshake and on connections, the fail-closed pub/sub read loop, the streams' guard), so that
 what differs from py-libp2p's defaults can be read in one place; the larger replacements have
-their own modules (noise, yamux_window, sender_records, recent, tcp_timeouts).
+their own modules (noise, yamux_window, yamux_writes, sender_records, recent, tcp_timeouts).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from libp2p.transport.tcp.tcp import TCP
 from libp2p.transport.upgrader import TransportUpgrader
 
 from beemesh.identity import KeyPair
-from beemesh.mesh import sender_records, tcp_timeouts, yamux_window
+from beemesh.mesh import sender_records, tcp_timeouts, yamux_window, yamux_writes
 from beemesh.mesh.framing import read_request, send_request
 from beemesh.mesh.noise import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from beemesh.mesh.noise import NoiseTransport
@@ -136,6 +136,7 @@ class MeshHost:
         self.pubsub.continuously_read_stream = self._read_rpcs_or_close  # type: ignore[method-assign]
         self.sender_records = sender_records.install()  # each peer's record checked once
         yamux_window.install()  # window updates in 32 KiB steps, not after every read
+        yamux_writes.install()  # one message at a time per stream; a failed write resets it
         self.dht = KadDHT(
             self.host,
             DHTMode.SERVER,
