@@ -14,8 +14,8 @@ them on a real stream.
 calls it by name from its reads) with go-yamux's rule at a lower mark: once what the reader has
 consumed reaches an eighth of the target window (go-yamux: half), grow the window back to the
 target in one update, with py-libp2p's own auto-tuning of the target (doubling within 4 round
-trips). An eighth, not half: py-libp2p's writer gives up after 5 s without window and leaves
-the message it was writing half sent, so a reader that is slow for a while (a burst on a
+trips). An eighth, not half: py-libp2p's writer gives up after 5 s without window (and the
+stream is reset then: `yamux_writes`), so a reader that is slow for a while (a burst on a
 Raspberry Pi) must free window in small steps (32 KiB of the default 256 KiB). Still one
 update per ~27 gossip messages instead of one per message.
 """
