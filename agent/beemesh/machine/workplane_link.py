@@ -5,8 +5,11 @@ The work plane (`beemesh workplane`, see `beemesh.workplane.process`) runs as a 
 agent, as `workplane_user` when the agent runs as root, in its own directory (0700, owned by
 that user): it holds the workload keys, which the agent never reads, and it never sees the
 machine key. The two talk over a unix socket in that directory, refused to any other uid, in
-the records of `beemesh.workplane.sync`: sync, certify, heal (checked by
-`scheduling.heal_gate`, then published by the auction driver) and remove.
+the records of `beemesh.workplane.sync`: report, view (held until the view changes), certify,
+heal (checked by `scheduling.heal_gate`, then published by the auction driver) and remove.
+
+Over 400 lines: every route the work plane calls and the checks on it, kept in one module
+beside the child process they serve.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ log = logging.getLogger("beemesh.workplane_link")
 
 RESPAWN_MAX_S = 30.0
 DIR_CLEANUP_S = 30.0
+VIEW_CHECK_S = 1.0  # how often a held view request looks for a change (the old sync's pace)
 
 
 class Placements(Protocol):
@@ -121,14 +125,17 @@ class WorkPlaneLink:
         self.log_level = log_level
         uid = self.user[0] if self.user else os.getuid()
         self.api = ApiServer(dirs.socket, owner=self.user, allowed_uids={uid, 0, os.getuid()})
-        self.api.route("POST", "/v1/work/sync", self._sync)
+        self.api.route("POST", "/v1/work/report", self._report)
+        self.api.route("POST", "/v1/work/view", self._view)
         self.api.route("POST", "/v1/work/certify", self._certify)
         self.api.route("POST", "/v1/work/heal", self._heal)
         self.api.route("POST", "/v1/work/remove", self._remove)
         self.host: sync.WorkPlaneHost | None = None  # where our work plane listens
         self.records: tuple[dict[str, Any], ...] = ()  # the work plane's view: get endpoints
+        self.records_at = 0.0  # when they were reported (their ages count from then)
         self.rollouts: tuple[dict[str, Any], ...] = ()  # `workplane.rollout.Progress` reports
         self.started = time.time()
+        self._view: tuple[sync.AgentView | None, int] = (None, 0)  # the last one built, version
         self._removals_in, self._removals_out = trio.open_memory_channel[str](math.inf)
         self.proc: trio.Process | None = None
         self._stopping = False
@@ -144,7 +151,9 @@ class WorkPlaneLink:
     # ---- what the agent reads --------------------------------------------------------------
 
     def endpoints(self, workload: str | None) -> list[dict[str, Any]]:
-        return [r for r in self.records if workload is None or r.get("workload") == workload]
+        since = max(0.0, time.time() - self.records_at)
+        return [sync.aged(r, since) for r in self.records
+                if workload is None or r.get("workload") == workload]
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -254,12 +263,12 @@ class WorkPlaneLink:
         except (sync.SyncError, ValueError) as e:
             raise ApiError(400, f"bad work-plane request: {e}") from None
 
-    async def _sync(self, req: Request) -> Response:
+    async def _report(self, req: Request) -> Response:
         report: sync.Report = self._parse(sync.Report.from_json, req)
         if self.host is None or self.host.peer_id != report.host.peer_id:
             self.announcer.announce_soon()  # announce where our work plane listens at once
         self.host = report.host
-        self.records = report.records
+        self.records, self.records_at = report.records, time.time()
         self.certified.replace({pod: peer for pod, peer in report.peers.items()
                                 if pod in self.node.pods})
         self.rollouts = report.rollouts
@@ -272,7 +281,26 @@ class WorkPlaneLink:
                 elif name in STREAM_COUNTERS:
                     self.metrics.set(STREAM_COUNTERS[name], service[:128], count)
         self.metrics.set("workplane_connections_refused", "peer", report.gated)
-        return Response(200, self.view_for_workplane().to_json())
+        return Response(200, {})
+
+    async def _view(self, req: Request) -> Response:
+        """Answer once the view is not the version the work plane has, or after its wait."""
+        ask: sync.ViewRequest = self._parse(sync.ViewRequest.from_json, req)
+        deadline = trio.current_time() + ask.wait_s
+        while True:
+            view, version = self._current_view()
+            if version != ask.have or trio.current_time() >= deadline:
+                break
+            await trio.sleep(VIEW_CHECK_S)
+        answer = sync.ViewAnswer(version, view if version != ask.have else None)
+        return Response(200, answer.to_json())
+
+    def _current_view(self) -> tuple[sync.AgentView, str]:
+        view = self.view_for_workplane()
+        last, number = self._view
+        if view != last:
+            self._view = view, number + 1
+        return view, f"{self.started:.6f}/{self._view[1]}"
 
     def view_for_workplane(self) -> sync.AgentView:
         now = time.time()
@@ -294,8 +322,7 @@ class WorkPlaneLink:
                                         w.spec.strategy)
                           for w in self.store.workloads())
         return sync.AgentView(
-            machine=self.machine, uptime_s=now - self.started,
-            addrs=tuple(machine_ips(self.addrs())), replicas=tuple(replicas),
+            machine=self.machine, addrs=tuple(machine_ips(self.addrs())), replicas=tuple(replicas),
             workloads=workloads, deleted=frozenset(d.workload_id for d in self.store.deletes()),
             machines=machines, statefulset_margin_s=self.cfg.statefulset_margin_s,
             services=tuple(sync.Service(s.spec, tuple(

@@ -6,13 +6,14 @@ the Workload DHT (`/beemesh/workload`) and the `workplane-events` topic. It admi
 work-plane hosts that machines of the fleet announce in their signed machine records, so a
 machine key (or anyone else) is refused on its streams (`admission.py`).
 
-Every second it syncs with its agent over the local socket (`workplane.sync`): it learns
-the replicas this machine runs and their probe results, the workloads the fleet runs, and the
-live machines; it reports what it sees. For each local replica it keeps a workload key
-(`keys.py`), has the machine certify it, publishes a signed ServiceRecord every 5 s (and at
-once on a change) on the topic and into the DHT, and keeps the pod's discovery files
-(`discovery.py`) current. Its `Reconciler` decides which lost replicas to ask the agent to
-heal and which surplus copies here to remove. On SIGTERM it withdraws its records.
+It talks with its agent over the local socket (`workplane.sync`): it learns the replicas this
+machine runs and their probe results, the workloads the fleet runs, and the live machines, as
+soon as they change (a long poll), and reports what it sees when that changes. For each local
+replica it keeps a workload key (`keys.py`), has the machine certify it, publishes a signed
+ServiceRecord every 5 s (and at once on a change) on the topic and into the DHT, and keeps
+the pod's discovery files (`discovery.py`) current. Its `Reconciler` decides which lost
+replicas to ask the agent to heal and which surplus copies here to remove. On SIGTERM it
+withdraws its records.
 
 One host per machine, not one per replica (the guide's default): every replica still has its
 own key, Peer ID and certificate, but a machine with 20 replicas runs one gossipsub heartbeat,
@@ -64,7 +65,8 @@ from beemesh.workplane.streams import Streams
 log = logging.getLogger("beemesh.workplane")
 
 REFRESH_S = 5.0
-SYNC_S = 1.0
+SYNC_S = 1.0  # the pace of the report, of applying the agent's view and of reconciling
+VIEW_WAIT_S = 5  # how long the agent may hold a view request (AGENT_SILENCE_S is 3 of them)
 AGENT_SILENCE_S = 15.0  # stop vouching for replicas when the agent has not answered this long
 DIAL_TIMEOUT_S = 5.0
 AGENT_PID_ENV = "BEEMESH_AGENT_PID"  # set by the agent that starts us: we stop when it is gone
@@ -125,7 +127,9 @@ class WorkPlane:
             nursery.start_soon(self.streams.run_channel)
             if fd := os.environ.get(handoff.FD_ENV):
                 nursery.start_soon(self.streams.receive_listeners, int(fd), nursery)
-            nursery.start_soon(self._sync_loop)
+            nursery.start_soon(self._report_loop)
+            nursery.start_soon(self._view_loop)
+            nursery.start_soon(self._apply_loop)
             nursery.start_soon(self._publish_loop)
             nursery.start_soon(self._reconcile_loop)
             nursery.start_soon(self._watch_agent,
@@ -151,15 +155,17 @@ class WorkPlane:
 
     # ---- talking to the agent ------------------------------------------------------------------
 
-    async def _agent(self, target: str, body: Any) -> Any:
+    async def _agent(self, target: str, body: Any, timeout: float = 10) -> Any:
         return await trio.to_thread.run_sync(
-            lambda: call(self.agent_socket, "POST", target, body, timeout=10))
+            lambda: call(self.agent_socket, "POST", target, body, timeout=timeout))
 
     def synced(self, now: float) -> bool:
         """Long enough up to have heard every live replica's refresh at least twice."""
         return self.state is not None and now - self.started >= 2 * REFRESH_S + 2
 
-    async def _sync_loop(self) -> None:
+    async def _report_loop(self) -> None:
+        """Tell the agent what this work plane sees, when that changes (checked every SYNC_S)."""
+        sent = None
         while True:
             now = time.time()
             report = sync.Report(
@@ -169,14 +175,34 @@ class WorkPlane:
                 synced=self.synced(now), dropped=dict(self.admission.dropped),
                 gated=self.mesh.gated, rollouts=self.progress,
                 streams=self.streams.counters.report())
+            if report.key() != sent:
+                try:
+                    await self._agent("/v1/work/report", report.to_json())
+                    sent = report.key()
+                except UserError as e:
+                    log.warning("no answer from the agent: %s", e)
+            await trio.sleep(SYNC_S)
+
+    async def _view_loop(self) -> None:
+        """The agent's view, as soon as it changes (a long poll: `sync.ViewRequest`)."""
+        have = ""
+        while True:
+            ask = sync.ViewRequest(have, VIEW_WAIT_S)
             try:
-                self.state = sync.AgentView.from_json(
-                    await self._agent("/v1/work/sync", report.to_json()))
-                self.state_at = now
+                answer = sync.ViewAnswer.from_json(
+                    await self._agent("/v1/work/view", ask.to_json(), timeout=VIEW_WAIT_S + 10))
             except (UserError, sync.SyncError) as e:
                 log.warning("no answer from the agent: %s", e)
+                await trio.sleep(SYNC_S)
+                continue
+            self.state_at = time.time()
+            if answer.view is not None:
+                self.state, have = answer.view, answer.version
+
+    async def _apply_loop(self) -> None:
+        while True:
             if self.state is not None:
-                await self._apply_state(self.state, now)
+                await self._apply_state(self.state, time.time())
             await trio.sleep(SYNC_S)
 
     async def _apply_state(self, state: sync.AgentView, now: float) -> None:

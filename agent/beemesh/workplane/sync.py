@@ -1,10 +1,14 @@
 """What the agent and its work plane say to each other: the one contract both processes import.
 
 They talk JSON over a unix socket in the work plane's directory (`workplane_link` serves it):
-- `POST /v1/work/sync` (every second): the work plane's `Report` (its host, what it sees);
-  the answer is the agent's `AgentView` (the replicas it runs and their probe results, the
-  workloads it knows, the live machines, their work-plane hosts and the pods their records
-  list);
+- `POST /v1/work/report`: the work plane's `Report` (its host, what it sees), sent when it
+  changes;
+- `POST /v1/work/view`: `ViewRequest` -> `ViewAnswer`, the agent's `AgentView` (the replicas it
+  runs and their probe results, the workloads it knows, the live machines, their work-plane
+  hosts and the pods their records list). The request names the version the work plane holds;
+  the agent answers as soon as its view differs from it, or after `wait_s` with no view (a
+  long poll: an idle machine exchanges nothing but that every few seconds, where a 1-s sync
+  of both in a worker thread was most of an idle work plane's CPU);
 - `POST /v1/work/certify`: `CertifyRequest` -> `Certificate` (the machine vouches for a
   replica's workload key);
 - `POST /v1/work/heal`: `HealRequest` -> `HealAnswer` (the agent checks it and publishes the
@@ -222,7 +226,7 @@ MACHINE = schema.Struct(required={"peer_id": str},
                         optional={"workplane": WORKPLANE_HOST,
                                   "pods": schema.ListOf(HELD_POD, max_len=MAX_PODS)})
 AGENT_VIEW = schema.Struct(required={
-    "machine": str, "uptime_s": float, "addrs": schema.ListOf(str, max_len=64),
+    "machine": str, "addrs": schema.ListOf(str, max_len=64),
     "replicas": schema.ListOf(REPLICA, max_len=MAX_ITEMS),
     "workloads": schema.ListOf(WORKLOAD, max_len=MAX_ITEMS),
     "deleted": schema.ListOf(str, max_len=MAX_ITEMS),
@@ -233,10 +237,9 @@ AGENT_VIEW = schema.Struct(required={
 
 @dataclass(frozen=True)
 class AgentView:
-    """The agent's answer to a sync: what the work plane acts on until the next one."""
+    """What the work plane acts on until the agent's view changes (compared with `==`)."""
 
     machine: str  # this machine's Peer ID
-    uptime_s: float
     addrs: tuple[str, ...]  # this machine's IP addresses (where its hostPorts are)
     replicas: tuple[Replica, ...]
     workloads: tuple[Workload, ...]
@@ -246,7 +249,7 @@ class AgentView:
     services: tuple[Service, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"machine": self.machine, "uptime_s": self.uptime_s, "addrs": list(self.addrs),
+        return {"machine": self.machine, "addrs": list(self.addrs),
                 "replicas": [r.to_json() for r in self.replicas],
                 "workloads": [w.to_json() for w in self.workloads],
                 "deleted": sorted(self.deleted),
@@ -264,12 +267,48 @@ class AgentView:
     @classmethod
     def from_json(cls, data: Any) -> AgentView:
         d = _checked(data, AGENT_VIEW, "agent view")
-        return cls(d["machine"], float(d["uptime_s"]), tuple(d["addrs"]),
+        return cls(d["machine"], tuple(d["addrs"]),
                    tuple(Replica.from_json(r) for r in d["replicas"]),
                    tuple(Workload.from_json(w) for w in d["workloads"]),
                    frozenset(d["deleted"]), tuple(Machine.from_json(m) for m in d["machines"]),
                    float(d["statefulset_margin_s"]),
                    tuple(Service.from_json(s) for s in d.get("services", ())))
+
+
+MAX_VIEW_WAIT_S = 30
+VIEW_REQUEST = schema.Struct(required={"have": str, "wait_s": schema.Int(0, MAX_VIEW_WAIT_S)})
+VIEW_ANSWER = schema.Struct(required={"version": str}, optional={"view": AGENT_VIEW})
+
+
+@dataclass(frozen=True)
+class ViewRequest:
+    have: str  # the version of the view the work plane holds ("" for none)
+    wait_s: int  # how long the agent may hold the answer while its view is that version
+
+    def to_json(self) -> dict[str, Any]:
+        return {"have": self.have, "wait_s": self.wait_s}
+
+    @classmethod
+    def from_json(cls, data: Any) -> ViewRequest:
+        d = _checked(data, VIEW_REQUEST, "view request")
+        return cls(d["have"], d["wait_s"])
+
+
+@dataclass(frozen=True)
+class ViewAnswer:
+    version: str
+    view: AgentView | None  # None: still the version the work plane has
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"version": self.version}
+        if self.view is not None:
+            d["view"] = self.view.to_json()
+        return d
+
+    @classmethod
+    def from_json(cls, data: Any) -> ViewAnswer:
+        d = _checked(data, VIEW_ANSWER, "view answer")
+        return cls(d["version"], AgentView.from_json(d["view"]) if "view" in d else None)
 
 
 REPORT = schema.Struct(required={
@@ -285,7 +324,7 @@ REPORT = schema.Struct(required={
 
 @dataclass(frozen=True)
 class Report:
-    """What the work plane tells its agent at every sync."""
+    """What the work plane tells its agent, each time it changes (`key`)."""
 
     host: WorkPlaneHost  # the work plane's own libp2p host (announced in the machine record)
     records: tuple[dict[str, Any], ...]  # its view of service records, for `get endpoints`
@@ -304,12 +343,32 @@ class Report:
                 "rollouts": list(self.rollouts),
                 "streams": {k: dict(v) for k, v in self.streams.items()}}
 
+    def key(self) -> Any:
+        """What must reach the agent: all but the records' ages, which the agent keeps
+        counting (`aged`)."""
+        d = self.to_json()
+        d["records"] = [{k: v for k, v in r.items() if k not in AGES} for r in self.records]
+        return d
+
     @classmethod
     def from_json(cls, data: Any) -> Report:
         d = _checked(data, REPORT, "report")
         return cls(WorkPlaneHost.from_json(d["host"]), tuple(d["records"]), dict(d["peers"]),
                    d["synced"], dict(d["dropped"]), d["gated"], tuple(d.get("rollouts", ())),
                    dict(d.get("streams", {})))
+
+
+AGES = ("age_s", "expires_in_s")  # `records.ServiceRecord.to_dict`: relative to its `now`
+
+
+def aged(record: Mapping[str, Any], seconds: float) -> dict[str, Any]:
+    """A reported record `seconds` after its report: older, and nearer its expiry."""
+    d = dict(record)
+    if isinstance(d.get("age_s"), int | float):
+        d["age_s"] = round(d["age_s"] + seconds, 1)
+    if isinstance(d.get("expires_in_s"), int | float):
+        d["expires_in_s"] = round(max(0.0, d["expires_in_s"] - seconds), 1)
+    return d
 
 
 CERTIFY = schema.Struct(required={"pod": str, "task": str, "public_key": str})
