@@ -217,10 +217,11 @@ def test_agent_and_work_plane_contract(no_gc: None) -> None:
     """What either side reads from the other: a SyncError naming the field, nothing else."""
     rng = random.Random(SEED + 2)
     good = {"report": sync.Report(sync.WorkPlaneHost("p", ()), (), {}, True).to_json(),
-            "view": sync.AgentView("m", 1.0, (), (), (), frozenset(), (), 10.0).to_json()}
+            "view": sync.AgentView("m", (), (), (), frozenset(), (), 10.0).to_json()}
     parsers = [sync.AgentView.from_json, sync.Report.from_json, sync.CertifyRequest.from_json,
                sync.Certificate.from_json, sync.HealRequest.from_json, sync.HealAnswer.from_json,
-               sync.RemoveRequest.from_json]
+               sync.RemoveRequest.from_json, sync.ViewRequest.from_json,
+               sync.ViewAnswer.from_json]
     refused = 0
     for i in range(JSON_MESSAGES):
         parse = parsers[i % len(parsers)]
