@@ -12,6 +12,7 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from nacl.exceptions import BadSignatureError
@@ -65,15 +66,17 @@ class KeyPair:
     def generate(cls) -> KeyPair:
         return cls(bytes(SigningKey.generate()))
 
-    @property
+    # Derived once per key (each derivation is an Ed25519 key expansion, ~0.1 ms): an idle work
+    # plane asked its Peer ID four times a second.
+    @cached_property
     def signing_key(self) -> SigningKey:
         return SigningKey(self.seed)
 
-    @property
+    @cached_property
     def public_key(self) -> bytes:
         return bytes(self.signing_key.verify_key)
 
-    @property
+    @cached_property
     def peer_id(self) -> str:
         return peer_id(self.public_key)
 

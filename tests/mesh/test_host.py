@@ -18,6 +18,7 @@ import trio
 from libp2p.abc import INetStream
 
 from beemesh.identity import KeyPair
+from beemesh.mesh import host as host_module
 from beemesh.mesh import tcp_timeouts
 from beemesh.mesh.host import HostSettings, MeshHost
 
@@ -255,3 +256,26 @@ def test_stalling_reconnection_with_black_hole_addresses() -> None:
     finally:
         for h in holes:
             h.close()
+
+
+def test_own_addresses_are_worked_out_at_most_once_per_freshness_period(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """py-libp2p asks for the host's addresses with every pub/sub RPC it sends; they are
+    worked out again at most every ADDRS_FRESH_S (never kept while still empty)."""
+    host = make_host()
+    asked = []
+    real = host._get_addrs
+    monkeypatch.setattr(host, "_get_addrs", lambda: asked.append(1) or real())
+
+    async def test() -> None:
+        assert host.host.get_addrs() == []  # not listening yet: not kept
+        async with host.running():
+            first = host.addrs()
+            for _ in range(50):
+                assert host.addrs() == first and host.host.get_addrs()
+            assert len(asked) == 2 and first[0].startswith("/ip4/127.0.0.1/tcp/")
+            clock = host._addrs[0]
+            host._addrs = (clock - host_module.ADDRS_FRESH_S, host._addrs[1])  # time passes
+            assert host.addrs() == first and len(asked) == 3
+
+    run(test)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ SPAM_LIMIT_PER_S = 500.0
 MAX_RPC_BYTES = 1024 * 1024
 MAX_NEW_CONNECTIONS = 256  # new connections waiting to be read from MeshHost.connections
 MAX_DIAL_ADDRS = 16  # addresses of one peer dialed at once (a record lists 16 at most)
+ADDRS_FRESH_S = 5.0  # our own addresses are worked out again at most this often
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,9 @@ class MeshHost:
                       transport_manager=TransportManager(port_demuxers={}))
         swarm.set_resource_manager(limits)
         self.host: IHost = BasicHost(network=swarm, resource_manager=limits)
+        self._addrs: tuple[float, list[multiaddr.Multiaddr]] = (0.0, [])
+        self._get_addrs = self.host.get_addrs
+        self.host.get_addrs = self._fresh_addrs  # type: ignore[method-assign]
         self.gossipsub = GossipSub(
             # Not v1.2: py-libp2p sends IDONTWANT for every message it publishes or forwards,
             # whatever its size, to every mesh peer (go-libp2p: received messages over 1 KB
@@ -201,6 +206,17 @@ class MeshHost:
         with contextlib.suppress(Exception):
             self.host.get_peerstore().clear_addrs(peer)
         await self.swarm.close_peer(peer)
+
+    def _fresh_addrs(self) -> list[multiaddr.Multiaddr]:
+        """BasicHost.get_addrs at most every ADDRS_FRESH_S: py-libp2p asks for it with every
+        pub/sub RPC it sends (to compare with its signed peer record), and each answer parses
+        multiaddrs (~0.7 ms). An empty one (not listening yet) is not kept."""
+        at, addrs = self._addrs
+        now = time.monotonic()
+        if not addrs or now - at >= ADDRS_FRESH_S:
+            addrs = self._get_addrs()
+            self._addrs = now, addrs
+        return list(addrs)
 
     def addrs(self) -> list[str]:
         """Our dialable addresses, each ending in /p2p/<peer id>."""
