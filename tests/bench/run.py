@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -267,8 +268,8 @@ def bench_footprint_group(args: argparse.Namespace, results: dict[str, Any]) -> 
     out: Rows = []
     builds: list[tuple[str, list[str] | None]] = [("venv", None)]
     pyz = sorted((ROOT / "dist").glob(f"beemesh-*-linux-{platform.machine()}.pyz"))
-    if pyz:
-        builds.append(("pyz", [str(pyz[-1])]))
+    if pyz:  # run by the interpreter the venv was made from, not whatever `env python3` finds
+        builds.append(("pyz", [sys._base_executable, str(pyz[-1])]))
     for label, command in builds:
         print(f"[bench] footprint ({label}): {MACHINES} machines with work planes on loopback, "
               f"{args.idle_seconds:.0f} s idle window ...", flush=True)
