@@ -1,7 +1,8 @@
 """GossipSub keeps the heartbeat Beemesh sets. py-libp2p's "adaptive gossip" rated the mesh
 every 30 s and, at a health under 0.7 (any small or quiet mesh), set the heartbeat to 60 s:
 the message cache, shifted once per heartbeat, then held 5 minutes of messages instead of
-5 heartbeats' worth, and mesh repair ran once a minute. Two real hosts in one process."""
+5 heartbeats' worth, and mesh repair ran once a minute. With it off, the timestamp it notes
+for every message must not pile up either. Two real hosts in one process."""
 
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ def test_the_message_cache_empties_within_its_history_after_a_mesh_health_rating
                 for _ in range(20):
                     await received.get()
             cached = len(a.gossipsub.mcache.msgs)
+            # adaptive gossip's per-message timestamps, trimmed only by its health rating
+            noted = sum(len(t) for g in (a.gossipsub, b.gossipsub)
+                        for t in g.recent_message_deliveries.values())
+            assert noted == 0, f"{noted} delivery times kept with adaptive gossip off"
             # gossip_history (5) heartbeats later, every message has left the cache
             await trio.sleep(a.gossipsub.mcache.history_size * HEARTBEAT_S + 1)
             return cached, len(a.gossipsub.mcache.msgs), a.gossipsub.heartbeat_interval

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -89,6 +90,13 @@ class HostSettings:
     admitted: Callable[[str], bool] | None = None
 
 
+class _Unrecorded(list[float]):
+    """A list that keeps nothing appended to it."""
+
+    def append(self, item: float) -> None:
+        pass
+
+
 class MeshHost:
     """A running libp2p host with one Pubsub (gossipsub) and one Kademlia DHT."""
 
@@ -135,6 +143,9 @@ class MeshHost:
             adaptive_gossip_enabled=False,
         )
         self.gossipsub.equivocation_detection = Recent(EQUIVOCATION_WINDOW)  # see mesh/recent
+        # It notes the time of every message it publishes or forwards for adaptive gossip's
+        # health rating, the only place that trims the list: with that off, it only grew.
+        self.gossipsub.recent_message_deliveries = defaultdict(_Unrecorded)
         self.pubsub = Pubsub(self.host, self.gossipsub, max_inbound_rpc_size=MAX_RPC_BYTES)
         self.rpc_failures = 0  # pub/sub streams that broke on a bad RPC (connection closed)
         self._read_rpcs = self.pubsub.continuously_read_stream
