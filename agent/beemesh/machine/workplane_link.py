@@ -135,7 +135,7 @@ class WorkPlaneLink:
         self.records_at = 0.0  # when they were reported (their ages count from then)
         self.rollouts: tuple[dict[str, Any], ...] = ()  # `workplane.rollout.Progress` reports
         self.started = time.time()
-        self._view: tuple[sync.AgentView | None, int] = (None, 0)  # the last one built, version
+        self._built: tuple[sync.AgentView | None, int] = (None, 0)  # last view built, version
         self._removals_in, self._removals_out = trio.open_memory_channel[str](math.inf)
         self.proc: trio.Process | None = None
         self._stopping = False
@@ -297,10 +297,10 @@ class WorkPlaneLink:
 
     def _current_view(self) -> tuple[sync.AgentView, str]:
         view = self.view_for_workplane()
-        last, number = self._view
+        last, number = self._built
         if view != last:
-            self._view = view, number + 1
-        return view, f"{self.started:.6f}/{self._view[1]}"
+            self._built = view, number + 1
+        return view, f"{self.started:.6f}/{self._built[1]}"
 
     def view_for_workplane(self) -> sync.AgentView:
         now = time.time()

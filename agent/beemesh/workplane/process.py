@@ -175,10 +175,11 @@ class WorkPlane:
                 synced=self.synced(now), dropped=dict(self.admission.dropped),
                 gated=self.mesh.gated, rollouts=self.progress,
                 streams=self.streams.counters.report())
-            if report.key() != sent:
+            key = report.key()
+            if key != sent:
                 try:
                     await self._agent("/v1/work/report", report.to_json())
-                    sent = report.key()
+                    sent = key
                 except UserError as e:
                     log.warning("no answer from the agent: %s", e)
             await trio.sleep(SYNC_S)
