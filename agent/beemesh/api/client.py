@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from beemesh.api.answers import decode, timed_out, unreachable
 from beemesh.config import DEFAULT_STATE_DIR
-from beemesh.errors import UserError
 
 DEFAULT_API = DEFAULT_STATE_DIR / "api.sock"
 
@@ -41,24 +41,16 @@ def _open(path: Path, method: str, target: str, body: Any,
         conn.request(method, target, body=payload,
                      headers={"content-type": "application/json"} if payload else {})
         return conn, conn.getresponse()
-    except (FileNotFoundError, ConnectionRefusedError):
-        raise UserError(
-            f"no agent is running at {path}; start one with `beemesh agent`, or point "
-            "--api / BEEMESH_API at its socket"
-        ) from None
-    except PermissionError:
-        raise UserError(f"permission denied on {path}; run as the agent's user or root") from None
     except TimeoutError:
-        raise UserError(f"the agent at {path} did not answer within {timeout:.0f} s") from None
+        raise timed_out(path, timeout) from None
+    except OSError as e:
+        if (explained := unreachable(path, e)) is None:
+            raise
+        raise explained from None
 
 
 def _decode(resp: http.client.HTTPResponse, raw: bytes) -> Any:
-    ctype = resp.getheader("content-type", "")
-    data: Any = json.loads(raw) if ctype.startswith("application/json") and raw else raw.decode()
-    if resp.status >= 400:
-        message = data.get("error") if isinstance(data, dict) else data
-        raise UserError(f"agent refused: {message}")
-    return data
+    return decode(resp.status, resp.getheader("content-type", ""), raw)
 
 
 def call(path: Path, method: str, target: str, body: Any = None, timeout: float = 30) -> Any:
@@ -67,7 +59,7 @@ def call(path: Path, method: str, target: str, body: Any = None, timeout: float 
     try:
         raw = resp.read()
     except TimeoutError:
-        raise UserError(f"the agent at {path} did not answer within {timeout:.0f} s") from None
+        raise timed_out(path, timeout) from None
     finally:
         conn.close()
     return _decode(resp, raw)

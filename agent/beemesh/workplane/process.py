@@ -33,7 +33,7 @@ from typing import Any
 import trio
 
 from beemesh import wire
-from beemesh.api.client import call
+from beemesh.api.trio_client import call
 from beemesh.errors import UserError
 from beemesh.identity import KeyPair
 from beemesh.mesh.host import HostSettings, MeshHost
@@ -156,8 +156,7 @@ class WorkPlane:
     # ---- talking to the agent ------------------------------------------------------------------
 
     async def _agent(self, target: str, body: Any, timeout: float = 10) -> Any:
-        return await trio.to_thread.run_sync(
-            lambda: call(self.agent_socket, "POST", target, body, timeout=timeout))
+        return await call(self.agent_socket, "POST", target, body, timeout=timeout)
 
     def synced(self, now: float) -> bool:
         """Long enough up to have heard every live replica's refresh at least twice."""
