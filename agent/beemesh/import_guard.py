@@ -34,7 +34,6 @@ is loaded for real; packaging/build_pyz.py leaves their distributions out of the
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
@@ -164,7 +163,7 @@ class _StandInModule(ModuleType):
         return value
 
 
-class _Loader(importlib.abc.Loader):
+class _Loader:
     def __init__(self, real: importlib.machinery.ModuleSpec | None = None) -> None:
         self.real = real  # a package of BARE's own spec: the package without its __init__
 
@@ -193,7 +192,7 @@ def libp2p_version() -> str:
     return "py-libp2p/unknown"
 
 
-class _VersionLoader(importlib.abc.Loader):
+class _VersionLoader:
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
         return None  # the default: an empty module
 
@@ -201,7 +200,7 @@ class _VersionLoader(importlib.abc.Loader):
         module.get_agent_version = libp2p_version  # type: ignore[attr-defined]
 
 
-class _Finder(importlib.abc.MetaPathFinder):
+class _Finder:
     def find_spec(self, name: str, path: Any = None, target: Any = None
                   ) -> importlib.machinery.ModuleSpec | None:
         if name in REFUSED:
