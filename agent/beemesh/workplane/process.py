@@ -26,7 +26,6 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +34,11 @@ import trio
 from beemesh import wire
 from beemesh.api.trio_client import call
 from beemesh.errors import UserError
-from beemesh.identity import KeyPair
 from beemesh.mesh.host import HostSettings, MeshHost
 from beemesh.workplane import discovery, handoff, handshake, sync
 from beemesh.workplane.admission import Admission, RecordValidator
 from beemesh.workplane.keys import WorkloadKeys, load_or_create
+from beemesh.workplane.local import Local, content, sealed_record, sealed_withdrawal
 from beemesh.workplane.reconcile import (
     ORPHAN_EPOCH,
     AskHeal,
@@ -49,16 +48,7 @@ from beemesh.workplane.reconcile import (
     RemoveReplica,
     Situation,
 )
-from beemesh.workplane.records import (
-    DHT_NS,
-    DHT_PREFIX,
-    RECORD_TTL_S,
-    SERVICE_RECORD,
-    SERVICE_WITHDRAW,
-    TOPIC,
-    ServiceView,
-    dht_key,
-)
+from beemesh.workplane.records import DHT_NS, DHT_PREFIX, TOPIC, ServiceView, dht_key
 from beemesh.workplane.rollout import AskUpdate, Rollouts, copies_of, target_of
 from beemesh.workplane.streams import Streams
 
@@ -70,21 +60,6 @@ VIEW_WAIT_S = 5  # how long the agent may hold a view request (AGENT_SILENCE_S i
 AGENT_SILENCE_S = 15.0  # stop vouching for replicas when the agent has not answered this long
 DIAL_TIMEOUT_S = 5.0
 AGENT_PID_ENV = "BEEMESH_AGENT_PID"  # set by the agent that starts us: we stop when it is gone
-
-
-@dataclass
-class _Local:
-    """One replica this machine runs, as its work plane publishes it."""
-
-    pod: str
-    workload_id: str
-    ordinal: int
-    task: str
-    key: KeyPair
-    cert: bytes | None = None
-    content: tuple[Any, ...] = ()
-    version: int = 0
-    published_at: float = 0.0
 
 
 class WorkPlane:
@@ -103,7 +78,7 @@ class WorkPlane:
         self.progress: tuple[dict[str, Any], ...] = ()  # `rollout.Progress`, for the agent
         self.state: sync.AgentView | None = None
         self.state_at = 0.0
-        self.local: dict[str, _Local] = {}
+        self.local: dict[str, Local] = {}
         self.started = time.time()
         self.admission = Admission(self.host_key.peer_id, self.view)
         self._publish_now = trio.Event()
@@ -223,17 +198,17 @@ class WorkPlane:
                 continue
             mine = self.local.get(pod)
             if mine is None:
-                mine = self.local[pod] = _Local(pod, r.workload_id, r.ordinal, r.task,
+                mine = self.local[pod] = Local(pod, r.workload_id, r.ordinal, r.task,
                                                 self.keys.key_for(pod, r.task))
             if mine.cert is None:
                 await self._certify(mine)
         self.keys.keep_only({(m.pod, m.task) for m in self.local.values()})
-        changed = any(self._content(m, state) != m.content for m in self.local.values())
+        changed = any(content(m, state) != m.content for m in self.local.values())
         if changed:
             self._publish_now.set()
         self._write_discovery(state, now)
 
-    async def _certify(self, mine: _Local) -> None:
+    async def _certify(self, mine: Local) -> None:
         ask = sync.CertifyRequest(mine.pod, mine.task, mine.key.public_key.hex())
         try:
             got = sync.Certificate.from_json(await self._agent("/v1/work/certify",
@@ -254,30 +229,6 @@ class WorkPlane:
 
     # ---- publishing ------------------------------------------------------------------------------
 
-    def _content(self, mine: _Local, state: sync.AgentView) -> tuple[Any, ...]:
-        r = next((r for r in state.replicas if r.pod == mine.pod), None)
-        if r is None:
-            return ()
-        return (r.ready, r.retiring, state.addrs, r.ports)
-
-    def _record(self, mine: _Local, state: sync.AgentView, now: float) -> bytes | None:
-        content = self._content(mine, state)
-        if mine.cert is None or not content:
-            return None
-        if content != mine.content:
-            mine.content = content
-            # Milliseconds of the change (shown, not ordered by: records order by their
-            # signed timestamp, and receivers refuse a version ahead of it).
-            mine.version = int(now * 1000)
-        ready, retiring, addrs, ports = content
-        version = min(mine.version, int(now * 1000))  # receivers refuse one ahead of `now`
-        body = {"workload_id": mine.workload_id, "ordinal": mine.ordinal,
-                "peer_id": mine.key.peer_id, "pod": mine.pod, "task": mine.task,
-                "addrs": list(addrs), "ports": [p.to_json() for p in ports], "ready": ready,
-                "retiring": retiring, "version": version, "ttl_s": RECORD_TTL_S,
-                "cert": mine.cert}
-        return wire.seal(mine.key, SERVICE_RECORD.name, body, now)
-
     async def _publish_loop(self) -> None:
         async with trio.open_nursery() as nursery:
             while True:
@@ -286,7 +237,7 @@ class WorkPlane:
                 state = self.state
                 if state is not None and now - self.state_at < AGENT_SILENCE_S:
                     for mine in list(self.local.values()):
-                        data = self._record(mine, state, now)
+                        data = sealed_record(mine, state, now)
                         if data is None:
                             continue
                         try:
@@ -310,15 +261,13 @@ class WorkPlane:
             except Exception as e:  # a DHT with few peers can fail a put; records also gossip
                 log.debug("service record not stored in the DHT: %s", e)
 
-    async def _withdraw(self, gone: list[_Local]) -> None:
+    async def _withdraw(self, gone: list[Local]) -> None:
         now = time.time()
         for mine in gone:
             if mine.cert is None:
                 continue
-            body = {"workload_id": mine.workload_id, "ordinal": mine.ordinal,
-                    "peer_id": mine.key.peer_id, "cert": mine.cert}
             self.view.withdraw(mine.workload_id, mine.ordinal, mine.key.peer_id, now, now)
-            await self.mesh.publish(TOPIC, wire.seal(mine.key, SERVICE_WITHDRAW.name, body, now))
+            await self.mesh.publish(TOPIC, sealed_withdrawal(mine, now))
 
     def _write_discovery(self, state: sync.AgentView, now: float) -> None:
         records = [r.to_dict(now) for r in self.view.records(now)]

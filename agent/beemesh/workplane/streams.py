@@ -46,7 +46,7 @@ MAX_NO_CHANNEL = 1024
 
 
 class Identity(Protocol):
-    """A local replica's stream identity (`process._Local`)."""
+    """A local replica's stream identity (`local.Local`)."""
 
     workload_id: str
     key: KeyPair
