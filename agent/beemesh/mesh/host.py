@@ -9,7 +9,8 @@ envelopes. An optional peer gate lets a plane refuse the other plane's keys.
 About 400 lines: every override of py-libp2p stays in this one module (the gate at the Noise
 handshake and on connections, the fail-closed pub/sub read loop, the streams' guard), so that
 what differs from py-libp2p's defaults can be read in one place; the larger replacements have
-their own modules (noise, yamux_window, yamux_writes, sender_records, recent, tcp_timeouts).
+their own modules (noise, yamux_window, yamux_writes, sender_records, recent, tcp_timeouts,
+pubsub_caches).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from beemesh.mesh import sender_records, tcp_timeouts, yamux_window, yamux_write
 from beemesh.mesh.framing import read_request, send_request
 from beemesh.mesh.noise import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from beemesh.mesh.noise import NoiseTransport
+from beemesh.mesh.pubsub_caches import NoValidationCache, Unrecorded
 from beemesh.mesh.recent import EQUIVOCATION_WINDOW, Recent
 
 log = logging.getLogger(__name__)
@@ -88,13 +90,6 @@ class HostSettings:
     # Whether a peer may use the host's stream protocols (those not open to the unadmitted);
     # None: every peer the gate lets in.
     admitted: Callable[[str], bool] | None = None
-
-
-class _Unrecorded(list[float]):
-    """A list that keeps nothing appended to it."""
-
-    def append(self, item: float) -> None:
-        pass
 
 
 class MeshHost:
@@ -143,10 +138,9 @@ class MeshHost:
             adaptive_gossip_enabled=False,
         )
         self.gossipsub.equivocation_detection = Recent(EQUIVOCATION_WINDOW)  # see mesh/recent
-        # It notes the time of every message it publishes or forwards for adaptive gossip's
-        # health rating, the only place that trims the list: with that off, it only grew.
-        self.gossipsub.recent_message_deliveries = defaultdict(_Unrecorded)
+        self.gossipsub.recent_message_deliveries = defaultdict(Unrecorded)  # pubsub_caches
         self.pubsub = Pubsub(self.host, self.gossipsub, max_inbound_rpc_size=MAX_RPC_BYTES)
+        self.pubsub.validation_cache = NoValidationCache()  # type: ignore[assignment]
         self.rpc_failures = 0  # pub/sub streams that broke on a bad RPC (connection closed)
         self._read_rpcs = self.pubsub.continuously_read_stream
         self.pubsub.continuously_read_stream = self._read_rpcs_or_close  # type: ignore[method-assign]
