@@ -59,8 +59,9 @@ TRIPLET = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}
 # Distributions py-libp2p requires that Beemesh never runs: left out of the .pyz with what
 # only they need (pyOpenSSL, pylsqpack, httpcore, ...). agent/beemesh/import_guard.py stands in
 # for their modules; tests/unit/test_import_guard.py checks the two lists agree.
-EXCLUDED = ("aioquic", "coincurve", "dnspython", "fastecdsa", "grpcio", "httpx", "miniupnpc",
-            "mypy-protobuf", "prometheus-client", "trio-websocket", "types-requests", "zeroconf")
+EXCLUDED = ("aioquic", "blake3", "charset-normalizer", "coincurve", "dnspython", "fastecdsa",
+            "grpcio", "httpx", "miniupnpc", "mmh3", "mypy-protobuf", "prometheus-client",
+            "trio-websocket", "types-requests", "zeroconf")
 PIP_VERSION = "24.2"  # pex's bundled pip cannot resolve these complete platforms
 RUNTIME_PEX_ROOT = "~/.cache/pex"
 # Free disk the preamble asks for in PEX_ROOT before the first run (measured: ~105 MB after

@@ -38,6 +38,7 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+import warnings
 from types import ModuleType
 from typing import Any
 
@@ -72,6 +73,8 @@ UNUSED: dict[str, str] = {
     "mypy_protobuf": "protobuf type stubs generator",
     "trio._ssl": "TLS streams (Beemesh secures every connection with Noise)",
     "trio._highlevel_ssl_helpers": "TLS streams (Beemesh secures every connection with Noise)",
+    "blake3": "BLAKE3 multihashes (Peer IDs and DHT keys are identity and SHA-256 multihashes)",
+    "mmh3": "Murmur3 multihashes (Peer IDs and DHT keys are identity and SHA-256 multihashes)",
 }
 
 
@@ -82,6 +85,12 @@ REFUSED: dict[str, str] = {
            "they support (podman-py speaks HTTP over a unix socket)",
     "urllib3.contrib.pyopenssl": "requests tries it when ssl is missing; it needs pyOpenSSL",
     "_hashlib": "hashlib and hmac use CPython's own SHA-2 and BLAKE2 instead of OpenSSL's",
+    "bz2": "shutil and tarfile go without bzip2 (ctypes.util loads shutil for trio); bundles "
+           "are plain tar",
+    "lzma": "shutil and tarfile go without xz, as without bzip2",
+    "charset_normalizer": "requests guesses a text answer's encoding with it; Podman's API "
+                          "answers JSON in UTF-8, which requests decodes without it",
+    "chardet": "the same",
 }
 # Packages loaded without running their __init__ (their submodules load as usual) -> why.
 BARE: dict[str, str] = {
@@ -225,6 +234,8 @@ def install() -> None:
     """Put the finder first (once). Modules already loaded stay as they are."""
     if _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
+        # requests warns at import that it has no encoding guesser (REFUSED above)
+        warnings.filterwarnings("ignore", "Unable to find acceptable character detection")
 
 
 def loaded() -> list[str]:
