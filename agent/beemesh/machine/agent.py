@@ -17,6 +17,7 @@ import time
 import trio
 
 from beemesh import wire
+from beemesh.allocator import give_back_loop
 from beemesh.api.server import ApiServer
 from beemesh.config import AgentConfig
 from beemesh.errors import UserError
@@ -236,6 +237,7 @@ class Agent:
         self.audit.restore()
         async with self.mesh.running(), trio.open_nursery() as nursery:
             nursery.start_soon(self.persister.run)
+            nursery.start_soon(give_back_loop)
             for topic in TOPIC_KINDS:
                 sub = await self.mesh.subscribe(topic, self.inbound.validator(topic))
                 nursery.start_soon(self.inbound.consume, topic, sub)

@@ -32,6 +32,7 @@ from typing import Any
 import trio
 
 from beemesh import wire
+from beemesh.allocator import give_back_loop
 from beemesh.api.trio_client import call
 from beemesh.errors import UserError
 from beemesh.mesh.host import HostSettings, MeshHost
@@ -107,6 +108,7 @@ class WorkPlane:
             nursery.start_soon(self._apply_loop)
             nursery.start_soon(self._publish_loop)
             nursery.start_soon(self._reconcile_loop)
+            nursery.start_soon(give_back_loop)
             nursery.start_soon(self._watch_agent,
                                int(os.environ.get(AGENT_PID_ENV) or os.getppid()))
             log.info("work plane %s listening on %s", self.peer_id, ", ".join(self.mesh.addrs()))
