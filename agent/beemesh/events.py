@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # 2,000 of them: no per-event dict
 class Event:
     seq: int
     ts: float
@@ -29,6 +30,10 @@ class EventLog:
 
     def add(self, now: float, kind: str, text: str, **ids: str) -> Event:
         self._seq += 1
+        # the few machines' and operators' names, one copy each rather than one per event
+        for repeated in ("machine", "signer"):
+            if repeated in ids:
+                ids[repeated] = sys.intern(ids[repeated])
         event = Event(self._seq, now, kind, text, **ids)
         self._events.append(event)
         return event
