@@ -54,6 +54,17 @@ class CheckedValidator(Validator):
     def check(self, key: str, value: bytes) -> None:
         raise NotImplementedError
 
+    def kept_until(self, key: str, value: bytes) -> float | None:
+        """When the DHT may forget a value it holds (`mesh/dht_expiry.py`; None: py-libp2p's
+        24 hours). A held value passed `validate`; one that cannot be read now goes now."""
+        try:
+            return self.useful_until(key, value)
+        except Exception:
+            return 0.0
+
+    def useful_until(self, key: str, value: bytes) -> float | None:
+        return None
+
 
 class SignedValueValidator(CheckedValidator):
     """A signed envelope from a signer this plane admits; the newest one wins. Subclasses say
@@ -95,3 +106,6 @@ class MachineRecordValidator(SignedValueValidator):
             raise wire.Rejected("untrusted", "stored under another machine's key")
         if entry.expires_at <= time.time():
             raise wire.Rejected("stale", "expired")
+
+    def useful_until(self, key: str, value: bytes) -> float | None:
+        return entry_from_envelope(wire.decode(value), time.time()).expires_at

@@ -6,11 +6,11 @@ negative dial cache), so every one of them is set here, once, for both planes. T
 identity is the caller's Ed25519 key: the Peer ID on the wire is the key that signs our
 envelopes. An optional peer gate lets a plane refuse the other plane's keys.
 
-About 400 lines: every override of py-libp2p stays in this one module (the gate at the Noise
-handshake and on connections, the fail-closed pub/sub read loop, the streams' guard), so that
-what differs from py-libp2p's defaults can be read in one place; the larger replacements have
-their own modules (noise, yamux_window, yamux_writes, sender_records, recent, tcp_timeouts,
-pubsub_caches).
+About 430 lines: every override of py-libp2p stays in this one module (the gate on
+connections, the fail-closed pub/sub read loop, the streams' guard, the sweep of spent DHT
+values), so that what differs from py-libp2p's defaults can be read in one place; the larger
+replacements have their own modules (noise, with the gate at the handshake; yamux_window,
+yamux_writes, sender_records, recent, tcp_timeouts, pubsub_caches, dht_expiry).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
 
 import multiaddr
 import trio
@@ -32,8 +31,6 @@ from libp2p.abc import (
     INetStream,
     INetwork,
     INotifee,
-    IRawConnection,
-    ISecureConn,
     ISubscriptionAPI,
 )
 from libp2p.crypto.ed25519 import create_new_key_pair as libp2p_ed25519_key_pair
@@ -49,7 +46,6 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.rcmgr import new_resource_manager
 from libp2p.records.validator import NamespacedValidator, Validator
-from libp2p.security.exceptions import HandshakeFailure
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
@@ -58,7 +54,7 @@ from libp2p.transport.tcp.tcp import TCP
 from libp2p.transport.upgrader import TransportUpgrader
 
 from beemesh.identity import KeyPair
-from beemesh.mesh import sender_records, tcp_timeouts, yamux_window, yamux_writes
+from beemesh.mesh import dht_expiry, sender_records, tcp_timeouts, yamux_window, yamux_writes
 from beemesh.mesh.framing import read_request, send_request
 from beemesh.mesh.noise import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from beemesh.mesh.noise import NoiseTransport
@@ -74,6 +70,7 @@ MAX_RPC_BYTES = 1024 * 1024
 MAX_NEW_CONNECTIONS = 256  # new connections waiting to be read from MeshHost.connections
 MAX_DIAL_ADDRS = 16  # addresses of one peer dialed at once (a record lists 16 at most)
 ADDRS_FRESH_S = 5.0  # our own addresses are worked out again at most this often
+FORGET_EVERY_S = 60.0  # spent DHT values are removed this often (mesh/dht_expiry.py)
 
 
 @dataclass(frozen=True)
@@ -99,7 +96,7 @@ class MeshHost:
         self.settings = settings
         kp = libp2p_ed25519_key_pair(settings.key.seed)
         self.gated = 0  # connections ended because allow_peer refused the peer
-        noise = _GatedNoise(self, kp)
+        noise = NoiseTransport(kp, self.allowed, self._count_gated)
         # What libp2p.new_host builds for TCP + Noise + Yamux, from its parts (import_guard.py:
         # its package __init__ imports every other transport too). Yamux alone: every peer
         # is a Beemesh agent, so mplex is never negotiated.
@@ -180,6 +177,9 @@ class MeshHost:
             with suppress(Exception):
                 await self.swarm.close_peer(peer)
 
+    def _count_gated(self) -> None:
+        self.gated += 1
+
     def allowed(self, peer: ID) -> bool:
         """Whether the peer gate lets this peer in."""
         return _ask(self.settings.allow_peer, peer, "allow_peer")
@@ -199,9 +199,20 @@ class MeshHost:
             background_trio_service(self.pubsub),
             background_trio_service(self.gossipsub),
             background_trio_service(self.dht),
+            trio.open_nursery() as nursery,
         ):
             await self.pubsub.wait_until_ready()
+            nursery.start_soon(self._forget_spent_loop)
             yield self
+            nursery.cancel_scope.cancel()
+
+    async def _forget_spent_loop(self) -> None:
+        """Remove the DHT values their namespace says are spent (`mesh/dht_expiry.py`)."""
+        while True:
+            await trio.sleep(FORGET_EVERY_S)
+            store = self.dht.value_store
+            for key in dht_expiry.spent(store.store, self.settings.dht_validators, time.time()):
+                store.remove(key)
 
     async def shun(self, peer: ID) -> None:
         """Close every connection with `peer` and forget how to reach it (routing table,
@@ -353,29 +364,6 @@ class MeshHost:
         with trio.move_on_after(5):
             return await self.dht.get_value(key)
         return None
-
-
-class _GatedNoise(NoiseTransport):
-    """Noise that ends a connection right after the handshake when the gate refuses the peer it
-    authenticated, so a refused peer never becomes a connection (py-libp2p gates by IP only).
-    The guard below still closes connections of peers refused later on."""
-
-    def __init__(self, mesh: MeshHost, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._mesh = mesh
-
-    async def _gate(self, conn: ISecureConn) -> ISecureConn:
-        if not self._mesh.allowed(conn.get_remote_peer()):
-            self._mesh.gated += 1
-            await conn.close()
-            raise HandshakeFailure(f"peer {conn.get_remote_peer()} is refused by this host")
-        return conn
-
-    async def secure_inbound(self, conn: IRawConnection) -> ISecureConn:
-        return await self._gate(await super().secure_inbound(conn))
-
-    async def secure_outbound(self, conn: IRawConnection, peer_id: ID) -> ISecureConn:
-        return await self._gate(await super().secure_outbound(conn, peer_id))
 
 
 class _ConnectionGuard(INotifee):

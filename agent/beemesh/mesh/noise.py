@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 
 from libp2p.abc import IRawConnection, ISecureConn, ISecureTransport
 from libp2p.crypto.keys import KeyPair, PublicKey
@@ -224,9 +225,16 @@ class NoiseConnection(EncryptedMsgReadWriter):
 
 
 class NoiseTransport(ISecureTransport):
-    """libp2p's `/noise` security: mutual authentication by libp2p key, then encryption."""
+    """libp2p's `/noise` security: mutual authentication by libp2p key, then encryption.
 
-    def __init__(self, libp2p_keypair: KeyPair) -> None:
+    With a `gate`, a connection ends right after the handshake when the gate refuses the peer
+    it authenticated (`refused` is told), so a refused peer never becomes a connection
+    (py-libp2p gates by IP only)."""
+
+    def __init__(self, libp2p_keypair: KeyPair, gate: Callable[[ID], bool] | None = None,
+                 refused: Callable[[], None] | None = None) -> None:
+        self._gate = gate
+        self._refused = refused
         self._private = libp2p_keypair.private_key
         self.local_peer = ID.from_pubkey(libp2p_keypair.public_key)
         self._static = crypto_box_keypair()  # new at every start, as py-libp2p's
@@ -240,7 +248,7 @@ class NoiseTransport(ISecureTransport):
         handshake.read_message(await packets.read_msg())
         await packets.write_msg(handshake.write_message(self._payload))
         remote = _authenticate(handshake, handshake.read_message(await packets.read_msg()))
-        return self._session(conn, handshake, remote)
+        return await self._admitted(self._session(conn, handshake, remote))
 
     async def secure_outbound(self, conn: IRawConnection, peer_id: ID | None) -> ISecureConn:
         handshake = Handshake(initiator=True, static=self._static)
@@ -250,7 +258,16 @@ class NoiseTransport(ISecureTransport):
         if peer_id is not None and ID.from_pubkey(remote) != peer_id:
             raise NoiseError(f"dialed {peer_id} but {ID.from_pubkey(remote)} answered")
         await packets.write_msg(handshake.write_message(self._payload))
-        return self._session(conn, handshake, remote)
+        return await self._admitted(self._session(conn, handshake, remote))
+
+    async def _admitted(self, session: SecureSession) -> SecureSession:
+        peer = session.get_remote_peer()
+        if self._gate is not None and not self._gate(peer):
+            if self._refused is not None:
+                self._refused()
+            await session.close()
+            raise HandshakeFailure(f"peer {peer} is refused by this host")
+        return session
 
     def _session(self, conn: IRawConnection, handshake: Handshake,
                  remote: PublicKey) -> SecureSession:

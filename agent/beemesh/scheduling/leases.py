@@ -30,3 +30,6 @@ class LeaseValidator(SignedValueValidator):
             raise wire.Rejected("stale", "expired")
         if env.body["expires_ms"] > now_ms + MAX_LEASE_AHEAD_S * 1000:
             raise wire.Rejected("stale", "expires too far ahead")
+
+    def useful_until(self, key: str, value: bytes) -> float | None:
+        return float(wire.decode(value).body["expires_ms"]) / 1000

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
@@ -37,6 +37,8 @@ from beemesh.workplane.records import (
 from beemesh.workplane.sync import Machine
 
 log = logging.getLogger("beemesh.workplane")
+
+HISTORY_S = 600.0  # how long the Workload DHT keeps an expired record (RecordValidator)
 
 
 
@@ -187,13 +189,24 @@ class RecordValidator(CheckedValidator):
 
     Expiry is enforced by readers, not here: the DHT keeps the last record of each ordinal,
     which is how a work plane that never saw a replica learns its task id (the heal epoch).
-    An expired record is history: its machine must be known, but need not hold the pod now."""
+    An expired record is history: its machine must be known, but need not hold the pod now.
+    That history is kept `HISTORY_S` past the record's TTL (a heal is asked within seconds of
+    the expiry; past that, every work plane heals the ordinal as an orphan alike), and not at
+    all once the fleet has deleted the workload (`deleted`: from the agent's view)."""
 
     what = "service record"
 
-    def __init__(self, admission: Admission) -> None:
+    def __init__(self, admission: Admission,
+                 deleted: Callable[[str], bool] = lambda _workload_id: False) -> None:
         super().__init__(admission.refused_value)
         self.admission = admission
+        self.deleted = deleted
+
+    def useful_until(self, key: str, value: bytes) -> float | None:
+        env = wire.decode(value)
+        if self.deleted(env.body["workload_id"]):
+            return 0.0
+        return env.ts_ms / 1000 + env.body["ttl_s"] + HISTORY_S
 
     def check(self, key: str, value: bytes) -> None:
         a = self.admission

@@ -85,9 +85,12 @@ class WorkPlane:
         self._publish_now = trio.Event()
         self.mesh = MeshHost(HostSettings(
             key=self.host_key, psk_hex=psk_hex, listen=listen, dht_prefix=DHT_PREFIX,
-            dht_validators={DHT_NS: RecordValidator(self.admission)},
+            dht_validators={DHT_NS: RecordValidator(self.admission, self._deleted)},
             allow_peer=self.admission.allowed))
         self.streams = Streams(self, self.mesh, listen)
+
+    def _deleted(self, workload_id: str) -> bool:
+        return self.state is not None and workload_id in self.state.deleted
 
     @property
     def peer_id(self) -> str:

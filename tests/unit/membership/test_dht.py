@@ -125,3 +125,14 @@ def test_machine_dht_validator_refuses_junk_and_records_for_another_peer() -> No
                          record_body(KEY_A, ttl_s=60, peer_id=KEY_B.peer_id), time.time())
     with pytest.raises(ValueError, match="invalid machine record"):
         validator.validate(machine_dht_key(KEY_B.peer_id), claims_b)
+
+
+# --- kept_until: when the DHT may forget a value (mesh/dht_expiry.py) ------------------------
+
+
+def test_a_machine_record_is_kept_until_its_ttl_and_junk_not_at_all() -> None:
+    validator = MachineRecordValidator(verifier(), admit_all, ignore)
+    now = time.time()
+    key = machine_dht_key(KEY_A.peer_id)
+    assert validator.kept_until(key, record(now, ttl_s=10)) == pytest.approx(now + 10, abs=0.01)
+    assert validator.kept_until(key, b"junk") == 0.0

@@ -126,3 +126,9 @@ def test_refuses_values_that_are_not_lease_hints(data: bytes, reason: str) -> No
 def test_refuses_a_hint_off_the_schema(body: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="invalid lease hint: schema"):
         validator().validate(lease_key(TASK), hint(KEY_A, **body))
+
+
+def test_a_lease_hint_is_kept_until_it_expires() -> None:
+    data = hint(KEY_A, expires_in_s=30)
+    assert validator().kept_until(lease_key(TASK), data) == pytest.approx(time.time() + 30,
+                                                                           abs=1)

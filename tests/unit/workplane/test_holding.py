@@ -13,7 +13,7 @@ from libp2p.pubsub.pb import rpc_pb2
 from beemesh import wire
 from beemesh.identity import KeyPair
 from beemesh.workplane import sync
-from beemesh.workplane.admission import Admission, RecordValidator
+from beemesh.workplane.admission import HISTORY_S, Admission, RecordValidator
 from beemesh.workplane.holding import HOLD_GRACE_S, Holdings, Waiting
 from beemesh.workplane.records import SERVICE_RECORD, WORKLOAD_CERT, ServiceView, dht_key
 
@@ -200,3 +200,17 @@ def test_dht_select_orders_by_timestamp_not_version() -> None:
     newer = sealed_record(ts=now, version=int((now - 60) * 1000))
     assert v.select(dht_key(WID, 0), [older, newer]) == 1
     assert v.select(dht_key(WID, 0), [newer, older]) == 0
+
+
+def test_dht_keeps_a_service_record_a_while_past_its_ttl_unless_its_workload_is_deleted() -> None:
+    """The history that gives a heal its epoch, kept HISTORY_S past the TTL; a deleted
+    workload's records go at the next sweep (mesh/dht_expiry.py)."""
+    deleted: set[str] = set()
+    v = RecordValidator(admission(machine()), deleted.__contains__)
+    now = time.time()
+    key = dht_key(WID, 0)
+    assert v.kept_until(key, sealed_record(ts=now)) == pytest.approx(now + 15 + HISTORY_S,
+                                                                     abs=0.01)
+    deleted.add(WID)
+    assert v.kept_until(key, sealed_record(ts=now)) == 0.0
+    assert v.kept_until(key, b"\xa0") == 0.0  # unreadable: never kept
