@@ -139,3 +139,32 @@ def test_tables_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         a.connected(f"peer-{i}", NOW)
     assert len(a._pending) == 3
     assert len(a.overdue(NOW + 11)) == 3
+
+
+def test_a_certificate_is_checked_once_per_trust_list_and_again_past_its_expiry(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every machine record carries its certificate: the same bytes are not checked again
+    while the trust list stands, but a new trust list (an operator removed) checks again,
+    and so does an expired certificate (which then fails)."""
+    from beemesh.membership import admission as module
+
+    checks: list[bytes] = []
+    real = module.check_cert
+
+    def counting(data: bytes, operators: Any, now: float) -> Any:
+        checks.append(data)
+        return real(data, operators, now)
+    monkeypatch.setattr(module, "check_cert", counting)
+    trusted = {"now": OPERATORS}
+    a = Admission(lambda: trusted["now"], True, grace_s=10, refuse_s=60)
+    m = KeyPair.generate()
+    data = cert(m, ttl=60)
+    for _ in range(3):
+        a.refuse(record(m, {}, data), NOW)
+    assert len(checks) == 1
+    trusted["now"] = {}  # the operator left the trust list
+    rejected(a, record(m, {}, data), "unadmitted")
+    assert len(checks) == 2
+    trusted["now"] = OPERATORS
+    rejected(a, record(m, {}, data), "unadmitted", now=NOW + 61)  # expired: checked, refused
+    assert len(checks) == 3
