@@ -144,8 +144,11 @@ class ManifestExchange:
         async with trio.open_nursery() as nursery:
             while True:
                 now = time.time()
+                # asked long enough ago to ask again: forgotten (one entry per workload ever
+                # asked for would grow with every name the fleet has used)
+                self._asked = {w: t for w, t in self._asked.items() if now - t < ASK_AGAIN_S}
                 for wid, peer in wanted(self.view, self.store, self.machine, now).items():
-                    if now - self._asked.get(wid, 0.0) >= ASK_AGAIN_S:
+                    if wid not in self._asked:
                         self._asked[wid] = now
                         nursery.start_soon(self._ask, peer, wid)
                 peers = sorted(self.view.machine_ids(now) - {self.machine})
