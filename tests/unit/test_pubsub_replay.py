@@ -53,3 +53,33 @@ def test_a_replay_past_the_seen_cache_is_validated_again() -> None:
     validated, delivered = trio.run(main)
     assert validated == 2, "the replay was answered from a cached verdict, not validated"
     assert delivered == 0, "the replay was delivered again"
+
+
+def test_copies_of_a_refused_message_are_refused_without_judging_them_again() -> None:
+    """A refused message is not marked seen: its copies from other peers are refused from the
+    cache, not judged again (which would find its nonce used and call a copy a replay)."""
+    a, b = host(), host()
+    judged: list[rpc_pb2.Message] = []
+
+    def refuse_all(_forwarder: object, msg: rpc_pb2.Message) -> bool:
+        judged.append(msg)
+        return False
+
+    async def main() -> int:
+        async with a.running(), b.running():
+            received = await a.subscribe(TOPIC, refuse_all)
+            await b.subscribe(TOPIC, lambda *_: True)
+            await b.connect(a.addrs()[0])
+            with trio.fail_after(10):
+                while not judged:  # until the mesh carries messages
+                    await b.publish(TOPIC, b"refused")
+                    await trio.sleep(0.3)
+            await trio.sleep(0.5)
+            before = len(judged)
+            await a.pubsub.push_msg(b.host.get_id(), judged[0])  # a copy, by another path
+            with trio.move_on_after(0.3):
+                await received.get()
+                return -1
+            return len(judged) - before
+
+    assert trio.run(main) == 0

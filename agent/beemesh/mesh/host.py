@@ -58,7 +58,7 @@ from beemesh.mesh import dht_expiry, sender_records, tcp_timeouts, yamux_window,
 from beemesh.mesh.framing import read_request, send_request
 from beemesh.mesh.noise import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from beemesh.mesh.noise import NoiseTransport
-from beemesh.mesh.pubsub_caches import NoValidationCache, Unrecorded
+from beemesh.mesh.pubsub_caches import RefusalCache, Unrecorded
 from beemesh.mesh.recent import EQUIVOCATION_WINDOW, Recent
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class MeshHost:
         self.gossipsub.equivocation_detection = Recent(EQUIVOCATION_WINDOW)  # see mesh/recent
         self.gossipsub.recent_message_deliveries = defaultdict(Unrecorded)  # pubsub_caches
         self.pubsub = Pubsub(self.host, self.gossipsub, max_inbound_rpc_size=MAX_RPC_BYTES)
-        self.pubsub.validation_cache = NoValidationCache()  # type: ignore[assignment]
+        self.pubsub.validation_cache = RefusalCache()  # type: ignore[assignment]
         self.rpc_failures = 0  # pub/sub streams that broke on a bad RPC (connection closed)
         self._read_rpcs = self.pubsub.continuously_read_stream
         self.pubsub.continuously_read_stream = self._read_rpcs_or_close  # type: ignore[method-assign]
