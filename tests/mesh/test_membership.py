@@ -1,8 +1,9 @@
-"""Real agents in separate processes on loopback: membership, expiry, fleet isolation."""
+"""Real agents in separate processes on loopback: membership, liveness, fleet isolation."""
 
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,9 @@ from beemesh.lab.localmesh import LocalMesh as Cluster
 
 pytestmark = pytest.mark.mesh
 
-RECORD_TTL_S = 10  # AgentConfig defaults
-REFRESH_S = 3
+# A killed process closes its connections: its monitors miss two probes at once, accuse it,
+# and the suspicion (3 s) runs out everywhere.
+DETECT_S = 8
 
 
 def test_five_agents_list_each_other_and_forget_a_killed_one(cluster: Cluster) -> None:
@@ -35,9 +37,12 @@ def test_five_agents_list_each_other_and_forget_a_killed_one(cluster: Cluster) -
     cluster.stop(victim.name, signal.SIGKILL)
     survivors = agents[:-1]
     for a in survivors:
-        wait_for(lambda a=a: victim.peer_id not in a.node_ids(), RECORD_TTL_S + REFRESH_S + 2,
-                 f"{a.name} to forget the killed machine")
+        wait_for(lambda a=a: victim.peer_id not in a.node_ids(), DETECT_S,
+                 f"{a.name} to declare the killed machine dead")
     assert all(a.alive() for a in survivors)
+    assert sum(a.metrics().get("machines_dead", 0) for a in survivors) == len(survivors)
+    # nobody else was accused for long: every survivor still lists every survivor
+    assert all(a.node_ids() == everyone - {victim.peer_id} for a in survivors)
 
 
 def test_clean_stop_withdraws_removes_socket_and_keeps_identity(cluster: Cluster) -> None:
@@ -100,3 +105,32 @@ def test_a_joining_machine_asks_its_peers_for_their_records(cluster: Cluster,
     for agent in (a, b):
         assert agent.metrics().get("records_fetched", 0) >= 1
         assert agent.status()["joined"]
+
+
+def test_an_idle_fleet_is_quiet_and_a_late_joiner_catches_up(cluster: Cluster) -> None:
+    """Records go out when they change, not on a timer; a machine that joins after the others
+    went quiet pulls their records from the peer it joined through (`catch_up`), and they
+    learn of it from its announcement."""
+    seed = cluster.start("s")
+    early = [seed, *(cluster.start(f"e{i}", bootstrap=[seed.addr]) for i in range(2))]
+    ids = {a.peer_id for a in early}
+    for a in early:
+        wait_for(lambda a=a: a.node_ids() == ids, 20, f"{a.name} to list the first three")
+    time.sleep(4)  # past one look at the record (every 3 s): the fleet is settled and quiet
+    late = cluster.start("late", bootstrap=[seed.addr])
+    everyone = ids | {late.peer_id}
+    for a in [*early, late]:
+        wait_for(lambda a=a: a.node_ids() == everyone, 20, f"{a.name} to list all four")
+    assert late.metrics().get("catch_ups", {}).get("ok", 0) >= 1
+    time.sleep(4)
+    before = {a.name: a.metrics() for a in [*early, late]}
+    time.sleep(8)
+    for a in [*early, late]:
+        now, then = a.metrics(), before[a.name]
+        # no announcement in 8 idle seconds (the record is looked at every 3 s)
+        assert now.get("records_announced") == then.get("records_announced"), a.name
+        # while liveness probes the neighbours, every probe answered, nobody accused
+        assert now["probes"]["acked"] > then["probes"]["acked"] + 8, a.name
+        assert set(now["probes"]) == {"acked"}, now["probes"]
+        assert "MachineAccuse" not in now.get("messages_accepted", {}), a.name
+        assert now.get("machines_dead", 0) == 0

@@ -42,7 +42,6 @@ def record_body(key: KeyPair, peer: str | None = None, cert: bytes | None = None
         "capacity": {"cpu_milli": 1000, "memory_bytes": 1 << 30,
                      "memory_available_bytes": 1 << 30},
         "protocol": 1,
-        "ttl_s": 10,
     }
 
 

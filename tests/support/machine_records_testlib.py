@@ -20,7 +20,7 @@ KEY_B = KeyPair(b"\x0b" * 32)
 KEY_C = KeyPair(b"\x0c" * 32)
 KEY_D = KeyPair(b"\x0d" * 32)
 FOUR = (KEY_A, KEY_B, KEY_C, KEY_D)
-def record_body(key: KeyPair, ttl_s: int = 10, **extra: Any) -> dict[str, Any]:
+def record_body(key: KeyPair, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "peer_id": key.peer_id,
         "addrs": ["/ip4/10.0.0.1/tcp/4001"],
@@ -32,7 +32,6 @@ def record_body(key: KeyPair, ttl_s: int = 10, **extra: Any) -> dict[str, Any]:
             "memory_available_bytes": 6 << 30,
         },
         "protocol": PROTOCOL_VERSION,
-        "ttl_s": ttl_s,
     }
     body.update(extra)
     return body
@@ -42,15 +41,19 @@ def envelope(key: KeyPair, ts: float, body: dict[str, Any] | None = None) -> wir
     return wire.decode(wire.seal(key, MACHINE_RECORD.name, body or record_body(key), ts))
 
 
-def entry(key: KeyPair, ts: float, now: float | None = None, ttl_s: int = 10) -> MachineEntry:
-    return entry_from_envelope(
-        envelope(key, ts, record_body(key, ttl_s)), ts if now is None else now
-    )
+def entry(key: KeyPair, ts: float) -> MachineEntry:
+    return entry_from_envelope(envelope(key, ts, record_body(key)))
 
 
 
 
-def seen(view: MachineView, keys: tuple[KeyPair, ...], ts: float, ttl_s: int = 10) -> None:
+def seen(view: MachineView, keys: tuple[KeyPair, ...], ts: float) -> None:
     """`view` hears a record of each machine of `keys`, made at `ts`."""
     for k in keys:
-        assert view.apply(entry(k, ts, ttl_s=ttl_s), ts)
+        assert view.apply(entry(k, ts), ts)
+
+
+def lost(view: MachineView, keys: tuple[KeyPair, ...], ts: float, now: float) -> None:
+    """`view` reaches the verdict that each machine of `keys` (last record at `ts`) is dead."""
+    for k in keys:
+        view.dead(k.peer_id, ts, now)

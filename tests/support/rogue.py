@@ -40,7 +40,7 @@ from beemesh.fleet import Fleet, load_workplane_psk
 from beemesh.identity import KeyPair
 from beemesh.membership.certs import issue_machine_cert
 from beemesh.membership.dht import machine_dht_key
-from beemesh.membership.records import MACHINE_RECORD, MAX_RECORD_TTL_S
+from beemesh.membership.records import MACHINE_RECORD
 from beemesh.mesh.host import HostSettings, MeshHost
 from beemesh.scheduling.leases import lease_key
 from beemesh.scheduling.messages import BID, DEPLOYED, LEASE, TASK
@@ -234,13 +234,12 @@ class Rogue:
 
     async def ghost(self) -> str:
         """(7) another admitted key that says once it listens on 16 black-hole addresses (for
-        as long as a record may live), and leaves: every agent keeps dialling it."""
+        as long as its record is held), and leaves: every agent keeps dialling it."""
         key = KeyPair.generate()
         now = time.time()
         cert = issue_machine_cert(self.fleet.operator_key(), key.peer_id, LABELS, now + 3600,
                                   now)
-        body = {**record_body(key, cert=cert), "addrs": BLACK_HOLES,
-                "ttl_s": MAX_RECORD_TTL_S}
+        body = {**record_body(key, cert=cert), "addrs": BLACK_HOLES}
         if await self.one_record(key, body):
             self.count("ghost")
         return key.peer_id
@@ -266,7 +265,7 @@ class Rogue:
         i = 0
         while time.time() < end:
             i += 1
-            await self.publish(TOPIC_EVENTS, MACHINE_RECORD.name, self.record(ttl_s=60),
+            await self.publish(TOPIC_EVENTS, MACHINE_RECORD.name, self.record(),
                                "creep", ts=base + i / 1000)
             await trio.sleep(every)
 

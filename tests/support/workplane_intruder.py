@@ -176,7 +176,7 @@ async def workload_key_on_machine_plane(args: argparse.Namespace) -> None:
                 "labels": {"intruder": "workload-key"},
                 "capacity": {"cpu_milli": 64000, "memory_bytes": 1 << 40,
                              "memory_available_bytes": 1 << 40},
-                "protocol": 1, "ttl_s": 300}, now)
+                "protocol": 1}, now)
             await host.publish(MACHINE_EVENTS, rec)
             sent["MachineRecord"] += 1
             bid = wire.seal(me, "Bid", {"task_id": "intruder-task", "round": 0,

@@ -221,7 +221,7 @@ class Agent:
             labels=dict(self.cfg.labels),
             capacity=RecordCapacity(cap.cpu_milli, cap.memory_bytes, cap.memory_available_bytes,
                                     cap.cgroup),
-            ttl_s=self.cfg.record_ttl_s, pods=self.pods.here(), cordoned=self.cordon.cordoned,
+            pods=self.pods.here(), cordoned=self.cordon.cordoned,
             draining=self.cordon.draining,
             workplane=self.link.host if self.link is not None else None, cert=self.cert,
             # A drain that moves the data-holding ordinals away releases them (data gravity
@@ -260,8 +260,7 @@ class Agent:
                   flush=True)
             for addr in self.cfg.bootstrap:
                 nursery.start_soon(self.membership.bootstrap, addr)
-            nursery.start_soon(self.membership.announce_loop, self.record)
-            nursery.start_soon(self.membership.maintain_loop)
+            nursery.start_soon(self.membership.run, self.record)
             await self._wait_for_signal()
             if self.link is not None:
                 with trio.move_on_after(4):

@@ -119,7 +119,7 @@ class Deleter:
 
     async def _relay(self, now: float) -> None:
         listed = [(entry.peer_id, pod.workload_id)
-                  for entry, pod in self.view.pods_elsewhere(self.machine, now)]
+                  for entry, pod in self.view.pods_elsewhere(self.machine)]
         for wid in self.policy.due(listed, self.store.deleted, now):
             delete = self.store.delete_of(wid)
             if delete is not None:

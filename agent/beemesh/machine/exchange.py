@@ -49,7 +49,7 @@ def wanted(view: MachineView, store: WorkloadStore, machine: str,
     """Workloads some live machine runs that this one has no manifest or Delete of, and for
     each the machine to ask."""
     out: dict[str, str] = {}
-    for entry, pod in view.pods_elsewhere(machine, now):
+    for entry, pod in view.pods_elsewhere(machine):
         wid = pod.workload_id
         if store.workload(wid) is None and not store.deleted(wid):
             out.setdefault(wid, entry.peer_id)
@@ -151,7 +151,7 @@ class ManifestExchange:
                     if wid not in self._asked:
                         self._asked[wid] = now
                         nursery.start_soon(self._ask, peer, wid)
-                peers = sorted(self.view.machine_ids(now) - {self.machine})
+                peers = sorted(self.view.machine_ids() - {self.machine})
                 if peers and time.monotonic() - objects_at >= OBJECTS_EVERY_S:
                     objects_at = time.monotonic()
                     nursery.start_soon(self._ask_objects, random.choice(peers))

@@ -25,7 +25,12 @@ from beemesh.machine.deleting import Deleter
 from beemesh.machine.workplane_link import CertifiedKeys
 from beemesh.membership.admission import REVOKE, Admission
 from beemesh.membership.admission_service import AdmissionService
-from beemesh.membership.records import MACHINE_RECORD, MACHINE_WITHDRAW, RecordError
+from beemesh.membership.records import (
+    MACHINE_ACCUSE,
+    MACHINE_RECORD,
+    MACHINE_WITHDRAW,
+    RecordError,
+)
 from beemesh.membership.service import Membership
 from beemesh.membership.view import MachineView
 from beemesh.mesh.host import publisher
@@ -55,8 +60,8 @@ TOPIC_KINDS: dict[str, dict[str, wire.Kind]] = {
     TOPIC_TASKS: {**{k.name: k for k in (TASK, WORKLOAD, DELETE, CORDON, DRAIN,
                                          RELAYED_DELETE, REVOKE)}, **OBJECT_KINDS},
     TOPIC_PROPOSALS: {BID.name: BID},
-    TOPIC_EVENTS: {k.name: k for k in (MACHINE_RECORD, MACHINE_WITHDRAW, DEPLOYED, FAILED,
-                                       LEASE, SECRET_WANT)},
+    TOPIC_EVENTS: {k.name: k for k in (MACHINE_RECORD, MACHINE_WITHDRAW, MACHINE_ACCUSE,
+                                       DEPLOYED, FAILED, LEASE, SECRET_WANT)},
 }
 WORKLOAD_PEERS_REFRESH_S = 1.0
 
@@ -122,7 +127,7 @@ class PlaneGuard:
         at, peers = self._peers
         if time.monotonic() - at > WORKLOAD_PEERS_REFRESH_S:
             peers = self.certified.peers()
-            for entry in self.view.entries(time.time()):
+            for entry in self.view.entries():
                 peers.update(p.peer for p in entry.record.pods if p.peer)
             self._peers = (time.monotonic(), peers)
         return peers
@@ -178,6 +183,8 @@ class Inbound:
                     check_object(msg.data, env)
                 elif env.kind == BID.name:
                     self.driver.refuse_bid(env)
+                elif env.kind == MACHINE_ACCUSE.name:
+                    self.membership.refuse_accusation(env, time.time())
             except wire.Rejected as e:
                 self.drops.count(topic, publisher(msg), e.reason, e.detail)
                 return False
@@ -208,8 +215,8 @@ class Inbound:
     def route(self, env: wire.Envelope, data: bytes) -> None:
         """Hand a verified message (`data`: as signed) to the service that owns its kind."""
         kind, body = env.kind, env.body
-        if kind in (MACHINE_RECORD.name, MACHINE_WITHDRAW.name):
-            self.membership.on_message(env, time.time())
+        if kind in (MACHINE_RECORD.name, MACHINE_WITHDRAW.name, MACHINE_ACCUSE.name):
+            self.membership.on_message(env, data, time.time())
         elif kind == TASK.name:
             self.driver.on_task(check_task(env, wire.decode))  # signature checked already
         elif kind in (BID.name, DEPLOYED.name, FAILED.name, LEASE.name):

@@ -49,7 +49,7 @@ class Pods:
         """Rows of `beemesh get pods`: every pod in the mesh, sorted by workload and replica."""
         now = time.time()
         rows: list[dict[str, Any]] = []
-        for entry in self.view.entries(now):
+        for entry in self.view.entries():
             pods = self.here() if entry.peer_id == self.machine else tuple(
                 p for p in entry.record.pods if self.believed(entry.peer_id, p))
             for p in pods:

@@ -151,7 +151,7 @@ class AgentApi:
 
     async def _nodes(self, _req: Request) -> Response:
         now = time.time()
-        return Response(200, [e.to_dict(now, self.machine) for e in self.view.entries(now)])
+        return Response(200, [e.to_dict(now, self.machine) for e in self.view.entries()])
 
     async def _status(self, _req: Request) -> Response:
         agent = footprint.measure(os.getpid())
@@ -165,7 +165,7 @@ class AgentApi:
             "arch": machine_arch(),
             "addrs": self.mesh.addrs(),
             "connected_peers": [p.to_base58() for p in self.mesh.connected()],
-            "known_machines": len(self.view.entries(time.time())),
+            "known_machines": len(self.view.entries()),
             "lateness_s": round(self.lateness.current(time.time()), 1),
             "joined": joined is not None,
             "joined_after_s": joined,

@@ -303,11 +303,10 @@ class WorkPlaneLink:
         return view, f"{self.started:.6f}/{self._built[1]}"
 
     def view_for_workplane(self) -> sync.AgentView:
-        now = time.time()
         machines = tuple(
             sync.Machine(e.peer_id, e.record.workplane,
                          held_pods(e, self.machine, self.driver.claim_counts))
-            for e in self.view.entries(now))
+            for e in self.view.entries())
         replicas = []
         for pod in self.node.pods.values():
             spec = self.driver.spec_of(pod)
@@ -344,7 +343,7 @@ class WorkPlaneLink:
             peer = peer_id(bytes.fromhex(ask.public_key))
         except ValueError:
             raise ApiError(400, "public_key must be 64 hex digits (an Ed25519 key)") from None
-        if peer == self.machine or peer in self.view.machine_ids(time.time()):
+        if peer == self.machine or peer in self.view.machine_ids():
             raise ApiError(400, "a machine key cannot be a workload key")
         body = {"machine": self.machine, "peer_id": peer, "workload_id": pod.workload_id,
                 "ordinal": pod.ordinal, "pod": pod.name, "task": pod.task_id,

@@ -16,6 +16,7 @@ from beemesh import wire
 from beemesh.membership.records import RecordError, entry_from_envelope
 
 MACHINE_DHT_PREFIX = "/beemesh/machine"
+STORED_RECORD_S = 300.0
 MACHINE_NS = "machine"
 
 
@@ -92,20 +93,22 @@ class SignedValueValidator(CheckedValidator):
 
 
 class MachineRecordValidator(SignedValueValidator):
-    """Machine DHT values: a signed, unexpired MachineRecord stored under its own peer id."""
+    """Machine DHT values: a signed MachineRecord stored under its own peer id, kept for
+    `STORED_RECORD_S` after it was made (records travel on pub/sub and on request; a stored
+    one is only a hint)."""
 
     what = "machine record"
 
     def check(self, key: str, value: bytes) -> None:
         env = self.authenticate(value)
         try:
-            entry = entry_from_envelope(env, time.time())
+            entry = entry_from_envelope(env)
         except RecordError as e:
             raise wire.Rejected("schema", str(e)) from None
         if key != machine_dht_key(entry.peer_id):
             raise wire.Rejected("untrusted", "stored under another machine's key")
-        if entry.expires_at <= time.time():
-            raise wire.Rejected("stale", "expired")
+        if entry.ts + STORED_RECORD_S <= time.time():
+            raise wire.Rejected("stale", "made too long ago")
 
     def useful_until(self, key: str, value: bytes) -> float | None:
-        return entry_from_envelope(wire.decode(value), time.time()).expires_at
+        return entry_from_envelope(wire.decode(value)).ts + STORED_RECORD_S

@@ -60,6 +60,7 @@ class Params:
     probe_every_s: float = 1.0
     ack_timeout_s: float = 1.0
     misses_to_accuse: int = 2
+    retry_s: float = 0.25  # after a miss, the next probe
     suspicion_s: float = 3.0
     max_skew_s: float = 30.0  # how far in the future an accused incarnation may lie
 
@@ -131,8 +132,8 @@ class Liveness:
     # ---- facts in --------------------------------------------------------------------------
 
     def alive(self, peer: str, incarnation: int, now: float) -> bool:
-        """A signed record of `peer` made at `incarnation` (ms). True when it is news: a new
-        member, a refutation, or a machine back from a verdict."""
+        """A signed record of `peer` made at `incarnation` (ms). True when it is newer than
+        what is known (a new member, a change, a refutation, a machine back from a verdict)."""
         if peer == self.me:
             self.incarnation = max(self.incarnation, incarnation)
             return False
@@ -142,13 +143,15 @@ class Liveness:
         if m is None and len(self._members) >= MAX_MEMBERS:
             return False
         was_live = m is not None and m.status in (Status.ALIVE, Status.SUSPECT)
-        news = m is None or m.status is not Status.ALIVE
         self._members[peer] = Member(incarnation, Status.ALIVE, now)
         self._suspects.discard(peer)
+        watch = self._watches.get(peer)
+        if watch is not None:  # a new incarnation starts with a clean slate
+            watch.misses, watch.accused = 0, None
         if not was_live:
             bisect.insort(self._ring, (ring_key(peer), peer))
         self._update_watches(now)
-        return news
+        return True
 
     def left(self, peer: str, incarnation: int, now: float) -> None:
         """`peer` withdrew (a clean shutdown) at `incarnation`."""
@@ -162,19 +165,17 @@ class Liveness:
 
     def unreachable(self, target: str, now: float) -> None:
         """The connection to `target` broke or could not be made: a miss now, and the next
-        probe at once (a process that died closes its connections; no need to wait)."""
+        probe after `retry_s` (a process that died closes its connections: no need to wait
+        for the ack timeout)."""
         w = self._watches.get(target)
         if w is not None and w.outstanding is not None:
             w.outstanding = now
 
-    def accused(self, accuser: str, target: str, incarnation: int, confirm: bool,
-                now: float) -> list[Action]:
-        """An accusation heard on pub/sub (raises Refused when it does not count)."""
+    def check(self, accuser: str, target: str, incarnation: int, now: float) -> None:
+        """Raise Refused when an accusation does not count here (an accusation of this
+        machine always counts: it answers it)."""
         if target == self.me:
-            if incarnation < self.incarnation or incarnation <= self._refuted:
-                return []
-            self._refuted = incarnation
-            return [Refute(incarnation)]
+            return
         m = self._members.get(target)
         if m is None or m.status not in (Status.ALIVE, Status.SUSPECT):
             raise Refused("unknown", f"accuses {target}, which is not a live member here")
@@ -184,6 +185,18 @@ class Liveness:
             raise Refused("future", f"accuses {target} at an incarnation in the future")
         if accuser not in self.predecessors(target, self.params.monitors + SLACK):
             raise Refused("authority", f"accuses {target}, which it does not monitor")
+
+    def accused(self, accuser: str, target: str, incarnation: int, confirm: bool,
+                now: float) -> list[Action]:
+        """An accusation heard on pub/sub (raises Refused when it does not count). A
+        confirmation heard without the accusation starts a full suspicion here too."""
+        self.check(accuser, target, incarnation, now)
+        if target == self.me:
+            if incarnation < self.incarnation or incarnation <= self._refuted:
+                return []
+            self._refuted = incarnation
+            return [Refute(incarnation)]
+        m = self._members[target]
         if m.status is Status.SUSPECT:
             return []
         m.incarnation = incarnation
@@ -198,7 +211,7 @@ class Liveness:
             if w.outstanding is not None and w.outstanding <= now:
                 w.outstanding = None
                 w.misses += 1
-                w.next_probe = min(w.next_probe, now)  # ask again at once
+                w.next_probe = min(w.next_probe, now + p.retry_s)  # ask again soon
             m = self._members[target]
             if (w.misses >= p.misses_to_accuse and w.accused != m.incarnation
                     and m.status is Status.ALIVE):
@@ -241,6 +254,10 @@ class Liveness:
 
     def member(self, peer: str) -> Member | None:
         return self._members.get(peer)
+
+    def gone(self) -> list[str]:
+        """Machines dead or departed, not yet forgotten."""
+        return [p for p, m in self._members.items() if m.status in (Status.DEAD, Status.LEFT)]
 
     def live(self) -> list[str]:
         return [peer for _, peer in self._ring if peer != self.me]

@@ -1,16 +1,18 @@
 """Machine records: what each machine says about itself, as typed records (sans-IO).
 
 Each agent announces a signed MachineRecord (addresses, arch, labels, capacity, protocol
-version, TTL, the pods it runs, where its work plane listens) on pub/sub and in the Machine
-DHT and refreshes it well inside its TTL. The wire body is a CBOR map checked against the
-kind's schema before anything here sees it; `MachineRecord.from_body` turns it into the typed
-record every reader uses, and `to_body` is the only place that builds the map.
+version, the pods it runs, where its work plane listens) on pub/sub when it changes
+(`worth_announcing`); whether the machine is alive is `membership.liveness`'s business, so a
+record does not expire: it holds until a newer one, a withdrawal or a verdict. The wire body
+is a CBOR map checked against the kind's schema before anything here sees it;
+`MachineRecord.from_body` turns it into the typed record every reader uses, and `to_body` is
+the only place that builds the map.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from beemesh import schema, wire
@@ -19,7 +21,6 @@ from beemesh.manifest.checks import MAX_REPLICAS, TEMPLATE_LEN
 from beemesh.workplane.sync import MAX_PODS, WORKPLANE_HOST, WorkPlaneHost
 
 PROTOCOL_VERSION = 1
-MAX_RECORD_TTL_S = 300
 MAX_ADDRS = 16
 MAX_RECORD_VOLUMES = 1024  # claim volumes a record lists (`volumes`)
 MAX_HOST_PATH_ROOTS = 32
@@ -49,7 +50,6 @@ MACHINE_RECORD = wire.Kind(
                 optional={"cgroup": str},
             ),
             "protocol": schema.Int(0, 2**31 - 1),
-            "ttl_s": schema.Int(1, MAX_RECORD_TTL_S),
         },
         optional={"cordoned": bool, "draining": bool,
                   "pods": schema.ListOf(POD_SUMMARY, max_len=MAX_PODS),
@@ -69,6 +69,13 @@ MACHINE_RECORD = wire.Kind(
 MACHINE_WITHDRAW = wire.Kind(
     "MachineWithdraw", wire.MACHINE, schema.Struct(required={"peer_id": str}),
     names_signer="peer_id",
+)
+# A monitor's accusation that `target`'s record made at `incarnation` (ms) no longer answers
+# its probes (`membership.liveness`; `confirm`: the suspicion ran out here).
+MACHINE_ACCUSE = wire.Kind(
+    "MachineAccuse", wire.MACHINE,
+    schema.Struct(required={"target": str, "incarnation": schema.Int(0, 2**62),
+                            "confirm": bool}),
 )
 
 
@@ -130,7 +137,6 @@ class MachineRecord:
     arch: str
     labels: Mapping[str, str]
     capacity: RecordCapacity
-    ttl_s: int
     protocol: int = PROTOCOL_VERSION
     pods: tuple[PodSummary, ...] = ()
     cordoned: bool = False
@@ -151,7 +157,6 @@ class MachineRecord:
                          "memory_available_bytes": cap.memory_available_bytes,
                          "cgroup": cap.cgroup},
             "protocol": self.protocol,
-            "ttl_s": self.ttl_s,
             "pods": [p.to_body() for p in self.pods],
             "cordoned": self.cordoned,
             "draining": self.draining,
@@ -177,7 +182,7 @@ class MachineRecord:
             labels=dict(body["labels"]),
             capacity=RecordCapacity(cap["cpu_milli"], cap["memory_bytes"],
                                     cap["memory_available_bytes"], cap.get("cgroup", "")),
-            ttl_s=body["ttl_s"], protocol=body["protocol"],
+            protocol=body["protocol"],
             pods=tuple(PodSummary.from_body(p) for p in body.get("pods", [])),
             cordoned=body.get("cordoned", False), draining=body.get("draining", False),
             workplane=WorkPlaneHost.from_json(workplane) if workplane is not None else None,
@@ -188,12 +193,11 @@ class MachineRecord:
 
 @dataclass(frozen=True)
 class MachineEntry:
-    """What this agent believes about one machine: its newest record and until when."""
+    """What this agent believes about one machine: its newest record and when it was made."""
 
     peer_id: str
     record: MachineRecord
     ts: float
-    expires_at: float
 
     def to_dict(self, now: float, self_id: str) -> dict[str, Any]:
         """A row of `beemesh nodes`."""
@@ -212,19 +216,27 @@ class MachineEntry:
             "pods": len(rec.pods),
             "volumes": [{"workload_id": w, "ordinal": o} for w, o in rec.volumes],
             "age_s": round(max(0.0, now - self.ts), 1),
-            "expires_in_s": round(max(0.0, self.expires_at - now), 1),
             "self": self.peer_id == self_id,
         }
 
 
-def entry_from_envelope(env: wire.Envelope, now: float) -> MachineEntry:
+def entry_from_envelope(env: wire.Envelope) -> MachineEntry:
     """Turn a verified MachineRecord envelope into a view entry (RecordError if inconsistent)."""
     body = env.body
     if body["peer_id"] != peer_id(env.sender):
         raise RecordError("record names a peer id other than its signer's")
-    if not 1 <= body["ttl_s"] <= MAX_RECORD_TTL_S:
-        raise RecordError(f"ttl_s must be between 1 and {MAX_RECORD_TTL_S}")
-    ts = env.ts_ms / 1000
-    # A record is good for ttl_s from when it was made, but never from a future timestamp.
-    return MachineEntry(body["peer_id"], MachineRecord.from_body(body), ts,
-                        min(ts, now) + body["ttl_s"])
+    return MachineEntry(body["peer_id"], MachineRecord.from_body(body), env.ts_ms / 1000)
+
+
+def worth_announcing(published: MachineRecord | None, current: MachineRecord) -> bool:
+    """Whether `current` says something `published` (the last one announced) does not.
+
+    Free memory moves all the time and others only show it (`beemesh nodes`, `explain`): it
+    counts once it has moved by a sixteenth of the machine's memory."""
+    if published is None:
+        return True
+    was, now = published.capacity, current.capacity
+    if abs(was.memory_available_bytes - now.memory_available_bytes) >= now.memory_bytes / 16:
+        return True
+    same_free = replace(now, memory_available_bytes=was.memory_available_bytes)
+    return replace(current, capacity=same_free) != published

@@ -1,24 +1,30 @@
-"""Joining the mesh and announcing this machine (trio shell around `MachineView`).
+"""Joining the mesh and announcing this machine (trio shell around `MachineView` and
+`Liveness`).
 
 - **Join**: one task per `--bootstrap` address keeps it connected, retrying with exponential
   backoff while it is down; connected peers feed the DHT routing table, and machines learned
-  from records are dialed too (up to `MAX_DIALED_PEERS`), so the mesh outlives its bootstrap
-  peer.
-- **Announce**: every `record_refresh_s`, and at once when something in it changed
-  (`announce_soon`), this machine signs its `MachineRecord` and publishes it.
+  from records are dialed too (the ones this machine probes first, up to `MAX_DIALED_PEERS`),
+  so the mesh outlives its bootstrap peer. A new machine pulls the fleet's records from a peer
+  (`catch_up`).
+- **Announce**: when its record changed (`worth_announcing`, looked at every
+  `record_refresh_s` and at once on `announce_soon`), when it is accused of being dead, and
+  when a peer turns out not to hold its current record, this machine signs its
+  `MachineRecord` and publishes it. Nothing is re-sent on a timer: an idle fleet is quiet.
+- **Alive**: `membership.liveness` decides; `probing` carries its probes, accusations go out
+  on pub/sub (`MachineAccuse`), a verdict drops the machine's record here.
 - **Learn**: records arrive on pub/sub (`on_message`); a connected peer with no record yet is
   asked for its own over `RECORD_PROTOCOL` (admitted peers only), at once when it passes
-  admission. (Records used to be stored in the Machine DHT every refresh for that one read:
-  ~a quarter of an idle agent's CPU went to those puts.) The member list is saved for quorum
-  after a restart.
+  admission. The member list is saved for quorum after a restart.
 - **Leave**: a signed `MachineWithdraw` on shutdown.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
+from contextlib import suppress
 
 import psutil
 import trio
@@ -27,19 +33,25 @@ from libp2p.peer.id import ID
 
 from beemesh import wire
 from beemesh.config import AgentConfig
+from beemesh.errors import UserError
 from beemesh.files import WriteBehind
-from beemesh.identity import KeyPair
-from beemesh.membership import members_file
+from beemesh.identity import KeyPair, peer_id
+from beemesh.membership import catch_up, members_file
 from beemesh.membership.lateness import Lateness
+from beemesh.membership.liveness import Accuse, Action, Dead, Liveness, Refused, Refute
+from beemesh.membership.probing import Prober
 from beemesh.membership.records import (
+    MACHINE_ACCUSE,
     MACHINE_RECORD,
     MACHINE_WITHDRAW,
+    MachineEntry,
     MachineRecord,
     RecordError,
     entry_from_envelope,
+    worth_announcing,
 )
-from beemesh.membership.view import MachineView
-from beemesh.mesh.framing import send_request
+from beemesh.membership.view import WITHDRAWAL_MEMORY_S, MachineView
+from beemesh.mesh.framing import read_request, send_request
 from beemesh.mesh.host import MeshHost
 from beemesh.metrics import Metrics
 from beemesh.topics import TOPIC_EVENTS
@@ -85,25 +97,49 @@ class Membership:
         self.on_drop = on_drop
         self.files = files
         self.lateness = lateness
+        self.liveness = Liveness(self.machine)
+        self.prober = Prober(self.liveness, mesh, metrics, self._act, self._addrs_of)
         self.started = time.monotonic()
         self.joined_after_s: float | None = None
         self._announce_now = trio.Event()
         self._maintain_now = trio.Event()
         self._members_saved: tuple[frozenset[str], float] = (frozenset(), 0.0)
         self._signed: bytes | None = None  # this machine's latest signed record
+        self._refute_above = -1  # an accusation's incarnation the next record must exceed
+        self._records: dict[str, bytes] = {}  # machine -> its record in view, as signed
+        self._outbox_in, self._outbox = trio.open_memory_channel[bytes](64)
+        self._caught_up_at = -catch_up.MIN_GAP_S
+        self._catch_up_now = trio.Event()
+        self._catch_up_with: str | None = None
         metrics.describe("bootstrap_attempts", "dials to bootstrap peers", "result")
         metrics.describe("records_fetched", "machine records asked of connected peers")
+        metrics.describe("records_announced", "this machine's record published, by why", "why")
+        metrics.describe("machines_dead", "machines this agent's view declared dead")
+        metrics.describe("catch_ups", "digests asked of peers, by result", "result")
         metrics.describe("pubsub_streams_broken",
                          "connections closed on a pub/sub RPC that could not be read")
 
-    def peer_admitted(self, _peer: str) -> None:
+    def peer_admitted(self, peer: str) -> None:
         """A new peer passed admission: run the maintenance pass now (ask for its record, add
-        it to the routing table) rather than within the next second."""
+        it to the routing table) and catch up with it (a joiner, or a healed partition)."""
         self._maintain_now.set()
+        self._catch_up_with = peer
+        self._catch_up_now.set()
 
     def announce_soon(self) -> None:
         """Something in this machine's record changed: announce it now, not at the refresh."""
         self._announce_now.set()
+
+    async def run(self, record: Callable[[], MachineRecord]) -> None:
+        """Announce, keep the mesh, probe, publish accusations, catch up."""
+        self.mesh.handle(RECORD_PROTOCOL, self._serve_record)  # the latest, to who asks
+        self.mesh.handle(catch_up.RECORDS_PROTOCOL, self._serve_records)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._announce_loop, record)
+            nursery.start_soon(self._maintain_loop)
+            nursery.start_soon(self.prober.run)
+            nursery.start_soon(self._publish_loop)
+            nursery.start_soon(self._catch_up_loop)
 
     # ---- joining -----------------------------------------------------------------------------
 
@@ -137,56 +173,131 @@ class Membership:
 
     # ---- announcing --------------------------------------------------------------------------
 
-    async def announce_loop(self, record: Callable[[], MachineRecord]) -> None:
-        self.mesh.handle(RECORD_PROTOCOL, self._serve_record)  # the latest, to who asks
+    async def _announce_loop(self, record: Callable[[], MachineRecord]) -> None:
+        published: MachineRecord | None = None
+        heard = False  # the last announcement had someone to go to
         while True:
             self._announce_now = trio.Event()
-            now = time.time()
-            data = wire.seal(self.key, MACHINE_RECORD.name, record().to_body(), now)
-            self.view.apply(entry_from_envelope(wire.decode(data), now), now)
-            self._signed = data
-            await self.mesh.publish(TOPIC_EVENTS, data)
-            with trio.move_on_after(max(0.0, self.cfg.record_refresh_s - (time.time() - now))):
+            current = record()
+            why = ("first" if published is None else "again" if self._refute_above >= 0
+                   else "changed" if worth_announcing(published, current)
+                   else "unheard" if not heard and self.mesh.connected() else None)
+            if why is not None:
+                now = time.time()
+                ts = max(now, (self._refute_above + 1) / 1000)
+                data = wire.seal(self.key, MACHINE_RECORD.name, current.to_body(), ts)
+                self._refute_above = -1
+                self._learn(entry_from_envelope(wire.decode(data)), data, now)
+                self._signed, published = data, current
+                heard = bool(self.mesh.connected())
+                self.metrics.inc("records_announced", why)
+                await self.mesh.publish(TOPIC_EVENTS, data)
+            with trio.move_on_after(self.cfg.record_refresh_s):
                 await self._announce_now.wait()
 
+    async def _publish_loop(self) -> None:
+        async for data in self._outbox:
+            await self.mesh.publish(TOPIC_EVENTS, data)
+
     async def withdraw(self) -> None:
-        """Tell peers we are leaving so they drop us now rather than at TTL."""
+        """Tell peers we are leaving so they drop us now rather than at a verdict."""
         with trio.move_on_after(1.5):
             body = {"peer_id": self.machine}
             await self.mesh.publish(TOPIC_EVENTS, wire.seal(self.key, MACHINE_WITHDRAW.name,
                                                             body, time.time()))
             await trio.sleep(0.3)  # let the publish leave the socket
 
+    # ---- liveness ----------------------------------------------------------------------------
+
+    def _act(self, actions: list[Action], now: float) -> None:
+        for a in actions:
+            if isinstance(a, Accuse):
+                body = {"target": a.target, "incarnation": a.incarnation, "confirm": a.confirm}
+                try:
+                    self._outbox_in.send_nowait(wire.seal(self.key, MACHINE_ACCUSE.name, body,
+                                                          now))
+                except trio.WouldBlock:
+                    log.warning("accusation of %s not sent: outbox full", a.target)
+                log.info("%s %s: no answer to its probes", "confirmed" if a.confirm
+                         else "accused", a.target)
+            elif isinstance(a, Refute):
+                log.warning("accused of being dead (record %d); announcing again", a.incarnation)
+                self._refute_above = max(self._refute_above, a.incarnation)
+                self.announce_soon()
+            elif isinstance(a, Dead):
+                if self.view.dead(a.target, a.incarnation / 1000, now):
+                    self.metrics.inc("machines_dead")
+                    log.warning("machine %s is dead: its monitors had no answer", a.target)
+                self._records.pop(a.target, None)
+
+    def _addrs_of(self, peer: str) -> list[str]:
+        entry = self.view.get(peer)
+        return list(entry.record.addrs) if entry is not None else []
+
+    def refuse_accusation(self, env: wire.Envelope, now: float) -> None:
+        """In the topic validator: an accusation that does not count is not relayed."""
+        body = env.body
+        try:
+            self.liveness.check(peer_id(env.sender), body["target"], body["incarnation"], now)
+        except Refused as e:
+            raise wire.Rejected("accusation", f"{e.reason}: {e}") from None
+
     # ---- learning ----------------------------------------------------------------------------
 
-    def on_message(self, env: wire.Envelope, now: float) -> None:
-        """A verified MachineRecord or MachineWithdraw from pub/sub (RecordError if absurd).
+    def on_message(self, env: wire.Envelope, data: bytes, now: float) -> None:
+        """A verified MachineRecord, MachineWithdraw or MachineAccuse from pub/sub (RecordError
+        if absurd).
 
         Only a record the view accepts times the mesh (`lateness`): a replayed, stale or
         superseded one says nothing about how late this machine hears the others, and would
         let anyone who relays old records stop every heal and stretch every auction."""
         if env.kind == MACHINE_RECORD.name:
-            if self.view.apply(entry_from_envelope(env, now), now):
+            if self._learn(entry_from_envelope(env), data, now):
                 self.lateness.observe(env.sender.hex(), env.ts_ms / 1000, now)
-                self._note_joined(now)
         elif env.kind == MACHINE_WITHDRAW.name:
-            self.view.withdraw(env.body["peer_id"], env.ts_ms / 1000, now)
+            peer = env.body["peer_id"]
+            self.view.withdraw(peer, env.ts_ms / 1000, now)
+            self.liveness.left(peer, env.ts_ms, now)
+            self._records.pop(peer, None)
+        elif env.kind == MACHINE_ACCUSE.name:
+            body = env.body
+            with suppress(Refused):  # counted by the topic validator, or judged anew since
+                self._act(self.liveness.accused(peer_id(env.sender), body["target"],
+                                                body["incarnation"], body["confirm"], now), now)
+            self.prober.wake()
 
-    async def maintain_loop(self) -> None:
-        """Keep the routing table fed, learn records of new peers, dial machines we know of."""
+    def _learn(self, entry: MachineEntry, data: bytes, now: float) -> bool:
+        """A checked record, from pub/sub, a peer or this machine: into the view and the
+        liveness core when it is newer than what they hold."""
+        if not self.view.apply(entry, now):
+            return False
+        self._records[entry.peer_id] = data
+        self.liveness.alive(entry.peer_id, round(entry.ts * 1000), now)
+        self.prober.wake()
+        if self.joined_after_s is None and len(self.view.machine_ids()) > 1:
+            self.joined_after_s = time.monotonic() - self.started
+            log.info("joined the mesh after %.2f s", self.joined_after_s)
+        return True
+
+    async def _maintain_loop(self) -> None:
+        """Keep the routing table fed, learn records of new peers, dial machines we know of
+        (the ones this machine probes first)."""
         while True:
             now = time.time()
-            known = self.view.entries(now)  # also drops expired records
+            self.view.forget(now)
+            self.liveness.forget(now - WITHDRAWAL_MEMORY_S)
             connected = set(self.mesh.connected())
             for pid in connected:
                 await self.mesh.dht.add_peer(pid)
             connected_ids = {pid.to_base58() for pid in connected}
-            todo = [e for e in known if e.peer_id != self.machine
-                    and e.peer_id not in connected_ids]
+            first = set(self.liveness.targets())
+            todo = sorted((e for e in self.view.entries() if e.peer_id != self.machine
+                           and e.peer_id not in connected_ids),
+                          key=lambda e: (e.peer_id not in first, e.peer_id))
             # At once, each within its budget: black-hole addresses cost one budget per pass.
             async with trio.open_nursery() as nursery:
                 for peer in sorted(connected_ids):
-                    if self.view.get(peer) is None:
+                    if self.view.get(peer) is None and self.view.shadowed(peer) is None:
                         nursery.start_soon(self._fetch_record, peer)
                 for entry in todo[:max(0, MAX_DIALED_PEERS - len(connected))]:
                     nursery.start_soon(self.mesh.dial_any, list(entry.record.addrs),
@@ -197,16 +308,9 @@ class Membership:
                 await self._maintain_now.wait()
             self._maintain_now = trio.Event()
 
-    def _note_joined(self, now: float) -> None:
-        """The first time the view holds another machine's record: joined (timed at once,
-        not at the next maintenance pass)."""
-        if self.joined_after_s is None and len(self.view.entries(now)) > 1:
-            self.joined_after_s = time.monotonic() - self.started
-            log.info("joined the mesh after %.2f s", self.joined_after_s)
-
     def _save_members(self, now: float) -> None:
-        """When a member joins or leaves, and every minute (expiry times move on)."""
-        members = self.view.members()
+        """When a member joins or leaves, and every minute (last-seen times move on)."""
+        members = self.view.members(now)
         peers, saved_at = self._members_saved
         if frozenset(members) == peers and now - saved_at < MEMBERS_SAVE_EVERY_S:
             return
@@ -227,13 +331,91 @@ class Membership:
             log.debug("no record from %s yet: %s", peer, e)
             return
         self.metrics.inc("records_fetched")
-        now = time.time()
+        self._take(peer, data, peer)
+
+    def _take(self, origin: str, data: bytes, owner: str | None) -> None:
+        """A record a peer sent on request: checked like any (and, when `owner` is given,
+        its own)."""
         try:
-            entry = entry_from_envelope(self.authenticate(data), now)
-            if entry.peer_id != peer:
+            env = self.authenticate(data)
+            if env.kind != MACHINE_RECORD.name:
+                raise wire.Rejected("schema", f"sent a {env.kind} for a machine record")
+            entry = entry_from_envelope(env)
+            if owner is not None and entry.peer_id != owner:
                 raise wire.Rejected("untrusted", f"sent the record of {entry.peer_id}")
         except (wire.Rejected, RecordError) as e:
-            self.on_drop("record", peer, getattr(e, "reason", "schema"), str(e))
+            self.on_drop("record", origin, getattr(e, "reason", "schema"), str(e))
             return
-        if self.view.apply(entry, now):
-            self._note_joined(now)
+        self._learn(entry, data, time.time())
+
+    # ---- catching up -------------------------------------------------------------------------
+
+    def _digest(self) -> catch_up.Digest:
+        held = {e.peer_id: round(e.ts * 1000) for e in self.view.entries()}
+        gone = {}
+        for peer in self.liveness.gone():
+            ts = self.view.shadowed(peer)
+            if ts is not None:
+                gone[peer] = round(ts * 1000)
+        return catch_up.Digest(held, gone)
+
+    async def _serve_records(self, stream: INetStream) -> None:
+        try:
+            wanted = catch_up.decode_request(await read_request(stream))
+        except (catch_up.DigestError, UserError) as e:
+            self.on_drop("records", stream.muxed_conn.peer_id.to_base58(), "schema", str(e))
+            await stream.reset()
+            return
+        if wanted is None:
+            await send_request(stream, catch_up.encode_digest(self._digest()))
+        else:
+            await send_request(stream, catch_up.encode_records(
+                [self._records[p] for p in wanted if p in self._records]))
+        await stream.close()
+
+    async def _catch_up_loop(self) -> None:
+        while True:
+            with trio.move_on_after(catch_up.EVERY_S):
+                await self._catch_up_now.wait()
+            self._catch_up_now = trio.Event()
+            await trio.sleep(max(0.0, self._caught_up_at + catch_up.MIN_GAP_S
+                                 - time.monotonic()))
+            peers = [p.to_base58() for p in self.mesh.connected()]
+            peer, self._catch_up_with = self._catch_up_with, None
+            if peer not in peers and peers:
+                peer = random.choice(peers)
+            if peer is not None:
+                self._caught_up_at = time.monotonic()
+                await self._catch_up(peer)
+
+    async def _catch_up(self, peer: str) -> None:
+        """Ask `peer` for its digest, then for the records newer than ours."""
+        try:
+            theirs = catch_up.decode_digest(await self.mesh.ask(
+                peer, catch_up.RECORDS_PROTOCOL, catch_up.encode_request(None),
+                catch_up.MAX_DIGEST_BYTES, FETCH_TIMEOUT_S))
+            own = self.view.get(self.machine)
+            if own is None:
+                return
+            todo = catch_up.plan(self._digest(), theirs, self.machine,
+                                 round(own.ts * 1000))
+            if todo.announce:
+                # the peer lacks our current record (or holds us dead): announce again
+                self._refute_above = max(self._refute_above, theirs.gone.get(self.machine, 0))
+                self.announce_soon()
+            records = []
+            if todo.wanted:
+                records = catch_up.decode_records(await self.mesh.ask(
+                    peer, catch_up.RECORDS_PROTOCOL, catch_up.encode_request(todo.wanted),
+                    catch_up.MAX_ANSWER_BYTES, FETCH_TIMEOUT_S))
+        except catch_up.DigestError as e:
+            self.metrics.inc("catch_ups", "refused")
+            self.on_drop("records", peer, "schema", str(e))
+            return
+        except Exception as e:  # gone, refused, too slow: the next round asks someone
+            self.metrics.inc("catch_ups", "failed")
+            log.debug("catching up with %s failed: %s", peer, e)
+            return
+        self.metrics.inc("catch_ups", "ok")
+        for data in records:
+            self._take(peer, data, None)

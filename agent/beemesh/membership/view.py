@@ -1,9 +1,10 @@
 """The fleet as this agent sees it: newest record per machine, and who counts as a member
 (sans-IO: callers pass `now`).
 
-Records are dropped when they expire or when their machine withdraws on a clean shutdown. A
-withdrawal is remembered so that older records (still in the DHT or in flight) cannot bring
-the machine back. Members are machines seen within a memory window that did not withdraw:
+A record holds until a newer one arrives, its machine withdraws on a clean shutdown, or
+`membership.liveness` reaches a verdict that it is dead (`dead`). Both are remembered so that
+older records (in flight, or relayed by a peer that missed the news) cannot bring the machine
+back. Members are machines in sight or seen within a memory window that did not withdraw:
 quorum (StatefulSet healing and fencing) compares them with the machines in sight.
 """
 
@@ -12,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from beemesh import wire
-from beemesh.membership.records import MAX_RECORD_TTL_S, MachineEntry, PodSummary
+from beemesh.membership.records import MachineEntry, PodSummary
 
-# How long a withdrawal shadows older records: the longest a record can live, plus the clock
-# skew by which its timestamp may lie in the future.
-WITHDRAWAL_MEMORY_S = MAX_RECORD_TTL_S + wire.MAX_CLOCK_SKEW_S
+# How long a withdrawal or a verdict shadows older records: long enough for every copy of them
+# in flight or in peers' views to be superseded, plus the clock skew by which a timestamp may
+# lie in the future.
+WITHDRAWAL_MEMORY_S = 300 + wire.MAX_CLOCK_SKEW_S
 
 
 class MachineView:
@@ -24,11 +26,12 @@ class MachineView:
 
     def __init__(self) -> None:
         self._entries: dict[str, MachineEntry] = {}
-        # peer -> expiry of its newest record: machines that vanished without withdrawing stay
-        # members for quorum_memory_s, so a partition cannot be mistaken for a smaller fleet.
+        # peer -> when it was last in sight (a verdict's time for a dead one): machines that
+        # vanished without withdrawing stay members for quorum_memory_s, so a partition cannot
+        # be mistaken for a smaller fleet.
         self._last_seen: dict[str, float] = {}
-        # peer -> (withdrawal ts, forget-after): records older than a withdrawal (still in the
-        # DHT or in flight on pub/sub) must not bring a departed machine back.
+        # peer -> (withdrawal or verdict ts, forget-after): records made before it (in flight,
+        # or relayed) must not bring a departed machine back.
         self._withdrawn: dict[str, tuple[float, float]] = {}
         # peer -> when its current unbroken run of records began; peer -> task -> when its
         # records first listed a pod of that task in this run (`listed_on_arrival`).
@@ -36,9 +39,7 @@ class MachineView:
         self._listed: dict[str, dict[str, float]] = {}
 
     def apply(self, entry: MachineEntry, now: float) -> bool:
-        """Store `entry` if it is newer than what we have and not expired; True if stored."""
-        if entry.expires_at <= now:
-            return False
+        """Store `entry` if it is newer than what we have; True if stored."""
         withdrawal = self._withdrawn.get(entry.peer_id)
         if withdrawal is not None and entry.ts <= withdrawal[0]:
             return False
@@ -50,7 +51,7 @@ class MachineView:
         listed = self._listed.get(entry.peer_id, {}) if current is not None else {}
         self._listed[entry.peer_id] = {p.task: listed.get(p.task, now) for p in entry.record.pods}
         self._entries[entry.peer_id] = entry
-        self._last_seen[entry.peer_id] = entry.expires_at
+        self._last_seen[entry.peer_id] = now
         return True
 
     def withdraw(self, peer: str, ts: float, now: float) -> bool:
@@ -60,14 +61,24 @@ class MachineView:
         self._forget_run(peer)
         return self._entries.pop(peer, None) is not None
 
-    def expire(self, now: float) -> list[str]:
-        gone = [p for p, e in self._entries.items() if e.expires_at <= now]
-        for p in gone:
-            del self._entries[p]
-            self._forget_run(p)
+    def dead(self, peer: str, ts: float, now: float) -> bool:
+        """`membership.liveness`'s verdict: drop `peer`, ignore its records made up to `ts`; it
+        stays a member for quorum's memory (it did not leave on purpose)."""
+        self._withdrawn[peer] = (ts, max(now, ts) + WITHDRAWAL_MEMORY_S)
+        if peer in self._entries:
+            self._last_seen[peer] = now
+        self._forget_run(peer)
+        return self._entries.pop(peer, None) is not None
+
+    def shadowed(self, peer: str) -> float | None:
+        """The time up to which `peer`'s records are shadowed by a withdrawal or a verdict."""
+        withdrawal = self._withdrawn.get(peer)
+        return withdrawal[0] if withdrawal is not None else None
+
+    def forget(self, now: float) -> None:
+        """Withdrawals and verdicts older than their memory."""
         for p in [p for p, (_, until) in self._withdrawn.items() if until <= now]:
             del self._withdrawn[p]
-        return gone
 
     def _forget_run(self, peer: str) -> None:
         self._since.pop(peer, None)
@@ -88,17 +99,15 @@ class MachineView:
     def get(self, peer: str) -> MachineEntry | None:
         return self._entries.get(peer)
 
-    def entries(self, now: float) -> list[MachineEntry]:
-        self.expire(now)
+    def entries(self) -> list[MachineEntry]:
         return sorted(self._entries.values(), key=lambda e: e.peer_id)
 
-    def machine_ids(self, now: float) -> set[str]:
-        return {e.peer_id for e in self.entries(now)}
+    def machine_ids(self) -> set[str]:
+        return set(self._entries)
 
-    def pods_elsewhere(self, self_id: str, now: float) -> Iterator[tuple[MachineEntry,
-                                                                         PodSummary]]:
+    def pods_elsewhere(self, self_id: str) -> Iterator[tuple[MachineEntry, PodSummary]]:
         """Every pod another machine's live record lists, with that machine's entry."""
-        for entry in self.entries(now):
+        for entry in self.entries():
             if entry.peer_id != self_id:
                 for pod in entry.record.pods:
                     yield entry, pod
@@ -108,15 +117,16 @@ class MachineView:
     def membership(self, now: float, memory_s: float) -> tuple[int, int]:
         """(machines visible now, machines that count as members): a member is visible, or
         was seen within `memory_s` and did not withdraw."""
-        visible = len(self.entries(now))
-        for peer in [p for p, t in self._last_seen.items() if t + memory_s <= now]:
+        visible = len(self._entries)
+        for peer in [p for p, t in self._last_seen.items()
+                     if t + memory_s <= now and p not in self._entries]:
             del self._last_seen[peer]
         known = len(set(self._last_seen) | set(self._entries))
         return visible, known
 
-    def members(self) -> dict[str, float]:
-        """Peer -> expiry of its newest record, for every member remembered (to persist)."""
-        return dict(self._last_seen)
+    def members(self, now: float) -> dict[str, float]:
+        """Peer -> when it was last in sight, for every member remembered (to persist)."""
+        return {**self._last_seen, **dict.fromkeys(self._entries, now)}
 
     def remember(self, members: dict[str, float]) -> None:
         """Members a previous run of this agent knew: a restart must not shrink the fleet to

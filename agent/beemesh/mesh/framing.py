@@ -1,4 +1,4 @@
-"""Length-prefixed messages on a libp2p stream: one request, capped in size."""
+"""Length-prefixed messages on a libp2p stream: one request, capped in size; or fixed-size reads."""
 
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ async def send_request(stream: INetStream, blob: bytes) -> None:
 
 async def read_request(stream: INetStream, max_bytes: int = MAX_REQUEST_BYTES) -> bytes:
     """One length-prefixed message (`send_request`), refused over `max_bytes`."""
-    head = await _read_exactly(stream, 4)
+    head = await read_exactly(stream, 4)
     (size,) = struct.unpack(">I", head)
     if size > max_bytes:
         raise UserError(f"message of {size} bytes on a stream is over the {max_bytes} cap")
-    return await _read_exactly(stream, size)
+    return await read_exactly(stream, size)
 
 
-async def _read_exactly(stream: INetStream, n: int) -> bytes:
+async def read_exactly(stream: INetStream, n: int) -> bytes:
     buf = b""
     while len(buf) < n:
         try:

@@ -155,7 +155,7 @@ class AuctionDriver:
                                   if self.ready_here(p)]),
             disk_free_bytes=self.node.disk[0] if self.node.disk else None,
             disk_total_bytes=self.node.disk[1] if self.node.disk else 0,
-            volumes_elsewhere={replica: entry.peer_id for entry in self.view.entries(now)
+            volumes_elsewhere={replica: entry.peer_id for entry in self.view.entries()
                                if entry.peer_id != self.machine
                                for replica in entry.record.volumes},
             newest={w.workload_id: (w.generation, w.spec.template_hash)
@@ -174,7 +174,7 @@ class AuctionDriver:
 
     def claims_elsewhere(self, now: float) -> list[tuple[MachineEntry, PodSummary]]:
         """The pods other machines' live records list and this machine believes."""
-        return [(entry, pod) for entry, pod in self.view.pods_elsewhere(self.machine, now)
+        return [(entry, pod) for entry, pod in self.view.pods_elsewhere(self.machine)
                 if self.claim_counts(entry.peer_id, pod)]
 
     def spec_of(self, pod: PodInfo) -> WorkloadSpec | None:
@@ -188,8 +188,7 @@ class AuctionDriver:
     def task_statuses(self, ids: list[str]) -> list[dict[str, Any]]:
         """Rows of `/v1/tasks` (what `apply --wait` follows)."""
         out: list[dict[str, Any]] = []
-        now = time.time()
-        others = [e.record for e in self.view.entries(now) if e.peer_id != self.machine]
+        others = [e.record for e in self.view.entries() if e.peer_id != self.machine]
         local = self.local_state()
         holders = {**local.volumes_elsewhere, **dict.fromkeys(local.volumes_here, self.machine)}
         for tid in ids:

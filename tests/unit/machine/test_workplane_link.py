@@ -32,8 +32,8 @@ def test_a_machine_vouches_on_the_work_plane_only_for_pods_the_auction_lets_it_c
                 "state": "running", "created": 1.0}
 
     pods = [pod("web-0", "t-placed-elsewhere"), pod("web-1", "t-its-own")]
-    rogue = entry_from_envelope(envelope(KEY_B, 100.0, record_body(KEY_B, pods=pods)), 100.0)
-    mine = entry_from_envelope(envelope(KEY_A, 100.0, record_body(KEY_A, pods=pods)), 100.0)
+    rogue = entry_from_envelope(envelope(KEY_B, 100.0, record_body(KEY_B, pods=pods)))
+    mine = entry_from_envelope(envelope(KEY_A, 100.0, record_body(KEY_A, pods=pods)))
 
     def counts(machine: str, p: PodSummary) -> bool:
         return p.task != "t-placed-elsewhere"

@@ -72,15 +72,20 @@ def test_two_missed_probes_accuse_then_the_verdict_comes_after_the_suspicion() -
     assert silent not in live.targets() and len(live.targets()) == 3  # the next one is watched
 
 
-def test_a_broken_connection_is_a_miss_at_once() -> None:
+def test_a_broken_connection_is_a_miss_at_once_and_a_new_record_a_clean_slate() -> None:
     live = fleet(PEERS[0])
     target = live.targets()[0]
     live.tick(T0)
     live.unreachable(target, T0 + 0.1)
-    out = live.tick(T0 + 0.1)
-    assert probes(out) == {target: 2}  # asked again at once
-    live.unreachable(target, T0 + 0.2)
-    assert Accuse(target, INC) in live.tick(T0 + 0.2)
+    assert probes(live.tick(T0 + 0.1)) == {}
+    assert probes(live.tick(T0 + 0.35)) == {target: 2}  # asked again after retry_s
+    live.unreachable(target, T0 + 0.4)
+    assert Accuse(target, INC) in live.tick(T0 + 0.4)
+    live.alive(target, INC + 1, T0 + 0.5)  # it refuted: misses start again from zero
+    out = live.tick(T0 + 0.7)
+    assert probes(out) == {target: 3} and not [a for a in out if isinstance(a, Accuse)]
+    live.unreachable(target, T0 + 0.8)
+    assert not [a for a in live.tick(T0 + 0.8) if isinstance(a, Accuse)]  # one miss only
 
 
 def test_an_accusation_counts_only_from_a_monitor_of_the_target() -> None:

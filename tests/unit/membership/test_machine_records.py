@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from machine_records_testlib import KEY_A, KEY_B, T0, entry, envelope, record_body
 
@@ -9,12 +11,12 @@ from beemesh import wire
 from beemesh.membership.records import (
     MACHINE_RECORD,
     MACHINE_WITHDRAW,
-    MAX_RECORD_TTL_S,
     MAX_RECORD_VOLUMES,
     MachineRecord,
     PodSummary,
     RecordError,
     entry_from_envelope,
+    worth_announcing,
 )
 from beemesh.workplane.sync import WorkPlaneHost
 
@@ -29,10 +31,9 @@ def test_record_body_matches_kind_schema() -> None:
 
 
 def test_entry_from_envelope() -> None:
-    e = entry(KEY_A, T0, ttl_s=10)
+    e = entry(KEY_A, T0)
     assert e.peer_id == KEY_A.peer_id
     assert e.ts == T0
-    assert e.expires_at == T0 + 10
     assert e.record.arch == "aarch64"
 
 
@@ -40,37 +41,37 @@ def test_entry_rejects_peer_id_not_matching_signer() -> None:
     body = record_body(KEY_A)
     body["peer_id"] = KEY_B.peer_id  # A claims to be B
     with pytest.raises(RecordError):
-        entry_from_envelope(envelope(KEY_A, T0, body), T0)
+        entry_from_envelope(envelope(KEY_A, T0, body))
 
 
-@pytest.mark.parametrize("ttl", [0, -1, MAX_RECORD_TTL_S + 1, 10**9])
-def test_entry_rejects_ttl_out_of_range(ttl: int) -> None:
-    with pytest.raises(RecordError):
-        entry_from_envelope(envelope(KEY_A, T0, record_body(KEY_A, ttl)), T0)
+def test_a_record_with_a_ttl_is_refused_by_the_schema() -> None:
+    """Records no longer carry a TTL (liveness decides): an unknown field is refused."""
+    verifier = wire.Verifier({MACHINE_RECORD.name: MACHINE_RECORD}, dict)
+    data = wire.seal(KEY_A, MACHINE_RECORD.name, record_body(KEY_A, ttl_s=10), T0)
+    with pytest.raises(wire.Rejected) as e:
+        verifier.check(data, T0)
+    assert e.value.reason == "schema"
 
 
-@pytest.mark.parametrize("ttl", [1, MAX_RECORD_TTL_S])
-def test_entry_accepts_ttl_bounds(ttl: int) -> None:
-    e = entry_from_envelope(envelope(KEY_A, T0, record_body(KEY_A, ttl)), T0)
-    assert e.expires_at == T0 + ttl
-
-
-def test_future_timestamp_capped_at_now() -> None:
-    e = entry(KEY_A, T0 + 25, now=T0, ttl_s=10)
-    assert e.ts == T0 + 25
-    assert e.expires_at == T0 + 10  # not T0 + 35
-
-
-def test_past_timestamp_counts_from_ts() -> None:
-    e = entry(KEY_A, T0 - 4, now=T0, ttl_s=10)
-    assert e.expires_at == T0 + 6
+def test_worth_announcing_ignores_small_moves_of_free_memory() -> None:
+    rec = MachineRecord.from_body(record_body(KEY_A))
+    cap = rec.capacity
+    assert worth_announcing(None, rec)
+    assert not worth_announcing(rec, rec)
+    small = dataclasses.replace(cap, memory_available_bytes=cap.memory_available_bytes - 100)
+    assert not worth_announcing(rec, dataclasses.replace(rec, capacity=small))
+    big = dataclasses.replace(cap, memory_available_bytes=cap.memory_available_bytes
+                              - cap.memory_bytes // 16)
+    assert worth_announcing(rec, dataclasses.replace(rec, capacity=big))
+    assert worth_announcing(rec, dataclasses.replace(rec, cordoned=True))
+    assert worth_announcing(rec, dataclasses.replace(rec, labels={"zone": "b"}))
 
 
 # --- MachineEntry.to_dict -----------------------------------------------------------------
 
 
 def test_to_dict() -> None:
-    e = entry(KEY_A, T0, ttl_s=10)
+    e = entry(KEY_A, T0)
     d = e.to_dict(T0 + 2, self_id=KEY_A.peer_id)
     assert {"peer_id", "arch", "cpu", "memory", "labels", "self"} <= set(d)
     assert d["peer_id"] == KEY_A.peer_id
@@ -83,7 +84,6 @@ def test_to_dict() -> None:
     assert d["addrs"] == ["/ip4/10.0.0.1/tcp/4001"]
     assert d["cordoned"] is False
     assert d["age_s"] == 2.0
-    assert d["expires_in_s"] == 8.0
     assert d["self"] is True
 
 
@@ -95,11 +95,10 @@ def test_to_dict_self_only_for_own_id() -> None:
 
 def test_to_dict_cordoned_and_clamped_ages() -> None:
     body = record_body(KEY_A, cordoned=True)
-    e = entry_from_envelope(envelope(KEY_A, T0 + 5, body), T0)
+    e = entry_from_envelope(envelope(KEY_A, T0 + 5, body))
     d = e.to_dict(T0, self_id="")
     assert d["cordoned"] is True
     assert d["age_s"] == 0.0  # future timestamp: never a negative age
-    assert e.to_dict(T0 + 100, self_id="")["expires_in_s"] == 0.0
 
 
 def test_to_dict_copies_labels() -> None:
@@ -126,7 +125,7 @@ def test_typed_record_round_trips_through_the_wire_schema() -> None:
            "host_path_roots": ("/srv/data",)})
     data = wire.seal(KEY_A, MACHINE_RECORD.name, rec.to_body(), T0)
     env = wire.Verifier({MACHINE_RECORD.name: MACHINE_RECORD}, dict).check(data, T0)
-    back = entry_from_envelope(env, T0).record
+    back = entry_from_envelope(env).record
     assert back == rec
     assert back.pods[0].peer == "12D3KooWx" and back.pods[1].peer == ""
     assert "peer" not in rec.to_body()["pods"][1]  # no workload key yet: not announced

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from machine_records_testlib import FOUR, KEY_A, KEY_B, KEY_C, KEY_D, T0, seen
+from machine_records_testlib import FOUR, KEY_A, KEY_B, KEY_C, KEY_D, T0, lost, seen
 
 from beemesh.membership.quorum import Quorum, Streak, has_majority, is_outnumbered
 from beemesh.membership.view import MachineView
@@ -28,9 +28,9 @@ def test_three_of_four_keep_majority_lone_one_outnumbered() -> None:
     seen(big, FOUR, T0)
     seen(lone, FOUR, T0)
     # D is cut off: A, B and C keep hearing each other, D hears only itself.
-    seen(big, (KEY_A, KEY_B, KEY_C), T0 + 8)
-    seen(lone, (KEY_D,), T0 + 8)
-    assert quorum(big, T0 + 9) == ((4, 4), True, False)  # D not expired yet
+    assert quorum(big, T0 + 9) == ((4, 4), True, False)  # no verdict on D yet
+    lost(big, (KEY_D,), T0, T0 + 10)
+    lost(lone, (KEY_A, KEY_B, KEY_C), T0, T0 + 10)
     assert quorum(big, T0 + 12) == ((3, 4), True, False)  # D still counts as a member
     assert quorum(lone, T0 + 12) == ((1, 4), False, True)
 
@@ -38,7 +38,7 @@ def test_three_of_four_keep_majority_lone_one_outnumbered() -> None:
 def test_lone_machine_not_outnumbered_while_it_sees_the_others() -> None:
     lone = MachineView()
     seen(lone, FOUR, T0)
-    seen(lone, (KEY_D, KEY_A), T0 + 8)
+    lost(lone, (KEY_B, KEY_C), T0, T0 + 10)
     assert quorum(lone, T0 + 12) == ((2, 4), False, False)
 
 
@@ -46,8 +46,8 @@ def test_even_split_nobody_has_majority_nobody_outnumbered() -> None:
     left, right = MachineView(), MachineView()
     seen(left, FOUR, T0)
     seen(right, FOUR, T0)
-    seen(left, (KEY_A, KEY_B), T0 + 8)
-    seen(right, (KEY_C, KEY_D), T0 + 8)
+    lost(left, (KEY_C, KEY_D), T0, T0 + 10)
+    lost(right, (KEY_A, KEY_B), T0, T0 + 10)
     for view in (left, right):
         assert quorum(view, T0 + 12) == ((2, 4), False, False)
 
@@ -58,7 +58,7 @@ def test_withdrawn_machine_no_longer_counts() -> None:
     view.withdraw(KEY_D.peer_id, T0 + 1, T0 + 1)
     assert quorum(view, T0 + 1) == ((3, 3), True, False)
     # Two of the remaining three vanish without withdrawing: A alone is outnumbered.
-    seen(view, (KEY_A,), T0 + 8)
+    lost(view, (KEY_B, KEY_C), T0, T0 + 10)
     assert quorum(view, T0 + 12) == ((1, 3), False, True)
 
 
@@ -72,12 +72,9 @@ def test_withdrawn_then_back_counts_again() -> None:
 
 def test_vanished_members_forgotten_after_memory() -> None:
     view = MachineView()
-    seen(view, FOUR, T0, ttl_s=10)
-    t = T0
-    while t < T0 + 10 + MEMORY_S + 5:
-        t += 5
-        seen(view, (KEY_A,), t)
-    # B, C, D expired at T0 + 10 and are remembered for MEMORY_S after that.
+    seen(view, FOUR, T0)
+    lost(view, (KEY_B, KEY_C, KEY_D), T0, T0 + 10)
+    # B, C, D were declared dead at T0 + 10 and are remembered for MEMORY_S after that.
     assert view.membership(T0 + 10 + MEMORY_S - 1, MEMORY_S) == (1, 4)
     assert quorum(view, T0 + 10 + MEMORY_S - 1)[2] is True
     assert view.membership(T0 + 10 + MEMORY_S, MEMORY_S) == (1, 1)
@@ -85,13 +82,13 @@ def test_vanished_members_forgotten_after_memory() -> None:
     assert quorum(view, T0 + 10 + MEMORY_S)[1:] == (True, False)
 
 
-def test_memory_counts_from_last_record_expiry() -> None:
+def test_memory_counts_from_the_verdict_and_a_machine_in_sight_never_lapses() -> None:
     view = MachineView()
-    seen(view, (KEY_A, KEY_B), T0, ttl_s=10)
-    seen(view, (KEY_A,), T0 + 5, ttl_s=100)
-    seen(view, (KEY_B,), T0 + 5, ttl_s=20)  # B's newest record expires at T0 + 25
+    seen(view, (KEY_A, KEY_B), T0)
+    lost(view, (KEY_B,), T0, T0 + 25)  # B declared dead at T0 + 25
     assert view.membership(T0 + 25 + 50, 60) == (1, 2)
     assert view.membership(T0 + 25 + 60, 60) == (1, 1)
+    assert view.membership(T0 + 10 * 60, 60) == (1, 1)  # A: no news is good news
 
 
 def test_empty_view_has_no_majority() -> None:
@@ -115,7 +112,7 @@ def test_streak_measures_an_unbroken_run_of_samples() -> None:
 
 
 def test_quorum_clocks_follow_a_partition_and_its_end() -> None:
-    """D is cut off at T0 + 8: it is outnumbered from when its peers' records lapse, and its
+    """D is cut off at T0 + 8: it is outnumbered from the verdicts on its peers, and its
     majority clock restarts from zero when the partition ends."""
     lone = MachineView()
     clock = Quorum(lone, MEMORY_S)
@@ -123,8 +120,8 @@ def test_quorum_clocks_follow_a_partition_and_its_end() -> None:
     s = clock.sample(T0 + 1)
     assert (s.majority, s.outnumbered, s.majority_for) == (True, False, 0.0)
     assert clock.sample(T0 + 9).majority_for == 8.0
-    seen(lone, (KEY_D,), T0 + 8)
-    s = clock.sample(T0 + 11)  # A, B, C expired at T0 + 10
+    lost(lone, (KEY_A, KEY_B, KEY_C), T0, T0 + 10)
+    s = clock.sample(T0 + 11)  # A, B, C declared dead at T0 + 10
     assert (s.visible, s.known, s.majority, s.outnumbered) == (1, 4, False, True)
     assert (s.majority_for, s.outnumbered_for) == (0.0, 0.0)
     assert clock.sample(T0 + 14).outnumbered_for == 3.0
@@ -138,8 +135,8 @@ def test_even_split_runs_neither_clock() -> None:
     left = MachineView()
     clock = Quorum(left, MEMORY_S)
     seen(left, FOUR, T0)
-    seen(left, (KEY_A, KEY_B), T0 + 8)
-    for t in (T0 + 11, T0 + 14, T0 + 17):  # until the other half's records lapse too
+    lost(left, (KEY_C, KEY_D), T0, T0 + 10)
+    for t in (T0 + 11, T0 + 14, T0 + 17):
         s = clock.sample(t)
         assert (s.majority_for, s.outnumbered_for, s.majority, s.outnumbered) == (
             0.0, 0.0, False, False)

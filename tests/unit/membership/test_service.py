@@ -7,8 +7,10 @@ from typing import Any, cast
 
 from machine_records_testlib import KEY_A, KEY_B, T0, envelope
 
+from beemesh import wire
 from beemesh.config import AgentConfig
 from beemesh.files import WriteBehind
+from beemesh.identity import KeyPair
 from beemesh.membership.lateness import Lateness
 from beemesh.membership.service import Membership
 from beemesh.membership.view import MachineView
@@ -29,15 +31,20 @@ def membership(tmp_path: Path) -> tuple[Membership, MachineView, Lateness]:
     return m, view, lateness
 
 
+def signed(key: KeyPair, ts: float) -> tuple[wire.Envelope, bytes]:
+    env = envelope(key, ts)
+    return env, wire.encode(env)
+
+
 def test_feeding_lateness_with_stale_records(tmp_path: Path) -> None:
     """A record the view refuses (older than the one it holds: a replay, or a record held
     back on purpose) never times the mesh; only accepted records do."""
     m, view, lateness = membership(tmp_path)
-    m.on_message(envelope(KEY_B, T0), T0 + 0.01)
+    m.on_message(*signed(KEY_B, T0), T0 + 0.01)
     assert view.get(KEY_B.peer_id) is not None
     for i in range(1, 20):  # a rogue relays B's older records, each 25 s late
-        m.on_message(envelope(KEY_B, T0 - i), T0 + 25)
+        m.on_message(*signed(KEY_B, T0 - i), T0 + 25)
     assert lateness.current(T0 + 25) == 0.0
     assert view.get(KEY_B.peer_id).ts == T0  # type: ignore[union-attr]
-    m.on_message(envelope(KEY_B, T0 + 1), T0 + 1.02)  # a fresh record still times it
+    m.on_message(*signed(KEY_B, T0 + 1), T0 + 1.02)  # a fresh record still times it
     assert 0 < lateness.current(T0 + 1.02) < 0.05

@@ -1,4 +1,4 @@
-"""MachineView: newest record per machine, expiry, withdrawal."""
+"""MachineView: newest record per machine, withdrawals and verdicts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from machine_records_testlib import KEY_A, KEY_B, T0, entry, envelope, record_bo
 
 from beemesh.identity import KeyPair
 from beemesh.membership.records import (
-    MAX_RECORD_TTL_S,
     MachineEntry,
     MachineRecord,
     PodSummary,
@@ -25,7 +24,7 @@ def test_apply_and_get() -> None:
     assert view.apply(e, T0) is True
     assert view.get(KEY_A.peer_id) == e
     assert view.get(KEY_B.peer_id) is None
-    assert view.entries(T0) == [e]
+    assert view.entries() == [e]
 
 
 def test_newest_wins() -> None:
@@ -41,53 +40,30 @@ def test_older_or_equal_ts_ignored() -> None:
     new = entry(KEY_A, T0 + 2)
     assert view.apply(new, T0 + 2)
     assert view.apply(entry(KEY_A, T0 + 1), T0 + 2) is False
-    same_ts = entry_from_envelope(
-        envelope(KEY_A, T0 + 2, record_body(KEY_A, arch="x86_64")), T0 + 2
-    )
+    same_ts = entry_from_envelope(envelope(KEY_A, T0 + 2, record_body(KEY_A, arch="x86_64")))
     assert view.apply(same_ts, T0 + 2) is False
     assert view.get(KEY_A.peer_id) == new
 
 
-def test_expired_entry_not_applied() -> None:
+def test_a_record_holds_until_a_newer_one_a_withdrawal_or_a_verdict() -> None:
     view = MachineView()
-    e = entry(KEY_A, T0, ttl_s=10)
-    assert view.apply(e, T0 + 10) is False  # expires exactly at ts + ttl
-    assert view.get(KEY_A.peer_id) is None
-    assert view.apply(e, T0 + 9.9) is True
+    view.apply(entry(KEY_A, T0), T0)
+    view.apply(entry(KEY_B, T0), T0)
+    assert [e.peer_id for e in view.entries()] == sorted([KEY_A.peer_id, KEY_B.peer_id])
+    assert view.dead(KEY_A.peer_id, T0, T0 + 3600) is True  # no news for an hour: still here
+    assert [e.peer_id for e in view.entries()] == [KEY_B.peer_id]
+    assert view.dead(KEY_A.peer_id, T0, T0 + 3601) is False
 
 
-def test_expiry_at_ts_plus_ttl() -> None:
+def test_a_verdict_shadows_older_records_and_keeps_the_machine_a_member() -> None:
     view = MachineView()
-    view.apply(entry(KEY_A, T0, ttl_s=10), T0)
-    view.apply(entry(KEY_B, T0 + 5, ttl_s=10), T0 + 5)
-    assert [e.peer_id for e in view.entries(T0 + 9.99)] == sorted([KEY_A.peer_id, KEY_B.peer_id])
-    assert [e.peer_id for e in view.entries(T0 + 10)] == [KEY_B.peer_id]
-    assert view.get(KEY_A.peer_id) is None
-    assert view.entries(T0 + 15) == []
-
-
-def test_expire_returns_gone_peers() -> None:
-    view = MachineView()
-    view.apply(entry(KEY_A, T0, ttl_s=10), T0)
-    view.apply(entry(KEY_B, T0, ttl_s=20), T0)
-    assert view.expire(T0 + 5) == []
-    assert view.expire(T0 + 10) == [KEY_A.peer_id]
-    assert view.expire(T0 + 10) == []
-    assert view.expire(T0 + 20) == [KEY_B.peer_id]
-
-
-def test_refresh_extends_life() -> None:
-    view = MachineView()
-    view.apply(entry(KEY_A, T0, ttl_s=10), T0)
-    view.apply(entry(KEY_A, T0 + 8, ttl_s=10), T0 + 8)
-    assert [e.peer_id for e in view.entries(T0 + 15)] == [KEY_A.peer_id]
-
-
-def test_future_record_expires_from_now() -> None:
-    view = MachineView()
-    view.apply(entry(KEY_A, T0 + 20, now=T0, ttl_s=10), T0)
-    assert view.entries(T0 + 9) != []
-    assert view.entries(T0 + 10) == []
+    view.apply(entry(KEY_A, T0), T0)
+    view.dead(KEY_A.peer_id, T0, T0 + 10)
+    assert view.shadowed(KEY_A.peer_id) == T0
+    assert view.apply(entry(KEY_A, T0), T0 + 11) is False  # relayed by a peer that missed it
+    assert view.membership(T0 + 11, 600) == (0, 1)
+    assert view.apply(entry(KEY_A, T0 + 20), T0 + 20) is True  # back, with a newer record
+    assert view.membership(T0 + 21, 600) == (1, 1)
 
 
 def test_entries_sorted_by_peer_id() -> None:
@@ -95,21 +71,21 @@ def test_entries_sorted_by_peer_id() -> None:
     keys = [KeyPair(bytes([i]) * 32) for i in range(1, 8)]
     for k in keys:
         view.apply(entry(k, T0), T0)
-    ids = [e.peer_id for e in view.entries(T0)]
+    ids = [e.peer_id for e in view.entries()]
     assert ids == sorted(k.peer_id for k in keys)
 
 
 def test_withdraw_drops_and_remembers() -> None:
     view = MachineView()
-    view.apply(entry(KEY_A, T0, ttl_s=60), T0)
+    view.apply(entry(KEY_A, T0), T0)
     assert view.withdraw(KEY_A.peer_id, T0 + 5, T0 + 5) is True
     assert view.get(KEY_A.peer_id) is None
     # The old record (still in the DHT or in flight) must not bring the machine back.
-    assert view.apply(entry(KEY_A, T0, now=T0 + 6, ttl_s=60), T0 + 6) is False
-    assert view.apply(entry(KEY_A, T0 + 5, now=T0 + 6, ttl_s=60), T0 + 6) is False  # equal ts
+    assert view.apply(entry(KEY_A, T0), T0 + 6) is False
+    assert view.apply(entry(KEY_A, T0 + 5), T0 + 6) is False  # equal ts
     assert view.get(KEY_A.peer_id) is None
     # A record made after the withdrawal (the machine came back) is accepted.
-    newer = entry(KEY_A, T0 + 5.5, now=T0 + 6, ttl_s=60)
+    newer = entry(KEY_A, T0 + 5.5)
     assert view.apply(newer, T0 + 6) is True
     assert view.get(KEY_A.peer_id) == newer
 
@@ -117,8 +93,8 @@ def test_withdraw_drops_and_remembers() -> None:
 def test_withdraw_unknown_peer_still_remembered() -> None:
     view = MachineView()
     assert view.withdraw(KEY_A.peer_id, T0, T0) is False
-    assert view.apply(entry(KEY_A, T0 - 1, now=T0, ttl_s=60), T0) is False
-    assert view.apply(entry(KEY_A, T0 + 1, now=T0 + 1, ttl_s=60), T0 + 1) is True
+    assert view.apply(entry(KEY_A, T0 - 1), T0) is False
+    assert view.apply(entry(KEY_A, T0 + 1), T0 + 1) is True
 
 
 def test_withdraw_only_affects_that_peer() -> None:
@@ -126,33 +102,21 @@ def test_withdraw_only_affects_that_peer() -> None:
     view.apply(entry(KEY_A, T0), T0)
     view.apply(entry(KEY_B, T0), T0)
     view.withdraw(KEY_A.peer_id, T0, T0)
-    assert [e.peer_id for e in view.entries(T0)] == [KEY_B.peer_id]
-    assert view.apply(entry(KEY_B, T0 - 1, now=T0), T0) is False  # older, and B never withdrew
-    assert view.apply(entry(KEY_B, T0 + 1, now=T0 + 1), T0 + 1) is True
+    assert [e.peer_id for e in view.entries()] == [KEY_B.peer_id]
+    assert view.apply(entry(KEY_B, T0 - 1), T0) is False  # older, and B never withdrew
+    assert view.apply(entry(KEY_B, T0 + 1), T0 + 1) is True
 
 
-def test_withdrawal_forgotten_after_max_ttl_plus_skew() -> None:
+def test_withdrawal_forgotten_after_its_memory() -> None:
     view = MachineView()
     view.withdraw(KEY_A.peer_id, T0, T0)
     # A hand-built long-lived entry older than the withdrawal, so only the withdrawal decides.
-    old = MachineEntry(KEY_A.peer_id, MachineRecord.from_body(record_body(KEY_A)), T0 - 1,
-                       T0 + 10 * WITHDRAWAL_MEMORY_S)
-    assert view.apply(old, T0 + MAX_RECORD_TTL_S) is False
-    view.expire(T0 + WITHDRAWAL_MEMORY_S - 1)
+    old = MachineEntry(KEY_A.peer_id, MachineRecord.from_body(record_body(KEY_A)), T0 - 1)
+    assert view.apply(old, T0 + 300) is False
+    view.forget(T0 + WITHDRAWAL_MEMORY_S - 1)
     assert view.apply(old, T0 + WITHDRAWAL_MEMORY_S - 1) is False  # still remembered
-    view.expire(T0 + WITHDRAWAL_MEMORY_S)
+    view.forget(T0 + WITHDRAWAL_MEMORY_S)
     assert view.apply(old, T0 + WITHDRAWAL_MEMORY_S) is True
-
-
-def test_withdrawal_forgotten_via_entries() -> None:
-    view = MachineView()
-    view.withdraw(KEY_A.peer_id, T0, T0)
-    old = MachineEntry(KEY_A.peer_id, MachineRecord.from_body(record_body(KEY_A)), T0 - 1,
-                       T0 + 10 * WITHDRAWAL_MEMORY_S)
-    view.entries(T0 + WITHDRAWAL_MEMORY_S + 1)
-    assert view.apply(old, T0 + WITHDRAWAL_MEMORY_S + 1) is True
-
-
 
 
 def with_tasks(key: KeyPair, ts: float, *tasks: str) -> MachineEntry:
@@ -180,12 +144,12 @@ def test_pods_listed_on_arrival_and_later() -> None:
 
 
 def test_a_machine_back_in_view_brings_its_pods_along() -> None:
-    """After its record expired (a partition) or it withdrew, a machine's next run starts
-    afresh: what its first records list counts as brought along."""
+    """After a verdict (a partition) or a withdrawal, a machine's next run starts afresh:
+    what its first records list counts as brought along."""
     view = MachineView()
     view.apply(with_tasks(KEY_A, T0), T0)
     view.apply(with_tasks(KEY_A, T0 + 5), T0 + 5)
-    view.expire(T0 + 100)
+    view.dead(KEY_A.peer_id, T0 + 5, T0 + 20)
     view.apply(with_tasks(KEY_A, T0 + 100, "t-far"), T0 + 100)
     assert view.listed_on_arrival(KEY_A.peer_id, "t-far", 10)
     view.withdraw(KEY_A.peer_id, T0 + 101, T0 + 101)

@@ -21,7 +21,7 @@ def record(cpu: int = 4000, mem: int = 8 * GIB, arch: str = "x86_64",
            pods: tuple[PodSummary, ...] = (), labels: dict[str, str] | None = None
            ) -> MachineRecord:
     return MachineRecord("rogue", (), arch, dict(labels or {}),
-                         RecordCapacity(cpu, mem, mem // 2), ttl_s=10, pods=pods)
+                         RecordCapacity(cpu, mem, mem // 2), pods=pods)
 
 
 def pod(workload: str, ordinal: int) -> PodSummary:

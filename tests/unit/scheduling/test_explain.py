@@ -15,7 +15,7 @@ from beemesh.scheduling.explain import MAX_REASONS, fleet_fit
 def record(arch: str = "x86_64", labels: dict[str, str] | None = None, cpu: int = 4000,
            free: int = 4 * GIB, cordoned: bool = False) -> MachineRecord:
     return MachineRecord("m", (), arch, dict(labels or {}), RecordCapacity(cpu, 8 * GIB, free),
-                         ttl_s=10, cordoned=cordoned)
+                         cordoned=cordoned)
 
 
 def test_machines_are_counted_by_the_constraint_that_rules_them_out() -> None:

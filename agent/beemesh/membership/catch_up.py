@@ -1,0 +1,117 @@
+"""Catching up with a peer's view of the fleet (anti-entropy; the pure parts are sans-IO).
+
+Records travel on pub/sub only when they change, so a machine that joins, or misses a message,
+or comes back from a partition, pulls what it lacks: it asks one connected peer for a digest
+(machine -> timestamp of the record it holds, and the machines it holds withdrawn or dead),
+then for the signed records newer than its own (each checked like any record: signature,
+signer, admission). When the peer lacks this machine's current record or holds it dead, this
+machine announces itself again: that is how both sides of a healed partition find each other.
+
+A digest is O(fleet) bytes; it is asked at join, when a peer is admitted (at most every
+`MIN_GAP_S`) and every `EVERY_S` of one random peer. (At fleets of tens of thousands a digest
+of bucket hashes would replace the flat map: docs/architecture.md, "Membership".)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+
+from beemesh import cbor
+
+RECORDS_PROTOCOL = "/beemesh/machine-records/1.0.0"
+EVERY_S = 15.0
+MIN_GAP_S = 2.0
+MAX_WANTED = 256  # records asked for in one request
+MAX_DIGEST = 200_000  # machines in a digest
+MAX_DIGEST_BYTES = 16 * 1024 * 1024
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+MAX_PEER_ID = 128
+
+
+class DigestError(ValueError):
+    """A request or answer that is not what this protocol says."""
+
+
+@dataclass(frozen=True)
+class Digest:
+    held: Mapping[str, int]  # machine -> ts (ms) of the record held
+    gone: Mapping[str, int]  # machine -> ts (ms) of the withdrawal or verdict held
+
+
+@dataclass(frozen=True)
+class Plan:
+    wanted: list[str]  # records to ask for
+    announce: bool  # the peer lacks this machine's current record
+
+
+def encode_digest(d: Digest) -> bytes:
+    return cbor2.dumps({"held": dict(d.held), "gone": dict(d.gone)}, canonical=True)
+
+
+def decode_digest(data: bytes) -> Digest:
+    try:
+        body = cbor.loads(data)
+    except ValueError as e:
+        raise DigestError(f"digest is not plain CBOR: {e}") from None
+    if not isinstance(body, dict) or set(body) != {"held", "gone"}:
+        raise DigestError("digest must be a map of 'held' and 'gone'")
+    maps = [body["held"], body["gone"]]
+    if not all(isinstance(m, dict) for m in maps) or sum(map(len, maps)) > MAX_DIGEST:
+        raise DigestError(f"digest must hold two maps of at most {MAX_DIGEST} machines")
+    for m in maps:
+        for peer, ts in m.items():
+            if len(peer) > MAX_PEER_ID or not isinstance(ts, int) or isinstance(ts, bool) \
+                    or ts < 0:
+                raise DigestError(f"digest entry {peer[:MAX_PEER_ID]!r}: {ts!r} is no timestamp")
+    return Digest(body["held"], body["gone"])
+
+
+def encode_request(wanted: list[str] | None) -> bytes:
+    """None: ask for the digest; else for these machines' records."""
+    return cbor2.dumps({"digest": True} if wanted is None else {"want": wanted}, canonical=True)
+
+
+def decode_request(data: bytes) -> list[str] | None:
+    try:
+        body: Any = cbor.loads(data)
+    except ValueError as e:
+        raise DigestError(f"request is not plain CBOR: {e}") from None
+    if body == {"digest": True}:
+        return None
+    wanted = body.get("want") if isinstance(body, dict) and len(body) == 1 else None
+    if not isinstance(wanted, list) or len(wanted) > MAX_WANTED \
+            or not all(isinstance(p, str) and len(p) <= MAX_PEER_ID for p in wanted):
+        raise DigestError(f"request must be {{'digest': true}} or {{'want': [at most "
+                          f"{MAX_WANTED} peer ids]}}")
+    return wanted
+
+
+def encode_records(records: list[bytes]) -> bytes:
+    return cbor2.dumps(records, canonical=True)
+
+
+def decode_records(data: bytes) -> list[bytes]:
+    try:
+        body = cbor.loads(data)
+    except ValueError as e:
+        raise DigestError(f"records are not plain CBOR: {e}") from None
+    if not isinstance(body, list) or len(body) > MAX_WANTED \
+            or not all(isinstance(r, bytes) for r in body):
+        raise DigestError(f"records must be a list of at most {MAX_WANTED} byte strings")
+    return body
+
+
+def plan(mine: Digest, theirs: Digest, me: str, my_ts: int) -> Plan:
+    """What to ask of a peer whose digest is `theirs`, and whether to announce again."""
+    wanted = []
+    for peer, ts in theirs.held.items():
+        if peer == me:
+            continue
+        if ts > mine.held.get(peer, -1) and ts > mine.gone.get(peer, -1):
+            wanted.append(peer)
+    announce = theirs.held.get(me, -1) < my_ts
+    return Plan(sorted(wanted)[:MAX_WANTED], announce)
