@@ -29,8 +29,12 @@ class AgentConfig:
     bootstrap: list[str] = field(default_factory=list)
     api: Path | None = None  # default: <state_dir>/api.sock
     labels: dict[str, str] = field(default_factory=dict)
-    record_ttl_s: int = 10
-    record_refresh_s: float = 3.0
+    # How long a machine that stopped answering may take to be declared dead everywhere
+    # (`membership.liveness` needs ~5 s): a majority must hold this long before a StatefulSet
+    # replica starts, and pods a machine lists this soon after coming into view count as
+    # brought along (`scheduling.bounds.Claims`).
+    dead_after_s: int = 10
+    record_refresh_s: float = 3.0  # how often this machine's record is looked at for changes
     gossip_heartbeat_s: float = 1.0
     bootstrap_backoff_max_s: float = 10.0
     podman_socket: str | None = None  # default: the machine's rootful/rootless socket
@@ -91,10 +95,10 @@ class AgentConfig:
         return self.workplane_key or self.fleet_dir / "workplane.key"
 
     def check(self) -> None:
-        if not 1 <= self.record_ttl_s <= 300:
-            raise UserError("record_ttl_s must be between 1 and 300 seconds")
-        if not 0 < self.record_refresh_s < self.record_ttl_s:
-            raise UserError("record_refresh_s must be positive and shorter than record_ttl_s")
+        if not 1 <= self.dead_after_s <= 300:
+            raise UserError("dead_after_s must be between 1 and 300 seconds")
+        if not 0 < self.record_refresh_s <= 300:
+            raise UserError("record_refresh_s must be positive and at most 300 seconds")
         for root in self.host_path_roots:
             if not root.startswith("/") or posixpath.normpath(root) != root or root == "/":
                 raise UserError(f"host_path_roots: {root!r} must be an absolute, normalized "

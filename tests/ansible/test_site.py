@@ -45,7 +45,7 @@ HOSTS = ["node1", "node2", "node3"]
 WORK_USER = "nobody"  # an account every Debian has; the role would create beemesh-work
 # A label TOML must escape (quotes, backslash, tab) and one it need not (non-ASCII).
 AWKWARD = 'say "hi" \\ to\tC:\\temp ✓ 🐝'
-EXTRA_CONFIG = {"record_ttl_s": 10, "heal_settle_s": 20.0, "bid_suppression": True}
+EXTRA_CONFIG = {"dead_after_s": 10, "heal_settle_s": 20.0, "bid_suppression": True}
 INSTALL_HINT = "install it with: .venv/bin/pip install -e '.[dev]' (ansible-core, ansible-lint)"
 RECAP = re.compile(
     r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M

@@ -2,8 +2,9 @@
 
 Groups (`--only` runs one): `footprint` (footprint_bench.py: memory, start -> joined and idle
 CPU of agents and work planes on loopback, from the venv and the .pyz),
-`scheduling` (scheduling_bench.py), `healing` (healing_bench.py: machine death to ready
-replacement, work-plane memory), `rollout` (rollout_bench.py: a 3-replica rolling
+`membership` (membership_bench.py: 5, 20 and 40 idle agents: convergence, inbound messages
+and CPU per agent), `scheduling` (scheduling_bench.py), `healing` (healing_bench.py: machine
+death to ready replacement, work-plane memory), `rollout` (rollout_bench.py: a 3-replica rolling
 update), `streams` (streams_bench.py: a workload stream against direct TCP between two
 machines' namespaces), `etcd` (etcd_bench.py: a 3-member etcd StatefulSet, its formation,
 a member's recovery and its write latency against the same containers on one Podman
@@ -43,8 +44,8 @@ def main() -> int:
                     help="machine deaths timed by the healing group")
     ap.add_argument("--roll-rounds", type=int, default=3,
                     help="rolling updates timed by the rollout group")
-    ap.add_argument("--only", choices=["footprint", "scheduling", "healing", "rollout", "streams",
-                                       "etcd"],
+    ap.add_argument("--only", choices=["footprint", "membership", "scheduling", "healing",
+                                       "rollout", "streams", "etcd"],
                     help="run one group only")
     args = ap.parse_args()
     results: dict[str, Any] = {
@@ -54,6 +55,8 @@ def main() -> int:
     rows: list[tuple[str, str]] = []
     if args.only in (None, "footprint"):
         rows += bench_footprint_group(args, results)
+    if args.only in (None, "membership"):
+        rows += bench_membership_group(results)
     if args.only in (None, "scheduling"):
         rows += bench_scheduling_group(args, results)
     if args.only in (None, "healing"):
@@ -103,6 +106,28 @@ def history_rows(results: dict[str, Any]) -> Rows:
                         f"{r['machine_cost_mb']:.1f} / {r['agent']['rss_mb']:.1f} MB vs "
                         f"{o['machine_cost_mb']:.1f} / {o['agent']['rss_mb']:.1f} MB"))
     return out
+
+
+def bench_membership_group(results: dict[str, Any]) -> Rows:
+    from membership_bench import run as run_membership
+
+    print("[bench] membership: 5, 20 and 40 idle agents ...", flush=True)
+    r = run_membership()
+    results["membership"] = r
+    rows: Rows = []
+    for n, f in r.items():
+        rows += [
+            (f"[membership {n}] all list all {n} after / fewest listed at the end",
+             f"{f['converged_s']:.1f} s / {f['fewest_listed_at_end']}"),
+            (f"[membership {n}] inbound msgs/s per agent median / max (x smallest)",
+             f"{f['inbound_msgs_per_s_median']:.2f} / {f['inbound_msgs_per_s_max']:.2f} "
+             f"({f['inbound_vs_smallest']}x)"),
+            (f"[membership {n}] idle CPU per agent median / max, probes answered/s",
+             f"{f['cpu_percent_median']:.2f} / {f['cpu_percent_max']:.2f} %, "
+             f"{f['probes_acked_per_s_median']:.1f}"),
+            (f"[membership {n}] machines declared dead (none died)",
+             str(f["machines_declared_dead"]))]
+    return rows
 
 
 def bench_scheduling_group(args: argparse.Namespace, results: dict[str, Any]) -> Rows:

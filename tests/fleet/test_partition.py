@@ -20,7 +20,7 @@ from beemesh.errors import UserError
 from beemesh.lab.localmesh import LocalMesh, wait_for
 
 pytestmark = pytest.mark.slow
-TTL_S = AgentConfig().record_ttl_s
+TTL_S = AgentConfig().dead_after_s
 MARGIN_S = 30
 HOLD_S = 6 * TTL_S
 

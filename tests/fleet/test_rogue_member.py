@@ -34,7 +34,7 @@ ROGUE = Path(__file__).parents[1] / "support" / "rogue.py"
 WEB = "deployment/default/web"
 AFTER = "statefulset/default/after"
 LATENESS_OK_S = AgentConfig().heal_pause_late_s  # heals pause while records are later
-ARRIVAL_GRACE_S = AgentConfig().record_ttl_s  # claims on arrival count (`bounds.Claims`)
+ARRIVAL_GRACE_S = AgentConfig().dead_after_s  # claims on arrival count (`bounds.Claims`)
 
 
 @pytest.fixture

@@ -251,7 +251,7 @@ def nobody(mesh: LocalMesh) -> AgentProc:
     key = copy_private(mesh.fleet / "workplane.key", keydir / "workplane.key")
     os.chown(key, NOBODY, NOBODY)
     config = mesh.root / "m4.toml"
-    config.write_text(f'workplane_key = "{key}"\nrecord_ttl_s = 300\n')
+    config.write_text(f'workplane_key = "{key}"\ndead_after_s = 300\n')
     agent = mesh.start("m4", podman=True, bootstrap=[mesh.agents["m1"].addr],
                        extra=["--labels", "pool=nobody", "--workplane-user", str(NOBODY),
                               "--config", str(config)])

@@ -94,10 +94,10 @@ def test_an_agent_that_exits_is_reported_with_its_log_not_waited_for(cluster: Cl
 
 def test_a_joining_machine_asks_its_peers_for_their_records(cluster: Cluster,
                                                             tmp_path: Path) -> None:
-    """Nobody announces for 4 minutes here: each machine learns the other's record by asking
-    it over /beemesh/machine-record/1.0.0 as soon as the connection is admitted."""
+    """Records are looked at once in 4 minutes here: each machine learns the other's record by
+    asking it over /beemesh/machine-record/1.0.0 as soon as the connection is admitted."""
     quiet = tmp_path / "quiet.toml"
-    quiet.write_text("record_ttl_s = 300\nrecord_refresh_s = 240\n")
+    quiet.write_text("record_refresh_s = 240\n")
     a = cluster.start("a", extra=["--config", str(quiet)])
     b = cluster.start("b", bootstrap=[a.addr], extra=["--config", str(quiet)])
     both = {a.peer_id, b.peer_id}

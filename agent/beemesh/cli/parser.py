@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--podman-socket", help="default: the agent's")
     sp.add_argument("--label", action="append", help="KEY=VALUE (repeatable)")
     sp.add_argument("--extra", action="append", help="KEY=JSON, a further config key "
-                    "(repeatable), e.g. record_ttl_s=10")
+                    "(repeatable), e.g. dead_after_s=10")
     sp.set_defaults(func=cmd_rollout_render_config)
 
     sp = sub.add_parser("demo", help="run a local mesh of three machines (the quick start)")

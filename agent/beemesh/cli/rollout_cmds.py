@@ -27,11 +27,11 @@ def pair(item: str, flag: str, example: str) -> tuple[str, str]:
 
 
 def _json_value(item: str) -> tuple[str, Any]:
-    key, text = pair(item, "--extra", "record_ttl_s=10")
+    key, text = pair(item, "--extra", "dead_after_s=10")
     try:
         return key, json.loads(text)
     except json.JSONDecodeError:
-        raise UserError(f"--extra {item!r}: the value must be JSON (examples: record_ttl_s=10, "
+        raise UserError(f"--extra {item!r}: the value must be JSON (examples: dead_after_s=10, "
                         "'workplane_key=\"/etc/beemesh/wp.key\"')") from None
 
 

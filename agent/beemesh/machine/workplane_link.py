@@ -369,7 +369,7 @@ class WorkPlaneLink:
             placing=self.driver.placing(ask.workload_id, ask.ordinal),
             deployed_ago=self.driver.deployed_ago(ask.workload_id, ask.ordinal, now),
             majority_for=self.quorum.sample(now).majority_for,
-            majority_needed_s=self.cfg.record_ttl_s))
+            majority_needed_s=self.cfg.dead_after_s))
         tid = None if refusal is not None else await self.driver.replace(
             ask.workload_id, ask.ordinal, ask.epoch)
         if tid is None:

@@ -101,7 +101,7 @@ class AuctionDriver:
         # Whether a pod here is ready (the kubelet's probes; set once the kubelet exists):
         # a StatefulSet ordinal under OrderedReady waits for the lower ones.
         self.ready_here: Callable[[PodInfo], bool] = lambda _pod: False
-        self.claims = Claims(view, cfg.record_ttl_s, self._claim_refused)
+        self.claims = Claims(view, cfg.dead_after_s, self._claim_refused)
         self._pending: list[a.Action] = []  # actions from messages, carried out by the loop
         self._wake = trio.Event()
         metrics.describe("bids", "bids sent, or withheld after a better one was seen", "result")
@@ -145,7 +145,7 @@ class AuctionDriver:
             ordinals_here=self.node.ordinals_here(),
             used_host_ports=self.node.used_host_ports(), uptime_s=now - self.started,
             price=self.cfg.price, running_elsewhere=kept_elsewhere,
-            stateful_quorum=self.quorum.sample(now).majority_for >= self.cfg.record_ttl_s,
+            stateful_quorum=self.quorum.sample(now).majority_for >= self.cfg.dead_after_s,
             images=self.node.images, pulls=self.cfg.image_pulls,
             host_path_roots=tuple(self.cfg.host_path_roots),
             volumes_here=self.node.claims,

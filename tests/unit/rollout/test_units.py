@@ -122,14 +122,14 @@ def test_config_escapes_awkward_values() -> None:
 
 
 def test_config_with_extra_keys_is_one_the_agent_loads(tmp_path: Path) -> None:
-    extra = {"record_ttl_s": 12, "price": 0.25, "bid_suppression": False,
+    extra = {"dead_after_s": 12, "price": 0.25, "bid_suppression": False,
              "workplane_key": '/etc/beemesh/fleet/wp "2".key'}
     path = tmp_path / "agent.toml"
     path.write_text(render_config(ConfigParams(
         state_dir=tmp_path, fleet=tmp_path / "fleet", listen=("/ip4/0.0.0.0/tcp/1",),
         workplane_listen=("/ip4/0.0.0.0/tcp/2",), labels={"zone": 'a"b'}, extra=extra)))
     cfg = load_config(path, {})
-    assert (cfg.record_ttl_s, cfg.price, cfg.bid_suppression) == (12, 0.25, False)
+    assert (cfg.dead_after_s, cfg.price, cfg.bid_suppression) == (12, 0.25, False)
     assert str(cfg.workplane_key) == extra["workplane_key"]
     assert cfg.labels == {"zone": 'a"b'} and cfg.api_socket == tmp_path / "api.sock"
 
@@ -139,7 +139,7 @@ def test_config_with_extra_keys_is_one_the_agent_loads(tmp_path: Path) -> None:
     ({"labels": {"a": "b"}}, "is written from its own setting"),
     ({"no_such_key": 1}, "is not an agent setting"),
     ({"x = 1\n[evil]": 1}, "is not an agent setting"),
-    ({"record_ttl_s": {"a": 1}}, "has no agent.toml form"),
+    ({"dead_after_s": {"a": 1}}, "has no agent.toml form"),
     ({"price": float("nan")}, "has no agent.toml form"),
     ({"bootstrap_backoff_max_s": None}, "has no agent.toml form"),
 ])
@@ -181,18 +181,18 @@ def test_render_commands_print_what_install_writes() -> None:
         "--listen=/ip4/0.0.0.0/tcp/4001", "--workplane-listen=/ip4/0.0.0.0/tcp/4002",
         "--workplane-user=", "--podman-socket=", "--bootstrap=/ip4/10.0.0.1/tcp/4001/p2p/x",
         *(f"--label={k}={v}" for k, v in sorted(labels.items())),
-        "--extra=record_ttl_s=12", '--extra=workplane_key="/k=\\\\"')
+        "--extra=dead_after_s=12", '--extra=workplane_key="/k=\\\\"')
     assert config.returncode == 0, config.stderr
     params = config_params(LAY, "plant-a", ["/ip4/10.0.0.1/tcp/4001/p2p/x"],
                            ["/ip4/0.0.0.0/tcp/4001"], "", None)
     expected = ConfigParams(**{**params.__dict__, "labels": labels,
-                               "extra": {"record_ttl_s": 12, "workplane_key": "/k=\\"}})
+                               "extra": {"dead_after_s": 12, "workplane_key": "/k=\\"}})
     assert config.stdout.decode() == render_config(expected)
 
 
 @pytest.mark.parametrize(("args", "says"), [
     (["render-config", "--label=zone"], "--label 'zone' is not KEY=VALUE"),
-    (["render-config", "--extra=record_ttl_s=ten"], "the value must be JSON"),
+    (["render-config", "--extra=dead_after_s=ten"], "the value must be JSON"),
     (["render-unit", "--state-dir=/var/lib/be mesh"], "state dir '/var/lib/be mesh' cannot go"),
 ])
 def test_render_commands_refuse_bad_input_in_one_line(args: list[str], says: str) -> None:
