@@ -1,8 +1,8 @@
 """Partitions: each machine is its own network host, and the host can cut links between them.
 
 A cut drops packets silently (no RST), as a pulled cable or a dead switch port does; the
-agents must notice through record expiry alone, and the machines still linked to each other
-must keep seeing each other throughout.
+agents must notice through unanswered probes alone (`membership.liveness`), and the machines
+still linked to each other must keep seeing each other throughout.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def test_partitioned_machines_drop_each_other_and_rejoin(mesh: LocalMesh) -> Non
     for a in (m2, m3):
         wait_for(lambda a=a: a.node_ids() == both, TTL_S + MARGIN_S, f"{a.name} to drop m1")
     # The side that kept its link stays whole through a long partition: past the ~30 s after
-    # which a silently cut peer used to stall gossip to everyone, and past a few record TTLs.
+    # which a silently cut peer used to stall gossip to everyone, and past many suspicion timeouts.
     while time.monotonic() < cut_at + HOLD_S:
         time.sleep(TTL_S / 2)
         assert m2.node_ids() == both and m3.node_ids() == both

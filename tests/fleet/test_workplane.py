@@ -211,9 +211,14 @@ def mesh(podman_tools: None, tmp_path_factory: pytest.TempPathFactory
     mesh = LocalMesh.create(root)
     try:
         mesh.prepare_podmans(["m1", "m2", "m3"])
-        seed = mesh.start("m1", podman=True, extra=["--labels", "pool=main"])
+        # Slow verdicts: a test here pauses m4's agent for minutes, and the mesh must keep
+        # admitting its work-plane host meanwhile (`test_stolen_workplane_host...`).
+        slow = root / "slow-verdicts.toml"
+        slow.write_text("dead_after_s = 300\n")
+        main = ["--labels", "pool=main", "--config", str(slow)]
+        seed = mesh.start("m1", podman=True, extra=main)
         for name in ("m2", "m3"):
-            mesh.start(name, podman=True, bootstrap=[seed.addr], extra=["--labels", "pool=main"])
+            mesh.start(name, podman=True, bootstrap=[seed.addr], extra=main)
         ids = {a.peer_id for a in mesh.agents.values()}
         for a in mesh.agents.values():
             wait_for(lambda a=a: a.node_ids() == ids and a.status()["runtime"] == "ok", 120,
@@ -243,8 +248,9 @@ def nobody(mesh: LocalMesh) -> AgentProc:
 
     Its work-plane network key is a copy owned by 65534: the fleet's own workplane.key is
     root's, 0600, and the work plane reads it itself (see the report in the module's tests).
-    Its machine record lives 300 s, so the attack that borrows its work-plane identity can
-    pause its agent without the mesh forgetting the machine.
+    The fleet here declares a silent machine dead only after 300 s (`dead_after_s`), so the
+    attack that borrows its work-plane identity can pause its agent without the mesh
+    forgetting the machine.
     """
     keydir = mesh.root / "m4-wpkey"
     keydir.mkdir(mode=0o711)
@@ -616,9 +622,9 @@ def test_bad_input_from_an_admitted_work_plane_host_is_dropped(
     agent_pid, wp4 = nobody.proc.pid, workplane_pid(nobody)
     assert wp1 is not None and wp4 is not None
     log_start = len(m1.log_text())
-    # Free m4's work-plane identity: pause its agent (its machine record lives 300 s, so the
-    # mesh keeps admitting its work-plane host) and kill its work plane, whose connections
-    # the other work planes then drop.
+    # Free m4's work-plane identity: pause its agent (a silent machine is dead here only after
+    # 300 s, so the mesh keeps admitting its work-plane host) and kill its work plane, whose
+    # connections the other work planes then drop.
     os.kill(agent_pid, signal.SIGSTOP)
     intruder = None
     try:
