@@ -35,6 +35,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 MONITORS = 3
+# From a machine's last answer to its accusation reaching the fleet, at the defaults: up to a
+# probe interval, two unanswered probes (1 s each, 0.25 s apart), and the accusation's way.
+DETECTION_S = 7.0
 SLACK = 2  # extra predecessors whose accusations count (rings differ while machines join)
 MAX_MEMBERS = 1_000_000
 
@@ -63,6 +66,12 @@ class Params:
     retry_s: float = 0.25  # after a miss, the next probe
     suspicion_s: float = 3.0
     max_skew_s: float = 30.0  # how far in the future an accused incarnation may lie
+
+    @classmethod
+    def within(cls, dead_after_s: float) -> Params:
+        """Defaults with the suspicion sized so that a verdict is in everywhere within
+        `dead_after_s` (`AgentConfig.dead_after_s`)."""
+        return cls(suspicion_s=max(1.0, dead_after_s - DETECTION_S))
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,15 @@ from beemesh.files import WriteBehind
 from beemesh.identity import KeyPair, peer_id
 from beemesh.membership import catch_up, members_file
 from beemesh.membership.lateness import Lateness
-from beemesh.membership.liveness import Accuse, Action, Dead, Liveness, Refused, Refute
+from beemesh.membership.liveness import (
+    Accuse,
+    Action,
+    Dead,
+    Liveness,
+    Params,
+    Refused,
+    Refute,
+)
 from beemesh.membership.probing import Prober
 from beemesh.membership.records import (
     MACHINE_ACCUSE,
@@ -97,7 +105,7 @@ class Membership:
         self.on_drop = on_drop
         self.files = files
         self.lateness = lateness
-        self.liveness = Liveness(self.machine)
+        self.liveness = Liveness(self.machine, Params.within(cfg.dead_after_s))
         self.prober = Prober(self.liveness, mesh, metrics, self._act, self._addrs_of)
         self.started = time.monotonic()
         self.joined_after_s: float | None = None

@@ -152,3 +152,9 @@ def test_next_deadline_covers_probes_and_suspicions() -> None:
     for target, seq in probes(live.tick(T0)).items():
         live.acked(target, seq, T0)
     assert live.next_deadline() == T0 + 1.0
+
+
+def test_the_suspicion_fits_the_configured_bound() -> None:
+    assert Params.within(10).suspicion_s == 3.0  # the default: a verdict within ~10 s
+    assert Params.within(300).suspicion_s == 293.0
+    assert Params.within(2).suspicion_s == 1.0
