@@ -183,6 +183,8 @@ class Liveness:
     def check(self, accuser: str, target: str, incarnation: int, now: float) -> None:
         """Raise Refused when an accusation does not count here (an accusation of this
         machine always counts: it answers it)."""
+        if incarnation > now * 1000 + self.params.max_skew_s * 1000:
+            raise Refused("future", f"accuses {target} at an incarnation in the future")
         if target == self.me:
             return
         m = self._members.get(target)
@@ -190,8 +192,6 @@ class Liveness:
             raise Refused("unknown", f"accuses {target}, which is not a live member here")
         if incarnation < m.incarnation:
             raise Refused("stale", f"accuses {target} at an incarnation it has since renewed")
-        if incarnation > now * 1000 + self.params.max_skew_s * 1000:
-            raise Refused("future", f"accuses {target} at an incarnation in the future")
         if accuser not in self.predecessors(target, self.params.monitors + SLACK):
             raise Refused("authority", f"accuses {target}, which it does not monitor")
 

@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -33,10 +32,10 @@ from libp2p.peer.id import ID
 
 from beemesh import wire
 from beemesh.config import AgentConfig
-from beemesh.errors import UserError
 from beemesh.files import WriteBehind
 from beemesh.identity import KeyPair, peer_id
-from beemesh.membership import catch_up, members_file
+from beemesh.membership import members_file
+from beemesh.membership.catch_up_service import CatchUpService
 from beemesh.membership.lateness import Lateness
 from beemesh.membership.liveness import (
     Accuse,
@@ -59,7 +58,7 @@ from beemesh.membership.records import (
     worth_announcing,
 )
 from beemesh.membership.view import WITHDRAWAL_MEMORY_S, MachineView
-from beemesh.mesh.framing import read_request, send_request
+from beemesh.mesh.framing import send_request
 from beemesh.mesh.host import MeshHost
 from beemesh.metrics import Metrics
 from beemesh.topics import TOPIC_EVENTS
@@ -114,16 +113,15 @@ class Membership:
         self._members_saved: tuple[frozenset[str], float] = (frozenset(), 0.0)
         self._signed: bytes | None = None  # this machine's latest signed record
         self._refute_above = -1  # an accusation's incarnation the next record must exceed
-        self._records: dict[str, bytes] = {}  # machine -> its record in view, as signed
         self._outbox_in, self._outbox = trio.open_memory_channel[bytes](64)
-        self._caught_up_at = -catch_up.MIN_GAP_S
-        self._catch_up_now = trio.Event()
-        self._catch_up_with: str | None = None
+        self.catch_up = CatchUpService(
+            machine=self.machine, mesh=mesh, view=view, liveness=self.liveness, metrics=metrics,
+            on_drop=on_drop, take=lambda origin, data: self._take(origin, data, None),
+            announce_again=self._announce_again)
         metrics.describe("bootstrap_attempts", "dials to bootstrap peers", "result")
         metrics.describe("records_fetched", "machine records asked of connected peers")
         metrics.describe("records_announced", "this machine's record published, by why", "why")
         metrics.describe("machines_dead", "machines this agent's view declared dead")
-        metrics.describe("catch_ups", "digests asked of peers, by result", "result")
         metrics.describe("pubsub_streams_broken",
                          "connections closed on a pub/sub RPC that could not be read")
 
@@ -131,8 +129,7 @@ class Membership:
         """A new peer passed admission: run the maintenance pass now (ask for its record, add
         it to the routing table) and catch up with it (a joiner, or a healed partition)."""
         self._maintain_now.set()
-        self._catch_up_with = peer
-        self._catch_up_now.set()
+        self.catch_up.admitted(peer)
 
     def announce_soon(self) -> None:
         """Something in this machine's record changed: announce it now, not at the refresh."""
@@ -141,13 +138,12 @@ class Membership:
     async def run(self, record: Callable[[], MachineRecord]) -> None:
         """Announce, keep the mesh, probe, publish accusations, catch up."""
         self.mesh.handle(RECORD_PROTOCOL, self._serve_record)  # the latest, to who asks
-        self.mesh.handle(catch_up.RECORDS_PROTOCOL, self._serve_records)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._announce_loop, record)
             nursery.start_soon(self._maintain_loop)
             nursery.start_soon(self.prober.run)
             nursery.start_soon(self._publish_loop)
-            nursery.start_soon(self._catch_up_loop)
+            nursery.start_soon(self.catch_up.run)
 
     # ---- joining -----------------------------------------------------------------------------
 
@@ -203,6 +199,11 @@ class Membership:
             with trio.move_on_after(self.cfg.record_refresh_s):
                 await self._announce_now.wait()
 
+    def _announce_again(self, above_ms: int) -> None:
+        """A peer lacks this machine's current record, or holds it dead at `above_ms`."""
+        self._refute_above = max(self._refute_above, above_ms)
+        self.announce_soon()
+
     async def _publish_loop(self) -> None:
         async for data in self._outbox:
             await self.mesh.publish(TOPIC_EVENTS, data)
@@ -230,13 +231,12 @@ class Membership:
                          else "accused", a.target)
             elif isinstance(a, Refute):
                 log.warning("accused of being dead (record %d); announcing again", a.incarnation)
-                self._refute_above = max(self._refute_above, a.incarnation)
-                self.announce_soon()
+                self._announce_again(a.incarnation)
             elif isinstance(a, Dead):
                 if self.view.dead(a.target, a.incarnation / 1000, now):
                     self.metrics.inc("machines_dead")
                     log.warning("machine %s is dead: its monitors had no answer", a.target)
-                self._records.pop(a.target, None)
+                self.catch_up.records.pop(a.target, None)
 
     def _addrs_of(self, peer: str) -> list[str]:
         entry = self.view.get(peer)
@@ -266,7 +266,7 @@ class Membership:
             peer = env.body["peer_id"]
             self.view.withdraw(peer, env.ts_ms / 1000, now)
             self.liveness.left(peer, env.ts_ms, now)
-            self._records.pop(peer, None)
+            self.catch_up.records.pop(peer, None)
         elif env.kind == MACHINE_ACCUSE.name:
             body = env.body
             with suppress(Refused):  # counted by the topic validator, or judged anew since
@@ -279,7 +279,7 @@ class Membership:
         liveness core when it is newer than what they hold."""
         if not self.view.apply(entry, now):
             return False
-        self._records[entry.peer_id] = data
+        self.catch_up.records[entry.peer_id] = data
         self.liveness.alive(entry.peer_id, round(entry.ts * 1000), now)
         self.prober.wake()
         if self.joined_after_s is None and len(self.view.machine_ids()) > 1:
@@ -355,75 +355,3 @@ class Membership:
             self.on_drop("record", origin, getattr(e, "reason", "schema"), str(e))
             return
         self._learn(entry, data, time.time())
-
-    # ---- catching up -------------------------------------------------------------------------
-
-    def _digest(self) -> catch_up.Digest:
-        held = {e.peer_id: round(e.ts * 1000) for e in self.view.entries()}
-        gone = {}
-        for peer in self.liveness.gone():
-            ts = self.view.shadowed(peer)
-            if ts is not None:
-                gone[peer] = round(ts * 1000)
-        return catch_up.Digest(held, gone)
-
-    async def _serve_records(self, stream: INetStream) -> None:
-        try:
-            wanted = catch_up.decode_request(await read_request(stream))
-        except (catch_up.DigestError, UserError) as e:
-            self.on_drop("records", stream.muxed_conn.peer_id.to_base58(), "schema", str(e))
-            await stream.reset()
-            return
-        if wanted is None:
-            await send_request(stream, catch_up.encode_digest(self._digest()))
-        else:
-            await send_request(stream, catch_up.encode_records(
-                [self._records[p] for p in wanted if p in self._records]))
-        await stream.close()
-
-    async def _catch_up_loop(self) -> None:
-        while True:
-            with trio.move_on_after(catch_up.EVERY_S):
-                await self._catch_up_now.wait()
-            self._catch_up_now = trio.Event()
-            await trio.sleep(max(0.0, self._caught_up_at + catch_up.MIN_GAP_S
-                                 - time.monotonic()))
-            peers = [p.to_base58() for p in self.mesh.connected()]
-            peer, self._catch_up_with = self._catch_up_with, None
-            if peer not in peers and peers:
-                peer = random.choice(peers)
-            if peer is not None:
-                self._caught_up_at = time.monotonic()
-                await self._catch_up(peer)
-
-    async def _catch_up(self, peer: str) -> None:
-        """Ask `peer` for its digest, then for the records newer than ours."""
-        try:
-            theirs = catch_up.decode_digest(await self.mesh.ask(
-                peer, catch_up.RECORDS_PROTOCOL, catch_up.encode_request(None),
-                catch_up.MAX_DIGEST_BYTES, FETCH_TIMEOUT_S))
-            own = self.view.get(self.machine)
-            if own is None:
-                return
-            todo = catch_up.plan(self._digest(), theirs, self.machine,
-                                 round(own.ts * 1000))
-            if todo.announce:
-                # the peer lacks our current record (or holds us dead): announce again
-                self._refute_above = max(self._refute_above, theirs.gone.get(self.machine, 0))
-                self.announce_soon()
-            records = []
-            if todo.wanted:
-                records = catch_up.decode_records(await self.mesh.ask(
-                    peer, catch_up.RECORDS_PROTOCOL, catch_up.encode_request(todo.wanted),
-                    catch_up.MAX_ANSWER_BYTES, FETCH_TIMEOUT_S))
-        except catch_up.DigestError as e:
-            self.metrics.inc("catch_ups", "refused")
-            self.on_drop("records", peer, "schema", str(e))
-            return
-        except Exception as e:  # gone, refused, too slow: the next round asks someone
-            self.metrics.inc("catch_ups", "failed")
-            log.debug("catching up with %s failed: %s", peer, e)
-            return
-        self.metrics.inc("catch_ups", "ok")
-        for data in records:
-            self._take(peer, data, None)

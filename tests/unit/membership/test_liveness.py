@@ -158,3 +158,12 @@ def test_the_suspicion_fits_the_configured_bound() -> None:
     assert Params.within(10).suspicion_s == 3.0  # the default: a verdict within ~10 s
     assert Params.within(300).suspicion_s == 293.0
     assert Params.within(2).suspicion_s == 1.0
+
+
+def test_an_accusation_of_this_machine_from_the_future_is_refused() -> None:
+    """Answering it would sign a record dated past the clock skew everyone accepts."""
+    target = PEERS[5]
+    me = fleet(target)
+    with pytest.raises(Refused) as e:
+        me.accused(me.predecessors(target, 1)[0], target, INC + 10**9, False, T0)
+    assert e.value.reason == "future"
