@@ -63,8 +63,8 @@ NODE_COLUMNS = [
     ("arch", lambda r: r["arch"]),
     ("cpu", lambda r: f"{r['cpu']:g}"),
     ("memory", lambda r: human_bytes(r["memory"])),
-    ("status", lambda r: "draining" if r.get("draining") else
-     "cordoned" if r["cordoned"] else "ready"),
+    ("status", lambda r: "suspect" if r.get("suspect") else "draining" if r.get("draining")
+     else "cordoned" if r["cordoned"] else "ready"),
     ("labels", lambda r: ",".join(f"{k}={v}" for k, v in sorted(r["labels"].items())) or "-"),
     ("age", lambda r: f"{r['age_s']:.0f}s"),
 ]

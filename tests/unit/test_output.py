@@ -119,3 +119,5 @@ def test_node_columns_render_a_machine() -> None:
     ]
     assert lines[2].split() == ["12D3KooWabc", "aarch64", "1.5", "2.0GiB", "cordoned", "-",
                                 "3s"]
+    accused = table([{**other, "suspect": True}], NODE_COLUMNS).split("\n")[1]
+    assert accused.split()[4] == "suspect"  # its monitors miss its answers: says so first

@@ -151,7 +151,9 @@ class AgentApi:
 
     async def _nodes(self, _req: Request) -> Response:
         now = time.time()
-        return Response(200, [e.to_dict(now, self.machine) for e in self.view.entries()])
+        suspects = self.membership.liveness.suspects()
+        return Response(200, [{**e.to_dict(now, self.machine), "suspect": e.peer_id in suspects}
+                              for e in self.view.entries()])
 
     async def _status(self, _req: Request) -> Response:
         agent = footprint.measure(os.getpid())

@@ -264,6 +264,10 @@ class Liveness:
     def member(self, peer: str) -> Member | None:
         return self._members.get(peer)
 
+    def suspects(self) -> frozenset[str]:
+        """Machines accused and not yet cleared or declared dead."""
+        return frozenset(self._suspects)
+
     def gone(self) -> list[str]:
         """Machines dead or departed, not yet forgotten."""
         return [p for p, m in self._members.items() if m.status in (Status.DEAD, Status.LEFT)]

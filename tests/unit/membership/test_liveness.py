@@ -98,7 +98,7 @@ def test_an_accusation_counts_only_from_a_monitor_of_the_target() -> None:
     assert e.value.reason == "authority" and live.status(target) is Status.ALIVE
     monitor = live.predecessors(target, 1)[0]
     assert live.accused(monitor, target, INC, False, T0) == []
-    assert live.status(target) is Status.SUSPECT
+    assert live.status(target) is Status.SUSPECT and live.suspects() == {target}
     assert live.tick(T0 + 2.9) == [] or all(isinstance(a, Probe) for a in live.tick(T0 + 2.9))
     assert Dead(target, INC) in live.tick(T0 + 3.0)
 
