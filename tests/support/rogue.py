@@ -24,6 +24,7 @@ line, and answers each with one JSON line:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -33,14 +34,18 @@ from typing import Any
 
 import trio
 from injector import record_body
+from libp2p.abc import INetStream
 from workplane_intruder import WP_TOPIC, AnyValue, cert, join, record
 
 from beemesh import wire
 from beemesh.fleet import Fleet, load_workplane_psk
 from beemesh.identity import KeyPair
+from beemesh.membership import catch_up
 from beemesh.membership.certs import issue_machine_cert
 from beemesh.membership.dht import machine_dht_key
+from beemesh.membership.probing import PROBE_PROTOCOL
 from beemesh.membership.records import MACHINE_RECORD
+from beemesh.mesh.framing import read_exactly
 from beemesh.mesh.host import HostSettings, MeshHost
 from beemesh.scheduling.leases import lease_key
 from beemesh.scheduling.messages import BID, DEPLOYED, LEASE, TASK
@@ -82,6 +87,7 @@ class Rogue:
         self.workplane: dict[str, Any] | None = None
         self.service_records: list[str] = []  # workload peer ids of the forged records
         self.nursery: trio.Nursery | None = None
+        self.peers: list[str] = []  # its targets' peer ids
 
     def count(self, what: str, n: int = 1) -> None:
         self.sent[what] = self.sent.get(what, 0) + n
@@ -101,6 +107,8 @@ class Rogue:
 
     async def join(self, host: MeshHost, topics: tuple[str, ...]) -> None:
         peers = [await host.connect(t) for t in self.targets]
+        if host is self.host:
+            self.peers = [p.to_base58() for p in peers]
         with trio.fail_after(20):
             while not all(p in host.pubsub.peer_topics.get(t, set())
                           for p in peers for t in topics):
@@ -121,6 +129,29 @@ class Rogue:
                 self.tasks_seen.add(env.body["task_id"])
                 assert self.nursery is not None
                 self.nursery.start_soon(self.abuse_task, env.body["task_id"])
+
+    async def answer_probes(self, stream: INetStream) -> None:
+        """It answers its monitors like an honest agent: a rogue wants to stay in the fleet."""
+        with contextlib.suppress(Exception):
+            while True:
+                await stream.write(await read_exactly(stream, 8))
+
+    async def pull_records(self) -> None:
+        """Honest records go out only when they change: it asks its peers for them
+        (`membership.catch_up`), as a joining agent does."""
+        while True:
+            for peer in self.peers:
+                with contextlib.suppress(Exception):
+                    digest = catch_up.decode_digest(await self.host.ask(
+                        peer, catch_up.RECORDS_PROTOCOL, catch_up.encode_request(None),
+                        catch_up.MAX_DIGEST_BYTES, 5))
+                    wanted = sorted(set(digest.held) - {self.key.peer_id})
+                    for data in catch_up.decode_records(await self.host.ask(
+                            peer, catch_up.RECORDS_PROTOCOL, catch_up.encode_request(wanted),
+                            catch_up.MAX_ANSWER_BYTES, 5)):
+                        env = wire.decode(data)
+                        self.records[env.body["peer_id"]] = env.body
+            await trio.sleep(2)
 
     async def republish(self) -> None:
         while True:
@@ -275,7 +306,9 @@ class Rogue:
         async with self.host.running(), self.wp_host.running(), \
                 trio.open_nursery() as nursery:
             self.nursery = nursery
+            self.host.handle(PROBE_PROTOCOL, self.answer_probes)
             await self.join(self.host, (TOPIC_EVENTS, TOPIC_TASKS, TOPIC_PROPOSALS))
+            nursery.start_soon(self.pull_records)
             nursery.start_soon(self.listen, TOPIC_EVENTS)
             nursery.start_soon(self.listen, TOPIC_TASKS)
             republishing = trio.CancelScope()

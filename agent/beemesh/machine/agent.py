@@ -89,7 +89,7 @@ class Agent:
         self.view = MachineView()
         remembered = members_file.load(cfg.state_dir)
         self.view.remember(remembered.members)
-        self.lateness = Lateness()
+        self.lateness = Lateness(others=lambda: len(self.view.machine_ids() - {self.machine}))
         self.quorum = Quorum(self.view, cfg.quorum_memory_s, unsure_until=0.0 if
                              remembered.trusted else time.time() + cfg.quorum_memory_s)
         workloads = self.verifier_for({WORKLOAD.name: WORKLOAD})

@@ -13,12 +13,15 @@ disagree by seconds do not look late, while a backlog (delay growing within minu
 How late this agent hears the mesh is the lower median, over the senders heard in the last
 `window_s`, of each one's worst lateness there: a backlog here delays every sender, whereas one
 sender late alone (its own queue, or an admitted rogue signing its records ever further behind)
-must not pause every heal in the fleet.
+must not pause every heal in the fleet. Machines in sight that sent nothing in the window
+count as on time (`others`): records go out only when they change, so a quiet fleet may send
+nothing for minutes, and then one rogue's messages would be all there is to judge by.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 BUCKET_S = 60.0
@@ -29,6 +32,7 @@ MAX_SENDERS = 4096  # senders remembered; the one heard from least recently goes
 class Lateness:
     baseline_s: float = 600.0
     window_s: float = 15.0
+    others: Callable[[], int] = lambda: 0  # machines in sight besides this one
     # sender -> (bucket start, smallest delay in that bucket), oldest first
     _minima: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
     # (time, sender, lateness) of the messages heard in the last window_s
@@ -61,7 +65,7 @@ class Lateness:
         worst: dict[str, float] = {}
         for _, sender, late in self._recent:
             worst[sender] = max(late, worst.get(sender, late))
-        ranked = sorted(worst.values())
+        ranked = [0.0] * max(0, self.others() - len(worst)) + sorted(worst.values())
         return ranked[(len(ranked) - 1) // 2] if ranked else 0.0
 
     def _prune(self, now: float) -> None:

@@ -82,3 +82,20 @@ def test_senders_remembered_are_bounded() -> None:
         lateness.observe(f"s{i}", T0 + i * 60, T0 + i * 60 + 0.01)
     assert len(lateness._minima) == MAX_SENDERS
     assert "s0" not in lateness._minima and f"s{MAX_SENDERS + 9}" in lateness._minima
+
+
+def test_machines_that_sent_nothing_count_as_on_time() -> None:
+    """A quiet fleet sends no records; a rogue signing ever further behind is then the only
+    sender heard, and must not make this agent late for everyone."""
+    quiet = Lateness(window_s=15, others=lambda: 4)
+    alone = Lateness(window_s=15)
+    for i in range(30):
+        for lateness in (quiet, alone):
+            lateness.observe("rogue", T0 + i * 0.001, T0 + i)  # its clock crawls
+    assert alone.current(T0 + 30) > 20
+    assert quiet.current(T0 + 30) == 0.0
+    busy = Lateness(window_s=15, others=lambda: 4)
+    for i in range(30):  # a backlog here: every sender heard, all late
+        for s in ("a", "b", "c", "d"):
+            busy.observe(s, T0 + i, T0 + i + (0 if i < 10 else i - 10))
+    assert busy.current(T0 + 30) > 15
