@@ -264,8 +264,8 @@ class Rogue:
             self.throwaways.append(key.peer_id)
 
     async def ghost(self) -> str:
-        """(7) another admitted key that says once it listens on 16 black-hole addresses (for
-        as long as its record is held), and leaves: every agent keeps dialling it."""
+        """(7) another admitted key that says once it listens on 16 black-hole addresses and
+        leaves: agents dial them until liveness declares it dead."""
         key = KeyPair.generate()
         now = time.time()
         cert = issue_machine_cert(self.fleet.operator_key(), key.peer_id, LABELS, now + 3600,
