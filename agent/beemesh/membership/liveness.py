@@ -15,7 +15,10 @@ accusation has an authority to check:
   for an incarnation it knows of, not from the future: one rogue machine can accuse its few
   neighbours, never the fleet, and each of them answers at once.
 - **Refute.** An accused machine that hears of it answers with a fresh incarnation (its next
-  signed record, `Refute`); a newer incarnation clears a suspicion everywhere.
+  signed record, `Refute`); a newer incarnation clears a suspicion everywhere. A monitor
+  whose accusation was answered while its own probes still fail (the link between the two
+  alone is broken) accuses again only after `backoff_s`, doubling: without that, one broken
+  link cost two broadcasts every few seconds for ever (found by `make sim`).
 - **Dead.** A suspicion `suspicion_s` old without a refutation is a verdict (`Dead`): the
   machine leaves the ring and its records older than the verdict count no more. The monitor
   that reached it publishes the accusation once more (`confirm`), so a machine that missed the
@@ -64,6 +67,10 @@ class Params:
     ack_timeout_s: float = 1.0
     misses_to_accuse: int = 2
     retry_s: float = 0.25  # after a miss, the next probe
+    # After a target answered our accusation while our probes still fail (a link broken
+    # between us alone), accuse it again only after this, doubling up to `max_backoff_s`.
+    backoff_s: float = 4.0
+    max_backoff_s: float = 300.0
     suspicion_s: float = 3.0
     max_skew_s: float = 30.0  # how far in the future an accused incarnation may lie
 
@@ -121,6 +128,8 @@ class _Watch:
     outstanding: float | None = None  # deadline of the probe in flight
     misses: int = 0
     accused: int | None = None  # incarnation this machine accused (once each)
+    refuted: int = 0  # accusations of it answered in a row, no ack of ours in between
+    quiet_until: float = 0.0  # no accusation before (`Params.backoff_s`)
 
 
 def ring_key(peer: str) -> int:
@@ -156,6 +165,11 @@ class Liveness:
         self._suspects.discard(peer)
         watch = self._watches.get(peer)
         if watch is not None:  # a new incarnation starts with a clean slate
+            if watch.accused is not None:  # it answered our accusation: others reach it
+                watch.refuted += 1
+                watch.quiet_until = now + min(
+                    self.params.max_backoff_s,
+                    self.params.backoff_s * 2 ** (watch.refuted - 1))
             watch.misses, watch.accused = 0, None
         if not was_live:
             bisect.insort(self._ring, (ring_key(peer), peer))
@@ -170,7 +184,8 @@ class Liveness:
         w = self._watches.get(target)
         if w is not None and seq == w.seq and w.outstanding is not None:
             w.outstanding = None
-            w.misses = 0
+            w.misses = w.refuted = 0
+            w.quiet_until = 0.0
 
     def unreachable(self, target: str, now: float) -> None:
         """The connection to `target` broke or could not be made: a miss now, and the next
@@ -223,7 +238,7 @@ class Liveness:
                 w.next_probe = min(w.next_probe, now + p.retry_s)  # ask again soon
             m = self._members[target]
             if (w.misses >= p.misses_to_accuse and w.accused != m.incarnation
-                    and m.status is Status.ALIVE):
+                    and m.status is Status.ALIVE and now >= w.quiet_until):
                 w.accused = m.incarnation
                 self._suspect(target, m, now)
                 out.append(Accuse(target, m.incarnation))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from beemesh.membership.liveness import (
@@ -167,3 +169,26 @@ def test_an_accusation_of_this_machine_from_the_future_is_refused() -> None:
     with pytest.raises(Refused) as e:
         me.accused(me.predecessors(target, 1)[0], target, INC + 10**9, False, T0)
     assert e.value.reason == "future"
+
+
+def test_a_link_broken_between_two_machines_alone_is_not_accused_every_few_seconds() -> None:
+    """The target answers each accusation (others reach it) while this monitor's probes keep
+    failing: the next accusation waits 4 s, then 8, 16, ... and an ack starts afresh."""
+    live = fleet(PEERS[0])
+    target = live.targets()[0]
+    now, inc, accusations = T0, INC, []
+    while now < T0 + 60:
+        out = live.tick(now)
+        for a in out:
+            if isinstance(a, Accuse) and not a.confirm:
+                accusations.append(now)
+                inc += 1
+                live.alive(target, inc, now + 0.1)  # refuted over the other links
+        for t, seq in probes(out).items():
+            if t != target:
+                live.acked(t, seq, now + 0.05)
+        now += 0.25
+    gaps = [b - a for a, b in itertools.pairwise(accusations)]
+    assert len(accusations) <= 6, accusations
+    assert all(later > earlier for earlier, later in itertools.pairwise(gaps)), gaps
+    assert live.status(target) is Status.ALIVE
