@@ -10,7 +10,8 @@
   machine a side; a message between two sides is dropped silently (packets vanish: no RST,
   no `unreachable`), in both directions, until `heal`.
 - Gossip (pub/sub) is modelled as a reliable broadcast over a D-regular mesh: a receiver hears
-  a message after `hops(n)` = ceil(log_D n) mesh hops, each a fresh link-latency draw, and
+  a message after its depth in the mesh (at most about ceil(log_D n) hops; most receivers sit
+  in the last two layers), each hop a fresh link-latency draw, and
   every machine receives about D copies of it (the first plus duplicates from its other mesh
   peers) and sends about D. Loss is not applied to gossip: gossipsub runs over TCP streams
   with D-fold redundancy, so a lost packet shows up as delay, which this model leaves out.
@@ -18,6 +19,8 @@
 
 from __future__ import annotations
 
+import bisect
+import functools
 import hashlib
 import heapq
 import itertools
@@ -29,6 +32,18 @@ from statistics import NormalDist
 from typing import Any
 
 _STD = NormalDist()
+GOSSIP_TABLE = 2**16
+
+
+class _Fan:
+    """Many events pushed at once (one broadcast's deliveries), sorted by time: the heap holds
+    only the next of them, so it stays as small as the number of broadcasts in flight."""
+
+    __slots__ = ("i", "items")
+
+    def __init__(self, items: list[tuple[float, Any]]) -> None:
+        self.items = items
+        self.i = 0
 
 
 class Queue:
@@ -43,11 +58,23 @@ class Queue:
     def push(self, at: float, event: Any) -> None:
         heapq.heappush(self._heap, (at, next(self._seq), event))
 
+    def push_many(self, items: list[tuple[float, Any]]) -> None:
+        """Several (time, event): each runs at its time, in time order (stable for ties)."""
+        if items:
+            items.sort(key=lambda item: item[0])
+            heapq.heappush(self._heap, (items[0][0], next(self._seq), _Fan(items)))
+
     def pop_until(self, until: float) -> Iterable[tuple[float, Any]]:
         """Yield (time, event) due up to `until` in order, advancing `now` to each."""
         heap = self._heap
         while heap and heap[0][0] <= until:
             at, _, event = heapq.heappop(heap)
+            if type(event) is _Fan:
+                fan = event
+                event = fan.items[fan.i][1]
+                fan.i += 1
+                if fan.i < len(fan.items):
+                    heapq.heappush(heap, (fan.items[fan.i][0], next(self._seq), fan))
             self.now = max(self.now, at)
             self.popped += 1
             yield at, event
@@ -61,8 +88,8 @@ class Queue:
 
 
 def hops(n: int, degree: int) -> int:
-    """Mesh hops for a broadcast to reach all of `n` machines over a degree-`degree` mesh."""
-    return max(1, math.ceil(math.log(max(n, 2)) / math.log(degree)))
+    """Most mesh hops a broadcast takes to reach all of `n` machines (about ceil(log_D n))."""
+    return len(_layers(n, degree))
 
 
 @dataclass
@@ -78,6 +105,7 @@ class Net:
     rng: random.Random = field(init=False)
     side: dict[str, int] = field(default_factory=dict)  # partition side; absent: side 0
     _links: dict[tuple[str, str], float] = field(default_factory=dict)
+    _gossip: dict[int, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -118,8 +146,35 @@ class Net:
                 + self.rng.expovariate(1000 / self.jitter_ms))
 
     def gossip_s(self, n: int) -> float:
-        """When a broadcast reaches one receiver in a fleet of `n`: hops(n) mesh hops."""
-        return sum(self.hop_s() for _ in range(hops(n, self.degree)))
+        """When a broadcast reaches one receiver in a fleet of `n`: the receiver's depth in the
+        mesh (drawn from the layer sizes of a D-regular tree: D, D(D-1), ... up to n) times a
+        fresh link draw per hop. One path per receiver: the first of its D copies is taken to
+        come along the shortest path, whose hops are independent draws. Drawn from a table of
+        2**16 such delays made once per fleet size (a delivery is the simulator's hot path)."""
+        table = self._gossip.get(n)
+        if table is None:
+            layers = _layers(n, self.degree)
+            table = self._gossip[n] = [
+                sum(self.hop_s() for _ in range(bisect.bisect_left(layers, self.rng.random()) + 1))
+                for _ in range(GOSSIP_TABLE)]
+        return table[self.rng.getrandbits(16)]
+
+
+@functools.cache
+def _layers(n: int, degree: int) -> tuple[float, ...]:
+    """Cumulative share of the n-1 receivers at depth 1, 2, ... of a degree-`degree` tree."""
+    sizes, left, width = [], n - 1, degree
+    while left > 0:
+        sizes.append(min(width, left))
+        left -= sizes[-1]
+        width *= degree - 1
+    total = float(n - 1) if n > 1 else 1.0
+    out, acc = [], 0.0
+    for s in sizes:
+        acc += s
+        out.append(acc / total)
+    out[-1] = 1.0
+    return tuple(out)
 
 
 def percentile(values: list[float], p: float) -> float | None:

@@ -71,6 +71,7 @@ class Fleet:
     def __init__(self, size: int, fleet: int, net: Net, params: Params, seed: int) -> None:
         self.fleet = fleet
         self.net = net
+        self.suspicion_s = params.suspicion_s
         self.q = Queue()
         self.q.now = T0
         self.rng = random.Random(seed)
@@ -114,8 +115,7 @@ class Fleet:
             elif kind == "ack":
                 _, src, dst, seq = ev
                 if self.up[src]:
-                    self.live[src].acked(dst, seq, at)
-                    self._wake(src)
+                    self.live[src].acked(dst, seq, at)  # deadlines only move later: no wake
             elif kind == "accuse":
                 _, accuser, target, inc, confirm, r = ev
                 if self.up[r]:
@@ -123,7 +123,11 @@ class Fleet:
                         self._act(r, self.live[r].accused(accuser, target, inc, confirm, at))
                     except Refused as e:
                         self.counts.refused[e.reason] += 1
-                    self._wake(r)
+                    # An accusation only starts a suspicion (due `suspicion_s` from now): when a
+                    # tick is due before that, it recomputes the deadline anyway. This spares
+                    # next_deadline (O(suspects)) on every delivery of a partition's verdicts.
+                    if self._sched[r] > at + self.suspicion_s:
+                        self._wake(r)
             elif kind == "alive":
                 _, peer, inc, r = ev
                 if self.up[r]:
@@ -138,10 +142,9 @@ class Fleet:
 
     def broadcast(self, src: str, ev: tuple[Any, ...]) -> None:
         """`ev` + (receiver,) to every other live machine on src's side, after gossip hops."""
-        at, net = self.q.now, self.net
-        for r in self.ids:
-            if r != src and self.up[r] and not net.cut(src, r):
-                self.q.push(at + net.gossip_s(self.fleet), (*ev, r))
+        at, net, up, n = self.q.now, self.net, self.up, self.fleet
+        self.q.push_many([(at + net.gossip_s(n), (*ev, r)) for r in self.ids
+                          if r != src and up[r] and not net.cut(src, r)])
 
     # ---- plumbing ---------------------------------------------------------------------------
 
