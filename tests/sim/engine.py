@@ -104,6 +104,8 @@ class Net:
     degree: int = 6  # gossipsub mesh degree D
     rng: random.Random = field(init=False)
     side: dict[str, int] = field(default_factory=dict)  # partition side; absent: side 0
+    # single broken links (direct messages only: gossip goes round them through the mesh)
+    broken: set[frozenset[str]] = field(default_factory=set)
     _links: dict[tuple[str, str], float] = field(default_factory=dict)
     _gossip: dict[int, list[float]] = field(default_factory=dict)
 
@@ -132,6 +134,10 @@ class Net:
         """True when a partition separates a and b."""
         side = self.side
         return bool(side) and side.get(a, 0) != side.get(b, 0)
+
+    def link_broken(self, a: str, b: str) -> bool:
+        """True when direct messages between a and b cannot pass (a partition or a broken link)."""
+        return self.cut(a, b) or (bool(self.broken) and frozenset((a, b)) in self.broken)
 
     def partition(self, sides: dict[str, int]) -> None:
         self.side = dict(sides)

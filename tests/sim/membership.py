@@ -146,10 +146,17 @@ class Fleet:
         self.q.push_many([(at + net.gossip_s(n), (*ev, r)) for r in self.ids
                           if r != src and up[r] and not net.cut(src, r)])
 
+    def announce(self, m: str, newer_than: int = 0) -> None:
+        """m publishes a fresh signed record (a refutation, or its record changed)."""
+        inc = max(int(self.q.now * 1000), newer_than + 1, self.inc[m] + 1)
+        self.inc[m] = inc
+        self.live[m].alive(m, inc, self.q.now)
+        self.broadcast(m, ("alive", m, inc))
+
     # ---- plumbing ---------------------------------------------------------------------------
 
     def _drop(self, a: str, b: str) -> bool:
-        if self.net.cut(a, b):
+        if self.net.link_broken(a, b):
             return True
         if self.net.lost():
             self.counts.lost += 1
@@ -179,10 +186,7 @@ class Fleet:
                 self.broadcast(m, ("accuse", m, a.target, a.incarnation, a.confirm))
             elif isinstance(a, Refute):
                 self.counts.refutes += 1
-                inc = max(int(now * 1000), a.incarnation + 1, self.inc[m] + 1)
-                self.inc[m] = inc
-                self.live[m].alive(m, inc, now)
-                self.broadcast(m, ("alive", m, inc))
+                self.announce(m, a.incarnation)
             elif isinstance(a, Dead):
                 self.dead[a.target][m] = now
                 if self.on_dead is not None:

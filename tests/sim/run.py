@@ -95,6 +95,10 @@ def run_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
     out["kill"] = scenarios.kill(w, n, seed, p, min(args.kill, max(1, w // 20)))
     out["partition_machines"] = min(n, args.partition_window)
     out["partition"] = scenarios.partition(out["partition_machines"], n, seed, p)
+    out["broken_link"] = scenarios.broken_link(w, n, seed, p)
+    out["partition_changed_machines"] = min(n, 200)
+    out["partition_with_record_changes"] = scenarios.partition(
+        out["partition_changed_machines"], n, seed, p, changed_share=0.1)
     out["membership_cpu_s"] = time.perf_counter() - step
     out["member_cost"] = member_cost(n, p)
     out["today_full_records"] = today(n)
@@ -116,7 +120,8 @@ def table(results: list[dict[str, Any]]) -> str:
            f"{'N':>7} {'sim':>5} {'idle msg/s':>10} {'idle B/s':>8} {'1% msg/s':>9} "
            f"{'1% KB/s':>8} {'5% msg/s':>9} {'5% KB/s':>8} {'false dead 1/5%':>15} "
            f"{'detect p50/max s':>16} {'split A/B s':>11} {'heal MB':>8} "
-           f"{'today msg/s':>11} {'today KB/s':>10} {'list MB':>7}"]
+           f"{'today msg/s':>11} {'today KB/s':>10} {'list MB':>7} {'1 bad link rx/s':>15} "
+           f"{'stuck dead':>10}"]
     for r in results:
         i, l1, l5 = r["idle"], r["loss_1pct"], r["loss_5pct"]
         k, part = r["kill"], r["partition"]
@@ -134,7 +139,9 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{part['heal_mb_per_machine']:>8.1f} "
             f"{r['today_full_records']['msgs']:>11.0f} "
             f"{r['today_full_records']['bytes'] / 1024:>10.0f} "
-            f"{r['member_cost']['mb_per_machine']:>7.1f}")
+            f"{r['member_cost']['mb_per_machine']:>7.1f} "
+            f"{r['broken_link']['receptions_per_machine_per_s']:>15.1f} "
+            f"{r['partition_with_record_changes']['still_dead_somewhere_after_heal']:>10}")
     sch = ["Scheduling (a burst of tasks)",
            f"{'N':>7} {'mode':>18} {'placed':>6} {'latency p50/p99 s':>17} "
            f"{'bids/task mean/max':>18} {'2 ln N':>6} {'quality mean/min':>16} "

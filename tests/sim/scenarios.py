@@ -68,9 +68,29 @@ def kill(size: int, fleet: int, seed: int, params: Params, k: int,
             "gossip_hops": hops(fleet, f.net.degree)}
 
 
-def partition(size: int, fleet: int, seed: int, params: Params,
+def broken_link(size: int, fleet: int, seed: int, params: Params,
+                seconds: float = 30.0) -> dict[str, Any]:
+    """One monitor cannot reach one of its targets (a firewall, a NAT gone wrong) while every
+    other link and the mesh work: what that costs the fleet."""
+    f = _fleet(size, fleet, seed, params)
+    f.run(WARMUP_S)
+    monitor = f.ids[0]
+    target = f.live[monitor].targets()[0]
+    f.net.broken.add(frozenset((monitor, target)))
+    before = snapshot(f.counts)
+    f.run(WARMUP_S + seconds)
+    c = diff(f.counts, before)
+    return {"seconds": seconds, "accusations": c.accusations, "refutations": c.refutes,
+            "broadcasts_per_s": c.broadcasts / seconds,
+            "receptions_per_machine_per_s": c.broadcasts / seconds * f.net.degree,
+            "target_dead_anywhere": len(f.dead[target]) > 0,
+            "false_dead_verdicts": len(f.false_dead)}
+
+
+def partition(size: int, fleet: int, seed: int, params: Params, changed_share: float = 0.0,
               cap_s: float = 240.0, heal_cap_s: float = 60.0) -> dict[str, Any]:
-    """Cut the fleet into two random halves; then heal and count what coming back costs."""
+    """Cut the fleet into two random halves; then heal and count what coming back costs.
+    `changed_share` of the machines publish a new record (their pods changed) during the cut."""
     f = _fleet(size, fleet, seed, params)
     f.run(WARMUP_S)
     order = f.ids[:]
@@ -95,6 +115,10 @@ def partition(size: int, fleet: int, seed: int, params: Params,
     while t < WARMUP_S + cap_s and len(done) < size:
         t += 1.0
         f.run(t)
+    changed = random.Random(seed + 3).sample(f.ids, int(changed_share * size))
+    for m in changed:
+        f.announce(m)
+    f.run(t + 1.0)
     declared = {s: max((done[m] for m in members[s] if m in done), default=None)
                 if all(m in done for m in members[s]) else None for s in (0, 1)}
     # ---- heal ----
@@ -115,6 +139,7 @@ def partition(size: int, fleet: int, seed: int, params: Params,
             whole_at = t - heal_at
             break
     c = diff(f.counts, before)
+    missing = sum(size - 1 - len(f.live[m].live()) for m in f.ids)
     size_b = sizes()
     scale = fleet / size  # fleet-wide broadcasts per window broadcast
     per_machine_msgs = c.broadcasts * scale * f.net.degree
@@ -131,7 +156,9 @@ def partition(size: int, fleet: int, seed: int, params: Params,
             "heal_broadcasts_fleet": c.broadcasts * scale,
             "heal_receptions_per_machine": per_machine_msgs,
             "heal_mb_per_machine": per_machine_bytes / 2**20,
-            "false_dead_after_heal": len(f.false_dead)}
+            "false_dead_after_heal": len(f.false_dead),
+            "changed_during_cut": len(changed),
+            "still_dead_somewhere_after_heal": missing}
 
 
 def _longest_run(f: Fleet, side: dict[str, int]) -> int:

@@ -126,6 +126,7 @@ class Burst:
         self.dropped: Counter[str] = Counter()
         self.leases: dict[str, tuple[str, float]] = {}
         self.refused: Counter[str] = Counter()
+        self.early_bids = 0  # bid deliveries that reached a machine before the task did
 
     def _auctioneer(self, m: str) -> Auctioneer:
         a = self.auction.get(m)
@@ -161,6 +162,8 @@ class Burst:
         elif kind == "bid":
             _, task_id, round_, s, src, r = ev
             a = self._auctioneer(r)
+            if task_id not in a.tasks:
+                self.early_bids += 1  # the auction drops it: the task has not reached r yet
             before = _timers(a, task_id)
             out = a.bid(task_id, round_, s, src, at, self.local[r])
             if out or _timers(a, task_id) != before:
@@ -293,4 +296,5 @@ class Burst:
                     self.dropped.values()),
                 "eligible_per_task_p50": percentile([float(e) for e in self.eligible.values()],
                                                     50),
-                "lowest_bidder_rank": max(lowest, default=None), "refused": dict(self.refused)}
+                "lowest_bidder_rank": max(lowest, default=None), "refused": dict(self.refused),
+                "bids_before_task": self.early_bids}
