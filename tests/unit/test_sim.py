@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the `sim
 from beemesh.membership.liveness import Params, Status
 from sim.engine import Net, Queue, hops
 from sim.membership import Fleet
-from sim.scenarios import kill
+from sim.scenarios import kill, partition
 from sim.scheduling import Burst
 
 
@@ -77,3 +77,11 @@ def test_a_small_burst_places_every_task() -> None:
     assert figures["placed"] == 10 and figures["mode"] == "full"
     assert figures["bids_per_task_mean"] >= 1
     assert figures["quality_min"] is not None and figures["quality_min"] > 0.5
+
+
+def test_forty_machines_split_declare_each_other_dead_and_come_back_after_the_heal() -> None:
+    r = partition(40, 40, seed=5, params=Params())
+    assert all(t is not None for t in r["declared_other_side_dead_s"].values())
+    assert r["same_side_false_dead"] == 0
+    assert r["heal_whole_again_s"] is not None and r["still_dead_somewhere_after_heal"] == 0
+    assert r["heal_broadcasts_window"]["refutations"] == 40  # each machine refutes once
