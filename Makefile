@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 JOBS ?= 2
 
-.PHONY: install deps run test test-unit test-mesh lint bench soak clean
+.PHONY: install deps run test test-unit test-mesh lint bench soak sim clean
 
 install: deps $(STAMP)
 
@@ -41,6 +41,11 @@ bench: install pyz
 # 30 minutes of apply/scale/delete on 3 machines: RSS and open files over time (not in CI).
 soak: install
 	$(PY) tests/bench/soak.py --minutes 30 --out soak-results.json
+
+# Discrete-event simulation of membership and scheduling at 100..100,000 machines, driving the
+# real sans-IO cores (issue 21; ~15 min on 2 cores; `--sizes 100,1000` for a quick look).
+sim: install
+	$(PY) tests/sim/run.py --out sim-results.json
 
 clean:
 	rm -rf $(VENV) dist build .cache .pytest_cache
