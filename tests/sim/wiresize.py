@@ -37,7 +37,7 @@ def sizes() -> dict[str, int]:
         addrs=("/ip4/10.20.30.40/tcp/7701", "/ip6/fd00::1:2:3:4/tcp/7701"),
         arch="x86_64", labels=labels,
         capacity=RecordCapacity(8000, 16 * 2**30, 11 * 2**30, "/sys/fs/cgroup/beemesh"),
-        ttl_s=300, cert=cert)
+        cert=cert)
     rec = len(wire.seal(key, MACHINE_RECORD.name, record.to_body(), T0))
     accuse = len(wire.seal(key, "Accuse", {"target": key.peer_id,
                                            "incarnation": int(T0 * 1000), "confirm": False}, T0))
