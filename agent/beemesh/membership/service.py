@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -60,6 +61,7 @@ from beemesh.membership.records import (
 from beemesh.membership.view import WITHDRAWAL_MEMORY_S, MachineView
 from beemesh.mesh.framing import send_request
 from beemesh.mesh.host import MeshHost
+from beemesh.mesh.recent import Recent
 from beemesh.metrics import Metrics
 from beemesh.topics import TOPIC_EVENTS
 
@@ -70,6 +72,8 @@ DIAL_TIMEOUT_S = 5.0
 RECORD_PROTOCOL = "/beemesh/machine-record/1.0.0"  # a peer's own signed record, on request
 FETCH_TIMEOUT_S = 5.0
 MEMBERS_SAVE_EVERY_S = 60.0
+REDIAL_DEAD_S = 10.0
+MAX_DEAD_REDIALED = 256
 
 
 def dialable(addrs: list[str]) -> list[str]:
@@ -114,6 +118,11 @@ class Membership:
         self._signed: bytes | None = None  # this machine's latest signed record
         self._refute_above = -1  # an accusation's incarnation the next record must exceed
         self._outbox_in, self._outbox = trio.open_memory_channel[bytes](64)
+        # machine -> its addresses, for machines declared dead: one is dialled every
+        # REDIAL_DEAD_S, so that the two sides of a healed partition find each other even
+        # when no bootstrap link crosses it (then catch-up makes both announce again)
+        self._dead_addrs: Recent = Recent(MAX_DEAD_REDIALED)
+        self._redialed_at = 0.0
         self.catch_up = CatchUpService(
             machine=self.machine, mesh=mesh, view=view, liveness=self.liveness, metrics=metrics,
             on_drop=on_drop, take=lambda origin, data: self._take(origin, data, None),
@@ -233,6 +242,9 @@ class Membership:
                 log.warning("accused of being dead (record %d); announcing again", a.incarnation)
                 self._announce_again(a.incarnation)
             elif isinstance(a, Dead):
+                entry = self.view.get(a.target)
+                if entry is not None:
+                    self._dead_addrs[a.target] = list(entry.record.addrs)
                 if self.view.dead(a.target, a.incarnation / 1000, now):
                     self.metrics.inc("machines_dead")
                     log.warning("machine %s is dead: its monitors had no answer", a.target)
@@ -310,6 +322,14 @@ class Membership:
                 for entry in todo[:max(0, MAX_DIALED_PEERS - len(connected))]:
                     nursery.start_soon(self.mesh.dial_any, list(entry.record.addrs),
                                        entry.peer_id, DIAL_TIMEOUT_S)
+                for peer in [p for p in self._dead_addrs if p in connected_ids
+                             or self.view.get(p) is not None]:
+                    del self._dead_addrs[peer]  # back, or reachable: catch-up does the rest
+                if self._dead_addrs and now - self._redialed_at >= REDIAL_DEAD_S:
+                    self._redialed_at = now
+                    peer = random.choice(list(self._dead_addrs))
+                    nursery.start_soon(self.mesh.dial_any, self._dead_addrs[peer], peer,
+                                       DIAL_TIMEOUT_S)
             self._save_members(now)
             self.metrics.set("pubsub_streams_broken", "", self.mesh.rpc_failures)
             with trio.move_on_after(1):
