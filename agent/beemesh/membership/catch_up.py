@@ -6,8 +6,6 @@ or comes back from a partition, pulls what it lacks: it asks one connected peer 
 then for the signed records newer than its own (each checked like any record: signature,
 signer, admission). When the peer lacks this machine's current record or holds it dead, this
 machine announces itself again: that is how both sides of a healed partition find each other.
-The asker also says which of the asked peer's records it holds (`DigestAsk.seen`): a machine
-held dead by a peer hears it from that peer's next question.
 
 A digest is O(fleet) bytes; it is asked at join, when a peer is admitted (at most every
 `MIN_GAP_S`) and every `EVERY_S` of one random peer. (At fleets of tens of thousands a digest
@@ -27,7 +25,6 @@ from beemesh import cbor
 RECORDS_PROTOCOL = "/beemesh/machine-records/1.0.0"
 EVERY_S = 15.0
 MIN_GAP_S = 2.0
-TOLD_GAP_S = 10.0  # announcing again because an asker lacks our record: at most this often
 MAX_WANTED = 256  # records asked for in one request
 MAX_DIGEST = 200_000  # machines in a digest
 MAX_DIGEST_BYTES = 16 * 1024 * 1024
@@ -73,34 +70,22 @@ def decode_digest(data: bytes) -> Digest:
     return Digest(body["held"], body["gone"])
 
 
-@dataclass(frozen=True)
-class DigestAsk:
-    """A request for the digest; `seen`: the timestamp (ms) of the asked peer's own record
-    the asker holds, 0 when it holds none (never heard, or holds the peer dead): the asked
-    peer announces itself again when that is older than its current record."""
-    seen: int
+def encode_request(wanted: list[str] | None) -> bytes:
+    """None: ask for the digest; else for these machines' records."""
+    return cbor2.dumps({"digest": True} if wanted is None else {"want": wanted}, canonical=True)
 
 
-def encode_request(ask: DigestAsk | list[str]) -> bytes:
-    """A digest request, or one for these machines' records."""
-    body = {"digest": ask.seen} if isinstance(ask, DigestAsk) else {"want": ask}
-    return cbor2.dumps(body, canonical=True)
-
-
-def decode_request(data: bytes) -> DigestAsk | list[str]:
+def decode_request(data: bytes) -> list[str] | None:
     try:
         body: Any = cbor.loads(data)
     except ValueError as e:
         raise DigestError(f"request is not plain CBOR: {e}") from None
-    if not isinstance(body, dict) or len(body) != 1:
-        raise DigestError("request must be a map of one key, 'digest' or 'want'")
-    seen = body.get("digest")
-    if isinstance(seen, int) and not isinstance(seen, bool) and seen >= 0:
-        return DigestAsk(seen)
-    wanted = body.get("want")
+    if body == {"digest": True}:
+        return None
+    wanted = body.get("want") if isinstance(body, dict) and len(body) == 1 else None
     if not isinstance(wanted, list) or len(wanted) > MAX_WANTED \
             or not all(isinstance(p, str) and len(p) <= MAX_PEER_ID for p in wanted):
-        raise DigestError(f"request must be {{'digest': timestamp}} or {{'want': [at most "
+        raise DigestError(f"request must be {{'digest': true}} or {{'want': [at most "
                           f"{MAX_WANTED} peer ids]}}")
     return wanted
 

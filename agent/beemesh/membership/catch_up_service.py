@@ -49,7 +49,6 @@ class CatchUpService:
         self._now = trio.Event()
         self._with: str | None = None
         self._last = -catch_up.MIN_GAP_S
-        self._told_at = -catch_up.TOLD_GAP_S
         metrics.describe("catch_ups", "digests asked of peers, by result", "result")
 
     def admitted(self, peer: str) -> None:
@@ -88,12 +87,7 @@ class CatchUpService:
             self.on_drop("records", stream.muxed_conn.peer_id.to_base58(), "schema", str(e))
             await stream.reset()
             return
-        if isinstance(wanted, catch_up.DigestAsk):
-            own = self.view.get(self.machine)
-            if own is not None and wanted.seen < round(own.ts * 1000) \
-                    and time.monotonic() - self._told_at >= catch_up.TOLD_GAP_S:
-                self._told_at = time.monotonic()  # (any peer may ask: not at its pace)
-                self.announce_again(0)  # the asker lacks our record or holds us dead
+        if wanted is None:
             await send_request(stream, catch_up.encode_digest(self.digest()))
         else:
             await send_request(stream, catch_up.encode_records(
@@ -103,10 +97,8 @@ class CatchUpService:
     async def _catch_up(self, peer: str) -> None:
         """Ask `peer` for its digest, then for the records newer than ours."""
         try:
-            theirs_here = self.view.get(peer)
-            seen = round(theirs_here.ts * 1000) if theirs_here is not None else 0
             theirs = catch_up.decode_digest(await self.mesh.ask(
-                peer, catch_up.RECORDS_PROTOCOL, catch_up.encode_request(catch_up.DigestAsk(seen)),
+                peer, catch_up.RECORDS_PROTOCOL, catch_up.encode_request(None),
                 catch_up.MAX_DIGEST_BYTES, ASK_TIMEOUT_S))
             own = self.view.get(self.machine)
             if own is None:

@@ -18,6 +18,7 @@ from contextlib import suppress
 import trio
 from libp2p.abc import INetStream
 
+from beemesh.errors import UserError
 from beemesh.membership.liveness import Action, Liveness, Probe
 from beemesh.mesh.framing import read_exactly
 from beemesh.mesh.host import MeshHost
@@ -69,22 +70,21 @@ class Prober:
 
     async def _answer(self, stream: INetStream) -> None:
         """Write every probe number back, for as long as the prober keeps the stream."""
-        with suppress(Exception):  # the prober closed or reset it, or its connection went
+        with suppress(UserError):  # the prober closed it
             while True:
                 await stream.write(await read_exactly(stream, SEQ.size))
-            await stream.close()
+        await stream.close()
 
     async def _probe(self, target: str, seq: int) -> None:
         lock = self._locks.setdefault(target, trio.Lock())
         async with lock:
-            budget = self.liveness.ack_timeout_s()
-            started = trio.current_time()
             try:
-                with trio.fail_after(budget):
+                with trio.fail_after(self.liveness.ack_timeout_s()):
                     stream = self._streams.get(target)
                     if stream is None:
                         if target not in {p.to_base58() for p in self.mesh.connected()}:
-                            await self.mesh.dial_any(self.addrs_of(target), target, budget)
+                            await self.mesh.dial_any(self.addrs_of(target), target,
+                                                     self.liveness.params.ack_timeout_s)
                         stream = await self.mesh.open_stream(target, PROBE_PROTOCOL)
                         self._streams[target] = stream
                     await stream.write(SEQ.pack(seq))
@@ -95,15 +95,10 @@ class Prober:
             except trio.TooSlowError:
                 self.metrics.inc("probes", "late")  # the core counts the miss at its deadline
                 await self._drop(target)
-            except Exception as e:  # cannot dial, refused, reset
+            except Exception as e:  # cannot dial, refused, reset: a miss now
                 log.debug("probe of %s failed: %s", target, e)
+                self.metrics.inc("probes", "unreachable")
                 await self._drop(target)
-                if trio.current_time() - started > budget / 2:
-                    # a dial that ran out of time: slow, maybe this machine (the core counts
-                    # the miss at its deadline, and weighs this machine's health)
-                    self.metrics.inc("probes", "late")
-                    return
-                self.metrics.inc("probes", "unreachable")  # refused at once: a miss now
                 self.liveness.unreachable(target, time.time())
                 self.wake()
 

@@ -324,9 +324,7 @@ class Membership:
                                        entry.peer_id, DIAL_TIMEOUT_S)
                 for peer in [p for p in self._dead_addrs if p in connected_ids
                              or self.view.get(p) is not None]:
-                    del self._dead_addrs[peer]  # back, or reachable:
-                    if self.view.get(peer) is None:  # ask it: it hears we hold it dead
-                        self.catch_up.admitted(peer)
+                    del self._dead_addrs[peer]  # back, or reachable: catch-up does the rest
                 if self._dead_addrs and now - self._redialed_at >= REDIAL_DEAD_S:
                     self._redialed_at = now
                     peer = random.choice(list(self._dead_addrs))

@@ -8,7 +8,6 @@ import pytest
 from beemesh.membership.catch_up import (
     MAX_WANTED,
     Digest,
-    DigestAsk,
     DigestError,
     decode_digest,
     decode_records,
@@ -45,8 +44,7 @@ def test_never_wants_more_than_one_request_carries() -> None:
 def test_round_trips() -> None:
     d = Digest({"a": 1}, {"b": 2})
     assert decode_digest(encode_digest(d)) == d
-    assert decode_request(encode_request(DigestAsk(0))) == DigestAsk(0)
-    assert decode_request(encode_request(DigestAsk(1_700_000_000_000))).seen == 1_700_000_000_000
+    assert decode_request(encode_request(None)) is None
     assert decode_request(encode_request(["a", "b"])) == ["a", "b"]
     assert decode_records(encode_records([b"x", b"y"])) == [b"x", b"y"]
 
@@ -64,8 +62,7 @@ def test_a_digest_that_is_not_one_is_refused(data: bytes) -> None:
 
 
 @pytest.mark.parametrize("data", [
-    b"", cbor2.dumps({"digest": False}), cbor2.dumps({"digest": -1}),
-    cbor2.dumps({"digest": 1.5}), cbor2.dumps({"want": "a"}),
+    b"", cbor2.dumps({"digest": False}), cbor2.dumps({"want": "a"}),
     cbor2.dumps({"want": [1]}), cbor2.dumps({"want": ["a"] * (MAX_WANTED + 1)}),
     cbor2.dumps({"want": [], "digest": True})])
 def test_a_request_that_is_not_one_is_refused(data: bytes) -> None:
