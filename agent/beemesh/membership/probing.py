@@ -18,7 +18,6 @@ from contextlib import suppress
 import trio
 from libp2p.abc import INetStream
 
-from beemesh.errors import UserError
 from beemesh.membership.liveness import Action, Liveness, Probe
 from beemesh.mesh.framing import read_exactly
 from beemesh.mesh.host import MeshHost
@@ -70,10 +69,11 @@ class Prober:
 
     async def _answer(self, stream: INetStream) -> None:
         """Write every probe number back, for as long as the prober keeps the stream."""
-        with suppress(UserError):  # the prober closed it
+        with suppress(Exception):  # the prober closed or reset it, or its connection went
             while True:
                 await stream.write(await read_exactly(stream, SEQ.size))
-        await stream.close()
+        with suppress(Exception):
+            await stream.close()
 
     async def _probe(self, target: str, seq: int) -> None:
         lock = self._locks.setdefault(target, trio.Lock())
