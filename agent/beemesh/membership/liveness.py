@@ -298,9 +298,6 @@ class Liveness:
         m = self._members.get(peer)
         return m.status if m is not None else None
 
-    def member(self, peer: str) -> Member | None:
-        return self._members.get(peer)
-
     def suspects(self) -> frozenset[str]:
         """Machines accused and not yet cleared or declared dead."""
         return frozenset(self._suspects)
