@@ -271,10 +271,8 @@ class Liveness:
         return out
 
     def next_deadline(self) -> float | None:
-        # a probe in flight: nothing for that target before its deadline (a longer ack
-        # timeout than the probe interval, `health`, must not make the deadline a past one)
-        times = [w.next_probe if w.outstanding is None else w.outstanding
-                 for w in self._watches.values()]
+        times = [t for w in self._watches.values() for t in (w.next_probe, w.outstanding)
+                 if t is not None]
         times += [m.accused_at + self.suspicion_s()
                   for m in map(self._members.__getitem__, self._suspects)
                   if m.accused_at is not None]

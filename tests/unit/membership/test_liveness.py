@@ -225,13 +225,3 @@ def test_a_refused_connection_is_no_sign_of_local_trouble() -> None:
     live.unreachable(target, T0 + 0.1)
     live.tick(T0 + 0.1)
     assert live.health == 0
-
-
-def test_next_deadline_is_never_in_the_past_while_a_probe_is_out() -> None:
-    """With a stretched ack timeout the next probe is due before the one in flight ends: the
-    deadline is the one in flight (a driver that ticks at `next_deadline` spun otherwise)."""
-    live = fleet(PEERS[0])
-    live.health = 2
-    live.tick(T0)
-    assert live.next_deadline() == T0 + 3.0
-    assert [a for a in live.tick(T0 + 1.5) if isinstance(a, Probe)] == []
