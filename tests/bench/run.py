@@ -118,8 +118,7 @@ def bench_membership_group(results: dict[str, Any]) -> Rows:
     for n, f in r.items():
         rows += [
             (f"[membership {n}] all list all {n} after / fewest listed at the end",
-             f"{f['converged_s'] if f['converged_s'] is not None else 'never (180)'} s / "
-             f"{f['fewest_listed_at_end']}"),
+             f"{f['converged_s']:.1f} s / {f['fewest_listed_at_end']}"),
             (f"[membership {n}] inbound msgs/s per agent median / max (x smallest)",
              f"{f['inbound_msgs_per_s_median']:.2f} / {f['inbound_msgs_per_s_max']:.2f} "
              f"({f['inbound_vs_smallest']}x)"),

@@ -25,12 +25,6 @@ accusation has an authority to check:
   first hears it; such a machine starts its own full suspicion, keeping the target's chance to
   refute.
 
-**Local health** (Lifeguard's multiplier): a machine that misses acks, or is itself accused,
-may be the slow one (a saturated host answers late and hears late). Each miss or accusation
-of it adds one to `health` (at most `MAX_HEALTH`), each ack takes one off, and its ack
-timeouts and suspicions last `1 + health` times as long: a starved machine stops accusing
-the fleet and gives the accused time to answer.
-
 An incarnation is the timestamp (ms) of the machine's newest signed record: a record is its
 alive message, and a machine that comes back (restart, healed partition) with a newer record
 is alive again. Callers pass `now` (seconds) and act on the returned actions.
@@ -44,7 +38,6 @@ from dataclasses import dataclass
 from enum import Enum
 
 MONITORS = 3
-MAX_HEALTH = 8
 # From a machine's last answer to its accusation reaching the fleet, at the defaults: up to a
 # probe interval, two unanswered probes (1 s each, 0.25 s apart), and the accusation's way.
 DETECTION_S = 7.0
@@ -133,7 +126,6 @@ class _Watch:
     next_probe: float
     seq: int = 0
     outstanding: float | None = None  # deadline of the probe in flight
-    broken: bool = False  # the probe in flight failed to connect (not this machine's health)
     misses: int = 0
     accused: int | None = None  # incarnation this machine accused (once each)
     refuted: int = 0  # accusations of it answered in a row, no ack of ours in between
@@ -154,7 +146,6 @@ class Liveness:
         self._watches: dict[str, _Watch] = {}
         self._suspects: set[str] = set()
         self._refuted = -1
-        self.health = 0  # local health multiplier - 1 (see the module's docstring)
 
     # ---- facts in --------------------------------------------------------------------------
 
@@ -195,7 +186,6 @@ class Liveness:
             w.outstanding = None
             w.misses = w.refuted = 0
             w.quiet_until = 0.0
-            self.health = max(0, self.health - 1)
 
     def unreachable(self, target: str, now: float) -> None:
         """The connection to `target` broke or could not be made: a miss now, and the next
@@ -203,7 +193,7 @@ class Liveness:
         for the ack timeout)."""
         w = self._watches.get(target)
         if w is not None and w.outstanding is not None:
-            w.outstanding, w.broken = now, True
+            w.outstanding = now
 
     def check(self, accuser: str, target: str, incarnation: int, now: float) -> None:
         """Raise Refused when an accusation does not count here (an accusation of this
@@ -229,7 +219,6 @@ class Liveness:
             if incarnation < self.incarnation or incarnation <= self._refuted:
                 return []
             self._refuted = incarnation
-            self.health = min(MAX_HEALTH, self.health + 1)
             return [Refute(incarnation)]
         m = self._members[target]
         if m.status is Status.SUSPECT:
@@ -246,9 +235,6 @@ class Liveness:
             if w.outstanding is not None and w.outstanding <= now:
                 w.outstanding = None
                 w.misses += 1
-                if not w.broken:  # an answer that came too late: maybe it is us
-                    self.health = min(MAX_HEALTH, self.health + 1)
-                w.broken = False
                 w.next_probe = min(w.next_probe, now + p.retry_s)  # ask again soon
             m = self._members[target]
             if (w.misses >= p.misses_to_accuse and w.accused != m.incarnation
@@ -258,12 +244,12 @@ class Liveness:
                 out.append(Accuse(target, m.incarnation))
             if w.outstanding is None and w.next_probe <= now:
                 w.seq += 1
-                w.outstanding = now + self.ack_timeout_s()
+                w.outstanding = now + p.ack_timeout_s
                 w.next_probe = now + p.probe_every_s
                 out.append(Probe(target, w.seq))
         for peer in sorted(self._suspects):
             m = self._members[peer]
-            if m.accused_at is not None and now - m.accused_at >= self.suspicion_s():
+            if m.accused_at is not None and now - m.accused_at >= p.suspicion_s:
                 if peer in self._watches:
                     out.append(Accuse(peer, m.incarnation, confirm=True))
                 self._end(peer, m.incarnation, Status.DEAD, now)
@@ -273,7 +259,7 @@ class Liveness:
     def next_deadline(self) -> float | None:
         times = [t for w in self._watches.values() for t in (w.next_probe, w.outstanding)
                  if t is not None]
-        times += [m.accused_at + self.suspicion_s()
+        times += [m.accused_at + self.params.suspicion_s
                   for m in map(self._members.__getitem__, self._suspects)
                   if m.accused_at is not None]
         return min(times, default=None)
@@ -285,12 +271,6 @@ class Liveness:
             del self._members[peer]
 
     # ---- reads -----------------------------------------------------------------------------
-
-    def ack_timeout_s(self) -> float:
-        return self.params.ack_timeout_s * (1 + self.health)
-
-    def suspicion_s(self) -> float:
-        return self.params.suspicion_s * (1 + self.health)
 
     def status(self, peer: str) -> Status | None:
         m = self._members.get(peer)

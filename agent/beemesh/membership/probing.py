@@ -79,7 +79,7 @@ class Prober:
         lock = self._locks.setdefault(target, trio.Lock())
         async with lock:
             try:
-                with trio.fail_after(self.liveness.ack_timeout_s()):
+                with trio.fail_after(self.liveness.params.ack_timeout_s):
                     stream = self._streams.get(target)
                     if stream is None:
                         if target not in {p.to_base58() for p in self.mesh.connected()}:

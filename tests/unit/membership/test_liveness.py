@@ -192,36 +192,3 @@ def test_a_link_broken_between_two_machines_alone_is_not_accused_every_few_secon
     assert len(accusations) <= 6, accusations
     assert all(later > earlier for earlier, later in itertools.pairwise(gaps)), gaps
     assert live.status(target) is Status.ALIVE
-
-
-def test_a_starved_machine_waits_longer_instead_of_accusing_everyone() -> None:
-    """Every ack comes 1.5 s after its probe (this host is saturated): after the first miss
-    the ack timeout grows, the late acks count, and nobody is accused; acks in time bring the
-    timeouts back down."""
-    live = fleet(PEERS[0])
-    now, accused, inflight = T0, [], {}
-    while now < T0 + 30:
-        out = live.tick(now)
-        accused += [a for a in out if isinstance(a, Accuse)]
-        inflight.update({(t, seq): now + 1.5 for t, seq in probes(out).items()})
-        for (t, seq), due in list(inflight.items()):
-            if due <= now:
-                live.acked(t, seq, now)
-                del inflight[(t, seq)]
-        now += 0.05
-    assert accused == [] and live.health >= 1
-    assert live.ack_timeout_s() > 1.5 and live.suspicion_s() > 3.0
-    for _ in range(20):
-        for t, seq in probes(live.tick(now)).items():
-            live.acked(t, seq, now)
-        now += 1.0
-    assert live.health == 0 and live.suspicion_s() == 3.0
-
-
-def test_a_refused_connection_is_no_sign_of_local_trouble() -> None:
-    live = fleet(PEERS[0])
-    target = live.targets()[0]
-    live.tick(T0)
-    live.unreachable(target, T0 + 0.1)
-    live.tick(T0 + 0.1)
-    assert live.health == 0
