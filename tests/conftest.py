@@ -51,3 +51,30 @@ def cluster(tmp_path: Path) -> Iterator[LocalMesh]:
         yield mesh
     finally:
         mesh.close()
+
+
+# What a failed fleet test shows of its agents' logs: the lines that say what went wrong
+# between machines (a CI run keeps nothing else of them).
+NOTABLE = (" WARNING ", " ERROR ", " CRITICAL ", "accused", "is dead", "joined the mesh")
+NOTABLE_LINES = 40
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.failed and call.when == "call":
+        for mesh in {id(v): v for v in getattr(item, "funcargs", {}).values()
+                     if isinstance(v, LocalMesh)}.values():
+            for agent in mesh.agents.values():
+                report.sections.append((f"agent {agent.name} ({agent.peer_id[-6:]})",
+                                        notable_lines(agent.log)))
+    return report
+
+
+def notable_lines(log: Path) -> str:
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError as e:
+        return f"(no log: {e})"
+    return "\n".join([line for line in lines if any(n in line for n in NOTABLE)]
+                     [-NOTABLE_LINES:])
