@@ -203,6 +203,8 @@ class Liveness:
         if target == self.me:
             return
         m = self._members.get(target)
+        if m is not None and m.status is Status.DEAD and incarnation <= m.incarnation:
+            return  # the verdict is in here too (a confirmation racing ours): nothing to do
         if m is None or m.status not in (Status.ALIVE, Status.SUSPECT):
             raise Refused("unknown", f"accuses {target}, which is not a live member here")
         if incarnation < m.incarnation:
@@ -221,11 +223,20 @@ class Liveness:
             self._refuted = incarnation
             return [Refute(incarnation)]
         m = self._members[target]
-        if m.status is Status.SUSPECT:
+        if m.status is not Status.ALIVE:
             return []
         m.incarnation = incarnation
         self._suspect(target, m, now)
         return []
+
+    def stalled(self, seconds: float) -> None:
+        """This machine did not run for `seconds` (its process was held up): suspicions wait
+        that much longer, for a refutation may be waiting to be read. (A probe in flight
+        then counts one miss at most, and one miss accuses no one.)"""
+        for peer in self._suspects:
+            m = self._members[peer]
+            if m.accused_at is not None:
+                m.accused_at += seconds
 
     def tick(self, now: float) -> list[Action]:
         """Probes due, probes unanswered, suspicions run out."""

@@ -28,6 +28,8 @@ log = logging.getLogger("beemesh.probing")
 PROBE_PROTOCOL = "/beemesh/probe/1.0.0"
 SEQ = struct.Struct(">Q")
 MAX_WAIT_S = 1.0  # the loop looks again at least this often
+STALL_S = 0.5  # woken this much later than asked: the process was held up
+STALL_LOG_EVERY_S = 60.0
 
 
 class Prober:
@@ -43,7 +45,10 @@ class Prober:
         self._streams: dict[str, INetStream] = {}
         self._locks: dict[str, trio.Lock] = {}
         self._wake = trio.Event()
+        self._stall_logged = -STALL_LOG_EVERY_S
         metrics.describe("probes", "liveness probes sent, by result", "result")
+        metrics.describe("stalls", "times this process was held up past STALL_S (the "
+                         "suspicions it held waited that much longer)")
 
     def wake(self) -> None:
         """Look at the core again now (a fact came in that may start a probe or a verdict)."""
@@ -64,8 +69,24 @@ class Prober:
                     nursery.start_soon(self._drop, peer)
                 deadline = self.liveness.next_deadline()
                 wait = MAX_WAIT_S if deadline is None else deadline - time.time()
-                with trio.move_on_after(min(MAX_WAIT_S, max(0.01, wait))):
+                wait = min(MAX_WAIT_S, max(0.01, wait))
+                planned = time.monotonic() + wait
+                with trio.move_on_after(wait):
                     await self._wake.wait()
+                self._check_stall(time.monotonic() - planned)
+
+    def _check_stall(self, late: float) -> None:
+        """Woken `late` seconds past the planned time (whatever woke it): this process did
+        not run meanwhile, and must not hold what it could not hear against others."""
+        if late <= STALL_S:
+            return
+        self.liveness.stalled(late)
+        self.metrics.inc("stalls")
+        now = time.monotonic()
+        if now - self._stall_logged >= STALL_LOG_EVERY_S:
+            self._stall_logged = now
+            log.warning("this process was held up for %.1f s (overloaded host?); the "
+                        "suspicions it holds wait that much longer", late)
 
     async def _answer(self, stream: INetStream) -> None:
         """Write every probe number back, for as long as the prober keeps the stream."""

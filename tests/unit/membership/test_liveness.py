@@ -131,6 +131,44 @@ def test_an_accused_machine_refutes_once_and_a_newer_record_clears_the_suspicion
     assert not [a for a in other.tick(T0 + 10) if isinstance(a, Dead)]
 
 
+def test_a_confirmation_of_a_verdict_already_in_changes_nothing() -> None:
+    """Two monitors reach the verdict side by side: the other's confirmation is no hostile
+    message (not refused) and does not make the dead machine a suspect again."""
+    live = fleet(PEERS[0])
+    target = PEERS[5]
+    monitor = live.predecessors(target, 1)[0]
+    live.accused(monitor, target, INC, False, T0)
+    assert Dead(target, INC) in live.tick(T0 + 3)
+    assert live.accused(monitor, target, INC, True, T0 + 3.1) == []
+    assert live.status(target) is Status.DEAD and target not in live.suspects()
+    with pytest.raises(Refused):  # a newer incarnation than the verdict's is still unknown
+        live.accused(monitor, target, INC + 1, True, T0 + 3.2)
+
+
+def test_a_machine_held_up_holds_nothing_it_could_not_hear_against_others() -> None:
+    """A process that did not run for 4 s wakes with a suspicion overdue and its probes
+    unanswered: the refutation may be waiting to be read, so the suspicion waits as long
+    again; the probes count one miss each, which accuses no one."""
+    live = fleet(PEERS[0])
+    target = PEERS[5]
+    live.accused(live.predecessors(target, 1)[0], target, INC, False, T0)
+    live.tick(T0)
+    live.stalled(4.0)
+    out = live.tick(T0 + 4.5)  # woken 4 s late
+    assert not [a for a in out if isinstance(a, (Accuse, Dead))]
+    for t, seq in probes(out).items():  # probed again at once, and answered
+        live.acked(t, seq, T0 + 4.6)
+    live.alive(target, INC + 1, T0 + 4.6)  # the refutation it had not read
+    assert live.status(target) is Status.ALIVE
+    now = T0 + 4.75
+    while now < T0 + 9:
+        out = live.tick(now)
+        assert not [a for a in out if isinstance(a, (Accuse, Dead))]
+        for t, seq in probes(out).items():
+            live.acked(t, seq, now + 0.1)
+        now += 0.25
+
+
 def test_a_verdict_shadows_older_records_and_a_newer_one_brings_the_machine_back() -> None:
     live = fleet(PEERS[0])
     target = PEERS[5]
