@@ -135,3 +135,33 @@ def test_an_idle_fleet_is_quiet_and_a_late_joiner_catches_up(cluster: Cluster) -
             assert now["probes"].get(result, 0) == then["probes"].get(result, 0), now["probes"]
         assert "MachineAccuse" not in now.get("messages_accepted", {}), a.name
         assert now.get("machines_dead", 0) == 0
+
+
+def test_a_machine_held_up_past_its_verdict_comes_back_and_blames_no_one(
+        cluster: Cluster) -> None:
+    """A process stopped for longer than its monitors wait (a swapping Raspberry Pi) is
+    declared dead; when it runs again it learns of the verdict over the connections it never
+    lost, announces a newer record and is listed again, and it holds its own lost seconds
+    against no one (`Liveness.stalled`)."""
+    seed = cluster.start("s")
+    agents = [seed, *(cluster.start(f"h{i}", bootstrap=[seed.addr]) for i in range(2))]
+    everyone = {a.peer_id for a in agents}
+    for a in agents:
+        wait_for(lambda a=a: a.node_ids() == everyone, 20, f"{a.name} to list all three")
+    held, watchers = agents[-1], agents[:-1]
+    time.sleep(4)  # past one look at the record (every 3 s): it has nothing new to announce
+    held.proc.send_signal(signal.SIGSTOP)
+    try:
+        for a in watchers:
+            wait_for(lambda a=a: held.peer_id not in a.node_ids(), DETECT_S + 4,
+                     f"{a.name} to declare the stopped machine dead")
+    finally:
+        held.proc.send_signal(signal.SIGCONT)
+    for a in watchers:
+        wait_for(lambda a=a: a.node_ids() == everyone, 15, f"{a.name} to list it again")
+    time.sleep(5)  # past the stopped machine's own probes' and suspicions' deadlines
+    assert held.node_ids() == everyone
+    assert held.metrics().get("machines_dead", 0) == 0
+    assert held.metrics().get("stalls", 0) >= 1
+    assert held.metrics()["records_announced"].get("again", 0) >= 1
+    assert "held up for" in held.log_text()

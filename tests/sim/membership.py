@@ -16,7 +16,8 @@ Design:
 - A killed machine goes silent (power loss: no connection reset, so no `unreachable`).
 - Heal after a partition: the core itself never tells a machine that the other side declared
   it dead (the confirming accusations were published while the sides were cut, and the two
-  rings no longer share a probe link). Modelled as the brief asks: at the heal every
+  rings no longer share a probe link; the agent's catch-up asks carry it: `catch_up`).
+  Modelled as the brief asks: at the heal every
   confirming accusation made during the partition is published once more; the machine it
   names hears it, refutes through the core (`accused` -> `Refute`), and its fresh record
   brings it back everywhere. Both kinds of broadcast are counted.

@@ -143,7 +143,7 @@ class Rogue:
             for peer in self.peers:
                 with contextlib.suppress(Exception):
                     digest = catch_up.decode_digest(await self.host.ask(
-                        peer, catch_up.RECORDS_PROTOCOL, catch_up.encode_request(None),
+                        peer, catch_up.RECORDS_PROTOCOL, catch_up.encode_request(catch_up.BARE_ASK),
                         catch_up.MAX_DIGEST_BYTES, 5))
                     wanted = sorted(set(digest.held) - {self.key.peer_id})
                     for data in catch_up.decode_records(await self.host.ask(

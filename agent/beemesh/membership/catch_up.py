@@ -6,6 +6,10 @@ or comes back from a partition, pulls what it lacks: it asks one connected peer 
 then for the signed records newer than its own (each checked like any record: signature,
 signer, admission). When the peer lacks this machine's current record or holds it dead, this
 machine announces itself again: that is how both sides of a healed partition find each other.
+The ask says what the asker holds of the asked machine (`DigestAsk`), so the asked one learns
+the same from either direction: a machine held dead by a peer it never lost its connection to
+(a verdict while it was held up) hears it at that peer's next ask. A machine declared dead
+that is still connected is asked at once (`membership.service`).
 
 A digest is O(fleet) bytes; it is asked at join, when a peer is admitted (at most every
 `MIN_GAP_S`) and every `EVERY_S` of one random peer. (At fleets of tens of thousands a digest
@@ -43,6 +47,28 @@ class Digest:
 
 
 @dataclass(frozen=True)
+class DigestAsk:
+    """A request for the digest, saying what the asker holds of the asked machine: the ts
+    (ms) of its record (`held`) and of its verdict or withdrawal (`gone`); -1: none. A bare
+    `{"digest": true}` (an older agent) says nothing and draws no announcement."""
+    held: int = -1
+    gone: int = -1
+    says: bool = True
+
+    def announce_above(self, my_ts: int) -> int | None:
+        """None when the asker holds the asked machine's current record (or says nothing);
+        else sign a record newer than this (ms) and announce it."""
+        if not self.says:
+            return None
+        if self.gone >= my_ts:
+            return self.gone
+        return None if self.held >= my_ts else -1
+
+
+BARE_ASK = DigestAsk(says=False)
+
+
+@dataclass(frozen=True)
 class Plan:
     wanted: list[str]  # records to ask for
     announce: bool  # the peer lacks this machine's current record
@@ -64,30 +90,43 @@ def decode_digest(data: bytes) -> Digest:
         raise DigestError(f"digest must hold two maps of at most {MAX_DIGEST} machines")
     for m in maps:
         for peer, ts in m.items():
-            if len(peer) > MAX_PEER_ID or not isinstance(ts, int) or isinstance(ts, bool) \
-                    or ts < 0:
+            if len(peer) > MAX_PEER_ID or not _is_ts(ts):
                 raise DigestError(f"digest entry {peer[:MAX_PEER_ID]!r}: {ts!r} is no timestamp")
     return Digest(body["held"], body["gone"])
 
 
-def encode_request(wanted: list[str] | None) -> bytes:
-    """None: ask for the digest; else for these machines' records."""
-    return cbor2.dumps({"digest": True} if wanted is None else {"want": wanted}, canonical=True)
+def encode_request(wanted: list[str] | DigestAsk) -> bytes:
+    """A DigestAsk: ask for the digest; else for these machines' records."""
+    if isinstance(wanted, DigestAsk):
+        body = {"digest": True, "held": wanted.held, "gone": wanted.gone} if wanted.says \
+            else {"digest": True}
+        return cbor2.dumps(body, canonical=True)
+    return cbor2.dumps({"want": wanted}, canonical=True)
 
 
-def decode_request(data: bytes) -> list[str] | None:
+def decode_request(data: bytes) -> list[str] | DigestAsk:
     try:
         body: Any = cbor.loads(data)
     except ValueError as e:
         raise DigestError(f"request is not plain CBOR: {e}") from None
-    if body == {"digest": True}:
-        return None
+    if isinstance(body, dict) and body.get("digest") is True:
+        if body.keys() == {"digest"}:
+            return BARE_ASK
+        ts = [body.get(k) for k in ("held", "gone")]
+        if body.keys() != {"digest", "held", "gone"} \
+                or not all(t == -1 or _is_ts(t) for t in ts):
+            raise DigestError("a digest ask holds 'held' and 'gone': timestamps (ms) or -1")
+        return DigestAsk(*ts)
     wanted = body.get("want") if isinstance(body, dict) and len(body) == 1 else None
     if not isinstance(wanted, list) or len(wanted) > MAX_WANTED \
             or not all(isinstance(p, str) and len(p) <= MAX_PEER_ID for p in wanted):
-        raise DigestError(f"request must be {{'digest': true}} or {{'want': [at most "
-                          f"{MAX_WANTED} peer ids]}}")
+        raise DigestError(f"request must be {{'digest': true, 'held'|'gone': ms}} or "
+                          f"{{'want': [at most {MAX_WANTED} peer ids]}}")
     return wanted
+
+
+def _is_ts(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 def encode_records(records: list[bytes]) -> bytes:

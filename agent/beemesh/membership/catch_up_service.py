@@ -1,8 +1,10 @@
 """`CatchUpService`: carries out `membership.catch_up` on the mesh (trio shell).
 
 It serves `RECORDS_PROTOCOL` (this agent's digest, and the signed records it holds), and asks
-one peer at a time: each newly admitted peer (a joiner, a healed partition) at most every
-`MIN_GAP_S`, and one random connected peer every `EVERY_S`.
+one peer at a time: each newly admitted peer (a joiner, a healed partition) or one this machine
+holds dead and finds connected, at most every `MIN_GAP_S`, and one random connected peer every
+`EVERY_S`. An ask that shows the asker lacks this machine's record, or holds it dead, makes this
+machine announce again, at most every `ANSWER_GAP_S` (any admitted peer can ask).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from libp2p.abc import INetStream
 from beemesh import wire
 from beemesh.errors import UserError
 from beemesh.membership import catch_up
-from beemesh.membership.liveness import Liveness
+from beemesh.membership.liveness import Liveness, Status
 from beemesh.membership.view import MachineView
 from beemesh.mesh.framing import read_request, send_request
 from beemesh.mesh.host import MeshHost
@@ -27,6 +29,8 @@ from beemesh.metrics import Metrics
 log = logging.getLogger("beemesh.catch_up")
 
 ASK_TIMEOUT_S = 5.0
+ANSWER_GAP_S = 5.0
+GONE = (Status.DEAD, Status.LEFT)
 
 
 class CatchUpService:
@@ -49,21 +53,34 @@ class CatchUpService:
         self._now = trio.Event()
         self._with: str | None = None
         self._last = -catch_up.MIN_GAP_S
+        self._answered = -ANSWER_GAP_S
         metrics.describe("catch_ups", "digests asked of peers, by result", "result")
 
     def admitted(self, peer: str) -> None:
-        """A new peer passed admission: catch up with it."""
+        """A new peer passed admission, or a machine held dead is connected: catch up with
+        it (the ask tells it what this machine holds of it)."""
         self._with = peer
         self._now.set()
 
     def digest(self) -> catch_up.Digest:
         held = {e.peer_id: round(e.ts * 1000) for e in self.view.entries()}
-        gone = {}
-        for peer in self.liveness.gone():
-            ts = self.view.shadowed(peer)
-            if ts is not None:
-                gone[peer] = round(ts * 1000)
+        gone = {peer: ts for peer in self.liveness.gone()
+                if (ts := self._gone_ts(peer)) is not None}
         return catch_up.Digest(held, gone)
+
+    def _gone_ts(self, peer: str) -> int | None:
+        ts = self.view.shadowed(peer)
+        return round(ts * 1000) if ts is not None else None
+
+    def _ask(self, peer: str) -> catch_up.DigestAsk:
+        entry = self.view.get(peer)
+        gone = self._gone_ts(peer) if self.liveness.status(peer) in GONE else None
+        return catch_up.DigestAsk(round(entry.ts * 1000) if entry is not None else -1,
+                                  -1 if gone is None else gone)
+
+    def _announce_above(self, above_ms: int) -> None:
+        """A claim of our death from the future is no reason to date a record after it."""
+        self.announce_again(min(above_ms, round((time.time() + wire.MAX_CLOCK_SKEW_S) * 1000)))
 
     async def run(self) -> None:
         self.mesh.handle(catch_up.RECORDS_PROTOCOL, self._serve)
@@ -87,7 +104,12 @@ class CatchUpService:
             self.on_drop("records", stream.muxed_conn.peer_id.to_base58(), "schema", str(e))
             await stream.reset()
             return
-        if wanted is None:
+        if isinstance(wanted, catch_up.DigestAsk):
+            own = self.view.get(self.machine)
+            above = None if own is None else wanted.announce_above(round(own.ts * 1000))
+            if above is not None and time.monotonic() - self._answered >= ANSWER_GAP_S:
+                self._answered = time.monotonic()
+                self._announce_above(above)
             await send_request(stream, catch_up.encode_digest(self.digest()))
         else:
             await send_request(stream, catch_up.encode_records(
@@ -98,15 +120,14 @@ class CatchUpService:
         """Ask `peer` for its digest, then for the records newer than ours."""
         try:
             theirs = catch_up.decode_digest(await self.mesh.ask(
-                peer, catch_up.RECORDS_PROTOCOL, catch_up.encode_request(None),
+                peer, catch_up.RECORDS_PROTOCOL, catch_up.encode_request(self._ask(peer)),
                 catch_up.MAX_DIGEST_BYTES, ASK_TIMEOUT_S))
             own = self.view.get(self.machine)
             if own is None:
                 return
             todo = catch_up.plan(self.digest(), theirs, self.machine, round(own.ts * 1000))
-            if todo.announce:  # a claim of our death from the future is no reason to date one
-                self.announce_again(min(theirs.gone.get(self.machine, 0),
-                                        round((time.time() + wire.MAX_CLOCK_SKEW_S) * 1000)))
+            if todo.announce:
+                self._announce_above(theirs.gone.get(self.machine, 0))
             records = []
             if todo.wanted:
                 records = catch_up.decode_records(await self.mesh.ask(

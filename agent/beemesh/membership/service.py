@@ -289,8 +289,12 @@ class Membership:
     def _learn(self, entry: MachineEntry, data: bytes, now: float) -> bool:
         """A checked record, from pub/sub, a peer or this machine: into the view and the
         liveness core when it is newer than what they hold."""
+        shadowed = self.view.shadowed(entry.peer_id)
         if not self.view.apply(entry, now):
             return False
+        if shadowed is not None and self.view.get(entry.peer_id) is not None:
+            log.info("machine %s is back (a record %.1f s newer than its verdict or "
+                     "withdrawal)", entry.peer_id, entry.ts - shadowed)
         self.catch_up.records[entry.peer_id] = data
         self.liveness.alive(entry.peer_id, round(entry.ts * 1000), now)
         self.prober.wake()
@@ -322,14 +326,16 @@ class Membership:
                 for entry in todo[:max(0, MAX_DIALED_PEERS - len(connected))]:
                     nursery.start_soon(self.mesh.dial_any, list(entry.record.addrs),
                                        entry.peer_id, DIAL_TIMEOUT_S)
-                for peer in [p for p in self._dead_addrs if p in connected_ids
-                             or self.view.get(p) is not None]:
-                    del self._dead_addrs[peer]  # back, or reachable: catch-up does the rest
+                for peer in [p for p in self._dead_addrs if self.view.get(p) is not None]:
+                    del self._dead_addrs[peer]  # back
                 if self._dead_addrs and now - self._redialed_at >= REDIAL_DEAD_S:
                     self._redialed_at = now
                     peer = random.choice(list(self._dead_addrs))
-                    nursery.start_soon(self.mesh.dial_any, self._dead_addrs[peer], peer,
-                                       DIAL_TIMEOUT_S)
+                    if peer in connected_ids:  # our ask tells it we hold it dead
+                        self.catch_up.admitted(peer)
+                    else:  # once connected, each side's catch-up tells the other
+                        nursery.start_soon(self.mesh.dial_any, self._dead_addrs[peer], peer,
+                                           DIAL_TIMEOUT_S)
             self._save_members(now)
             self.metrics.set("pubsub_streams_broken", "", self.mesh.rpc_failures)
             with trio.move_on_after(1):

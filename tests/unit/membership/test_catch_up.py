@@ -6,8 +6,10 @@ import cbor2
 import pytest
 
 from beemesh.membership.catch_up import (
+    BARE_ASK,
     MAX_WANTED,
     Digest,
+    DigestAsk,
     DigestError,
     decode_digest,
     decode_records,
@@ -36,6 +38,18 @@ def test_announces_again_when_the_peer_lacks_this_machines_current_record(
     assert plan(Digest({ME: 50}, {}), theirs, ME, 50).announce is True
 
 
+@pytest.mark.parametrize(("ask", "above"), [
+    (DigestAsk(50, -1), None),  # holds the current record
+    (DigestAsk(49, -1), -1),  # an older one: announce the current one
+    (DigestAsk(-1, -1), -1),  # none
+    (DigestAsk(-1, 50), 50),  # dead at the current record: sign a newer one
+    (DigestAsk(-1, 40), -1),  # dead before it, the current one not yet there
+    (BARE_ASK, None)])  # an older agent says nothing
+def test_the_asked_machine_announces_again_when_the_asker_lacks_it_or_holds_it_dead(
+        ask: DigestAsk, above: int | None) -> None:
+    assert ask.announce_above(50) == above
+
+
 def test_never_wants_more_than_one_request_carries() -> None:
     theirs = Digest({f"p{i:04d}": 1 for i in range(MAX_WANTED + 10)}, {})
     assert len(plan(Digest({}, {}), theirs, ME, 1).wanted) == MAX_WANTED
@@ -44,7 +58,8 @@ def test_never_wants_more_than_one_request_carries() -> None:
 def test_round_trips() -> None:
     d = Digest({"a": 1}, {"b": 2})
     assert decode_digest(encode_digest(d)) == d
-    assert decode_request(encode_request(None)) is None
+    assert decode_request(encode_request(BARE_ASK)) == BARE_ASK
+    assert decode_request(encode_request(DigestAsk(5, -1))) == DigestAsk(5, -1)
     assert decode_request(encode_request(["a", "b"])) == ["a", "b"]
     assert decode_records(encode_records([b"x", b"y"])) == [b"x", b"y"]
 
@@ -64,7 +79,11 @@ def test_a_digest_that_is_not_one_is_refused(data: bytes) -> None:
 @pytest.mark.parametrize("data", [
     b"", cbor2.dumps({"digest": False}), cbor2.dumps({"want": "a"}),
     cbor2.dumps({"want": [1]}), cbor2.dumps({"want": ["a"] * (MAX_WANTED + 1)}),
-    cbor2.dumps({"want": [], "digest": True})])
+    cbor2.dumps({"want": [], "digest": True}), cbor2.dumps({"digest": True, "held": 1}),
+    cbor2.dumps({"digest": True, "held": -2, "gone": -1}),
+    cbor2.dumps({"digest": True, "held": 1.5, "gone": -1}),
+    cbor2.dumps({"digest": True, "held": True, "gone": -1}),
+    cbor2.dumps({"digest": True, "held": 1, "gone": -1, "more": 1})])
 def test_a_request_that_is_not_one_is_refused(data: bytes) -> None:
     with pytest.raises(DigestError):
         decode_request(data)
