@@ -118,7 +118,7 @@ class Agent:
         self.membership = Membership(key=key, cfg=cfg, mesh=self.mesh, view=self.view,
                                      metrics=self.metrics, authenticate=records.authenticate,
                                      on_drop=self.drops.count, files=self.files,
-                                     lateness=self.lateness)
+                                     lateness=self.lateness, events=self.events)
 
         user = resolve_user(cfg.workplane_user) if cfg.workplane and os.geteuid() == 0 else None
         dirs = WorkPlaneDirs(cfg, user)

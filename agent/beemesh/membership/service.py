@@ -33,6 +33,7 @@ from libp2p.peer.id import ID
 
 from beemesh import wire
 from beemesh.config import AgentConfig
+from beemesh.events import EventLog
 from beemesh.files import WriteBehind
 from beemesh.identity import KeyPair, peer_id
 from beemesh.membership import members_file
@@ -94,10 +95,11 @@ class Membership:
     def __init__(self, *, key: KeyPair, cfg: AgentConfig, mesh: MeshHost, view: MachineView,
                  metrics: Metrics, authenticate: Callable[[bytes], wire.Envelope],
                  on_drop: Callable[[str, str, str, str], None], files: WriteBehind,
-                 lateness: Lateness) -> None:
+                 lateness: Lateness, events: EventLog) -> None:
         """`authenticate`: checks a record a peer sent (signature, signer, plane);
         `on_drop(topic, origin, reason, detail)`: counts and logs a refused one; `lateness`
-        is timed by the records this view accepts from pub/sub."""
+        is timed by the records this view accepts from pub/sub; `events` hears of machines
+        declared dead, back, or leaving (`beemesh events`)."""
         self.key = key
         self.machine = key.peer_id
         self.cfg = cfg
@@ -108,6 +110,7 @@ class Membership:
         self.on_drop = on_drop
         self.files = files
         self.lateness = lateness
+        self.events = events
         self.liveness = Liveness(self.machine, Params.within(cfg.dead_after_s))
         self.prober = Prober(self.liveness, mesh, metrics, self._act, self._addrs_of)
         self.started = time.monotonic()
@@ -240,6 +243,8 @@ class Membership:
                          else "accused", a.target)
             elif isinstance(a, Refute):
                 log.warning("accused of being dead (record %d); announcing again", a.incarnation)
+                self.events.add(now, "Accused", "a monitor had no answer from this machine; "
+                                "announced a newer record", machine=self.machine)
                 self._announce_again(a.incarnation)
             elif isinstance(a, Dead):
                 entry = self.view.get(a.target)
@@ -248,6 +253,8 @@ class Membership:
                 if self.view.dead(a.target, a.incarnation / 1000, now):
                     self.metrics.inc("machines_dead")
                     log.warning("machine %s is dead: its monitors had no answer", a.target)
+                    self.events.add(now, "MachineDead", "no answer to its monitors' probes; "
+                                    "its replicas are healed elsewhere", machine=a.target)
                 self.catch_up.records.pop(a.target, None)
 
     def _addrs_of(self, peer: str) -> list[str]:
@@ -276,7 +283,8 @@ class Membership:
                 self.lateness.observe(env.sender.hex(), env.ts_ms / 1000, now)
         elif env.kind == MACHINE_WITHDRAW.name:
             peer = env.body["peer_id"]
-            self.view.withdraw(peer, env.ts_ms / 1000, now)
+            if self.view.withdraw(peer, env.ts_ms / 1000, now):
+                self.events.add(now, "MachineLeft", "withdrew (a clean shutdown)", machine=peer)
             self.liveness.left(peer, env.ts_ms, now)
             self.catch_up.records.pop(peer, None)
         elif env.kind == MACHINE_ACCUSE.name:
@@ -292,9 +300,11 @@ class Membership:
         shadowed = self.view.shadowed(entry.peer_id)
         if not self.view.apply(entry, now):
             return False
-        if shadowed is not None and self.view.get(entry.peer_id) is not None:
+        if shadowed is not None and entry.peer_id != self.machine:
             log.info("machine %s is back (a record %.1f s newer than its verdict or "
                      "withdrawal)", entry.peer_id, entry.ts - shadowed)
+            self.events.add(now, "MachineBack", "a record newer than its verdict or "
+                            "withdrawal", machine=entry.peer_id)
         self.catch_up.records[entry.peer_id] = data
         self.liveness.alive(entry.peer_id, round(entry.ts * 1000), now)
         self.prober.wake()
