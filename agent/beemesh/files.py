@@ -9,7 +9,10 @@ disk, renamed over the target, and the directory entry is flushed too.
 `WriteBehind` is how the agent keeps state on disk without letting the disk slow or stop it:
 services change their state in memory and queue the bytes; a flush in a worker thread writes
 them, and a write that fails (a full or read-only disk) stays queued and is tried again while
-the agent keeps running and says why in its status.
+the agent keeps running and says why in its status. A log of lines (the audit trail) is
+appended to instead (`append`), and cut to its newest lines when it has doubled: each entry
+costs its own bytes on disk, not a rewrite of the whole file, and the lines need not be kept
+in memory.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -75,33 +79,55 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644,
         f.write(data)
 
 
+@dataclass
+class _Appended:
+    data: bytes
+    mode: int
+    max_bytes: int
+
+
 class WriteBehind:
-    """Files to write (or remove) later, newest wins per path; `flush` does the IO (it blocks:
-    run it in a worker thread). Thread-safe: the event loop queues while a thread flushes."""
+    """Files to write (or remove) later, newest wins per path, and lines to append; `flush`
+    does the IO (it blocks: run it in a worker thread). Thread-safe: the event loop queues
+    while a thread flushes."""
 
     def __init__(self) -> None:
         self._pending: dict[Path, tuple[bytes | None, int]] = {}  # path -> (data | None, mode)
+        self._appends: dict[Path, _Appended] = {}
         self._lock = threading.Lock()
         self.error: str | None = None  # why the last flush could not write everything
 
     def write(self, path: Path, data: bytes, mode: int = 0o600) -> None:
+        """Replace the file (and drop what was queued to append to it)."""
         with self._lock:
             self._pending[path] = (data, mode)
+            self._appends.pop(path, None)
 
     def remove(self, path: Path) -> None:
         with self._lock:
             self._pending[path] = (None, 0)
+            self._appends.pop(path, None)
+
+    def append(self, path: Path, data: bytes, mode: int, max_bytes: int) -> None:
+        """Add lines to a log file; once it holds more than twice `max_bytes` it is cut to
+        its newest lines within `max_bytes` (`newest_lines`)."""
+        with self._lock:
+            queued = self._appends.get(path)
+            self._appends[path] = _Appended((queued.data if queued else b"") + data, mode,
+                                            max_bytes)
 
     @property
     def pending(self) -> int:
         with self._lock:
-            return len(self._pending)
+            return len(self._pending) + len(self._appends)
 
     def flush(self) -> None:
         """Write what is queued; what fails stays queued (unless queued again meanwhile)."""
         with self._lock:
             work, self._pending = self._pending, {}
+            appends, self._appends = self._appends, {}
         failed: dict[Path, tuple[bytes | None, int]] = {}
+        failed_appends: dict[Path, _Appended] = {}
         error: str | None = None
         for path, (data, mode) in work.items():
             try:
@@ -112,10 +138,56 @@ class WriteBehind:
             except OSError as e:
                 failed[path] = (data, mode)
                 error = f"cannot write {path}: {e.strerror or e}"
+        for path, item in appends.items():
+            try:
+                append_lines(path, item.data, item.mode, item.max_bytes)
+            except OSError as e:
+                failed_appends[path] = item
+                error = f"cannot write {path}: {e.strerror or e}"
         with self._lock:
-            for path, item in failed.items():
-                self._pending.setdefault(path, item)
+            for path, old in failed.items():
+                self._pending.setdefault(path, old)
+            for path, item in failed_appends.items():
+                if path in self._pending:
+                    continue  # replaced meanwhile
+                newer = self._appends.get(path)
+                self._appends[path] = _Appended(item.data + (newer.data if newer else b""),
+                                                item.mode, item.max_bytes)
             self.error = error
+
+
+def append_lines(path: Path, data: bytes, mode: int, max_bytes: int) -> None:
+    """Append `data` (whole lines) durably, never through a link; a failed write leaves the
+    file as it was. Past twice `max_bytes`, keep only its newest lines within `max_bytes`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 mode)
+    try:
+        before = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, before)  # no half line for the next reader
+            raise
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    if size > 2 * max_bytes:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            write_atomic(path, newest_lines(f.read(), max_bytes), mode)
+
+
+def newest_lines(data: bytes, max_bytes: int) -> bytes:
+    """The last whole lines of `data` that fit in `max_bytes` (the newest one in any case)."""
+    last = data.rfind(b"\n", 0, len(data) - 1) + 1  # where the newest line starts
+    start = max(0, len(data) - max_bytes)
+    if start and data[start - 1:start] != b"\n":
+        start = data.find(b"\n", start) + 1 or len(data)
+    return data[min(start, last):]
 
 
 def fsync_dir(directory: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from beemesh.files import TMP_SUFFIX, WriteBehind, atomic_file, write_atomic
+from beemesh.files import TMP_SUFFIX, WriteBehind, atomic_file, newest_lines, write_atomic
 
 
 def test_replaces_content_with_the_mode_asked_for(tmp_path: Path) -> None:
@@ -121,3 +121,49 @@ def test_not_durable_writes_skip_fsync(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd))
     write_atomic(tmp_path / "f", b"x", durable=False)
     assert (tmp_path / "f").read_bytes() == b"x" and calls == []
+
+
+def test_newest_lines_keeps_whole_lines_and_always_the_last() -> None:
+    data = b"aaaa\nbbbb\ncccc\n"
+    assert newest_lines(data, 100) == data
+    assert newest_lines(data, 10) == b"bbbb\ncccc\n"
+    assert newest_lines(data, 9) == b"cccc\n"  # never half a line
+    assert newest_lines(data, 0) == b"cccc\n"  # the newest one in any case
+
+
+def test_appends_queue_in_order_and_a_replacing_write_drops_them(tmp_path: Path) -> None:
+    files, path = WriteBehind(), tmp_path / "log"
+    files.append(path, b"1\n", 0o600, 1000)
+    files.append(path, b"2\n", 0o600, 1000)
+    assert files.pending == 1
+    files.flush()
+    files.append(path, b"3\n", 0o600, 1000)
+    files.flush()
+    assert path.read_bytes() == b"1\n2\n3\n" and oct(path.stat().st_mode & 0o777) == "0o600"
+    files.append(path, b"4\n", 0o600, 1000)
+    files.write(path, b"new\n")
+    files.flush()
+    assert path.read_bytes() == b"new\n"
+
+
+def test_an_append_that_fails_stays_queued_ahead_of_later_ones(tmp_path: Path) -> None:
+    files, state = WriteBehind(), tmp_path / "state"
+    state.write_bytes(b"")  # a file where the directory should be: every write fails
+    files.append(state / "log", b"1\n", 0o600, 1000)
+    files.flush()
+    assert files.error is not None and files.pending == 1
+    files.append(state / "log", b"2\n", 0o600, 1000)
+    state.unlink()
+    state.mkdir()
+    files.flush()
+    assert files.error is None and (state / "log").read_bytes() == b"1\n2\n"
+
+
+def test_an_append_never_follows_a_link(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"")
+    (tmp_path / "log").symlink_to(target)
+    files = WriteBehind()
+    files.append(tmp_path / "log", b"x\n", 0o600, 1000)
+    files.flush()
+    assert files.error is not None and target.read_bytes() == b""

@@ -3,9 +3,10 @@
 The services that accept operator-signed requests (`requests`: apply, delete, cordon, drain;
 `logs`; `inbound`: a Delete, or a Cordon or Drain of this machine, arriving on the topic)
 call `accepted` once the signature has been checked. The entry (`workloads.audit`) goes into
-the event log at once (`Audit` events, with the signer) and the bounded trail is queued to
-replace `STATE_DIR/audit.jsonl` (`files.WriteBehind`): a full disk never stops a handler, it
-shows in `beemesh status` like any state write. At start the file is read back into the event
+the event log at once (`Audit` events, with the signer) and its line is queued to be appended
+to `STATE_DIR/audit.jsonl` (`files.WriteBehind.append`; the file is cut to its newest
+`MAX_BYTES` once it holds twice that): a full disk never stops a handler, it shows in
+`beemesh status` like any state write. At start the file is read back into the event
 log, so `beemesh events` shows who asked for what after a restart. A damaged file costs one
 warning line: its good entries are kept and the file is set aside as `audit.jsonl.bad`.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from beemesh import wire
 from beemesh.events import EventLog
-from beemesh.files import WriteBehind
+from beemesh.files import WriteBehind, newest_lines
 from beemesh.workloads.audit import MAX_BYTES, AuditEntry, AuditTrail, entry_for, parse
 
 log = logging.getLogger("beemesh.audit")
@@ -43,10 +44,11 @@ class AuditLog:
     def accepted(self, env: wire.Envelope, now: float, target: str = "") -> None:
         """An operator-signed request this agent checked and acts on."""
         entry = entry_for(env, self.operators().get(env.sender, ""), now, target)
-        if entry is None or not self.trail.add(entry):
+        line = None if entry is None else self.trail.add(entry)
+        if entry is None or line is None:
             return
         self._event(entry)
-        self.files.write(self.path, self.trail.to_bytes(), 0o600)
+        self.files.append(self.path, line, 0o600, MAX_BYTES)
 
     def restore(self) -> None:
         """Read the trail an earlier run kept into the event log; never raises."""
@@ -62,14 +64,17 @@ class AuditLog:
         entries, problems = parse(data[:2 * MAX_BYTES])
         if len(data) > 2 * MAX_BYTES:
             problems.append(f"longer than {2 * MAX_BYTES} bytes; the rest was not read")
+        kept = []
         for entry in sorted(entries, key=lambda e: e.ts):
-            if self.trail.add(entry):
+            line = self.trail.add(entry)
+            if line is not None:
                 self._event(entry)
+                kept.append(line)
         if problems:
             bad = self.path.with_name(FILE_NAME + ".bad")
             with contextlib.suppress(OSError):
                 self.path.replace(bad)
-            self.files.write(self.path, self.trail.to_bytes(), 0o600)
+            self.files.write(self.path, newest_lines(b"".join(kept), MAX_BYTES), 0o600)
             log.warning("audit trail %s is damaged: %d entr%s skipped (%s); %d kept; the file "
                         "was set aside as %s", self.path, len(problems),
                         "y" if len(problems) == 1 else "ies", problems[0], len(entries),

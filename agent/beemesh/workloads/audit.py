@@ -3,9 +3,9 @@
 Every operator request an agent accepts (an operator-signed message whose signature it
 checked: apply, delete, cordon, drain, logs, ...) becomes one `AuditEntry`: what was asked,
 of what, who signed it (the operator's name in `operators.trust` and its key's fingerprint),
-when it was signed and when this agent accepted it. `AuditTrail` keeps the newest entries
-within `max_entries` and `max_bytes` (the oldest go first) and writes them as JSON lines; the
-agent replaces its file with those bytes (`machine/audit_log.py`). `parse` reads such a file
+when it was signed and when this agent accepted it. `AuditTrail` knows the newest entries
+within `max_entries` and `max_bytes` (the oldest go first) and gives each new one's JSON line;
+the agent appends it to its file (`machine/audit_log.py`). `parse` reads such a file
 back without trusting it: each line is checked, bad ones are skipped and counted.
 
 A new operator kind is audited by one line in `ACTIONS`.
@@ -81,41 +81,39 @@ def entry_for(env: wire.Envelope, signer: str, now: float, target: str = "") -> 
 
 
 class AuditTrail:
-    """The newest entries, bounded by count and by their size on disk. Kept as their file
-    lines only (an entry object besides its line doubled the trail's memory: 1.6 MB at 2,000
-    entries); `entries()` reads them back."""
+    """Which requests the trail holds: the newest entries within `max_entries` and
+    `max_bytes` (their lines' size). The lines themselves are on disk only (appended,
+    `files.WriteBehind.append`): in memory each entry is its reference and its size."""
 
     def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self._lines: deque[tuple[str, bytes]] = deque()  # (ref, line)
+        self._kept: deque[tuple[str, int]] = deque()  # (ref, size of its line)
         self._refs: set[str] = set()
         self._bytes = 0
 
     def __len__(self) -> int:
-        return len(self._lines)
+        return len(self._kept)
 
-    def entries(self) -> list[AuditEntry]:
-        return [_entry(json.loads(line)) for _, line in self._lines]
-
-    def add(self, entry: AuditEntry) -> bool:
-        """Keep `entry` (False: this request is in the trail already, e.g. a Delete accepted
-        from the CLI and then again from the topic)."""
+    def add(self, entry: AuditEntry) -> bytes | None:
+        """The line to append for `entry` (None: this request is in the trail already, e.g.
+        a Delete accepted from the CLI and then again from the topic)."""
         if entry.ref in self._refs:
-            return False
+            return None
         line = entry.to_line()
-        self._lines.append((entry.ref, line))
+        self._kept.append((entry.ref, len(line)))
         self._refs.add(entry.ref)
         self._bytes += len(line)
-        while len(self._lines) > self.max_entries or (
-                self._bytes > self.max_bytes and len(self._lines) > 1):
-            old_ref, old_line = self._lines.popleft()
+        while len(self._kept) > self.max_entries or (
+                self._bytes > self.max_bytes and len(self._kept) > 1):
+            old_ref, size = self._kept.popleft()
             self._refs.discard(old_ref)
-            self._bytes -= len(old_line)
-        return True
+            self._bytes -= size
+        return line
 
-    def to_bytes(self) -> bytes:
-        return b"".join(line for _, line in self._lines)
+    def refs(self) -> list[str]:
+        """The requests held, oldest first."""
+        return [ref for ref, _ in self._kept]
 
 
 _FIELDS = {f.name for f in fields(AuditEntry)}

@@ -97,3 +97,26 @@ def test_an_unwritable_disk_never_stops_a_handler(tmp_path: Path) -> None:
     state.mkdir()
     files.flush()
     assert files.error is None and (state / FILE_NAME).exists()
+
+
+def test_each_entry_is_appended_and_the_file_is_cut_to_its_newest_when_doubled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An accepted request costs its own line on disk, not a rewrite of the whole trail;
+    the file stays within twice the trail's bound and keeps the newest entries."""
+    monkeypatch.setattr("beemesh.machine.audit_log.MAX_BYTES", 2_000)
+    log, _, files = audit_log(tmp_path)
+    path = tmp_path / FILE_NAME
+    log.accepted(delete(T0), T0, "")
+    files.flush()
+    first = path.read_bytes()
+    inode = path.stat().st_ino
+    log.accepted(delete(T0 + 1), T0 + 1, "")
+    files.flush()
+    assert path.read_bytes().startswith(first) and path.stat().st_ino == inode  # appended
+    for n in range(2, 40):
+        log.accepted(delete(T0 + n), T0 + n, "")
+        files.flush()
+        assert path.stat().st_size <= 2 * 2_000 + len(first)
+    log2, events2, _ = audit_log(tmp_path)
+    log2.restore()
+    assert events2.since(0)[-1].ts == T0 + 39 and len(events2.since(0)) < 20
