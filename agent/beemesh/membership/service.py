@@ -298,9 +298,10 @@ class Membership:
         """A checked record, from pub/sub, a peer or this machine: into the view and the
         liveness core when it is newer than what they hold."""
         shadowed = self.view.shadowed(entry.peer_id)
+        absent = self.view.get(entry.peer_id) is None
         if not self.view.apply(entry, now):
             return False
-        if shadowed is not None and entry.peer_id != self.machine:
+        if shadowed is not None and absent and entry.peer_id != self.machine:
             log.info("machine %s is back (a record %.1f s newer than its verdict or "
                      "withdrawal)", entry.peer_id, entry.ts - shadowed)
             self.events.add(now, "MachineBack", "a record newer than its verdict or "

@@ -64,3 +64,5 @@ def test_a_verdict_and_a_return_are_events(tmp_path: Path) -> None:
     m.on_message(*signed(KEY_B, T0 + 8), T0 + 8.01)
     assert [(e.kind, e.machine) for e in m.events.since(0)] == [
         ("MachineDead", KEY_B.peer_id), ("MachineBack", KEY_B.peer_id)]
+    m.on_message(*signed(KEY_B, T0 + 9), T0 + 9.01)  # back already: no second event
+    assert len(m.events.since(0)) == 2
