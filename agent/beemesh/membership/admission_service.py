@@ -37,7 +37,7 @@ from beemesh.metrics import Metrics
 log = logging.getLogger("beemesh.admission")
 
 ADMISSION_PROTOCOL = "/beemesh/admission/1.0.0"
-ASK_TIMEOUT_S = 5.0
+ASK_AGAIN_S = 1.0  # after an ask that failed (not one that was slow), while the grace lasts
 MAX_ANSWER_REVOCATIONS = 10_000
 MAX_ANSWER_BYTES = MAX_CERT_BYTES + MAX_ANSWER_REVOCATIONS * 1024
 ANSWER = schema.Struct(required={"revoked": schema.ListOf(bytes, MAX_ANSWER_REVOCATIONS)},
@@ -103,17 +103,30 @@ class AdmissionService:
         await stream.close()
 
     async def _ask(self, peer: str) -> None:
-        try:
-            data = await self.mesh.ask(peer, ADMISSION_PROTOCOL, None, MAX_ANSWER_BYTES,
-                                       ASK_TIMEOUT_S)
-            answer = cbor.loads(data)
-            schema.check(answer, ANSWER, "answer")
-        except (trio.TooSlowError, schema.SchemaError, cbor.CBORError) as e:
-            self.on_drop("admission", peer, "malformed", f"admission answer: {e}")
-            return
-        except Exception as e:  # gone, refused, reset: the grace decides
-            log.debug("could not ask %s for its certificate: %s", peer, e)
-            return
+        """Ask until an answer comes or the grace runs out: a peer slow to answer (a busy
+        host; 40 agents starting at once on 2 cores took over 5 s) is no unadmitted one, and
+        the gate would refuse it for `REFUSE_S` (it cut new agents off their bootstrap)."""
+        deadline = time.monotonic() + self.admission.grace_s
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                data = await self.mesh.ask(peer, ADMISSION_PROTOCOL, None, MAX_ANSWER_BYTES,
+                                           max(0.1, left))
+                answer = cbor.loads(data)
+                schema.check(answer, ANSWER, "answer")
+                break
+            except (schema.SchemaError, cbor.CBORError) as e:
+                self.on_drop("admission", peer, "malformed", f"admission answer: {e}")
+                return
+            except trio.TooSlowError:
+                log.info("%s did not answer for its certificate within %.0f s", peer,
+                         self.admission.grace_s)
+                return
+            except Exception as e:  # reset, refused: again while the grace lasts
+                log.debug("could not ask %s for its certificate: %s", peer, e)
+                if left < ASK_AGAIN_S or ID.from_base58(peer) not in self.mesh.connected():
+                    return
+                await trio.sleep(ASK_AGAIN_S)
         for item in answer["revoked"]:
             try:
                 self.take(self.check_revoke(item))

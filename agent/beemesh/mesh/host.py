@@ -37,6 +37,7 @@ from libp2p.crypto.ed25519 import create_new_key_pair as libp2p_ed25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.host.basic_host import BasicHost
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.network.stream.exceptions import StreamError
 from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
@@ -46,6 +47,7 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.rcmgr import new_resource_manager
 from libp2p.records.validator import NamespacedValidator, Validator
+from libp2p.stream_muxer.exceptions import MuxedStreamError
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 from libp2p.tools.anyio_service import background_trio_service
@@ -71,6 +73,8 @@ MAX_NEW_CONNECTIONS = 256  # new connections waiting to be read from MeshHost.co
 MAX_DIAL_ADDRS = 16  # addresses of one peer dialed at once (a record lists 16 at most)
 ADDRS_FRESH_S = 5.0  # our own addresses are worked out again at most this often
 FORGET_EVERY_S = 60.0  # spent DHT values are removed this often (mesh/dht_expiry.py)
+# A stream that closes under a handler: the asker gave up or its connection went.
+GONE_MIDWAY = (StreamError, MuxedStreamError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 @dataclass(frozen=True)
@@ -332,6 +336,8 @@ class MeshHost:
                     await handler(stream)
                     return
                 log.debug("reset a %s stream from refused peer %s", protocol, peer)
+            except GONE_MIDWAY as e:  # the asker gave up or its connection went: no fault here
+                log.debug("%s stream from %s closed midway: %s", protocol, peer, e)
             except Exception:
                 log.warning("%s handler failed for %s", protocol, peer, exc_info=True)
             with suppress(Exception):  # the connection may be gone already
