@@ -4,12 +4,15 @@ Records travel on pub/sub only when they change, so a machine that joins, or mis
 or comes back from a partition, pulls what it lacks: it asks one connected peer for a digest
 (machine -> timestamp of the record it holds, and the machines it holds withdrawn or dead),
 then for the signed records newer than its own (each checked like any record: signature,
-signer, admission). When the peer lacks this machine's current record or holds it dead, this
-machine announces itself again: that is how both sides of a healed partition find each other.
-The ask says what the asker holds of the asked machine (`DigestAsk`), so the asked one learns
-the same from either direction: a machine held dead by a peer it never lost its connection to
-(a verdict while it was held up) hears it at that peer's next ask. A machine declared dead
-that is still connected is asked at once (`membership.service`).
+signer, admission). When the peer holds this machine dead (or withdrawn) and lacks its current
+record, this machine announces itself again: that is how both sides of a healed partition find
+each other. The ask says what the asker holds of the asked machine (`DigestAsk`), so the asked
+one learns the same from either direction: a machine held dead by a peer it never lost its
+connection to (a verdict while it was held up) hears it at that peer's next ask. A machine
+declared dead that is still connected is asked at once (`membership.service`). A peer that
+merely lacks a record pulls it (the asker from the digest; the asked one from its own next
+catch-up, or at once when connected: `Membership._fetch_record`): announcing to the whole
+fleet for one peer's gap made 40 agents starting at once announce several times a second.
 
 A digest is O(fleet) bytes; it is asked at join, when a peer is admitted (at most every
 `MIN_GAP_S`) and every `EVERY_S` of one random peer. (At fleets of tens of thousands a digest
@@ -56,13 +59,11 @@ class DigestAsk:
     says: bool = True
 
     def announce_above(self, my_ts: int) -> int | None:
-        """None when the asker holds the asked machine's current record (or says nothing);
-        else sign a record newer than this (ms) and announce it."""
-        if not self.says:
+        """When the asker holds the asked machine dead or withdrawn and lacks its current
+        record (`my_ts`): sign a record newer than this (ms) and announce it; else None."""
+        if not self.says or self.gone < 0 or self.held >= my_ts:
             return None
-        if self.gone >= my_ts:
-            return self.gone
-        return None if self.held >= my_ts else -1
+        return self.gone
 
 
 BARE_ASK = DigestAsk(says=False)
@@ -71,7 +72,7 @@ BARE_ASK = DigestAsk(says=False)
 @dataclass(frozen=True)
 class Plan:
     wanted: list[str]  # records to ask for
-    announce: bool  # the peer lacks this machine's current record
+    announce: bool  # the peer holds this machine dead and lacks its current record
 
 
 def encode_digest(d: Digest) -> bytes:
@@ -152,5 +153,5 @@ def plan(mine: Digest, theirs: Digest, me: str, my_ts: int) -> Plan:
             continue
         if ts > mine.held.get(peer, -1) and ts > mine.gone.get(peer, -1):
             wanted.append(peer)
-    announce = theirs.held.get(me, -1) < my_ts
+    announce = me in theirs.gone and theirs.held.get(me, -1) < my_ts
     return Plan(sorted(wanted)[:MAX_WANTED], announce)

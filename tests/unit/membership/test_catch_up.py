@@ -31,21 +31,24 @@ def test_wants_what_is_newer_or_unknown_and_not_what_it_holds_gone() -> None:
     assert todo.announce is False
 
 
-@pytest.mark.parametrize("theirs", [Digest({}, {}), Digest({ME: 49}, {}),
-                                    Digest({}, {ME: 50})])
-def test_announces_again_when_the_peer_lacks_this_machines_current_record(
-        theirs: Digest) -> None:
-    assert plan(Digest({ME: 50}, {}), theirs, ME, 50).announce is True
+@pytest.mark.parametrize(("theirs", "announce"), [
+    (Digest({}, {ME: 50}), True), (Digest({}, {ME: 40}), True),  # held dead
+    (Digest({ME: 50}, {ME: 40}), False),  # back already
+    (Digest({}, {}), False), (Digest({ME: 49}, {}), False)])  # merely lacking: it pulls
+def test_announces_again_only_when_the_peer_holds_this_machine_dead(
+        theirs: Digest, announce: bool) -> None:
+    assert plan(Digest({ME: 50}, {}), theirs, ME, 50).announce is announce
 
 
 @pytest.mark.parametrize(("ask", "above"), [
     (DigestAsk(50, -1), None),  # holds the current record
-    (DigestAsk(49, -1), -1),  # an older one: announce the current one
-    (DigestAsk(-1, -1), -1),  # none
+    (DigestAsk(49, -1), None),  # an older one: it pulls the current one from the digest
+    (DigestAsk(-1, -1), None),  # none: likewise
     (DigestAsk(-1, 50), 50),  # dead at the current record: sign a newer one
-    (DigestAsk(-1, 40), -1),  # dead before it, the current one not yet there
+    (DigestAsk(-1, 40), 40),  # dead before it, and the current one not there
+    (DigestAsk(50, 40), None),  # back already
     (BARE_ASK, None)])  # an older agent says nothing
-def test_the_asked_machine_announces_again_when_the_asker_lacks_it_or_holds_it_dead(
+def test_the_asked_machine_announces_again_when_the_asker_holds_it_dead(
         ask: DigestAsk, above: int | None) -> None:
     assert ask.announce_above(50) == above
 
